@@ -1,0 +1,3 @@
+module github.com/ternmq/mqtt
+
+go 1.26
