@@ -1,0 +1,261 @@
+package packet
+
+// Protocol levels.
+const (
+	Level31  = 3 // MQTT 3.1, protocol name "MQIsdp"
+	Level311 = 4 // MQTT 3.1.1, protocol name "MQTT"
+)
+
+// Connect is the first packet a client sends (section 3.1).
+type Connect struct {
+	// Level is the protocol level: Level311, or Level31 for MQTT 3.1. The
+	// protocol name on the wire follows from it. Zero encodes as Level311.
+	Level        byte
+	CleanSession bool
+	KeepAlive    uint16 // seconds; 0 turns keepalive off
+	ClientID     []byte
+
+	Will        bool // a will message is present
+	WillQoS     byte
+	WillRetain  bool
+	WillTopic   []byte
+	WillMessage []byte
+
+	HasUsername bool // the user name field is present, possibly empty
+	Username    []byte
+	HasPassword bool // the password field is present, possibly empty
+	Password    []byte
+}
+
+const (
+	connectReserved     = 0x01
+	connectCleanSession = 0x02
+	connectWill         = 0x04
+	connectWillRetain   = 0x20
+	connectPassword     = 0x40
+	connectUsername     = 0x80
+)
+
+var (
+	nameMQTT   = []byte("MQTT")
+	nameMQIsdp = []byte("MQIsdp")
+)
+
+func (*Connect) Type() Type { return CONNECT }
+
+func (p *Connect) protocolName() []byte {
+	if p.Level == Level31 {
+		return nameMQIsdp
+	}
+	return nameMQTT
+}
+
+func (p *Connect) remaining() int {
+	n := 2 + len(p.protocolName()) + 1 + 1 + 2 + 2 + len(p.ClientID)
+	if p.Will {
+		n += 4 + len(p.WillTopic) + len(p.WillMessage)
+	}
+	if p.HasUsername {
+		n += 2 + len(p.Username)
+	}
+	if p.HasPassword {
+		n += 2 + len(p.Password)
+	}
+	return n
+}
+
+func (p *Connect) Size() int {
+	n := p.remaining()
+	return 1 + lengthSize(n) + n
+}
+
+func (p *Connect) flags() byte {
+	var f byte
+	if p.CleanSession {
+		f |= connectCleanSession
+	}
+	if p.Will {
+		f |= connectWill | p.WillQoS<<3
+		if p.WillRetain {
+			f |= connectWillRetain
+		}
+	}
+	if p.HasUsername {
+		f |= connectUsername
+	}
+	if p.HasPassword {
+		f |= connectPassword
+	}
+	return f
+}
+
+// validate checks what Append and Decode both require of the fields.
+func (p *Connect) validate() error {
+	if p.Level != 0 && p.Level != Level311 && p.Level != Level31 {
+		return &Error{Kind: ErrUnsupportedVersion, Type: CONNECT, Rule: "MQTT-3.1.2-2", Reason: "protocol level not 3 or 4"}
+	}
+	if err := stringError(CONNECT, "client identifier", p.ClientID); err != nil { // [MQTT-3.1.3-4]
+		return err
+	}
+	if p.Will {
+		if p.WillQoS > 2 {
+			return malformed(CONNECT, "MQTT-3.1.2-14", "will QoS 3")
+		}
+		if err := stringError(CONNECT, "will topic", p.WillTopic); err != nil { // [MQTT-3.1.3-10]
+			return err
+		}
+		if err := checkTopicName(CONNECT, "will topic", p.WillTopic); err != nil {
+			return err
+		}
+		if len(p.WillMessage) > maxString {
+			return malformed(CONNECT, "3.1.3.3", "will message longer than 65535 bytes")
+		}
+	} else if p.WillQoS != 0 || p.WillRetain || len(p.WillTopic) != 0 || len(p.WillMessage) != 0 {
+		return malformed(CONNECT, "MQTT-3.1.2-11", "will QoS, retain, topic or message without the will flag")
+	}
+	if p.HasUsername {
+		if err := stringError(CONNECT, "user name", p.Username); err != nil { // [MQTT-3.1.3-11]
+			return err
+		}
+	} else if len(p.Username) != 0 {
+		return malformed(CONNECT, "MQTT-3.1.2-18", "user name without the user name flag")
+	}
+	if p.HasPassword {
+		if !p.HasUsername {
+			return malformed(CONNECT, "MQTT-3.1.2-22", "password without a user name")
+		}
+		if len(p.Password) > maxString {
+			return malformed(CONNECT, "3.1.3.5", "password longer than 65535 bytes")
+		}
+	} else if len(p.Password) != 0 {
+		return malformed(CONNECT, "MQTT-3.1.2-20", "password without the password flag")
+	}
+	if len(p.ClientID) == 0 && !p.CleanSession {
+		// A client must not send this [MQTT-3.1.3-7]; a server answers it
+		// with return code 0x02 [MQTT-3.1.3-8].
+		return &Error{Kind: ErrIdentifierRejected, Type: CONNECT, Rule: "MQTT-3.1.3-8", Reason: "empty client identifier with CleanSession 0"}
+	}
+	return nil
+}
+
+func (p *Connect) Append(dst []byte) ([]byte, error) {
+	if err := p.validate(); err != nil {
+		return dst, err
+	}
+	n := p.remaining()
+	dst = appendHeader(dst, byte(CONNECT)<<4, n)
+	dst = appendBytes(dst, p.protocolName())
+	level := p.Level
+	if level == 0 {
+		level = Level311
+	}
+	dst = append(dst, level, p.flags())
+	dst = appendUint16(dst, p.KeepAlive)
+	dst = appendBytes(dst, p.ClientID)
+	if p.Will {
+		dst = appendBytes(dst, p.WillTopic)
+		dst = appendBytes(dst, p.WillMessage)
+	}
+	if p.HasUsername {
+		dst = appendBytes(dst, p.Username)
+	}
+	if p.HasPassword {
+		dst = appendBytes(dst, p.Password)
+	}
+	return dst, nil
+}
+
+// Decode fills p from b. A CONNECT of an unsupported protocol level fails
+// with ErrUnsupportedVersion and leaves Level set, so that a server can
+// answer with CONNACK code 0x01 [MQTT-3.1.2-2]; one with an empty client
+// identifier and CleanSession 0 fails with ErrIdentifierRejected, for
+// CONNACK code 0x02 [MQTT-3.1.3-8]. Other errors call for closing the
+// connection without a CONNACK [MQTT-3.1.4-1].
+func (p *Connect) Decode(b []byte) error {
+	_, rest, err := body(b, CONNECT)
+	if err != nil {
+		return err
+	}
+	*p = Connect{}
+	d := decoder{b: rest, t: CONNECT}
+	name := d.bytes("protocol name")
+	level := d.byte("protocol level")
+	flags := d.byte("connect flags")
+	p.KeepAlive = d.uint16("keep alive")
+	if d.err != nil {
+		return d.err
+	}
+	p.Level = level
+	switch {
+	case string(name) == "MQTT":
+		if level != Level311 {
+			return &Error{Kind: ErrUnsupportedVersion, Type: CONNECT, Rule: "MQTT-3.1.2-2", Reason: "protocol level not 4 with name MQTT"}
+		}
+	case string(name) == "MQIsdp":
+		if level != Level31 {
+			return &Error{Kind: ErrUnsupportedVersion, Type: CONNECT, Rule: "MQTT-3.1.2-2", Reason: "protocol level not 3 with name MQIsdp"}
+		}
+	default:
+		return violation(CONNECT, "MQTT-3.1.2-1", "protocol name not MQTT or MQIsdp")
+	}
+	if flags&connectReserved != 0 {
+		return malformed(CONNECT, "MQTT-3.1.2-3", "reserved connect flag set")
+	}
+	p.CleanSession = flags&connectCleanSession != 0
+	p.Will = flags&connectWill != 0
+	p.WillQoS = flags >> 3 & 3
+	p.WillRetain = flags&connectWillRetain != 0
+	p.HasUsername = flags&connectUsername != 0
+	p.HasPassword = flags&connectPassword != 0
+	if !p.Will {
+		if p.WillQoS != 0 {
+			return malformed(CONNECT, "MQTT-3.1.2-13", "will QoS without the will flag")
+		}
+		if p.WillRetain {
+			return malformed(CONNECT, "MQTT-3.1.2-15", "will retain without the will flag")
+		}
+	}
+	if p.HasPassword && !p.HasUsername {
+		return malformed(CONNECT, "MQTT-3.1.2-22", "password flag without the user name flag")
+	}
+	// The payload fields come in this order, each present as its flag says
+	// [MQTT-3.1.3-1] [MQTT-3.1.3-3] [MQTT-3.1.2-9] [MQTT-3.1.2-19] [MQTT-3.1.2-21].
+	p.ClientID = d.bytes("client identifier")
+	if p.Will {
+		p.WillTopic = d.bytes("will topic")
+		p.WillMessage = d.bytes("will message")
+	}
+	if p.HasUsername {
+		p.Username = d.bytes("user name")
+	}
+	if p.HasPassword {
+		p.Password = d.bytes("password")
+	}
+	if err := d.end(); err != nil {
+		return err
+	}
+	return p.validate()
+}
+
+// Clone returns a deep copy of p that shares no memory with it.
+func (p *Connect) Clone() *Connect {
+	c := *p
+	buf := make([]byte, 0, len(p.ClientID)+len(p.WillTopic)+len(p.WillMessage)+len(p.Username)+len(p.Password))
+	c.ClientID, buf = clip(buf, p.ClientID)
+	c.WillTopic, buf = clip(buf, p.WillTopic)
+	c.WillMessage, buf = clip(buf, p.WillMessage)
+	c.Username, buf = clip(buf, p.Username)
+	c.Password, _ = clip(buf, p.Password)
+	return &c
+}
+
+// clip copies s to the end of buf, which has room for it, and returns the
+// copy and the grown buf. A nil s stays nil.
+func clip(buf, s []byte) ([]byte, []byte) {
+	if s == nil {
+		return nil, buf
+	}
+	n := len(buf)
+	buf = append(buf, s...)
+	return buf[n:len(buf):len(buf)], buf
+}

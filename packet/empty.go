@@ -1,0 +1,38 @@
+package packet
+
+// Pingreq is a client's keepalive probe (section 3.12).
+type Pingreq struct{}
+
+// Pingresp is the server's answer to PINGREQ (section 3.13).
+type Pingresp struct{}
+
+// Disconnect is the last packet a client sends on a connection (section 3.14).
+type Disconnect struct{}
+
+// The three empty packets are a fixed header with remaining length 0.
+
+func decodeEmpty(b []byte, t Type) error {
+	_, rest, err := body(b, t)
+	if err == nil && len(rest) != 0 {
+		err = malformed(t, "2.2.3", "remaining length not 0")
+	}
+	return err
+}
+
+func (*Pingreq) Type() Type    { return PINGREQ }
+func (*Pingresp) Type() Type   { return PINGRESP }
+func (*Disconnect) Type() Type { return DISCONNECT }
+
+func (*Pingreq) Size() int    { return 2 }
+func (*Pingresp) Size() int   { return 2 }
+func (*Disconnect) Size() int { return 2 }
+
+func (*Pingreq) Append(dst []byte) ([]byte, error)  { return append(dst, byte(PINGREQ)<<4, 0), nil }
+func (*Pingresp) Append(dst []byte) ([]byte, error) { return append(dst, byte(PINGRESP)<<4, 0), nil }
+func (*Disconnect) Append(dst []byte) ([]byte, error) {
+	return append(dst, byte(DISCONNECT)<<4, 0), nil
+}
+
+func (*Pingreq) Decode(b []byte) error    { return decodeEmpty(b, PINGREQ) }
+func (*Pingresp) Decode(b []byte) error   { return decodeEmpty(b, PINGRESP) }
+func (*Disconnect) Decode(b []byte) error { return decodeEmpty(b, DISCONNECT) }

@@ -1,0 +1,251 @@
+package packet
+
+// Subscription is one topic filter of a SUBSCRIBE and the maximum QoS asked for it.
+type Subscription struct {
+	Filter []byte
+	QoS    byte
+}
+
+// Subscribe asks for one or more subscriptions (section 3.8).
+type Subscribe struct {
+	PacketID      uint16
+	Subscriptions []Subscription // at least one
+}
+
+// SubackFailure is the SUBACK return code of a refused subscription.
+const SubackFailure = 0x80
+
+// Suback answers a SUBSCRIBE with one return code per filter, in order
+// (section 3.9): the granted QoS 0, 1 or 2, or SubackFailure.
+type Suback struct {
+	PacketID    uint16
+	ReturnCodes []byte
+}
+
+// Unsubscribe removes one or more subscriptions (section 3.10).
+type Unsubscribe struct {
+	PacketID uint16
+	Filters  [][]byte // at least one
+}
+
+func (*Subscribe) Type() Type   { return SUBSCRIBE }
+func (*Suback) Type() Type      { return SUBACK }
+func (*Unsubscribe) Type() Type { return UNSUBSCRIBE }
+
+func (p *Subscribe) remaining() int {
+	n := 2
+	for _, s := range p.Subscriptions {
+		n += 3 + len(s.Filter)
+	}
+	return n
+}
+
+func (p *Subscribe) Size() int {
+	n := p.remaining()
+	return 1 + lengthSize(n) + n
+}
+
+func (p *Subscribe) validate() error {
+	if p.PacketID == 0 {
+		return malformed(SUBSCRIBE, "MQTT-2.3.1-1", "packet identifier 0")
+	}
+	if len(p.Subscriptions) == 0 {
+		return violation(SUBSCRIBE, "MQTT-3.8.3-3", "no topic filter")
+	}
+	for _, s := range p.Subscriptions {
+		if err := stringError(SUBSCRIBE, "topic filter", s.Filter); err != nil { // [MQTT-3.8.3-1]
+			return err
+		}
+		if s.QoS > 2 {
+			return malformed(SUBSCRIBE, "MQTT-3.8.3-4", "requested QoS over 2")
+		}
+	}
+	return nil
+}
+
+func (p *Subscribe) Append(dst []byte) ([]byte, error) {
+	if err := p.validate(); err != nil {
+		return dst, err
+	}
+	n := p.remaining()
+	if err := tooLarge(SUBSCRIBE, n); err != nil {
+		return dst, err
+	}
+	dst = appendHeader(dst, byte(SUBSCRIBE)<<4|2, n)
+	dst = appendUint16(dst, p.PacketID)
+	for _, s := range p.Subscriptions {
+		dst = appendBytes(dst, s.Filter)
+		dst = append(dst, s.QoS)
+	}
+	return dst, nil
+}
+
+// Decode fills p from b, reusing the capacity of p.Subscriptions.
+func (p *Subscribe) Decode(b []byte) error {
+	_, rest, err := body(b, SUBSCRIBE)
+	if err != nil {
+		return err
+	}
+	d := decoder{b: rest, t: SUBSCRIBE}
+	p.PacketID = d.uint16("packet identifier")
+	p.Subscriptions = p.Subscriptions[:0]
+	for d.err == nil && len(d.b) > 0 {
+		filter := d.bytes("topic filter")
+		qos := d.byte("requested QoS")
+		if d.err == nil && qos&^3 != 0 {
+			return malformed(SUBSCRIBE, "MQTT-3.8.3-4", "reserved bits set in requested QoS")
+		}
+		p.Subscriptions = append(p.Subscriptions, Subscription{Filter: filter, QoS: qos})
+	}
+	if d.err != nil {
+		return d.err
+	}
+	return p.validate()
+}
+
+// Clone returns a deep copy of p that shares no memory with it.
+func (p *Subscribe) Clone() *Subscribe {
+	n := 0
+	for _, s := range p.Subscriptions {
+		n += len(s.Filter)
+	}
+	c := &Subscribe{PacketID: p.PacketID, Subscriptions: make([]Subscription, len(p.Subscriptions))}
+	buf := make([]byte, 0, n)
+	for i, s := range p.Subscriptions {
+		c.Subscriptions[i].QoS = s.QoS
+		c.Subscriptions[i].Filter, buf = clip(buf, s.Filter)
+	}
+	return c
+}
+
+func (p *Suback) remaining() int { return 2 + len(p.ReturnCodes) }
+
+func (p *Suback) Size() int {
+	n := p.remaining()
+	return 1 + lengthSize(n) + n
+}
+
+func (p *Suback) validate() error {
+	if p.PacketID == 0 {
+		return malformed(SUBACK, "MQTT-2.3.1-1", "packet identifier 0")
+	}
+	if len(p.ReturnCodes) == 0 {
+		// One code per filter, and a SUBSCRIBE has at least one [MQTT-3.8.4-5].
+		return violation(SUBACK, "MQTT-3.8.4-5", "no return code")
+	}
+	for _, c := range p.ReturnCodes {
+		if c > 2 && c != SubackFailure {
+			return malformed(SUBACK, "MQTT-3.9.3-2", "reserved return code")
+		}
+	}
+	return nil
+}
+
+func (p *Suback) Append(dst []byte) ([]byte, error) {
+	if err := p.validate(); err != nil {
+		return dst, err
+	}
+	n := p.remaining()
+	if err := tooLarge(SUBACK, n); err != nil {
+		return dst, err
+	}
+	dst = appendHeader(dst, byte(SUBACK)<<4, n)
+	dst = appendUint16(dst, p.PacketID)
+	return append(dst, p.ReturnCodes...), nil
+}
+
+func (p *Suback) Decode(b []byte) error {
+	_, rest, err := body(b, SUBACK)
+	if err != nil {
+		return err
+	}
+	d := decoder{b: rest, t: SUBACK}
+	p.PacketID = d.uint16("packet identifier")
+	if d.err != nil {
+		return d.err
+	}
+	p.ReturnCodes = d.b
+	return p.validate()
+}
+
+// Clone returns a deep copy of p that shares no memory with it.
+func (p *Suback) Clone() *Suback {
+	return &Suback{PacketID: p.PacketID, ReturnCodes: append([]byte(nil), p.ReturnCodes...)}
+}
+
+func (p *Unsubscribe) remaining() int {
+	n := 2
+	for _, f := range p.Filters {
+		n += 2 + len(f)
+	}
+	return n
+}
+
+func (p *Unsubscribe) Size() int {
+	n := p.remaining()
+	return 1 + lengthSize(n) + n
+}
+
+func (p *Unsubscribe) validate() error {
+	if p.PacketID == 0 {
+		return malformed(UNSUBSCRIBE, "MQTT-2.3.1-1", "packet identifier 0")
+	}
+	if len(p.Filters) == 0 {
+		return violation(UNSUBSCRIBE, "MQTT-3.10.3-2", "no topic filter")
+	}
+	for _, f := range p.Filters {
+		if err := stringError(UNSUBSCRIBE, "topic filter", f); err != nil { // [MQTT-3.10.3-1]
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Unsubscribe) Append(dst []byte) ([]byte, error) {
+	if err := p.validate(); err != nil {
+		return dst, err
+	}
+	n := p.remaining()
+	if err := tooLarge(UNSUBSCRIBE, n); err != nil {
+		return dst, err
+	}
+	dst = appendHeader(dst, byte(UNSUBSCRIBE)<<4|2, n)
+	dst = appendUint16(dst, p.PacketID)
+	for _, f := range p.Filters {
+		dst = appendBytes(dst, f)
+	}
+	return dst, nil
+}
+
+// Decode fills p from b, reusing the capacity of p.Filters.
+func (p *Unsubscribe) Decode(b []byte) error {
+	_, rest, err := body(b, UNSUBSCRIBE)
+	if err != nil {
+		return err
+	}
+	d := decoder{b: rest, t: UNSUBSCRIBE}
+	p.PacketID = d.uint16("packet identifier")
+	p.Filters = p.Filters[:0]
+	for d.err == nil && len(d.b) > 0 {
+		f := d.bytes("topic filter")
+		p.Filters = append(p.Filters, f)
+	}
+	if d.err != nil {
+		return d.err
+	}
+	return p.validate()
+}
+
+// Clone returns a deep copy of p that shares no memory with it.
+func (p *Unsubscribe) Clone() *Unsubscribe {
+	n := 0
+	for _, f := range p.Filters {
+		n += len(f)
+	}
+	c := &Unsubscribe{PacketID: p.PacketID, Filters: make([][]byte, len(p.Filters))}
+	buf := make([]byte, 0, n)
+	for i, f := range p.Filters {
+		c.Filters[i], buf = clip(buf, f)
+	}
+	return c
+}
