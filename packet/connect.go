@@ -101,17 +101,23 @@ func (p *Connect) validate() error {
 		if p.WillQoS > 2 {
 			return malformed(CONNECT, "MQTT-3.1.2-14", "will QoS 3")
 		}
-		if err := stringError(CONNECT, "will topic", p.WillTopic); err != nil { // [MQTT-3.1.3-10]
-			return err
-		}
-		if err := checkTopicName(CONNECT, "will topic", p.WillTopic); err != nil {
+		if err := checkTopicName(CONNECT, "will topic", p.WillTopic); err != nil { // [MQTT-3.1.3-10]
 			return err
 		}
 		if len(p.WillMessage) > maxString {
 			return malformed(CONNECT, "3.1.3.3", "will message longer than 65535 bytes")
 		}
-	} else if p.WillQoS != 0 || p.WillRetain || len(p.WillTopic) != 0 || len(p.WillMessage) != 0 {
-		return malformed(CONNECT, "MQTT-3.1.2-11", "will QoS, retain, topic or message without the will flag")
+	} else {
+		// Decode finds the first two in the flags, the last two as bytes
+		// after the last field.
+		switch {
+		case p.WillQoS != 0:
+			return malformed(CONNECT, "MQTT-3.1.2-13", "will QoS without the will flag")
+		case p.WillRetain:
+			return malformed(CONNECT, "MQTT-3.1.2-15", "will retain without the will flag")
+		case len(p.WillTopic) != 0 || len(p.WillMessage) != 0:
+			return malformed(CONNECT, "MQTT-3.1.2-11", "will topic or message without the will flag")
+		}
 	}
 	if p.HasUsername {
 		if err := stringError(CONNECT, "user name", p.Username); err != nil { // [MQTT-3.1.3-11]
@@ -130,16 +136,25 @@ func (p *Connect) validate() error {
 	} else if len(p.Password) != 0 {
 		return malformed(CONNECT, "MQTT-3.1.2-20", "password without the password flag")
 	}
+	return nil
+}
+
+// emptyID reports an empty client identifier with CleanSession 0, which a
+// client must not send [MQTT-3.1.3-7] and a server answers with CONNACK
+// code 0x02 [MQTT-3.1.3-8]. It is checked after every other rule, since a
+// packet that breaks those gets no CONNACK at all [MQTT-3.1.4-1].
+func (p *Connect) emptyID(rule string) error {
 	if len(p.ClientID) == 0 && !p.CleanSession {
-		// A client must not send this [MQTT-3.1.3-7]; a server answers it
-		// with return code 0x02 [MQTT-3.1.3-8].
-		return &Error{Kind: ErrIdentifierRejected, Type: CONNECT, Rule: "MQTT-3.1.3-8", Reason: "empty client identifier with CleanSession 0"}
+		return &Error{Kind: ErrIdentifierRejected, Type: CONNECT, Rule: rule, Reason: "empty client identifier with CleanSession 0"}
 	}
 	return nil
 }
 
 func (p *Connect) Append(dst []byte) ([]byte, error) {
 	if err := p.validate(); err != nil {
+		return dst, err
+	}
+	if err := p.emptyID("MQTT-3.1.3-7"); err != nil {
 		return dst, err
 	}
 	n := p.remaining()
@@ -207,34 +222,39 @@ func (p *Connect) Decode(b []byte) error {
 	p.WillRetain = flags&connectWillRetain != 0
 	p.HasUsername = flags&connectUsername != 0
 	p.HasPassword = flags&connectPassword != 0
-	if !p.Will {
-		if p.WillQoS != 0 {
-			return malformed(CONNECT, "MQTT-3.1.2-13", "will QoS without the will flag")
-		}
-		if p.WillRetain {
-			return malformed(CONNECT, "MQTT-3.1.2-15", "will retain without the will flag")
-		}
+	if !p.Will && (p.WillQoS != 0 || p.WillRetain) || p.HasPassword && !p.HasUsername {
+		return p.validate() // the flags alone break a rule
 	}
-	if p.HasPassword && !p.HasUsername {
-		return malformed(CONNECT, "MQTT-3.1.2-22", "password flag without the user name flag")
-	}
-	// The payload fields come in this order, each present as its flag says
-	// [MQTT-3.1.3-1] [MQTT-3.1.3-3] [MQTT-3.1.2-9] [MQTT-3.1.2-19] [MQTT-3.1.2-21].
+	// The payload fields come in this order, each present exactly when its
+	// flag says [MQTT-3.1.3-1]. Bytes left after the last announced field
+	// would be the next field, whose flag is 0: extra is the rule that
+	// forbids it.
+	d.rule = "MQTT-3.1.3-3"
 	p.ClientID = d.bytes("client identifier")
+	extra := "MQTT-3.1.2-11"
 	if p.Will {
+		d.rule = "MQTT-3.1.2-9"
 		p.WillTopic = d.bytes("will topic")
 		p.WillMessage = d.bytes("will message")
+		extra = "MQTT-3.1.2-18"
 	}
 	if p.HasUsername {
+		d.rule = "MQTT-3.1.2-19"
 		p.Username = d.bytes("user name")
+		extra = "MQTT-3.1.2-20"
 	}
 	if p.HasPassword {
+		d.rule = "MQTT-3.1.2-21"
 		p.Password = d.bytes("password")
+		extra = "3.1.3"
 	}
-	if err := d.end(); err != nil {
+	if err := d.end(extra); err != nil {
 		return err
 	}
-	return p.validate()
+	if err := p.validate(); err != nil {
+		return err
+	}
+	return p.emptyID("MQTT-3.1.3-8")
 }
 
 // Clone returns a deep copy of p that shares no memory with it.

@@ -46,8 +46,10 @@ func (e *Error) Error() string {
 		b.WriteString(e.Type.String())
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Kind.Error())
-	b.WriteString(": ")
+	if e.Kind != nil {
+		b.WriteString(e.Kind.Error())
+		b.WriteString(": ")
+	}
 	b.WriteString(e.Reason)
 	if e.Rule != "" {
 		b.WriteString(" [")

@@ -183,14 +183,19 @@ func body(b []byte, t Type) (flags byte, rest []byte, err error) {
 // decoder reads the fields of a packet's variable header and payload.
 // The first failure sticks; later reads return zero values.
 type decoder struct {
-	b   []byte
-	t   Type
-	err error
+	b    []byte
+	t    Type
+	rule string // the rule a missing field breaks; "" means 2.2.3
+	err  error
 }
 
 func (d *decoder) fail(reason string) {
 	if d.err == nil {
-		d.err = malformed(d.t, "2.2.3", reason)
+		rule := d.rule
+		if rule == "" {
+			rule = "2.2.3"
+		}
+		d.err = malformed(d.t, rule, reason)
 	}
 	d.b = nil
 }
@@ -241,10 +246,10 @@ func (d *decoder) string(what string) []byte {
 	return s
 }
 
-// end reports trailing bytes after the last field.
-func (d *decoder) end() error {
+// end reports trailing bytes after the last field, as a breach of rule.
+func (d *decoder) end(rule string) error {
 	if d.err == nil && len(d.b) != 0 {
-		d.err = malformed(d.t, "2.2.3", "bytes after the last field")
+		d.err = malformed(d.t, rule, "bytes after the last field")
 	}
 	return d.err
 }
@@ -292,9 +297,25 @@ func stringError(t Type, what string, s []byte) error {
 	return nil
 }
 
+// topicError checks a topic name or filter before encoding: at most 65535
+// bytes [MQTT-4.7.3-3], then a valid string.
+func topicError(t Type, what string, s []byte) error {
+	if len(s) > maxString {
+		return malformed(t, "MQTT-4.7.3-3", what+" longer than 65535 bytes")
+	}
+	if rule := checkString(s); rule != "" {
+		return malformed(t, rule, what+": "+stringProblem(rule))
+	}
+	return nil
+}
+
 // checkTopicName checks a topic name as used in PUBLISH and in a will:
-// non-empty [MQTT-4.7.3-1] and free of wildcards [MQTT-3.3.2-2].
+// a valid string of at most 65535 bytes, non-empty [MQTT-4.7.3-1] and free
+// of wildcards [MQTT-3.3.2-2].
 func checkTopicName(t Type, what string, s []byte) error {
+	if err := topicError(t, what, s); err != nil {
+		return err
+	}
 	if len(s) == 0 {
 		return violation(t, "MQTT-4.7.3-1", what+" is empty")
 	}

@@ -39,10 +39,7 @@ func (p *Publish) validate() error {
 	} else if p.PacketID == 0 {
 		return malformed(PUBLISH, "MQTT-2.3.1-1", "packet identifier 0")
 	}
-	if err := stringError(PUBLISH, "topic name", p.Topic); err != nil { // [MQTT-3.3.2-1]
-		return err
-	}
-	return checkTopicName(PUBLISH, "topic name", p.Topic)
+	return checkTopicName(PUBLISH, "topic name", p.Topic) // [MQTT-3.3.2-1]
 }
 
 func (p *Publish) Append(dst []byte) ([]byte, error) {
@@ -73,19 +70,20 @@ func (p *Publish) Decode(b []byte) error {
 	if err != nil {
 		return err
 	}
-	d := decoder{b: rest, t: PUBLISH}
+	d := decoder{b: rest, t: PUBLISH, rule: "MQTT-3.3.2-1"}
 	p.Dup = flags&8 != 0
 	p.QoS = flags >> 1 & 3
 	p.Retain = flags&1 != 0
 	p.Topic = d.bytes("topic name")
 	p.PacketID = 0
 	if p.QoS > 0 {
+		d.rule = "MQTT-2.3.1-1"
 		p.PacketID = d.uint16("packet identifier")
 	}
 	if d.err != nil {
 		return d.err
 	}
-	p.Payload = d.b
+	p.Payload = d.b[:len(d.b):len(d.b)] // an append to it must not write past the packet
 	return p.validate()
 }
 

@@ -53,7 +53,7 @@ func (p *Subscribe) validate() error {
 		return violation(SUBSCRIBE, "MQTT-3.8.3-3", "no topic filter")
 	}
 	for _, s := range p.Subscriptions {
-		if err := stringError(SUBSCRIBE, "topic filter", s.Filter); err != nil { // [MQTT-3.8.3-1]
+		if err := topicError(SUBSCRIBE, "topic filter", s.Filter); err != nil { // [MQTT-3.8.3-1]
 			return err
 		}
 		if s.QoS > 2 {
@@ -164,7 +164,7 @@ func (p *Suback) Decode(b []byte) error {
 	if d.err != nil {
 		return d.err
 	}
-	p.ReturnCodes = d.b
+	p.ReturnCodes = d.b[:len(d.b):len(d.b)]
 	return p.validate()
 }
 
@@ -194,7 +194,7 @@ func (p *Unsubscribe) validate() error {
 		return violation(UNSUBSCRIBE, "MQTT-3.10.3-2", "no topic filter")
 	}
 	for _, f := range p.Filters {
-		if err := stringError(UNSUBSCRIBE, "topic filter", f); err != nil { // [MQTT-3.10.3-1]
+		if err := topicError(UNSUBSCRIBE, "topic filter", f); err != nil { // [MQTT-3.10.3-1]
 			return err
 		}
 	}
