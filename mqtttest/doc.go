@@ -1,0 +1,19 @@
+// Package mqtttest provides utilities for testing MQTT clients and servers,
+// in the way net/http/httptest does for HTTP.
+//
+// A Proxy sits between a client and a server, forwards their MQTT traffic
+// and injects faults on the way: it drops, delays or holds packets, cuts
+// connections before or after a given packet, and tears packets in the
+// middle. It reads both directions as MQTT packets, so faults fall exactly
+// on packet boundaries, and a Filter chooses, packet by packet, what
+// happens:
+//
+//	p := mqtttest.NewProxy(t, brokerAddr)
+//	// Cut the first connection when the broker's PUBACK is on its way,
+//	// and let the client's reconnection through.
+//	p.SetFilter(mqtttest.OnConn(0, mqtttest.OnType(mqtttest.ServerToClient, packet.PUBACK, mqtttest.Cut)))
+//	c := connectClient(t, p.URL())
+//
+// Everything listens on 127.0.0.1 on a port of the system's choosing, and
+// everything started with a testing.TB is closed when the test ends.
+package mqtttest
