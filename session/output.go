@@ -1,0 +1,287 @@
+package session
+
+import (
+	"math/bits"
+	"time"
+
+	"github.com/ternmq/mqtt/packet"
+)
+
+// HasOutgoing reports whether packets are waiting to be handed out by
+// AppendOutgoing or Next.
+func (s *Session) HasOutgoing() bool { return s.outHead < len(s.out) }
+
+// syncStore makes the store's writes durable before packets that depend on
+// them leave.
+func (s *Session) syncStore() error {
+	if s.dirty && s.store != nil {
+		if err := s.store.Sync(); err != nil {
+			return err
+		}
+	}
+	s.dirty = false
+	return nil
+}
+
+// AppendOutgoing appends the wire form of every waiting packet to dst, in
+// order, and returns the extended slice; the caller writes it to the
+// connection. It allocates only when dst lacks room. now is taken as the
+// time the packets are sent, for the keepalive.
+//
+// It first calls the Store's Sync if anything was stored since the last
+// Sync; if that fails, nothing is handed out and the error is returned.
+func (s *Session) AppendOutgoing(dst []byte, now time.Time) ([]byte, error) {
+	if s.outHead >= len(s.out) {
+		return dst, nil
+	}
+	if err := s.syncStore(); err != nil {
+		return dst, err
+	}
+	for s.outHead < len(s.out) {
+		it := &s.out[s.outHead]
+		s.outHead++
+		var err error
+		if dst, err = s.appendItem(dst, it); err != nil {
+			s.sent(now)
+			return dst, err
+		}
+	}
+	s.sent(now)
+	return dst, nil
+}
+
+// sent records that packets were handed out at now.
+func (s *Session) sent(now time.Time) {
+	s.lastSent = now
+	if s.pingQd {
+		s.pingQd = false
+		s.pingOut = true
+	}
+	if s.outHead >= len(s.out) {
+		clear(s.out)
+		s.out = s.out[:0]
+		s.outHead = 0
+		s.slab = s.slab[:0]
+		s.pendQ0 = 0
+	}
+}
+
+func ack(dst []byte, t packet.Type, id uint16) []byte {
+	first := byte(t) << 4
+	if t == packet.PUBREL {
+		first |= 2 // [MQTT-3.6.1-1]
+	}
+	return append(dst, first, 2, byte(id>>8), byte(id))
+}
+
+func (s *Session) appendItem(dst []byte, it *outItem) ([]byte, error) {
+	switch it.t {
+	case packet.PUBLISH:
+		if m := it.m; m != nil {
+			m.sent = true
+			s.sp.publish = packet.Publish{Dup: it.flag, QoS: m.qos, Retain: m.retain, Topic: m.topic(), PacketID: m.id, Payload: m.payload()}
+			dst, err := s.sp.publish.Append(dst)
+			s.sp.publish = packet.Publish{}
+			return dst, err
+		}
+		if it.q0 {
+			s.pendQ0--
+		}
+	case packet.PUBREL:
+		if it.m != nil {
+			it.m.sent = true
+		}
+		return ack(dst, packet.PUBREL, it.id), nil
+	case packet.PUBACK, packet.PUBREC, packet.PUBCOMP, packet.UNSUBACK:
+		return ack(dst, it.t, it.id), nil
+	case packet.PINGREQ, packet.PINGRESP, packet.DISCONNECT:
+		return append(dst, byte(it.t)<<4, 0), nil
+	case packet.CONNACK:
+		var flags byte
+		if it.flag {
+			flags = 1
+		}
+		return append(dst, byte(packet.CONNACK)<<4, 2, flags, byte(packet.Accepted)), nil
+	}
+	return append(dst, s.slab[it.off:it.end]...), nil
+}
+
+// Next hands out the next waiting packet, or nil when there is none. The
+// packet is owned by the session and valid until the next call on it:
+// encode it (packet.Writer.WritePacket) before anything else. now is taken
+// as the time it is sent, for the keepalive. Like AppendOutgoing, it first
+// calls the Store's Sync if needed.
+func (s *Session) Next(now time.Time) (packet.Packet, error) {
+	if s.outHead >= len(s.out) {
+		return nil, nil
+	}
+	if err := s.syncStore(); err != nil {
+		return nil, err
+	}
+	it := s.out[s.outHead]
+	s.outHead++
+	p := s.itemPacket(&it)
+	s.sent(now)
+	return p, nil
+}
+
+func (s *Session) itemPacket(it *outItem) packet.Packet {
+	sp := &s.sp
+	switch it.t {
+	case packet.PUBLISH:
+		if m := it.m; m != nil {
+			m.sent = true
+			sp.publish = packet.Publish{Dup: it.flag, QoS: m.qos, Retain: m.retain, Topic: m.topic(), PacketID: m.id, Payload: m.payload()}
+			return &sp.publish
+		}
+		if it.q0 {
+			s.pendQ0--
+		}
+		sp.publish.Decode(s.slab[it.off:it.end])
+		return &sp.publish
+	case packet.PUBREL:
+		if it.m != nil {
+			it.m.sent = true
+		}
+		sp.pubrel.PacketID = it.id
+		return &sp.pubrel
+	case packet.PUBACK:
+		sp.puback.PacketID = it.id
+		return &sp.puback
+	case packet.PUBREC:
+		sp.pubrec.PacketID = it.id
+		return &sp.pubrec
+	case packet.PUBCOMP:
+		sp.pubcomp.PacketID = it.id
+		return &sp.pubcomp
+	case packet.UNSUBACK:
+		sp.unsuback.PacketID = it.id
+		return &sp.unsuback
+	case packet.PINGREQ:
+		return &sp.pingreq
+	case packet.PINGRESP:
+		return &sp.pingresp
+	case packet.DISCONNECT:
+		return &sp.disconnect
+	case packet.CONNACK:
+		sp.connack = packet.Connack{SessionPresent: it.flag, ReturnCode: packet.Accepted}
+		return &sp.connack
+	case packet.CONNECT:
+		sp.connect.Decode(s.slab[it.off:it.end])
+		return &sp.connect
+	case packet.SUBSCRIBE:
+		sp.subscribe.Decode(s.slab[it.off:it.end])
+		return &sp.subscribe
+	case packet.UNSUBSCRIBE:
+		sp.unsubscribe.Decode(s.slab[it.off:it.end])
+		return &sp.unsubscribe
+	case packet.SUBACK:
+		sp.suback.Decode(s.slab[it.off:it.end])
+		return &sp.suback
+	}
+	return nil
+}
+
+// Deadline returns when Tick must be called next, or the zero time if no
+// keepalive runs (no connection, or keepalive 0).
+func (s *Session) Deadline() time.Time {
+	if s.keepAlive == 0 || s.state == offline {
+		return time.Time{}
+	}
+	d := s.lastRecv.Add(s.keepAlive * 3 / 2)
+	if s.role == Client && s.state == online && !s.pingQd {
+		d = earliest(d, s.lastSent.Add(s.keepAlive))
+		if !s.pingOut {
+			d = earliest(d, s.lastRecv.Add(s.keepAlive))
+		}
+	}
+	return d
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// Tick runs the keepalive at now. A client queues a PINGREQ when it has
+// sent nothing for the keepalive period [MQTT-3.1.2-23], and also when it
+// has received nothing for that long, so that a client that only publishes
+// QoS 0 still learns that the server is alive. Either side returns an
+// *Error of kind ErrTimeout when the peer has sent nothing for one and a
+// half times the period (the server's rule [MQTT-3.1.2-24], which a client
+// applies to the server too); the caller then closes the connection.
+func (s *Session) Tick(now time.Time) error {
+	if s.keepAlive == 0 || s.state == offline {
+		return nil
+	}
+	if now.Sub(s.lastRecv) >= s.keepAlive*3/2 {
+		return &Error{Kind: ErrTimeout, Rule: "MQTT-3.1.2-24", Reason: "nothing received for 1.5 times the keepalive period"}
+	}
+	if s.role == Client && s.state == online && !s.pingQd {
+		if now.Sub(s.lastSent) >= s.keepAlive || (!s.pingOut && now.Sub(s.lastRecv) >= s.keepAlive) {
+			s.out = append(s.out, outItem{t: packet.PINGREQ})
+			s.pingQd = true
+		}
+	}
+	return nil
+}
+
+// allocID returns a free packet id, marked in use in the bitmap if there is
+// one; the caller enters it in byID or subs, or calls releaseID.
+// [MQTT-2.3.1-2] [MQTT-2.3.1-4]
+func (s *Session) allocID() (uint16, bool) {
+	used := len(s.byID) + len(s.subs)
+	if used >= 65535 {
+		return 0, false
+	}
+	if s.bits == nil && used >= bitsThreshold {
+		s.makeBits()
+	}
+	if s.bits == nil {
+		for {
+			s.nextID++
+			if s.nextID == 0 {
+				s.nextID = 1
+			}
+			if s.byID[s.nextID] == nil {
+				if _, ok := s.subs[s.nextID]; !ok {
+					return s.nextID, true
+				}
+			}
+		}
+	}
+	start := uint32(s.nextID) + 1
+	w := start >> 6 & 1023
+	free := ^s.bits[w] &^ (1<<(start&63) - 1)
+	for i := 0; i <= 1024; i++ {
+		if free != 0 {
+			id := uint16(w<<6 | uint32(bits.TrailingZeros64(free)))
+			s.bits[id>>6] |= 1 << (id & 63)
+			s.nextID = id
+			return id, true
+		}
+		w = (w + 1) & 1023
+		free = ^s.bits[w]
+	}
+	return 0, false
+}
+
+// makeBits builds the bitmap of ids in use.
+func (s *Session) makeBits() {
+	s.bits = new([1024]uint64)
+	s.bits[0] = 1 // id 0 is never used
+	for id := range s.byID {
+		s.bits[id>>6] |= 1 << (id & 63)
+	}
+	for id := range s.subs {
+		s.bits[id>>6] |= 1 << (id & 63)
+	}
+}
+
+func (s *Session) releaseID(id uint16) {
+	if s.bits != nil {
+		s.bits[id>>6] &^= 1 << (id & 63)
+	}
+}

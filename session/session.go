@@ -1,0 +1,949 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ternmq/mqtt/packet"
+)
+
+// Role says which side of the connection a Session is.
+type Role uint8
+
+// The two roles. The publish flows are the same for both; they differ in
+// which control packets they send and accept.
+const (
+	Client Role = 1
+	Server Role = 2
+)
+
+func (r Role) String() string {
+	switch r {
+	case Client:
+		return "client"
+	case Server:
+		return "server"
+	}
+	return "Role(?)"
+}
+
+// Defaults of Config.
+const (
+	// DefaultMaxInflight is what a stock mosquitto allows
+	// (max_inflight_messages 20).
+	DefaultMaxInflight = 20
+	// DefaultMaxQueued bounds the messages waiting for a slot or a
+	// connection.
+	DefaultMaxQueued = 1000
+)
+
+// Config configures a Session. Only Role is required.
+type Config struct {
+	// Role is Client or Server.
+	Role Role
+
+	// MaxInflight is the number of outgoing QoS 1 and 2 messages that may
+	// await acknowledgement at once: 0 means DefaultMaxInflight, and values
+	// over 65535 mean 65535.
+	MaxInflight int
+
+	// MaxQueued is the number of messages that may wait for an inflight
+	// slot or for a connection: 0 means DefaultMaxQueued and a negative
+	// value none. It also bounds the QoS 0 messages taken by Publish and not
+	// yet handed out by AppendOutgoing or Next (at least one may always
+	// wait there).
+	MaxQueued int
+
+	// QueueQoS0 makes Publish queue QoS 0 messages while disconnected, to
+	// be sent after the next connection is up; without it, Publish returns
+	// ErrNotConnected for them. Queued QoS 0 messages are not stored.
+	QueueQoS0 bool
+
+	// ManualAck makes the acknowledgement of an incoming QoS 1 or 2 message
+	// wait for the application's Ack call, instead of leaving at once.
+	// Acknowledgements still leave in the order the messages arrived: an
+	// Ack for a later message waits for the earlier ones
+	// [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+	ManualAck bool
+
+	// Store keeps the session state durable. Nil means the state lives in
+	// the Session only.
+	Store Store
+}
+
+type connState uint8
+
+const (
+	offline    connState = iota
+	connecting           // client: CONNECT queued, awaiting CONNACK
+	online
+	closing // client: DISCONNECT queued; server: DISCONNECT received
+)
+
+// message is an outgoing message held by the session, queued or in flight.
+type message struct {
+	h          Handle
+	id         uint16
+	state      State
+	qos        byte
+	retain     bool
+	sent       bool // the packet of its current stage has been handed out on this connection
+	topicLen   int
+	buf        []byte // topic then payload
+	prev, next *message
+}
+
+func (m *message) topic() []byte   { return m.buf[:m.topicLen:m.topicLen] }
+func (m *message) payload() []byte { return m.buf[m.topicLen:] }
+
+// list is an intrusive doubly linked list of messages, oldest first.
+type list struct {
+	head, tail *message
+	n          int
+}
+
+func (l *list) pushBack(m *message) {
+	m.prev, m.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = m
+	} else {
+		l.head = m
+	}
+	l.tail = m
+	l.n++
+}
+
+func (l *list) pushFront(m *message) {
+	m.prev, m.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = m
+	} else {
+		l.tail = m
+	}
+	l.head = m
+	l.n++
+}
+
+func (l *list) remove(m *message) {
+	if m.prev != nil {
+		m.prev.next = m.next
+	} else {
+		l.head = m.next
+	}
+	if m.next != nil {
+		m.next.prev = m.prev
+	} else {
+		l.tail = m.prev
+	}
+	m.prev, m.next = nil, nil
+	l.n--
+}
+
+// request is a SUBSCRIBE or UNSUBSCRIBE awaiting its answer.
+type request struct {
+	h     Handle
+	n     int // number of filters, for the SUBACK's return codes
+	unsub bool
+}
+
+// inState is an incoming QoS 2 exchange awaiting PUBREL.
+type inState struct {
+	tag     Tag
+	acked   bool // PUBREC may be sent (queued or sent already)
+	pending bool // delivered in this process, awaiting the application's Ack
+}
+
+// pendingAck is an incoming QoS 1 or 2 message awaiting the application's
+// Ack (Config.ManualAck), in arrival order.
+type pendingAck struct {
+	tag  Tag
+	id   uint16
+	qos  byte
+	done uint8 // ackWaiting, ackDone or ackVoid
+}
+
+const (
+	ackWaiting = iota
+	ackDone
+	ackVoid // the exchange ended without our acknowledgement (PUBREL came, or the id was reused)
+)
+
+// outItem is a packet waiting in the outbox.
+type outItem struct {
+	t        packet.Type
+	id       uint16
+	flag     bool     // PUBLISH: DUP; CONNACK: session present
+	q0       bool     // a QoS 0 PUBLISH counted in pendingQ0
+	m        *message // PUBLISH and PUBREL of an inflight message
+	off, end int      // encoded bytes in slab, for CONNECT, SUBSCRIBE, UNSUBSCRIBE, SUBACK and QoS 0 PUBLISH
+}
+
+// Session is the state of one MQTT session. Create it with New.
+type Session struct {
+	role        Role
+	maxInflight int
+	maxQueued   int
+	queueQoS0   bool
+	manualAck   bool
+	store       Store
+	dirty       bool // the store was written since its last Sync
+
+	state     connState
+	clean     bool // client: the current connection asked for a clean session
+	keepAlive time.Duration
+	lastSent  time.Time
+	lastRecv  time.Time
+	pingOut   bool // client: PINGREQ sent, no PINGRESP yet
+	pingQd    bool // client: PINGREQ in the outbox
+
+	lastHandle Handle
+	lastTag    Tag
+
+	inflight list                // messages with a packet id, in Handle order
+	queue    list                // messages waiting for a slot or a connection
+	byID     map[uint16]*message // inflight by packet id
+	subs     map[uint16]request  // SUBSCRIBE and UNSUBSCRIBE awaiting answers
+	bits     *[1024]uint64       // packet ids in use, made once many are
+	nextID   uint16              // the last packet id handed out
+	free     []*message          // reusable messages
+	in       map[uint16]inState  // incoming QoS 2 exchanges awaiting PUBREL
+	inQ1     map[uint16]Tag      // ManualAck: incoming QoS 1 awaiting Ack
+	acks     []pendingAck        // ManualAck: awaiting Ack, in arrival order
+	ackHead  int                 // acks[:ackHead] are gone
+	out      []outItem           // the outbox
+	outHead  int                 // out[:outHead] are handed out
+	slab     []byte              // encoded bytes of the outbox's raw items
+	pendQ0   int                 // QoS 0 PUBLISH packets in the outbox
+	events   []Event             // events not yet returned by NextEvent
+	evHead   int                 // events[:evHead] are returned
+	storeMsg Message             // passed to the Store, so that no call allocates
+	check    []byte              // scratch for validating topics
+	sp       scratchPackets      // the values Next returns
+	loadErr  error               // set while loading
+	_        [0]func()           // not comparable
+}
+
+// scratchPackets are the packet values handed out by Next.
+type scratchPackets struct {
+	connect     packet.Connect
+	connack     packet.Connack
+	publish     packet.Publish
+	puback      packet.Puback
+	pubrec      packet.Pubrec
+	pubrel      packet.Pubrel
+	pubcomp     packet.Pubcomp
+	subscribe   packet.Subscribe
+	suback      packet.Suback
+	unsubscribe packet.Unsubscribe
+	unsuback    packet.Unsuback
+	pingreq     packet.Pingreq
+	pingresp    packet.Pingresp
+	disconnect  packet.Disconnect
+}
+
+// bitsThreshold is the number of packet ids in use above which the session
+// keeps a bitmap of them (8 KB), so that finding a free one stays fast when
+// nearly all are taken; below it, probing the maps is cheaper than the memory.
+const bitsThreshold = 256
+
+// New returns a disconnected Session. With a Store, it loads the stored
+// state: queued and inflight messages (resent on the next connection) and
+// incoming QoS 2 exchanges.
+func New(cfg Config) (*Session, error) {
+	if cfg.Role != Client && cfg.Role != Server {
+		return nil, errors.New("session: Config.Role must be Client or Server")
+	}
+	s := &Session{
+		role:        cfg.Role,
+		maxInflight: cfg.MaxInflight,
+		maxQueued:   cfg.MaxQueued,
+		queueQoS0:   cfg.QueueQoS0,
+		manualAck:   cfg.ManualAck,
+		store:       cfg.Store,
+		byID:        make(map[uint16]*message),
+		subs:        make(map[uint16]request),
+		in:          make(map[uint16]inState),
+		inQ1:        make(map[uint16]Tag),
+	}
+	if s.maxInflight <= 0 {
+		s.maxInflight = DefaultMaxInflight
+	}
+	s.maxInflight = min(s.maxInflight, 65535)
+	if s.maxQueued == 0 {
+		s.maxQueued = DefaultMaxQueued
+	}
+	s.maxQueued = max(s.maxQueued, 0)
+	if s.store != nil {
+		if err := s.load(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Session) load() error {
+	lh, lt, err := s.store.Load(func(m *Message) error {
+		if m.QoS != 1 && m.QoS != 2 {
+			return fmt.Errorf("session: stored message %d has QoS %d", m.Handle, m.QoS)
+		}
+		if m.Handle <= s.lastHandle {
+			return fmt.Errorf("session: stored message %d out of order", m.Handle)
+		}
+		s.lastHandle = m.Handle
+		x := s.newMessage(m.Handle, m.QoS, m.Retain, m.Topic, m.Payload)
+		if m.State == StateQueued {
+			s.queue.pushBack(x)
+			return nil
+		}
+		if m.PacketID == 0 || s.byID[m.PacketID] != nil || m.State > StateReleased || (m.State == StateReleased && m.QoS != 2) {
+			s.freeMessage(x)
+			return fmt.Errorf("session: stored message %d has a bad packet id %d or state %d", m.Handle, m.PacketID, m.State)
+		}
+		x.id, x.state = m.PacketID, m.State
+		s.inflight.pushBack(x)
+		s.byID[x.id] = x
+		s.nextID = x.id
+		return nil
+	}, func(in Incoming) error {
+		if in.PacketID == 0 {
+			return errors.New("session: stored incoming exchange has packet id 0")
+		}
+		s.in[in.PacketID] = inState{tag: in.Tag, acked: in.Acked}
+		s.lastTag = max(s.lastTag, in.Tag)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.lastHandle = max(s.lastHandle, lh)
+	s.lastTag = max(s.lastTag, lt)
+	if len(s.byID) >= bitsThreshold {
+		s.makeBits()
+	}
+	return nil
+}
+
+// Role returns the session's role.
+func (s *Session) Role() Role { return s.role }
+
+// Connected reports whether the session has a connection ready for
+// application traffic: a client after an accepting CONNACK, a server after
+// Accept, until Disconnected (or, for a client, Disconnect).
+func (s *Session) Connected() bool { return s.state == online }
+
+// Inflight returns the number of outgoing QoS 1 and 2 messages holding a
+// packet identifier: awaiting PUBACK, PUBREC or PUBCOMP.
+func (s *Session) Inflight() int { return s.inflight.n }
+
+// Queued returns the number of messages waiting for an inflight slot or a
+// connection.
+func (s *Session) Queued() int { return s.queue.n }
+
+// LastHandle returns the largest Handle handed out so far, including those
+// loaded from the Store: a restarted publisher can tell from it how far it
+// had got.
+func (s *Session) LastHandle() Handle { return s.lastHandle }
+
+// Connect starts a client connection: it queues c, which must be the first
+// packet on the connection [MQTT-3.1.0-1], and takes the keepalive period
+// from it. The caller sets c's fields (client id, will, credentials); the
+// session copies what it needs. Nothing else is sent before the CONNACK.
+//
+// With c.CleanSession set, the previous session ends [MQTT-3.1.2-6]:
+// incoming QoS 2 state is dropped, and outgoing messages not yet complete
+// go back to the head of the queue, to be sent in the new session as new
+// messages with new packet identifiers (so QoS 1 keeps its at-least-once
+// promise); a QoS 2 message whose PUBREC had arrived is reported complete
+// (EventPublished), since the receiver took ownership of it and sending its
+// PUBLISH again is forbidden [MQTT-4.3.3-1].
+func (s *Session) Connect(c *packet.Connect, now time.Time) error {
+	if s.role != Client || s.state != offline {
+		return ErrState
+	}
+	s.clearOutbox()
+	b, err := c.Append(s.slab)
+	if err != nil {
+		return err
+	}
+	if c.CleanSession {
+		if err := s.cleanStart(); err != nil {
+			return err
+		}
+	}
+	s.slab = b
+	s.state = connecting
+	s.out = append(s.out, outItem{t: packet.CONNECT, end: len(b)})
+	s.clean = c.CleanSession
+	s.startKeepAlive(c.KeepAlive, now)
+	return nil
+}
+
+// cleanStart ends the client's previous session for a CleanSession
+// connection.
+func (s *Session) cleanStart() error {
+	if err := s.dropAllIncoming(); err != nil {
+		return err
+	}
+	for m := s.inflight.tail; m != nil; {
+		prev := m.prev
+		if m.state == StateReleased {
+			if err := s.complete(m); err != nil {
+				return err
+			}
+		} else {
+			if s.store != nil {
+				if err := s.store.UpdateMessage(m.h, 0, StateQueued); err != nil {
+					return err
+				}
+				s.dirty = true
+			}
+			s.inflight.remove(m)
+			delete(s.byID, m.id)
+			s.releaseID(m.id)
+			m.id, m.state, m.sent = 0, StateQueued, false
+			s.queue.pushFront(m)
+		}
+		m = prev
+	}
+	return nil
+}
+
+// dropAllIncoming forgets every incoming exchange.
+func (s *Session) dropAllIncoming() error {
+	for id := range s.in {
+		if s.store != nil {
+			if err := s.store.DeleteIncoming(id); err != nil {
+				return err
+			}
+			s.dirty = true
+		}
+		delete(s.in, id)
+	}
+	clear(s.inQ1)
+	s.acks = s.acks[:0]
+	s.ackHead = 0
+	return nil
+}
+
+func (s *Session) startKeepAlive(seconds uint16, now time.Time) {
+	s.keepAlive = time.Duration(seconds) * time.Second
+	s.lastSent, s.lastRecv = now, now
+	s.pingOut, s.pingQd = false, false
+}
+
+// Accept starts a server connection for a CONNECT the caller has read and
+// accepted: it queues the CONNACK (return code 0) [MQTT-3.1.4-4], then the
+// resends of the kept session [MQTT-4.4.0-1] and the queued messages, and
+// takes the keepalive period from c [MQTT-3.1.2-24].
+//
+// sessionPresent says whether the caller kept state for the client id
+// (subscriptions, this Session); it is sent as the CONNACK's Session
+// Present flag [MQTT-3.2.2-2] [MQTT-3.2.2-3]. With c.CleanSession set the
+// session is Reset first and the flag is 0 [MQTT-3.1.2-6] [MQTT-3.2.2-1].
+func (s *Session) Accept(c *packet.Connect, sessionPresent bool, now time.Time) error {
+	if s.role != Server || s.state != offline {
+		return ErrState
+	}
+	if c.CleanSession {
+		if err := s.Reset(); err != nil {
+			return err
+		}
+		sessionPresent = false
+	}
+	s.clearOutbox()
+	s.state = online
+	s.startKeepAlive(c.KeepAlive, now)
+	s.out = append(s.out, outItem{t: packet.CONNACK, flag: sessionPresent})
+	return s.resume()
+}
+
+// resume queues the resends of the inflight messages, in their original
+// order [MQTT-4.4.0-1] [MQTT-4.6.0-1], then fills the window from the queue.
+func (s *Session) resume() error {
+	for m := s.inflight.head; m != nil; m = m.next {
+		m.sent = false
+		if m.state == StatePublished {
+			s.out = append(s.out, outItem{t: packet.PUBLISH, id: m.id, flag: true, m: m}) // [MQTT-3.3.1-1]
+		} else {
+			s.out = append(s.out, outItem{t: packet.PUBREL, id: m.id, m: m})
+		}
+	}
+	return s.fill()
+}
+
+// Disconnect queues a DISCONNECT, the last packet of a client's connection
+// [MQTT-3.14.4-2]: nothing is queued after it. The caller closes the
+// connection once it is written [MQTT-3.14.4-1], then calls Disconnected.
+func (s *Session) Disconnect() error {
+	if s.role != Client || s.state != online {
+		return ErrState
+	}
+	s.out = append(s.out, outItem{t: packet.DISCONNECT})
+	s.state = closing
+	return nil
+}
+
+// Disconnected tells the session that its network connection is gone. The
+// packets not yet handed out are dropped (inflight messages will be resent
+// on the next connection, control packets and acknowledgements are not
+// part of the session); SUBSCRIBE and UNSUBSCRIBE requests still awaiting
+// their answer end with EventDropped, and their packet ids are freed. The
+// session state is kept, for the next connection [MQTT-3.1.2-4].
+func (s *Session) Disconnected() {
+	s.state = offline
+	s.clearOutbox()
+	for id, r := range s.subs {
+		delete(s.subs, id)
+		s.releaseID(id)
+		s.emit(Event{Kind: EventDropped, Handle: r.h, PacketID: id})
+	}
+	for m := s.inflight.head; m != nil; m = m.next {
+		m.sent = false
+	}
+	s.pingOut, s.pingQd = false, false
+}
+
+// Reset discards the whole session state [MQTT-3.1.2-6]: queued and
+// inflight messages (each reported by EventDropped), pending requests,
+// incoming exchanges, the packets not yet handed out, and the Store's
+// contents. Handles and tags are not reused afterwards. Accept calls it for
+// a CleanSession connection; call it between connections.
+func (s *Session) Reset() error {
+	if s.store != nil {
+		if err := s.store.Clear(); err != nil {
+			return err
+		}
+		s.dirty = true
+	}
+	s.clearOutbox()
+	for m := s.inflight.head; m != nil; m = s.inflight.head {
+		s.inflight.remove(m)
+		delete(s.byID, m.id)
+		s.releaseID(m.id)
+		s.emit(Event{Kind: EventDropped, Handle: m.h, PacketID: m.id})
+		s.freeMessage(m)
+	}
+	for m := s.queue.head; m != nil; m = s.queue.head {
+		s.queue.remove(m)
+		if m.qos > 0 {
+			s.emit(Event{Kind: EventDropped, Handle: m.h})
+		}
+		s.freeMessage(m)
+	}
+	for id, r := range s.subs {
+		delete(s.subs, id)
+		s.releaseID(id)
+		s.emit(Event{Kind: EventDropped, Handle: r.h, PacketID: id})
+	}
+	clear(s.in)
+	clear(s.inQ1)
+	s.acks = s.acks[:0]
+	s.ackHead = 0
+	return nil
+}
+
+// Publish takes an application message to send. The session copies the
+// topic and payload; p's PacketID and Dup are ignored (the session sets
+// them), and p may be reused as soon as Publish returns.
+//
+// A QoS 1 or 2 message gets a Handle, reported again by EventPublished once
+// complete. It is sent at once if the session is connected, nothing is
+// queued before it and the inflight window has room; otherwise it waits in
+// the queue. If the queue is full too, Publish returns ErrFull and keeps
+// nothing. With a Store, the message is stored before Publish returns.
+//
+// A QoS 0 message gets Handle 0 and no event. While disconnected it is
+// queued with Config.QueueQoS0, refused with ErrNotConnected without.
+func (s *Session) Publish(p *packet.Publish) (Handle, error) {
+	if err := s.checkPublish(p); err != nil {
+		return 0, err
+	}
+	sendable := s.state == online && s.queue.n == 0
+	if p.QoS == 0 {
+		if sendable {
+			if s.pendQ0 > 0 && s.pendQ0 >= s.maxQueued {
+				return 0, ErrFull
+			}
+			s.pushRawPublish(p.Retain, p.Topic, p.Payload)
+			return 0, nil
+		}
+		if s.state != online && !s.queueQoS0 {
+			return 0, ErrNotConnected
+		}
+		if s.queue.n >= s.maxQueued {
+			return 0, ErrFull
+		}
+		s.queue.pushBack(s.newMessage(0, 0, p.Retain, p.Topic, p.Payload))
+		return 0, nil
+	}
+	h := s.lastHandle + 1
+	if sendable && s.inflight.n < s.maxInflight {
+		if id, ok := s.allocID(); ok {
+			m := s.newMessage(h, p.QoS, p.Retain, p.Topic, p.Payload)
+			m.id, m.state = id, StatePublished
+			if err := s.saveMessage(m); err != nil {
+				s.releaseID(id)
+				s.freeMessage(m)
+				return 0, err
+			}
+			s.lastHandle = h
+			s.inflight.pushBack(m)
+			s.byID[id] = m
+			s.out = append(s.out, outItem{t: packet.PUBLISH, id: id, m: m}) // [MQTT-4.3.2-1] [MQTT-4.3.3-1]
+			return h, nil
+		}
+	}
+	if s.queue.n >= s.maxQueued {
+		return 0, ErrFull
+	}
+	m := s.newMessage(h, p.QoS, p.Retain, p.Topic, p.Payload)
+	if err := s.saveMessage(m); err != nil {
+		s.freeMessage(m)
+		return 0, err
+	}
+	s.lastHandle = h
+	s.queue.pushBack(m)
+	return h, nil
+}
+
+// checkPublish validates an outgoing message now, so that encoding it later
+// cannot fail.
+func (s *Session) checkPublish(p *packet.Publish) error {
+	if p.QoS > 2 {
+		return &packet.Error{Kind: packet.ErrMalformed, Type: packet.PUBLISH, Rule: "MQTT-3.3.1-4", Reason: "QoS 3"}
+	}
+	if 4+len(p.Topic)+len(p.Payload) > packet.MaxRemainingLength {
+		return &packet.Error{Kind: packet.ErrTooLarge, Type: packet.PUBLISH, Rule: "2.2.3", Reason: "remaining length over 268435455"}
+	}
+	// The codec's own checks on a topic-only packet: UTF-8, U+0000, empty,
+	// wildcards, length.
+	t := packet.Publish{Topic: p.Topic}
+	var err error
+	s.check, err = t.Append(s.check[:0])
+	return err
+}
+
+func (s *Session) saveMessage(m *message) error {
+	if s.store == nil {
+		return nil
+	}
+	s.storeMsg = Message{Handle: m.h, PacketID: m.id, State: m.state, QoS: m.qos, Retain: m.retain, Topic: m.topic(), Payload: m.payload()}
+	err := s.store.SaveMessage(&s.storeMsg)
+	s.storeMsg = Message{}
+	if err == nil {
+		s.dirty = true
+	}
+	return err
+}
+
+// pushRawPublish encodes a QoS 0 PUBLISH into the outbox.
+func (s *Session) pushRawPublish(retain bool, topic, payload []byte) {
+	s.sp.publish = packet.Publish{Retain: retain, Topic: topic, Payload: payload}
+	off := len(s.slab)
+	b, err := s.sp.publish.Append(s.slab)
+	s.sp.publish = packet.Publish{}
+	if err != nil {
+		return // checked by checkPublish
+	}
+	s.slab = b
+	s.pendQ0++
+	s.out = append(s.out, outItem{t: packet.PUBLISH, q0: true, off: off, end: len(b)})
+}
+
+// fill moves queued messages into the inflight window while it has room.
+func (s *Session) fill() error {
+	if s.state != online {
+		return nil
+	}
+	for m := s.queue.head; m != nil; m = s.queue.head {
+		if m.qos == 0 {
+			s.queue.remove(m)
+			s.pushRawPublish(m.retain, m.topic(), m.payload())
+			s.freeMessage(m)
+			continue
+		}
+		if s.inflight.n >= s.maxInflight {
+			return nil
+		}
+		id, ok := s.allocID()
+		if !ok {
+			return nil
+		}
+		if s.store != nil {
+			if err := s.store.UpdateMessage(m.h, id, StatePublished); err != nil {
+				s.releaseID(id)
+				return err
+			}
+			s.dirty = true
+		}
+		s.queue.remove(m)
+		m.id, m.state, m.sent = id, StatePublished, false
+		s.inflight.pushBack(m)
+		s.byID[id] = m
+		s.out = append(s.out, outItem{t: packet.PUBLISH, id: id, m: m})
+	}
+	return nil
+}
+
+// Subscribe sends a SUBSCRIBE for p's subscriptions with a packet id of its
+// own choosing [MQTT-2.3.1-2] (p.PacketID is ignored and p is not changed).
+// EventSubscribed with the returned Handle reports the SUBACK. It needs a
+// client connection after its CONNACK.
+func (s *Session) Subscribe(p *packet.Subscribe) (Handle, error) {
+	if s.role != Client {
+		return 0, ErrState
+	}
+	if s.state != online {
+		return 0, ErrNotConnected
+	}
+	id, ok := s.allocID()
+	if !ok {
+		return 0, ErrFull
+	}
+	s.sp.subscribe = packet.Subscribe{PacketID: id, Subscriptions: p.Subscriptions}
+	off := len(s.slab)
+	b, err := s.sp.subscribe.Append(s.slab)
+	s.sp.subscribe = packet.Subscribe{}
+	if err != nil {
+		s.releaseID(id)
+		return 0, err
+	}
+	s.slab = b
+	s.lastHandle++
+	s.subs[id] = request{h: s.lastHandle, n: len(p.Subscriptions)}
+	s.out = append(s.out, outItem{t: packet.SUBSCRIBE, id: id, off: off, end: len(b)})
+	return s.lastHandle, nil
+}
+
+// Unsubscribe sends an UNSUBSCRIBE for p's filters with a packet id of its
+// own choosing (p.PacketID is ignored and p is not changed).
+// EventUnsubscribed with the returned Handle reports the UNSUBACK. It needs
+// a client connection after its CONNACK.
+func (s *Session) Unsubscribe(p *packet.Unsubscribe) (Handle, error) {
+	if s.role != Client {
+		return 0, ErrState
+	}
+	if s.state != online {
+		return 0, ErrNotConnected
+	}
+	id, ok := s.allocID()
+	if !ok {
+		return 0, ErrFull
+	}
+	s.sp.unsubscribe = packet.Unsubscribe{PacketID: id, Filters: p.Filters}
+	off := len(s.slab)
+	b, err := s.sp.unsubscribe.Append(s.slab)
+	s.sp.unsubscribe = packet.Unsubscribe{}
+	if err != nil {
+		s.releaseID(id)
+		return 0, err
+	}
+	s.slab = b
+	s.lastHandle++
+	s.subs[id] = request{h: s.lastHandle, unsub: true}
+	s.out = append(s.out, outItem{t: packet.UNSUBSCRIBE, id: id, off: off, end: len(b)})
+	return s.lastHandle, nil
+}
+
+// Suback queues the server's SUBACK for the SUBSCRIBE with packetID, with
+// one return code per filter in the SUBSCRIBE's order [MQTT-3.8.4-2]
+// [MQTT-3.8.4-5] [MQTT-3.9.3-1]. The codes are copied.
+func (s *Session) Suback(packetID uint16, returnCodes []byte) error {
+	if s.role != Server {
+		return ErrState
+	}
+	if s.state != online {
+		return ErrNotConnected
+	}
+	s.sp.suback = packet.Suback{PacketID: packetID, ReturnCodes: returnCodes}
+	off := len(s.slab)
+	b, err := s.sp.suback.Append(s.slab)
+	s.sp.suback = packet.Suback{}
+	if err != nil {
+		return err
+	}
+	s.slab = b
+	s.out = append(s.out, outItem{t: packet.SUBACK, id: packetID, off: off, end: len(b)})
+	return nil
+}
+
+// Unsuback queues the server's UNSUBACK for the UNSUBSCRIBE with packetID
+// [MQTT-3.10.4-4], sent even if nothing was unsubscribed [MQTT-3.10.4-5].
+func (s *Session) Unsuback(packetID uint16) error {
+	if s.role != Server {
+		return ErrState
+	}
+	if s.state != online {
+		return ErrNotConnected
+	}
+	if packetID == 0 {
+		return &packet.Error{Kind: packet.ErrMalformed, Type: packet.UNSUBACK, Rule: "MQTT-2.3.1-1", Reason: "packet identifier 0"}
+	}
+	s.out = append(s.out, outItem{t: packet.UNSUBACK, id: packetID})
+	return nil
+}
+
+// Ack acknowledges the incoming message tag (Config.ManualAck): its PUBACK
+// or PUBREC is queued once every message that arrived before it is
+// acknowledged too [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Acknowledging twice, or a
+// message whose exchange has ended meanwhile, does nothing. While
+// disconnected, the acknowledgement is recorded but not sent: a QoS 2
+// message sent again by the peer is then answered without delivery, a QoS 1
+// message is delivered again.
+func (s *Session) Ack(t Tag) error {
+	i := s.findAck(t)
+	if i < 0 {
+		return ErrUnknownTag
+	}
+	if s.acks[i].done == ackWaiting {
+		s.acks[i].done = ackDone
+		s.releaseAcks()
+	}
+	return nil
+}
+
+func (s *Session) findAck(t Tag) int {
+	if t == 0 || s.ackHead >= len(s.acks) {
+		return -1
+	}
+	// Tags are handed out in arrival order, so the guess is usually right;
+	// redeliveries after a restart carry older tags.
+	if d := t - s.acks[s.ackHead].tag; d < Tag(len(s.acks)-s.ackHead) {
+		if i := s.ackHead + int(d); s.acks[i].tag == t {
+			return i
+		}
+	}
+	for i := s.ackHead; i < len(s.acks); i++ {
+		if s.acks[i].tag == t {
+			return i
+		}
+	}
+	return -1
+}
+
+// releaseAcks queues the acknowledgements at the head of the arrival order
+// that the application has given.
+func (s *Session) releaseAcks() {
+	for s.ackHead < len(s.acks) && s.acks[s.ackHead].done != ackWaiting {
+		a := s.acks[s.ackHead]
+		s.ackHead++
+		if a.done == ackVoid {
+			continue
+		}
+		if a.qos == 1 {
+			delete(s.inQ1, a.id)
+			s.push(outItem{t: packet.PUBACK, id: a.id}) // [MQTT-4.3.2-2]
+		} else if st, ok := s.in[a.id]; ok && st.tag == a.tag {
+			st.pending, st.acked = false, true
+			s.in[a.id] = st
+			s.push(outItem{t: packet.PUBREC, id: a.id}) // [MQTT-4.3.3-2]
+		}
+	}
+	if s.ackHead == len(s.acks) {
+		s.acks = s.acks[:0]
+		s.ackHead = 0
+	} else if s.ackHead >= 64 && s.ackHead*2 >= len(s.acks) {
+		n := copy(s.acks, s.acks[s.ackHead:])
+		s.acks = s.acks[:n]
+		s.ackHead = 0
+	}
+}
+
+// voidAck ends the wait for the application's Ack of tag without sending it.
+func (s *Session) voidAck(t Tag) {
+	if i := s.findAck(t); i >= 0 && s.acks[i].done == ackWaiting {
+		s.acks[i].done = ackVoid
+		if s.acks[i].qos == 1 {
+			delete(s.inQ1, s.acks[i].id)
+		}
+		s.releaseAcks()
+	}
+}
+
+// push queues a packet if the connection may carry it.
+func (s *Session) push(it outItem) {
+	if s.state == online {
+		s.out = append(s.out, it)
+	}
+}
+
+func (s *Session) emit(e Event) { s.events = append(s.events, e) }
+
+// NextEvent returns the next event produced by the calls so far, oldest
+// first; ok is false when there is none. Drain the events after each
+// Receive: those of EventMessage, EventSubscribe, EventUnsubscribe and
+// EventSubscribed alias the packet given to Receive.
+func (s *Session) NextEvent() (e Event, ok bool) {
+	if s.evHead >= len(s.events) {
+		return Event{}, false
+	}
+	e = s.events[s.evHead]
+	s.events[s.evHead] = Event{}
+	s.evHead++
+	if s.evHead == len(s.events) {
+		s.events = s.events[:0]
+		s.evHead = 0
+	}
+	return e, true
+}
+
+func (s *Session) newTag() Tag {
+	s.lastTag++
+	return s.lastTag
+}
+
+func (s *Session) newMessage(h Handle, qos byte, retain bool, topic, payload []byte) *message {
+	var m *message
+	if n := len(s.free); n > 0 {
+		m = s.free[n-1]
+		s.free = s.free[:n-1]
+	} else {
+		m = new(message)
+	}
+	buf := append(m.buf[:0], topic...)
+	buf = append(buf, payload...)
+	*m = message{h: h, qos: qos, retain: retain, topicLen: len(topic), buf: buf}
+	return m
+}
+
+// maxKeptBuffer is the largest message buffer kept for reuse; larger ones
+// are left to the garbage collector, so that one big message does not pin
+// its memory for the session's lifetime.
+const maxKeptBuffer = 64 << 10
+
+func (s *Session) freeMessage(m *message) {
+	buf := m.buf[:0]
+	if cap(buf) > maxKeptBuffer {
+		buf = nil
+	}
+	*m = message{buf: buf}
+	if len(s.free) < s.maxInflight+64 {
+		s.free = append(s.free, m)
+	}
+}
+
+// complete ends an inflight message: PUBACK or PUBCOMP arrived.
+func (s *Session) complete(m *message) error {
+	if s.store != nil {
+		if err := s.store.DeleteMessage(m.h); err != nil {
+			return err
+		}
+		s.dirty = true
+	}
+	s.inflight.remove(m)
+	delete(s.byID, m.id)
+	s.releaseID(m.id) // [MQTT-2.3.1-3]
+	s.emit(Event{Kind: EventPublished, Handle: m.h, PacketID: m.id})
+	s.freeMessage(m)
+	return nil
+}
+
+func (s *Session) clearOutbox() {
+	clear(s.out)
+	s.out = s.out[:0]
+	s.outHead = 0
+	s.slab = s.slab[:0]
+	s.pendQ0 = 0
+	s.pingQd = false
+}
