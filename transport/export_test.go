@@ -1,0 +1,4 @@
+package transport
+
+// AcceptKeyForTest exposes acceptKey to the external tests.
+var AcceptKeyForTest = acceptKey

@@ -1,0 +1,713 @@
+package transport_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ternmq/mqtt/internal/testcert"
+	"github.com/ternmq/mqtt/transport"
+)
+
+// connect is a minimal MQTT 3.1.1 CONNECT: protocol "MQTT" level 4, clean
+// session, keepalive 60, empty client id.
+var connect = []byte{
+	0x10, 0x0c, // CONNECT, remaining length 12
+	0x00, 0x04, 'M', 'Q', 'T', 'T', // protocol name
+	0x04,       // protocol level 4
+	0x02,       // clean session
+	0x00, 0x3c, // keepalive 60 s
+	0x00, 0x00, // client id ""
+}
+
+// connack is CONNACK, session present 0, return code 0 (accepted).
+var connack = []byte{0x20, 0x02, 0x00, 0x00}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// serveMQTT accepts connections on ln and answers one CONNECT with a
+// CONNACK on each, then echoes whatever follows.
+func serveMQTT(t *testing.T, ln net.Listener) {
+	t.Helper()
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, len(connect))
+				if _, err := io.ReadFull(c, buf); err != nil || !bytes.Equal(buf, connect) {
+					return
+				}
+				if _, err := c.Write(connack); err != nil {
+					return
+				}
+				io.Copy(c, c)
+			}()
+		}
+	}()
+}
+
+// exchange sends CONNECT on c, expects CONNACK, then checks an echo.
+func exchange(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(connect); err != nil {
+		t.Fatalf("write CONNECT: %v", err)
+	}
+	got := make([]byte, len(connack))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("read CONNACK: %v", err)
+	}
+	if !bytes.Equal(got, connack) {
+		t.Fatalf("got % x, want CONNACK % x", got, connack)
+	}
+	msg := bytes.Repeat([]byte("0123456789abcdef"), 5000) // spans frames and records
+	go c.Write(msg)
+	echo := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, echo); err != nil || !bytes.Equal(echo, msg) {
+		t.Fatalf("echo: %v", err)
+	}
+}
+
+func TestSchemesAgainstOwnListeners(t *testing.T) {
+	certs := testcert.Must(t)
+	sock := filepath.Join(t.TempDir(), "mqtt.sock")
+	tests := []struct {
+		listen, dial string // dial "" means the listen scheme with the picked address
+		tls          bool
+	}{
+		{"mqtt://127.0.0.1:0", "mqtt", false},
+		{"tcp://127.0.0.1:0", "tcp", false},
+		{"mqtts://127.0.0.1:0", "mqtts", true},
+		{"ssl://127.0.0.1:0", "ssl", true},
+		{"tls://127.0.0.1:0", "tls", true},
+		{"ws://127.0.0.1:0/mqtt", "ws", false},
+		{"wss://127.0.0.1:0/mqtt", "wss", true},
+		{"ws://127.0.0.1:0", "ws", false}, // any path
+		{"unix://" + sock, "unix", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.listen, func(t *testing.T) {
+			opts := &transport.Options{TLSConfig: certs.ServerConfig(false)}
+			ln, err := transport.Listen(tt.listen, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			serveMQTT(t, ln)
+			url := tt.dial + "://" + ln.Addr().String()
+			switch tt.dial {
+			case "ws", "wss":
+				url += "/mqtt"
+			case "unix":
+				url = "unix://" + sock
+			}
+			var dopts *transport.Options
+			if tt.tls {
+				dopts = &transport.Options{TLSConfig: &tls.Config{RootCAs: certs.Pool}}
+			}
+			c, err := transport.Dial(ctxT(t), url, dopts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if strings.HasPrefix(tt.dial, "ws") {
+				wc, ok := c.(*transport.WebSocketConn)
+				if !ok || wc.Subprotocol() != "mqtt" { // [MQTT-6.0.0-4]
+					t.Fatalf("Dial returned %T with subprotocol %q, want *WebSocketConn with mqtt", c, wc.Subprotocol())
+				}
+			}
+			exchange(t, c)
+		})
+	}
+}
+
+func TestTLSClientCertificate(t *testing.T) {
+	certs := testcert.Must(t)
+	for _, scheme := range []string{"mqtts", "wss"} {
+		t.Run(scheme, func(t *testing.T) {
+			ln, err := transport.Listen(scheme+"://127.0.0.1:0", &transport.Options{TLSConfig: certs.ServerConfig(true)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			serveMQTT(t, ln)
+			url := scheme + "://localhost:" + port(ln) // ServerName defaults to the URL host
+			c, err := transport.Dial(ctxT(t), url, &transport.Options{TLSConfig: certs.ClientConfig()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			exchange(t, c)
+			c.Close()
+
+			// Without the client certificate the server refuses; with TLS
+			// 1.3 the refusal arrives on the first read.
+			c, err = transport.Dial(ctxT(t), url, &transport.Options{TLSConfig: &tls.Config{RootCAs: certs.Pool}})
+			if err == nil {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.Write(connect)
+				_, err = io.ReadFull(c, make([]byte, 4))
+				c.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), "certificate") {
+				t.Fatalf("without a client certificate: %v, want a certificate error", err)
+			}
+		})
+	}
+}
+
+func port(ln net.Listener) string { return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port) }
+
+func TestDialTLSFailure(t *testing.T) {
+	certs := testcert.Must(t)
+	for _, scheme := range []string{"mqtts", "wss"} {
+		ln, err := transport.Listen(scheme+"://127.0.0.1:0", &transport.Options{TLSConfig: certs.ServerConfig(false)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveMQTT(t, ln)
+		// The system roots do not hold the test CA.
+		url := scheme + "://" + ln.Addr().String()
+		_, err = transport.Dial(ctxT(t), url, nil)
+		var uerr x509.UnknownAuthorityError
+		if !errors.As(err, &uerr) || !strings.Contains(err.Error(), "transport: dial "+url) || !strings.Contains(err.Error(), "tls handshake") {
+			t.Fatalf("%s: error %v, want a wrapped x509.UnknownAuthorityError", scheme, err)
+		}
+		// A name the certificate does not hold.
+		_, err = transport.Dial(ctxT(t), url, &transport.Options{TLSConfig: &tls.Config{RootCAs: certs.Pool, ServerName: "example.com"}})
+		var herr x509.HostnameError
+		if !errors.As(err, &herr) {
+			t.Fatalf("%s: error %v, want x509.HostnameError", scheme, err)
+		}
+	}
+}
+
+func TestDialErrors(t *testing.T) {
+	tests := []struct {
+		url, want string
+	}{
+		{"foo://127.0.0.1:1", `transport: dial foo://127.0.0.1:1: unknown URL scheme "foo"`},
+		{"127.0.0.1:1883", "transport: dial 127.0.0.1:1883: unknown URL scheme: missing scheme"},
+		{"localhost", "missing scheme"},
+		{"mqtt://[::1", "transport: dial mqtt://[::1: parse"},
+		{"unix://", "without a socket path"},
+		{"mqtt:opaque", "missing scheme"},
+		{"mqtt://user:secret@127.0.0.1:1", "transport: dial mqtt://user:xxxxx@127.0.0.1:1: dial tcp 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		_, err := transport.Dial(ctxT(t), tt.url, nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Dial(%q): %v, want an error containing %q", tt.url, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("Dial(%q) error shows the password: %v", tt.url, err)
+		}
+	}
+	if _, err := transport.Dial(ctxT(t), "bogus://x", nil); !errors.Is(err, transport.ErrUnknownScheme) {
+		t.Errorf("error %v is not ErrUnknownScheme", err)
+	}
+	if _, err := transport.Listen("mqtts://127.0.0.1:0", nil); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Listen mqtts without TLSConfig: %v, want an error about the certificate", err)
+	}
+	if _, err := transport.Listen("http://127.0.0.1:0", nil); !errors.Is(err, transport.ErrUnknownScheme) {
+		t.Errorf("Listen http: %v, want ErrUnknownScheme", err)
+	}
+}
+
+// rawServer accepts TCP connections and hands each to fn.
+func rawServer(t *testing.T, fn func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			go fn(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestDialContextCancel(t *testing.T) {
+	// A server that accepts TCP and then says nothing: the TLS handshake or
+	// the HTTP upgrade would wait forever. Cancelling the context must end
+	// the dial promptly (the 2 s bound is generous, not a speed claim).
+	silent := rawServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	for _, scheme := range []string{"mqtts", "ws", "wss"} {
+		for _, how := range []string{"cancel", "deadline"} {
+			t.Run(scheme+"/"+how, func(t *testing.T) {
+				var ctx context.Context
+				var cancel context.CancelFunc
+				want := context.Canceled
+				if how == "cancel" {
+					ctx, cancel = context.WithCancel(t.Context())
+					time.AfterFunc(100*time.Millisecond, cancel)
+				} else {
+					ctx, cancel = context.WithTimeout(t.Context(), 100*time.Millisecond)
+					want = context.DeadlineExceeded
+				}
+				defer cancel()
+				errc := make(chan error, 1)
+				go func() {
+					c, err := transport.Dial(ctx, scheme+"://"+silent+"/mqtt", nil)
+					if c != nil {
+						c.Close()
+					}
+					errc <- err
+				}()
+				<-ctx.Done()
+				select {
+				case err := <-errc:
+					if !errors.Is(err, want) {
+						t.Fatalf("error %v, want %v", err, want)
+					}
+				case <-time.After(2 * time.Second):
+					t.Fatal("Dial still blocked 2s after its context ended")
+				}
+			})
+		}
+	}
+	// Already cancelled: nothing is dialed.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := transport.Dial(ctx, "mqtt://"+silent, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: %v", err)
+	}
+}
+
+func TestCustomDialer(t *testing.T) {
+	ln, err := transport.Listen("ws://127.0.0.1:0/mqtt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveMQTT(t, ln)
+	var gotNetwork, gotAddr string
+	opts := &transport.Options{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			gotNetwork, gotAddr = network, addr
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", ln.Addr().String())
+		},
+	}
+	c, err := transport.Dial(ctxT(t), "ws://broker.example", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if gotNetwork != "tcp" || gotAddr != "broker.example:80" {
+		t.Fatalf("dialer called with %s %s, want tcp broker.example:80", gotNetwork, gotAddr)
+	}
+	exchange(t, c)
+
+	// A dialer error is reported with the URL.
+	opts.DialContext = func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("proxy said no") }
+	if _, err := transport.Dial(ctxT(t), "mqtt://broker.example", opts); err == nil || err.Error() != "transport: dial mqtt://broker.example: proxy said no" {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// fakeWSServer answers a WebSocket upgrade with the response respond
+// builds from the request, and records the request.
+func fakeWSServer(t *testing.T, respond func(r *http.Request) string) (addr string, reqs chan *http.Request) {
+	reqs = make(chan *http.Request, 1)
+	addr = rawServer(t, func(c net.Conn) {
+		r, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		reqs <- r
+		resp := respond(r)
+		if resp == "" {
+			c.Close()
+			return
+		}
+		io.WriteString(c, resp)
+		io.Copy(io.Discard, c)
+	})
+	return addr, reqs
+}
+
+func accept(r *http.Request) string {
+	return transport.AcceptKeyForTest(r.Header.Get("Sec-WebSocket-Key"))
+}
+
+func TestDialWebSocketHandshake(t *testing.T) {
+	ok := func(extra string) func(r *http.Request) string {
+		return func(r *http.Request) string {
+			return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+				accept(r) + "\r\n" + extra + "\r\n"
+		}
+	}
+	tests := []struct {
+		name    string
+		respond func(r *http.Request) string
+		want    string // error substring, "" for success
+	}{
+		{"accepted with mqtt", ok("Sec-WebSocket-Protocol: mqtt\r\n"), ""},
+		{"accepted without a subprotocol", ok(""), ""},
+		{"header case ignored", func(r *http.Request) string {
+			return "HTTP/1.1 101 OK\r\nupgrade: WebSocket\r\nconnection: keep-alive, upgrade\r\nsec-websocket-accept: " + accept(r) + "\r\n\r\n"
+		}, ""},
+		{"refused 403", func(*http.Request) string {
+			return "HTTP/1.1 403 Forbidden\r\nContent-Length: 3\r\n\r\nno\n"
+		}, "transport: dial ws://ADDR: handshake refused: 403 Forbidden"},
+		{"plain 200", func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" }, "handshake refused: 200 OK"},
+		{"wrong accept", func(*http.Request) string {
+			return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+		}, "Sec-WebSocket-Accept"},
+		{"no upgrade header", func(r *http.Request) string {
+			return "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept(r) + "\r\n\r\n"
+		}, "Upgrade header"},
+		{"no connection header", func(r *http.Request) string {
+			return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: " + accept(r) + "\r\n\r\n"
+		}, "Connection header"},
+		{"subprotocol not offered", ok("Sec-WebSocket-Protocol: stomp\r\n"), `subprotocol "stomp"`},
+		{"extension not offered", ok("Sec-WebSocket-Extensions: permessage-deflate\r\n"), "extension"},
+		{"not HTTP", func(*http.Request) string { return "SSH-2.0-OpenSSH\r\n\r\n" }, "malformed HTTP"},
+		{"closed", func(*http.Request) string { return "" }, "connection closed before the HTTP response was complete"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, reqs := fakeWSServer(t, tt.respond)
+			hdr := http.Header{"Authorization": {"Bearer x"}}
+			c, err := transport.Dial(ctxT(t), "ws://"+addr, &transport.Options{Header: hdr})
+			if c != nil {
+				c.Close()
+			}
+			want := strings.ReplaceAll(tt.want, "ADDR", addr)
+			if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+				t.Fatalf("error %v, want %q", err, want)
+			}
+			var herr *transport.HandshakeError
+			if strings.Contains(tt.name, "403") && (!errors.As(err, &herr) || herr.StatusCode != 403) {
+				t.Fatalf("error %v is not a HandshakeError with status 403", err)
+			}
+			r := <-reqs
+			if r.Method != "GET" || r.URL.Path != "/mqtt" || r.Host != addr {
+				t.Fatalf("request %s %s Host %s, want GET /mqtt Host %s", r.Method, r.URL, r.Host, addr)
+			}
+			for k, v := range map[string]string{
+				"Sec-Websocket-Protocol": "mqtt", // [MQTT-6.0.0-3]
+				"Sec-Websocket-Version":  "13",
+				"Upgrade":                "websocket",
+				"Connection":             "Upgrade",
+				"Authorization":          "Bearer x",
+			} {
+				if got := r.Header.Get(k); got != v {
+					t.Errorf("request header %s: %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func TestFramesRightAfterUpgrade(t *testing.T) {
+	// The server's first frame arrives in the same segment as its 101
+	// response; the bytes buffered while reading the response must not be
+	// lost. Likewise the client's first frame right after its request.
+	addr, _ := fakeWSServer(t, func(r *http.Request) string {
+		return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+			accept(r) + "\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n" + string([]byte{0x82, 0x04, 0x20, 0x02, 0x00, 0x00})
+	})
+	c, err := transport.Dial(ctxT(t), "ws://"+addr+"/mqtt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, connack) {
+		t.Fatalf("read % x, %v; want CONNACK", got, err)
+	}
+
+	ln, err := transport.Listen("ws://127.0.0.1:0/mqtt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	key := "dGhlIHNhbXBsZSBub25jZQ=="
+	req := "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+		"\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqttv3.1, mqtt\r\n\r\n"
+	frame := []byte{0x82, 0x84, 1, 2, 3, 4, 0xc0 ^ 1, 0x00 ^ 2, 0xc0 ^ 3, 0x00 ^ 4} // two PINGREQs, masked
+	raw.Write(append([]byte(req), frame...))
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	got = make([]byte, 4)
+	if _, err := io.ReadFull(sc, got); err != nil || !bytes.Equal(got, []byte{0xc0, 0, 0xc0, 0}) {
+		t.Fatalf("server read % x, %v", got, err)
+	}
+	// The server prefers mqtt over mqttv3.1 whatever the client's order
+	// [MQTT-6.0.0-4], and the accept key is the RFC's.
+	resp, err := http.ReadResponse(bufio.NewReader(raw), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Protocol") != "mqtt" ||
+		resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("response %s %v", resp.Status, resp.Header)
+	}
+}
+
+func TestUpgradeRefused(t *testing.T) {
+	ln, err := transport.Listen("ws://127.0.0.1:0/mqtt", &transport.Options{
+		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") != "http://evil.example" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	good := http.Header{
+		"Upgrade":                {"websocket"},
+		"Connection":             {"Upgrade"},
+		"Sec-Websocket-Key":      {"dGhlIHNhbXBsZSBub25jZQ=="},
+		"Sec-Websocket-Version":  {"13"},
+		"Sec-Websocket-Protocol": {"mqtt"},
+	}
+	with := func(k, v string) http.Header {
+		h := good.Clone()
+		if v == "" {
+			h.Del(k)
+		} else {
+			h.Set(k, v)
+		}
+		return h
+	}
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		header http.Header
+		status int
+	}{
+		{"wrong path", "GET", "/other", good, 404},
+		{"POST", "POST", "/mqtt", good, 405},
+		{"no Upgrade", "GET", "/mqtt", with("Upgrade", ""), 426},
+		{"no Connection upgrade", "GET", "/mqtt", with("Connection", "keep-alive"), 426},
+		{"version 8", "GET", "/mqtt", with("Sec-Websocket-Version", "8"), 426},
+		{"no key", "GET", "/mqtt", with("Sec-Websocket-Key", ""), 400},
+		{"short key", "GET", "/mqtt", with("Sec-Websocket-Key", "c2hvcnQ="), 400},
+		{"no subprotocol [MQTT-6.0.0-3]", "GET", "/mqtt", with("Sec-Websocket-Protocol", ""), 400},
+		{"other subprotocol", "GET", "/mqtt", with("Sec-Websocket-Protocol", "stomp, mqtt5"), 400},
+		{"origin refused", "GET", "/mqtt", with("Origin", "http://evil.example"), 403},
+		{"accepted", "GET", "/mqtt", with("Origin", "http://good.example"), 101},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			req, _ := http.NewRequest(tt.method, "http://"+ln.Addr().String()+tt.path, nil)
+			req.Header = tt.header
+			req.Write(raw)
+			resp, err := http.ReadResponse(bufio.NewReader(raw), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %s, want %d", resp.Status, tt.status)
+			}
+			if tt.status == 101 {
+				c, err := ln.Accept()
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+func TestSubprotocolChoice(t *testing.T) {
+	// [MQTT-6.0.0-4] The server returns the subprotocol it selected.
+	for _, tt := range []struct {
+		offered  []string
+		accepted []string
+		want     string
+	}{
+		{[]string{"mqtt"}, nil, "mqtt"},
+		{[]string{"mqttv3.1"}, nil, "mqttv3.1"},
+		{[]string{"mqttv3.1", "mqtt"}, nil, "mqtt"},
+		{[]string{"custom", "mqtt"}, []string{"custom"}, "custom"},
+	} {
+		ln, err := transport.Listen("ws://127.0.0.1:0", &transport.Options{Subprotocols: tt.accepted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := transport.Dial(ctxT(t), "ws://"+ln.Addr().String(), &transport.Options{Subprotocols: tt.offered})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.(*transport.WebSocketConn).Subprotocol(); got != tt.want {
+			t.Errorf("offered %v, accepted %v: client got %q, want %q", tt.offered, tt.accepted, got, tt.want)
+		}
+		if got := sc.(*transport.WebSocketConn).Subprotocol(); got != tt.want {
+			t.Errorf("server chose %q, want %q", got, tt.want)
+		}
+		c.Close()
+		sc.Close()
+		ln.Close()
+	}
+}
+
+func TestWebSocketHandlerBesidePages(t *testing.T) {
+	h := transport.NewWebSocketHandler(nil)
+	mux := http.NewServeMux()
+	mux.Handle("/mqtt", h)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "home page") })
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(tcp)
+	defer srv.Close()
+	serveMQTT(t, h)
+
+	resp, err := http.Get("http://" + tcp.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "home page" {
+		t.Fatalf("page: %q", body)
+	}
+	c, err := transport.Dial(ctxT(t), "ws://"+tcp.Addr().String()+"/mqtt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, c)
+	c.Close()
+
+	h.Close()
+	if _, err := h.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close: %v", err)
+	}
+	_, err = transport.Dial(ctxT(t), "ws://"+tcp.Addr().String()+"/mqtt", nil)
+	var herr *transport.HandshakeError
+	if !errors.As(err, &herr) || herr.StatusCode != 503 {
+		t.Fatalf("dial after handler Close: %v, want 503", err)
+	}
+}
+
+// settleGoroutines waits for the goroutine count to fall to at most n.
+func settleGoroutines(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > n {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left, want at most %d:\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestListenerCloseLeavesNoGoroutines(t *testing.T) {
+	certs := testcert.Must(t)
+	for _, url := range []string{"mqtt://127.0.0.1:0", "mqtts://127.0.0.1:0", "ws://127.0.0.1:0", "wss://127.0.0.1:0/mqtt", "unix://" + filepath.Join(t.TempDir(), "s")} {
+		t.Run(url, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			ln, err := transport.Listen(url, &transport.Options{TLSConfig: certs.ServerConfig(false)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			network, addr := "tcp", ln.Addr().String()
+			if strings.HasPrefix(url, "unix") {
+				network = "unix"
+			}
+			// Connections in every state: idle before the request, one
+			// upgraded but never accepted, one half-way through a request.
+			var raws []net.Conn
+			for range 3 {
+				raw, err := net.Dial(network, addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raws = append(raws, raw)
+			}
+			if strings.HasPrefix(url, "ws://") {
+				io.WriteString(raws[1], "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+					"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
+				io.WriteString(raws[2], "GET / HTTP/1.1\r\nHost: x\r\n")
+				time.Sleep(50 * time.Millisecond) // let the server reach ServeHTTP
+			}
+			done := make(chan error, 1)
+			go func() { done <- ln.Close() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close blocked")
+			}
+			if _, err := ln.Accept(); err == nil {
+				t.Fatal("Accept after Close succeeded")
+			}
+			for _, raw := range raws {
+				raw.Close()
+			}
+			settleGoroutines(t, before)
+		})
+	}
+}
+
+func TestAcceptKeyRFCExample(t *testing.T) {
+	// RFC 6455 section 1.3 (and 4.2.2, 4.1 of the RFC's example handshake).
+	if got := transport.AcceptKeyForTest("dGhlIHNhbXBsZSBub25jZQ=="); got != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("accept key %q", got)
+	}
+}
