@@ -24,6 +24,13 @@ func TestAllocs(t *testing.T) {
 			}
 		}
 	}
+	var ret topic.Retained[int]
+	for i := range 200 {
+		if err := ret.Set(fmt.Sprintf("site/%d/dev/%d/temp", i%4, i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rdst := make([]int, 0, 256)
 	name := "site/7/dev/487/temp"
 	bname := []byte(name)
 	dst := make([]int, 0, 256)
@@ -48,6 +55,7 @@ func TestAllocs(t *testing.T) {
 		{"Tree.MatchShared", func() { groups = tree.MatchShared(bname, groups[:0]) }},
 		{"Tree.MatchSharedString", func() { groups = tree.MatchSharedString(name, groups[:0]) }},
 		{"Group.Pick", func() { _ = groups[0].Pick() }},
+		{"Retained.Match", func() { rdst = ret.Match("site/+/dev/#", rdst[:0]) }},
 	} {
 		if n := testing.AllocsPerRun(100, tt.fn); n != 0 {
 			t.Errorf("%s: %v allocations, want 0", tt.what, n)
@@ -56,6 +64,9 @@ func TestAllocs(t *testing.T) {
 	// The match above found something: the tree was not trivially empty.
 	if dst = tree.Match(bname, dst[:0]); len(dst) != 52 {
 		t.Errorf("Match(%q) found %d values, want 52", name, len(dst))
+	}
+	if len(rdst) != 200 {
+		t.Errorf("Retained.Match found %d values, want 200", len(rdst))
 	}
 	if len(groups) != 1 || len(groups[0].Members) != 50 {
 		t.Errorf("MatchShared(%q) = %d groups, want 1 of 50 members", name, len(groups))

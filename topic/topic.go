@@ -88,6 +88,10 @@ func validate[S ~string | ~[]byte](s S, filter bool) error {
 	level := 0 // index where the current level starts
 	for i := 0; i < n; {
 		c := s[i]
+		if !special[c] {
+			i++
+			continue
+		}
 		if c >= 0x80 {
 			size := utf8Size(s, i)
 			if size == 0 {
@@ -119,6 +123,29 @@ func validate[S ~string | ~[]byte](s S, filter bool) error {
 		i++
 	}
 	return nil
+}
+
+// special marks the bytes validate must look at: all but the plain ASCII
+// characters, which are most of a topic.
+var special = func() (t [256]bool) {
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = true
+	}
+	t[0], t['/'], t['+'], t['#'] = true, true, true, true
+	return t
+}()
+
+// HasWildcards reports whether filter holds a wildcard level, '+' or '#'.
+// A server that does not support wildcards refuses such filters
+// [MQTT-3.8.3-2]. The filter is assumed valid (see [ValidFilter]): in a
+// valid filter, every '+' or '#' is a wildcard.
+func HasWildcards[S ~string | ~[]byte](filter S) bool {
+	for i := 0; i < len(filter); i++ {
+		if c := filter[i]; c == '+' || c == '#' {
+			return true
+		}
+	}
+	return false
 }
 
 // utf8Size returns the length of the well-formed UTF-8 sequence starting

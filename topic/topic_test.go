@@ -1,9 +1,11 @@
 package topic_test
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/ternmq/mqtt/topic"
 )
@@ -286,6 +288,69 @@ func TestParseShared(t *testing.T) {
 		}
 		if got, want := topic.IsShared(tt.filter), tt.err != topic.ErrNotShared; got != want {
 			t.Errorf("IsShared(%q) = %v, want %v", tt.filter, got, want)
+		}
+	}
+}
+
+// A server without wildcard support refuses filters that use them
+// [MQTT-3.8.3-2].
+func TestHasWildcards(t *testing.T) {
+	for _, tt := range []struct {
+		filter string
+		want   bool
+	}{
+		{"sport/tennis", false},
+		{"$SYS/broker", false},
+		{"/", false},
+		{"+", true},
+		{"#", true},
+		{"sport/+/player1", true},
+		{"sport/#", true},
+		{"$share/g/a", false},
+	} {
+		if got := topic.HasWildcards(tt.filter); got != tt.want {
+			t.Errorf("HasWildcards(%q) = %v, want %v", tt.filter, got, tt.want)
+		}
+		if got := topic.HasWildcards([]byte(tt.filter)); got != tt.want {
+			t.Errorf("HasWildcards([]byte(%q)) = %v, want %v", tt.filter, got, tt.want)
+		}
+	}
+}
+
+// TestValidUTF8 compares the UTF-8 check with unicode/utf8 on every
+// sequence of two and three bytes starting with a non-ASCII byte, and on
+// four-byte sequences around every lead byte [MQTT-1.5.3-1].
+func TestValidUTF8(t *testing.T) {
+	if testing.Short() {
+		t.Skip("exhaustive")
+	}
+	check := func(b []byte) {
+		want := utf8.Valid(b) && !bytes.Contains(b, []byte{0}) && !bytes.ContainsAny(b, "+#")
+		if got := topic.ValidName(b) == nil; got != want {
+			t.Fatalf("ValidName(% x) = %v, utf8.Valid says %v", b, topic.ValidName(b), want)
+		}
+	}
+	b := make([]byte, 4)
+	for c0 := 0x80; c0 < 0x100; c0++ {
+		b[0] = byte(c0)
+		check(b[:1])
+		for c1 := range 0x100 {
+			b[1] = byte(c1)
+			check(b[:2])
+			if c0 < 0xE0 {
+				continue
+			}
+			for c2 := range 0x100 {
+				b[2] = byte(c2)
+				check(b[:3])
+				if c0 < 0xF0 || c2&0x3F != 0 && c2 != 0xBF {
+					continue
+				}
+				for _, c3 := range []byte{0x00, 0x7F, 0x80, 0x81, 0xBF, 0xC0, 0xFF} {
+					b[3] = c3
+					check(b[:4])
+				}
+			}
 		}
 	}
 }
