@@ -40,11 +40,12 @@ const (
 // boundaries and malformed but frameable packets pass unchanged. Bytes that
 // cannot be framed (a remaining length longer than four bytes, or a packet
 // over MaxPacketSize) end the connection. A Filter decides the fate of each
-// packet; Hold pauses traffic; CutAll and Close end connections.
+// packet; Hold pauses traffic; CutAll and Close end connections; Frames
+// tells what went through.
 //
-// When one peer closes its side cleanly between packets, the proxy closes
-// the same side towards the other peer and keeps forwarding the other way,
-// as TCP would.
+// When a peer closes its side, the proxy closes the same side towards the
+// other peer and keeps forwarding the other way, as TCP would; a packet
+// the peer left torn is passed on as it is.
 //
 // A Proxy's methods may be called from any goroutine.
 type Proxy struct {
@@ -150,10 +151,17 @@ func (p *Proxy) SetFilter(f Filter) {
 
 // Hold stops forwarding packets going in dir (ClientToServer,
 // ServerToClient or Both), on every connection, new ones included, until
-// Release. Held traffic is not read: it waits in the proxy's small buffers
-// and the peers' sockets, and a sender that goes on writing is slowed by
-// TCP. A packet already being written when Hold is called still arrives.
-// Connections are still accepted and dialed while traffic is held.
+// Release. In each held direction the proxy reads one packet, logs it and
+// asks the filter about it as usual, then waits to forward it; a Drop or a
+// Cut takes effect at once. The traffic behind that packet is not read: it
+// waits in the proxy's small buffer and in the peers' sockets, and a sender
+// that goes on writing is slowed by TCP. A packet already being written
+// when Hold is called still arrives. Connections are still accepted and
+// dialed while traffic is held.
+//
+// So a test can wait for a packet to appear in Frames, knowing that the
+// proxy holds it and the receiver does not have it, then cut the
+// connection or release it.
 func (p *Proxy) Hold(dir Direction) {
 	p.mu.Lock()
 	p.held |= dir & Both
@@ -382,9 +390,7 @@ func (c *conn) pump(dir Direction, src, dst net.Conn) {
 			c.close()
 			return
 		}
-		if !c.wait(dir, time.Time{}) {
-			return
-		}
+		f.Time = time.Now()
 		f.Type = packet.Type(b[0] >> 4)
 		f.Bytes = b
 		c.p.appendLog(f)
@@ -399,12 +405,10 @@ func (c *conn) pump(dir Direction, src, dst net.Conn) {
 			c.close()
 			return
 		case opDelay:
-			until = time.Now().Add(a.delay)
+			until = f.Time.Add(a.delay)
 		case opTear:
 			b = b[:min(a.keep, len(b))]
 		}
-		// Wait again: for a delay, and for a Hold that came while the
-		// filter ran.
 		if !c.wait(dir, until) {
 			return
 		}

@@ -52,6 +52,9 @@ type Frame struct {
 	// Dir on Conn: the number of bytes read from the sender before it,
 	// dropped packets included.
 	Offset int64
+	// Time is when the proxy finished reading the packet, for tests of
+	// timing such as keepalive intervals.
+	Time time.Time
 	// Type is the packet's type, the high four bits of its first byte. It
 	// may be a reserved type: the proxy frames packets by their length
 	// alone and forwards malformed ones as they are.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -259,5 +260,88 @@ func TestFrameLogBounds(t *testing.T) {
 	log[0].Bytes[0] = 1
 	if p.Frames()[0].Bytes[0] != 0 {
 		t.Error("Frames shares its bytes with the log")
+	}
+}
+
+// chunks reads b in pieces of random sizes.
+type chunks struct {
+	b   []byte
+	rng *rand.Rand
+}
+
+func (c *chunks) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 1+c.rng.IntN(64))], c.b)
+	c.b = c.b[n:]
+	return n, nil
+}
+
+// TestFramerRandom frames random packets read in random pieces, then
+// random bytes: the packets come back exactly, and the bytes never make it
+// fail in any way but the documented ones.
+func TestFramerRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		var stream []byte
+		var want [][]byte
+		for range rng.IntN(20) {
+			n := rng.IntN(300)
+			if rng.IntN(10) == 0 {
+				n = rng.IntN(20000)
+			}
+			p := []byte{byte(rng.Uint32())}
+			for v := n; ; v >>= 7 {
+				if v < 128 {
+					p = append(p, byte(v))
+					break
+				}
+				p = append(p, byte(v)|0x80)
+			}
+			for range n {
+				p = append(p, byte(rng.Uint32()))
+			}
+			want = append(want, p)
+			stream = append(stream, p...)
+		}
+		tail := make([]byte, rng.IntN(12))
+		for i := range tail {
+			tail[i] = byte(rng.Uint32())
+		}
+		in := append(stream, tail...)
+
+		fr := framer{r: bufio.NewReaderSize(&chunks{b: in, rng: rng}, 16)}
+		for i, w := range want {
+			if b, err := fr.next(); err != nil || !bytes.Equal(b, w) {
+				t.Fatalf("round %d: packet %d: %x, %v; want %x", round, i, b, err, w)
+			}
+		}
+		// The tail: packets that fit, then an end of the documented kinds.
+		off := len(stream)
+		for {
+			b, err := fr.next()
+			if err == nil {
+				if !bytes.Equal(b, in[off:off+len(b)]) {
+					t.Fatalf("round %d: %x is not the input at %d", round, b, off)
+				}
+				off += len(b)
+				continue
+			}
+			switch err {
+			case io.EOF:
+				if off != len(in) {
+					t.Fatalf("round %d: EOF at %d of %d", round, off, len(in))
+				}
+			case io.ErrUnexpectedEOF:
+				if !bytes.Equal(b, in[off:]) {
+					t.Fatalf("round %d: torn packet %x, want %x", round, b, in[off:])
+				}
+			case errUnframeable:
+			default:
+				t.Fatalf("round %d: %v", round, err)
+			}
+			break
+		}
 	}
 }
