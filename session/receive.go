@@ -284,13 +284,15 @@ func (s *Session) recvPubrec(id uint16) error {
 	if m.qos != 2 {
 		return violation(packet.PUBREC, "MQTT-4.3.2-1", "PUBREC for a QoS 1 message")
 	}
-	if !m.sent {
-		return violation(packet.PUBREC, "MQTT-2.3.1-6", "PUBREC for a packet not sent on this connection")
-	}
 	if m.state == StateReleased {
-		// A duplicate PUBREC: answer it again.
-		s.push(outItem{t: packet.PUBREL, id: id})
+		// A duplicate PUBREC: answer it again, unless a PUBREL is waiting.
+		if m.sent {
+			s.push(outItem{t: packet.PUBREL, id: id})
+		}
 		return nil
+	}
+	if !m.sent {
+		return violation(packet.PUBREC, "MQTT-2.3.1-6", "PUBREC for a PUBLISH not sent on this connection")
 	}
 	if s.store != nil {
 		if err := s.store.UpdateMessage(m.h, id, StateReleased); err != nil {

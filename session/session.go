@@ -787,14 +787,18 @@ func (s *Session) Unsuback(packetID uint16) error {
 // Ack acknowledges the incoming message tag (Config.ManualAck): its PUBACK
 // or PUBREC is queued once every message that arrived before it is
 // acknowledged too [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Acknowledging twice, or a
-// message whose exchange has ended meanwhile, does nothing. While
-// disconnected, the acknowledgement is recorded but not sent: a QoS 2
-// message sent again by the peer is then answered without delivery, a QoS 1
+// message whose exchange has ended meanwhile, does nothing; ErrUnknownTag
+// is for tags the session never handed out. While disconnected, the
+// acknowledgement is recorded but not sent: a QoS 2 message sent again by
+// the peer is then answered without delivery, a QoS 1
 // message is delivered again.
 func (s *Session) Ack(t Tag) error {
 	i := s.findAck(t)
 	if i < 0 {
-		return ErrUnknownTag
+		if t == 0 || t > s.lastTag {
+			return ErrUnknownTag
+		}
+		return nil // acknowledged already, or its exchange ended
 	}
 	if s.acks[i].done == ackWaiting {
 		s.acks[i].done = ackDone

@@ -1,0 +1,195 @@
+package session
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/ternmq/mqtt/packet"
+)
+
+// Incoming publish flows, the same for both roles.
+
+func TestIncomingQoS0(t *testing.T) {
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role})
+		evs := h.recv(pub(0, 0, false, "a"))
+		// Delivered, not acknowledged [MQTT-3.3.4-1].
+		if kinds(evs) != "msg(a,tag0)" {
+			t.Fatalf("events: %v", kinds(evs))
+		}
+		eq(t, "sent", h.out())
+	})
+}
+
+func TestIncomingQoS1(t *testing.T) {
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role})
+		evs := h.recv(pub(1, 5, false, "a"))
+		if kinds(evs) != "msg(a,tag1)" || evs[0].PacketID != 5 {
+			t.Fatalf("events: %+v", evs)
+		}
+		// PUBACK with the PUBLISH's id [MQTT-3.3.4-1] [MQTT-2.3.1-6].
+		eq(t, "sent", h.out(), "PUBACK 5")
+		// Once acknowledged, the same id starts a new publication, whatever
+		// DUP says [MQTT-4.3.2-2].
+		if kinds(h.recv(pub(1, 5, true, "b"))) != "msg(b,tag2)" {
+			t.Fatal("a new QoS 1 publication with a used id was not delivered")
+		}
+		eq(t, "sent", h.out(), "PUBACK 5")
+	})
+}
+
+func TestIncomingQoS2(t *testing.T) {
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role})
+		if kinds(h.recv(pub(2, 9, false, "a"))) != "msg(a,tag1)" {
+			t.Fatal("QoS 2 message not delivered")
+		}
+		eq(t, "sent", h.out(), "PUBREC 9") // [MQTT-3.3.4-1]
+		// Until PUBREL, a PUBLISH with the id is a duplicate, DUP set or
+		// not: acknowledged again, not delivered again [MQTT-4.3.3-2].
+		for _, dup := range []bool{true, false} {
+			if evs := h.recv(pub(2, 9, dup, "a")); len(evs) != 0 {
+				t.Fatalf("duplicate delivered: %v", kinds(evs))
+			}
+			eq(t, "sent", h.out(), "PUBREC 9")
+		}
+		h.recv(&packet.Pubrel{PacketID: 9})
+		eq(t, "sent", h.out(), "PUBCOMP 9")
+		// After PUBCOMP the id starts a new publication.
+		if kinds(h.recv(pub(2, 9, false, "b"))) != "msg(b,tag2)" {
+			t.Fatal("new QoS 2 publication with a released id not delivered")
+		}
+		eq(t, "sent", h.out(), "PUBREC 9")
+	})
+}
+
+func TestIncomingPubrelUnknown(t *testing.T) {
+	// A PUBREL for an id with no exchange is still answered [MQTT-4.3.3-2]:
+	// the PUBCOMP may have been lost with a connection.
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role})
+		h.recv(&packet.Pubrel{PacketID: 3})
+		eq(t, "sent", h.out(), "PUBCOMP 3")
+	})
+}
+
+func TestIncomingAckOrder(t *testing.T) {
+	// PUBACKs and PUBRECs leave in the order the PUBLISH packets arrived
+	// [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role})
+		h.recv(pub(2, 4, false, "a"))
+		h.recv(pub(1, 2, false, "b"))
+		h.recv(pub(0, 0, false, "c"))
+		h.recv(pub(2, 1, false, "d"))
+		h.recv(pub(1, 3, false, "e"))
+		eq(t, "sent", h.out(), "PUBREC 4", "PUBACK 2", "PUBREC 1", "PUBACK 3")
+	})
+}
+
+func TestManualAck(t *testing.T) {
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role, ManualAck: true})
+		var tags []Tag
+		for _, p := range []*packet.Publish{pub(1, 1, false, "a"), pub(2, 2, false, "b"), pub(0, 0, false, "c"), pub(1, 3, false, "d")} {
+			evs := h.recv(p)
+			if len(evs) != 1 || evs[0].Kind != EventMessage {
+				t.Fatalf("events: %v", kinds(evs))
+			}
+			if p.QoS > 0 {
+				tags = append(tags, evs[0].Tag)
+			}
+		}
+		eq(t, "sent before any Ack", h.out())
+		// A later message's Ack waits for the earlier ones [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+		if err := h.s.Ack(tags[2]); err != nil {
+			t.Fatal(err)
+		}
+		eq(t, "sent after the third Ack", h.out())
+		// Resent before our acknowledgement: not delivered again.
+		if evs := h.recv(pub(1, 1, true, "a")); len(evs) != 0 {
+			t.Fatalf("resent QoS 1 delivered again: %v", kinds(evs))
+		}
+		if evs := h.recv(pub(2, 2, true, "b")); len(evs) != 0 {
+			t.Fatalf("resent QoS 2 delivered again: %v", kinds(evs))
+		}
+		eq(t, "sent", h.out())
+		h.s.Ack(tags[1])
+		eq(t, "sent after the second Ack", h.out())
+		h.s.Ack(tags[0])
+		eq(t, "sent after the first Ack", h.out(), "PUBACK 1", "PUBREC 2", "PUBACK 3")
+		// Acknowledging twice does nothing; a tag never handed out is an error.
+		if err := h.s.Ack(tags[0]); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.s.Ack(99); !errors.Is(err, ErrUnknownTag) {
+			t.Fatalf("Ack(99) = %v, want ErrUnknownTag", err)
+		}
+		if err := h.s.Ack(0); !errors.Is(err, ErrUnknownTag) {
+			t.Fatalf("Ack(0) = %v, want ErrUnknownTag", err)
+		}
+		eq(t, "sent", h.out())
+		// The QoS 2 exchange goes on as usual.
+		if evs := h.recv(pub(2, 2, true, "b")); len(evs) != 0 {
+			t.Fatal("duplicate delivered after Ack")
+		}
+		h.recv(&packet.Pubrel{PacketID: 2})
+		eq(t, "sent", h.out(), "PUBREC 2", "PUBCOMP 2")
+	})
+}
+
+func TestManualAckPubrelFirst(t *testing.T) {
+	// A PUBREL for a message still awaiting the application's Ack ends the
+	// exchange (the peer had a PUBREC, from before a restart): PUBCOMP, and
+	// the later Ack sends nothing.
+	h := connected(t, Config{Role: Client, ManualAck: true})
+	evs := h.recv(pub(2, 7, false, "a"))
+	h.recv(&packet.Pubrel{PacketID: 7})
+	eq(t, "sent", h.out(), "PUBCOMP 7")
+	if err := h.s.Ack(evs[0].Tag); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "sent after Ack", h.out())
+}
+
+func TestManualAckOffline(t *testing.T) {
+	// Acknowledged while disconnected: a QoS 2 message sent again is answered
+	// at once without delivery; a QoS 1 message is delivered again.
+	h := connected(t, Config{Role: Client, ManualAck: true})
+	e1 := h.recv(pub(1, 1, false, "a"))
+	e2 := h.recv(pub(2, 2, false, "b"))
+	h.s.Disconnected()
+	h.s.Ack(e1[0].Tag)
+	h.s.Ack(e2[0].Tag)
+	h.connect(false, true)
+	if kinds(h.recv(pub(1, 1, true, "a"))) != "msg(a,tag3)" {
+		t.Fatal("QoS 1 not delivered again")
+	}
+	if evs := h.recv(pub(2, 2, true, "b")); len(evs) != 0 {
+		t.Fatalf("QoS 2 delivered again: %v", kinds(evs))
+	}
+	eq(t, "sent", h.out(), "PUBREC 2")
+}
+
+func TestIncomingIDReuse(t *testing.T) {
+	// A QoS 1 PUBLISH reusing the id of an unreleased QoS 2 exchange means
+	// the peer forgot that exchange [MQTT-2.3.1-2]: the session forgets it
+	// too, rather than lose the peer's next QoS 2 message with that id.
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role})
+		h.recv(pub(2, 1, false, "a"))
+		h.recv(pub(1, 1, false, "b"))
+		if kinds(h.recv(pub(2, 1, false, "c"))) != "msg(c,tag3)" {
+			t.Fatal("new QoS 2 message taken for a duplicate")
+		}
+		eq(t, "sent", h.out(), "PUBREC 1", "PUBACK 1", "PUBREC 1")
+	})
+}
+
+func TestIncomingMalformed(t *testing.T) {
+	// Packets built by hand, not by the codec, are still checked.
+	h := connected(t, Config{Role: Server})
+	h.violation(&packet.Publish{QoS: 1, Topic: []byte("t")}, "MQTT-2.3.1-1")
+	h.violation(&packet.Publish{QoS: 3, PacketID: 1, Topic: []byte("t")}, "MQTT-3.3.1-4")
+}
