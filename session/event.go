@@ -14,9 +14,10 @@ type Handle uint64
 // Tag identifies an incoming QoS 1 or 2 message, for Ack with
 // Config.ManualAck. Tags increase and are never 0. The tag of a QoS 2
 // message is stored with its packet identifier: a message delivered again
-// after a restart (see EventMessage) carries its first tag, and a Store
-// never hands out a tag twice, so an application can make its processing
-// idempotent by recording tags.
+// after a restart (see EventMessage) carries its first tag. With a Store
+// that is a MarkStore (MemoryStore and FileStore are), no tag is ever
+// handed out twice, so an application can make its processing idempotent
+// by recording tags.
 type Tag uint64
 
 // EventKind says what an Event reports.

@@ -406,6 +406,14 @@ func (s *FileStore) DeleteIncoming(packetID uint16) error {
 	return s.write(binary.BigEndian.AppendUint16(s.begin(recInDelete), packetID))
 }
 
+// SaveMarks implements MarkStore.
+func (s *FileStore) SaveMarks(lastHandle Handle, lastTag Tag) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := binary.BigEndian.AppendUint64(s.begin(recMarks), uint64(lastHandle))
+	return s.write(binary.BigEndian.AppendUint64(b, uint64(lastTag)))
+}
+
 // Clear implements Store.
 func (s *FileStore) Clear() error {
 	s.mu.Lock()

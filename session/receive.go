@@ -159,14 +159,21 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 				// its Ack will answer both.
 				return nil
 			}
-			t := s.newTag()
+			t, err := s.newTag()
+			if err != nil {
+				return err
+			}
 			s.inQ1[id] = t
 			s.acks = append(s.acks, pendingAck{tag: t, id: id, qos: 1})
 			s.emit(Event{Kind: EventMessage, PacketID: id, Tag: t, Publish: p})
 			return nil
 		}
+		t, err := s.newTag()
+		if err != nil {
+			return err
+		}
 		s.push(outItem{t: packet.PUBACK, id: id}) // [MQTT-3.3.4-1] [MQTT-4.3.2-2] [MQTT-4.6.0-2]
-		s.emit(Event{Kind: EventMessage, PacketID: id, Tag: s.newTag(), Publish: p})
+		s.emit(Event{Kind: EventMessage, PacketID: id, Tag: t, Publish: p})
 		return nil
 	}
 	if st, ok := s.in[id]; ok {
@@ -195,7 +202,10 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 	if t, ok := s.inQ1[id]; ok {
 		s.voidAck(t) // the peer reused the id of an unacknowledged QoS 1 message
 	}
-	t := s.newTag()
+	t, err := s.newTag()
+	if err != nil {
+		return err
+	}
 	if s.store != nil {
 		// Stored, and durable, before the application sees the message or
 		// the PUBREC leaves: a duplicate after a crash is then recognised.

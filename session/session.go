@@ -199,6 +199,7 @@ type Session struct {
 
 	lastHandle Handle
 	lastTag    Tag
+	tagLimit   Tag // tags up to this are reserved in the Store
 
 	inflight list                // messages with a packet id, in Handle order
 	queue    list                // messages waiting for a slot or a connection
@@ -892,9 +893,28 @@ func (s *Session) NextEvent() (e Event, ok bool) {
 	return e, true
 }
 
-func (s *Session) newTag() Tag {
+// tagBlock is the number of tags reserved in the Store at a time.
+const tagBlock = 1024
+
+// newTag hands out the next tag. With a MarkStore, tags are reserved in
+// blocks, durably before the first of a block is handed out, so that none
+// is handed out again after a restart.
+func (s *Session) newTag() (Tag, error) {
+	if s.lastTag >= s.tagLimit && s.store != nil {
+		if ms, ok := s.store.(MarkStore); ok {
+			limit := s.lastTag + tagBlock
+			if err := ms.SaveMarks(s.lastHandle, limit); err != nil {
+				return 0, err
+			}
+			if err := s.store.Sync(); err != nil {
+				return 0, err
+			}
+			s.dirty = false
+			s.tagLimit = limit
+		}
+	}
 	s.lastTag++
-	return s.lastTag
+	return s.lastTag, nil
 }
 
 func (s *Session) newMessage(h Handle, qos byte, retain bool, topic, payload []byte) *message {

@@ -99,6 +99,19 @@ type Store interface {
 	Sync() error
 }
 
+// MarkStore is implemented by Stores that can record the largest Handle
+// and Tag handed out without a message or exchange to go with them. The
+// Session uses it to reserve tags in blocks, so that the tags of QoS 1
+// messages, which are not stored, are never handed out again after a
+// restart either. With a Store that lacks it, only the tags of QoS 2
+// messages are unique across restarts. MemoryStore and FileStore have it.
+type MarkStore interface {
+	Store
+	// SaveMarks records that handles up to lastHandle and tags up to
+	// lastTag may have been handed out: Load returns at least these.
+	SaveMarks(lastHandle Handle, lastTag Tag) error
+}
+
 // MemoryStore is a Store in memory: the state outlives a Session value
 // (a client recreated in the same process can resume its session), not the
 // process. It is safe for concurrent use, and it reuses the buffers of
@@ -230,6 +243,15 @@ func (s *MemoryStore) Clear() error {
 		s.free = append(s.free, m)
 	}
 	clear(s.in)
+	s.mu.Unlock()
+	return nil
+}
+
+// SaveMarks implements MarkStore.
+func (s *MemoryStore) SaveMarks(lastHandle Handle, lastTag Tag) error {
+	s.mu.Lock()
+	s.lastHandle = max(s.lastHandle, lastHandle)
+	s.lastTag = max(s.lastTag, lastTag)
 	s.mu.Unlock()
 	return nil
 }
