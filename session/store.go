@@ -121,16 +121,22 @@ type MarkStore interface {
 // MemoryStore when the state must pass from one Session to the next.
 type MemoryStore struct {
 	mu         sync.Mutex
-	msgs       map[Handle]*Message
+	msgs       map[Handle]*memMessage
 	in         map[uint16]Incoming
-	free       []*Message
+	free       []*memMessage
 	lastHandle Handle
 	lastTag    Tag
 }
 
+// memMessage is a stored message and the buffer its bytes live in.
+type memMessage struct {
+	Message
+	buf []byte
+}
+
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{msgs: make(map[Handle]*Message), in: make(map[uint16]Incoming)}
+	return &MemoryStore{msgs: make(map[Handle]*memMessage), in: make(map[uint16]Incoming)}
 }
 
 // Load implements Store.
@@ -138,20 +144,17 @@ func (s *MemoryStore) Load(msg func(*Message) error, in func(Incoming) error) (H
 	s.mu.Lock()
 	msgs := make([]*Message, 0, len(s.msgs))
 	for _, m := range s.msgs {
-		msgs = append(msgs, m)
+		// Copies, so that the callbacks may call the Store.
+		c := m.Message
+		c.Topic = slices.Clone(m.Topic)
+		c.Payload = slices.Clone(m.Payload)
+		msgs = append(msgs, &c)
 	}
 	ins := make([]Incoming, 0, len(s.in))
 	for _, i := range s.in {
 		ins = append(ins, i)
 	}
 	lh, lt := s.lastHandle, s.lastTag
-	// Copies, so that the callbacks may call the Store.
-	for i, m := range msgs {
-		c := *m
-		c.Topic = slices.Clone(m.Topic)
-		c.Payload = slices.Clone(m.Payload)
-		msgs[i] = &c
-	}
 	s.mu.Unlock()
 	slices.SortFunc(msgs, func(a, b *Message) int { return cmp.Compare(a.Handle, b.Handle) })
 	slices.SortFunc(ins, func(a, b Incoming) int { return cmp.Compare(a.Tag, b.Tag) })
@@ -172,24 +175,37 @@ func (s *MemoryStore) Load(msg func(*Message) error, in func(Incoming) error) (H
 func (s *MemoryStore) SaveMessage(m *Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var c *Message
+	var c *memMessage
 	if n := len(s.free); n > 0 {
 		c = s.free[n-1]
 		s.free = s.free[:n-1]
 	} else {
-		c = new(Message)
+		c = new(memMessage)
 	}
-	buf := append(c.Topic[:0:cap(c.Topic)], m.Topic...)
+	buf := append(c.buf[:0], m.Topic...)
 	buf = append(buf, m.Payload...)
-	*c = *m
+	c.Message = *m
+	c.buf = buf
 	c.Topic = buf[:len(m.Topic):len(m.Topic)]
 	c.Payload = buf[len(m.Topic):]
 	if old := s.msgs[m.Handle]; old != nil {
-		s.free = append(s.free, old)
+		s.release(old)
 	}
 	s.msgs[m.Handle] = c
 	s.lastHandle = max(s.lastHandle, m.Handle)
 	return nil
+}
+
+// release keeps a deleted message's buffer for reuse, unless it is large.
+func (s *MemoryStore) release(m *memMessage) {
+	buf := m.buf[:0]
+	if cap(buf) > maxKeptBuffer {
+		buf = nil
+	}
+	*m = memMessage{buf: buf}
+	if len(s.free) < 1024 {
+		s.free = append(s.free, m)
+	}
 }
 
 // UpdateMessage implements Store.
@@ -208,10 +224,7 @@ func (s *MemoryStore) DeleteMessage(h Handle) error {
 	defer s.mu.Unlock()
 	if m := s.msgs[h]; m != nil {
 		delete(s.msgs, h)
-		// The topic slice keeps the capacity of the whole buffer.
-		m.Topic = m.Topic[:0:cap(m.Topic)]
-		m.Payload = nil
-		s.free = append(s.free, m)
+		s.release(m)
 	}
 	return nil
 }
@@ -238,9 +251,7 @@ func (s *MemoryStore) Clear() error {
 	s.mu.Lock()
 	for h, m := range s.msgs {
 		delete(s.msgs, h)
-		m.Topic = m.Topic[:0:cap(m.Topic)]
-		m.Payload = nil
-		s.free = append(s.free, m)
+		s.release(m)
 	}
 	clear(s.in)
 	s.mu.Unlock()
