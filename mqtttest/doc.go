@@ -12,7 +12,8 @@
 //	// Cut the first connection when the broker's PUBACK is on its way,
 //	// and let the client's reconnection through.
 //	p.SetFilter(mqtttest.OnConn(0, mqtttest.OnType(mqtttest.ServerToClient, packet.PUBACK, mqtttest.Cut)))
-//	c := connectClient(t, p.URL())
+//	// Then connect the client under test to p.URL() and publish at QoS 1:
+//	// it must reconnect and send the PUBLISH again with DUP set.
 //
 // Everything listens on 127.0.0.1 on a port of the system's choosing, and
 // everything started with a testing.TB is closed when the test ends.

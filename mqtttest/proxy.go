@@ -41,7 +41,7 @@ const (
 // cannot be framed (a remaining length longer than four bytes, or a packet
 // over MaxPacketSize) end the connection. A Filter decides the fate of each
 // packet; Hold pauses traffic; CutAll and Close end connections; Frames
-// tells what went through.
+// lists the packets read.
 //
 // When a peer closes its side, the proxy closes the same side towards the
 // other peer and keeps forwarding the other way, as TCP would; a packet
@@ -151,13 +151,13 @@ func (p *Proxy) SetFilter(f Filter) {
 
 // Hold stops forwarding packets going in dir (ClientToServer,
 // ServerToClient or Both), on every connection, new ones included, until
-// Release. In each held direction the proxy reads one packet, logs it and
-// asks the filter about it as usual, then waits to forward it; a Drop or a
-// Cut takes effect at once. The traffic behind that packet is not read: it
-// waits in the proxy's small buffer and in the peers' sockets, and a sender
-// that goes on writing is slowed by TCP. A packet already being written
-// when Hold is called still arrives. Connections are still accepted and
-// dialed while traffic is held.
+// Release. In each held direction of each connection the proxy reads one
+// packet, logs it and asks the filter about it as usual, then waits to
+// forward it; a Drop or a Cut takes effect at once. The traffic behind that
+// packet is not read: it waits in the proxy's small buffer and in the
+// peers' sockets, and a sender that goes on writing is slowed by TCP. A
+// packet already being written when Hold is called still arrives.
+// Connections are still accepted and dialed while traffic is held.
 //
 // So a test can wait for a packet to appear in Frames, knowing that the
 // proxy holds it and the receiver does not have it, then cut the
