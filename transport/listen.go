@@ -16,9 +16,12 @@ import (
 // wss:// and unix://. Use port 0 to let the system pick one; Addr tells
 // which.
 //
-// For tls and wss, opts.TLSConfig must hold the server certificate. TLS
-// handshakes happen in Accept's caller's goroutines for tls (on the first
-// Read, as with crypto/tls), and before Accept for wss.
+// For tls and wss, opts.TLSConfig must hold the server certificate. A tls
+// listener returns *tls.Conn values whose handshake runs on their first
+// Read or Write (as crypto/tls does), in the goroutine serving the
+// connection, so one slow client never holds up Accept; a client's Dial
+// returns once the server has read from the connection. A wss listener
+// completes the handshake before Accept returns the connection.
 //
 // For ws and wss, Listen runs an HTTP server that upgrades requests to the
 // URL's path, or to any path when the URL has none or "/". Accept returns
