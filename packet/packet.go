@@ -2,6 +2,7 @@ package packet
 
 import (
 	"bytes"
+	"encoding/binary"
 	"unicode/utf8"
 )
 
@@ -155,29 +156,49 @@ func body(b []byte, t Type) (flags byte, rest []byte, err error) {
 	if len(b) < 2 {
 		return 0, nil, malformed(t, "2.2", "packet shorter than a fixed header")
 	}
-	if got := Type(b[0] >> 4); got != t {
-		return 0, nil, malformed(t, "2.2.1", "bytes hold a "+got.String()+" packet")
-	}
 	flags = b[0] & 0x0f
-	if err := checkFlags(t, flags); err != nil {
-		return 0, nil, err
+	if b[0]>>4 != byte(t) || flags != fixedFlags[t] && t != PUBLISH {
+		return 0, nil, headerError(b[0], t)
 	}
-	n, used, err := parseLength(b[1:])
-	if err != nil {
-		err.(*Error).Type = t
-		return 0, nil, err
+	if t == PUBLISH {
+		if err := checkFlags(t, flags); err != nil {
+			return 0, nil, err
+		}
 	}
-	if used == 0 {
-		return 0, nil, malformed(t, "2.2.3", "truncated remaining length")
+	var n int
+	if c := b[1]; c < 0x80 {
+		// Most packets are under 128 bytes: a one-byte length.
+		n, rest = int(c), b[2:]
+	} else {
+		var used int
+		n, used, err = parseLength(b[1:])
+		if err != nil {
+			err.(*Error).Type = t
+			return 0, nil, err
+		}
+		if used == 0 {
+			return 0, nil, malformed(t, "2.2.3", "truncated remaining length")
+		}
+		rest = b[1+used:]
 	}
-	rest = b[1+used:]
-	if len(rest) < n {
-		return 0, nil, malformed(t, "2.2.3", "packet shorter than its remaining length")
-	}
-	if len(rest) > n {
+	if len(rest) != n {
+		if len(rest) < n {
+			return 0, nil, malformed(t, "2.2.3", "packet shorter than its remaining length")
+		}
 		return 0, nil, malformed(t, "2.2.3", "bytes after the end of the packet")
 	}
 	return flags, rest, nil
+}
+
+// fixedFlags holds the only valid flags of each type but PUBLISH (Table 2.2).
+var fixedFlags = [16]byte{PUBREL: 2, SUBSCRIBE: 2, UNSUBSCRIBE: 2}
+
+// headerError explains why first is not a valid first byte for type t.
+func headerError(first byte, t Type) error {
+	if got := Type(first >> 4); got != t {
+		return malformed(t, "2.2.1", "bytes hold a "+got.String()+" packet")
+	}
+	return checkFlags(t, first&0x0f)
 }
 
 // decoder reads the fields of a packet's variable header and payload.
@@ -222,15 +243,16 @@ func (d *decoder) uint16(what string) uint16 {
 
 // bytes reads a field with a two-byte length prefix: a string or binary data.
 func (d *decoder) bytes(what string) []byte {
-	n := int(d.uint16(what + " length"))
-	if d.err != nil {
+	if len(d.b) < 2 {
+		d.fail("truncated " + what + " length")
 		return nil
 	}
+	n := 2 + (int(d.b[0])<<8 | int(d.b[1]))
 	if len(d.b) < n {
 		d.fail("truncated " + what)
 		return nil
 	}
-	v := d.b[:n:n]
+	v := d.b[2:n:n]
 	d.b = d.b[n:]
 	return v
 }
@@ -254,27 +276,109 @@ func (d *decoder) end(rule string) error {
 	return d.err
 }
 
+const (
+	lsb = 0x0101010101010101 // the low bit of each byte of a word
+	msb = 0x8080808080808080 // the high bit of each byte of a word
+
+	ruleUTF8     = "MQTT-1.5.3-1"
+	ruleNUL      = "MQTT-1.5.3-2"
+	ruleWildcard = "MQTT-3.3.2-2"
+)
+
+// plainWord reports whether the eight bytes of x are all in 0x01..0x7f:
+// x has no high bit set, and neither has x-lsb, since no byte borrows.
+func plainWord(x uint64) bool { return (x-lsb|x)&msb == 0 }
+
+// nameWord is plainWord for a topic name, whose bytes must also not be '+'
+// or '#'. The two differ only in bit 3, so setting it turns both into '+',
+// and no other byte; y is then zero where x had a wildcard, and
+// (y-lsb)&^y has a high bit set at the lowest zero byte of y, if any.
+func nameWord(x uint64) bool {
+	y := (x | lsb*0x08) ^ lsb*'+'
+	return (x-lsb|x|(y-lsb)&^y)&msb == 0
+}
+
 // checkString returns the rule s breaks as an MQTT UTF-8 encoded string,
 // or "" if it is valid: well-formed UTF-8 with no surrogates
 // [MQTT-1.5.3-1] and no U+0000 [MQTT-1.5.3-2]. U+FEFF is kept as it is
 // [MQTT-1.5.3-3]. Go's decoder rejects encoded surrogates and overlong
 // forms, so utf8.Valid covers the first rule.
+//
+// Most strings are ASCII, which it checks eight bytes at a time, the last
+// word overlapping the one before it; a word that is not plain ASCII, or a
+// string shorter than a word, goes byte by byte.
 func checkString(s []byte) string {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == 0 {
-			return "MQTT-1.5.3-2"
+	i := 0
+	if len(s) >= 8 {
+		for ; i < len(s)-8; i += 8 {
+			if !plainWord(binary.LittleEndian.Uint64(s[i:])) {
+				goto bytewise
+			}
 		}
-		if c >= utf8.RuneSelf {
-			rest := s[i:]
-			if !utf8.Valid(rest) {
-				return "MQTT-1.5.3-1"
-			}
-			if bytes.IndexByte(rest, 0) >= 0 {
-				return "MQTT-1.5.3-2"
-			}
+		if plainWord(binary.LittleEndian.Uint64(s[len(s)-8:])) {
 			return ""
 		}
+	}
+bytewise:
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c == 0 {
+			return ruleNUL
+		}
+		if c >= utf8.RuneSelf {
+			return checkUTF8(s[i:])
+		}
+	}
+	return ""
+}
+
+// checkUTF8 is checkString for the part of a string from its first byte
+// over 0x7f.
+func checkUTF8(s []byte) string {
+	if !utf8.Valid(s) {
+		return ruleUTF8
+	}
+	if bytes.IndexByte(s, 0) >= 0 {
+		return ruleNUL
+	}
+	return ""
+}
+
+// checkName is checkString for a topic name, which must also be free of
+// the wildcards '+' and '#' [MQTT-3.3.2-2]: one pass finds all three
+// problems. A string problem wins over a wildcard.
+func checkName(s []byte) string {
+	i := 0
+	if len(s) >= 8 {
+		for ; i < len(s)-8; i += 8 {
+			if !nameWord(binary.LittleEndian.Uint64(s[i:])) {
+				goto bytewise
+			}
+		}
+		if nameWord(binary.LittleEndian.Uint64(s[len(s)-8:])) {
+			return ""
+		}
+	}
+bytewise:
+	wild := false
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == 0:
+			return ruleNUL
+		case c >= utf8.RuneSelf:
+			if rule := checkUTF8(s[i:]); rule != "" {
+				return rule
+			}
+			if wild || bytes.IndexByte(s[i:], '+') >= 0 || bytes.IndexByte(s[i:], '#') >= 0 {
+				return ruleWildcard
+			}
+			return ""
+		case c == '+' || c == '#':
+			wild = true
+		}
+	}
+	if wild {
+		return ruleWildcard
 	}
 	return ""
 }
@@ -309,20 +413,25 @@ func topicError(t Type, what string, s []byte) error {
 	return nil
 }
 
-// checkTopicName checks a topic name as used in PUBLISH and in a will:
-// a valid string of at most 65535 bytes, non-empty [MQTT-4.7.3-1] and free
-// of wildcards [MQTT-3.3.2-2].
+// checkTopicName checks a topic name as used in PUBLISH and in a will: a
+// valid string [MQTT-1.5.3-1] [MQTT-1.5.3-2] of at most 65535 bytes
+// [MQTT-4.7.3-3], non-empty [MQTT-4.7.3-1] and free of wildcards
+// [MQTT-3.3.2-2].
 func checkTopicName(t Type, what string, s []byte) error {
-	if err := topicError(t, what, s); err != nil {
-		return err
+	if len(s) > maxString {
+		return malformed(t, "MQTT-4.7.3-3", what+" longer than 65535 bytes")
 	}
 	if len(s) == 0 {
 		return violation(t, "MQTT-4.7.3-1", what+" is empty")
 	}
-	if bytes.IndexByte(s, '+') >= 0 || bytes.IndexByte(s, '#') >= 0 {
-		return violation(t, "MQTT-3.3.2-2", what+" contains a wildcard")
+	switch rule := checkName(s); rule {
+	case "":
+		return nil
+	case ruleWildcard:
+		return violation(t, rule, what+" contains a wildcard")
+	default:
+		return malformed(t, rule, what+": "+stringProblem(rule))
 	}
-	return nil
 }
 
 func appendUint16(dst []byte, v uint16) []byte {

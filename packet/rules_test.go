@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/ternmq/mqtt/packet"
 )
@@ -474,5 +475,48 @@ func TestUnsupportedVersionKeepsLevel(t *testing.T) {
 	var c packet.Connect
 	if err := c.Decode(connect(0x00, str(""))); !errors.Is(err, packet.ErrIdentifierRejected) || c.CleanSession {
 		t.Errorf("Decode: %v, %v", err, &c)
+	}
+}
+
+// TestStringScan puts each kind of problem byte at every position of topic
+// names and filters of 1 to 40 bytes, so that the word-at-a-time scan is
+// checked at every offset in a word and in the byte-wise tail, against a
+// plain reading of the rules.
+func TestStringScan(t *testing.T) {
+	reference := func(s string, name bool) string {
+		switch {
+		case !utf8.ValidString(s):
+			return "MQTT-1.5.3-1"
+		case strings.IndexByte(s, 0) >= 0:
+			return "MQTT-1.5.3-2"
+		case name && strings.ContainsAny(s, "+#"):
+			return "MQTT-3.3.2-2"
+		}
+		return ""
+	}
+	inserts := []string{"\x00", "+", "#", "\x80", "\xff", "\x7f", "\x01", "é", "\xed\xa0\x80", "\uFEFF", "€+", "é\x00"}
+	for n := 1; n <= 40; n++ {
+		for i := 0; i < n; i++ {
+			for _, ins := range inserts {
+				s := strings.Repeat("a", i) + ins + strings.Repeat("b", n-i-1)
+				for _, name := range []bool{true, false} {
+					var b []byte
+					if name {
+						b = publish(0x30, s)
+					} else {
+						b = subscribe(s, 0)
+					}
+					_, err := packet.Decode(b)
+					want := reference(s, name)
+					var pe *packet.Error
+					switch {
+					case want == "" && err != nil:
+						t.Fatalf("%q (name %v): %v", s, name, err)
+					case want != "" && (!errors.As(err, &pe) || pe.Rule != want):
+						t.Fatalf("%q (name %v): %v, want rule %s", s, name, err, want)
+					}
+				}
+			}
+		}
 	}
 }

@@ -1,0 +1,324 @@
+package peers_test
+
+import (
+	"bytes"
+	"testing"
+
+	paho "github.com/eclipse/paho.mqtt.golang/packets"
+	mochi "github.com/mochi-mqtt/server/v2/packets"
+	"github.com/ternmq/mqtt/packet"
+)
+
+// peerCase is one packet in the form of each library.
+type peerCase struct {
+	name  string
+	tern  packet.Packet
+	paho  paho.ControlPacket
+	mochi mochi.Packet
+	// The mochi codec has one method pair per type, and a validation
+	// method for some, which its server calls after decoding; tern's and
+	// paho's Decode do their checks themselves.
+	mochiEncode   func(*mochi.Packet, *bytes.Buffer) error
+	mochiDecode   func(*mochi.Packet, []byte) error
+	mochiValidate func(*mochi.Packet) mochi.Code
+}
+
+const pubTopic = "sensors/building-1/floor-2/temperature"
+
+func pahoPacket(t byte, fill func(paho.ControlPacket)) paho.ControlPacket {
+	p := paho.NewControlPacket(t)
+	fill(p)
+	return p
+}
+
+func publishCase(name string, n int) peerCase {
+	payload := bytes.Repeat([]byte("x"), n)
+	return peerCase{
+		name: name,
+		tern: &packet.Publish{QoS: 1, PacketID: 42, Topic: []byte(pubTopic), Payload: payload},
+		paho: pahoPacket(paho.Publish, func(p paho.ControlPacket) {
+			q := p.(*paho.PublishPacket)
+			q.Qos, q.MessageID, q.TopicName, q.Payload = 1, 42, pubTopic, payload
+		}),
+		mochi: mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Publish, Qos: 1},
+			PacketID: 42, TopicName: pubTopic, Payload: payload},
+		mochiEncode:   (*mochi.Packet).PublishEncode,
+		mochiDecode:   (*mochi.Packet).PublishDecode,
+		mochiValidate: func(p *mochi.Packet) mochi.Code { return p.PublishValidate(0) },
+	}
+}
+
+func ackCase(name string, t byte, tp packet.Packet, enc func(*mochi.Packet, *bytes.Buffer) error, dec func(*mochi.Packet, []byte) error) peerCase {
+	var flagQoS byte
+	if t == paho.Pubrel {
+		flagQoS = 1
+	}
+	return peerCase{
+		name: name,
+		tern: tp,
+		paho: pahoPacket(t, func(p paho.ControlPacket) {
+			switch q := p.(type) {
+			case *paho.PubackPacket:
+				q.MessageID = 42
+			case *paho.PubrecPacket:
+				q.MessageID = 42
+			case *paho.PubrelPacket:
+				q.MessageID = 42
+			case *paho.PubcompPacket:
+				q.MessageID = 42
+			case *paho.UnsubackPacket:
+				q.MessageID = 42
+			}
+		}),
+		mochi:       mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: t, Qos: flagQoS}, PacketID: 42},
+		mochiEncode: enc,
+		mochiDecode: dec,
+	}
+}
+
+func peerCases() []peerCase {
+	const client = "tern-bench-client-0001"
+	const will = "clients/tern-bench-client-0001/status"
+	filters := []string{"sensors/+/floor-2/#", "alerts/#", "$SYS/broker/uptime"}
+	return []peerCase{
+		{
+			name: "Connect",
+			tern: &packet.Connect{Level: packet.Level311, CleanSession: true, KeepAlive: 60, ClientID: []byte(client),
+				Will: true, WillQoS: 1, WillTopic: []byte(will), WillMessage: []byte("offline"),
+				HasUsername: true, Username: []byte("device"), HasPassword: true, Password: []byte("s3cr3t-t0k3n")},
+			paho: pahoPacket(paho.Connect, func(p paho.ControlPacket) {
+				q := p.(*paho.ConnectPacket)
+				q.ProtocolName, q.ProtocolVersion, q.CleanSession, q.Keepalive, q.ClientIdentifier = "MQTT", 4, true, 60, client
+				q.WillFlag, q.WillQos, q.WillTopic, q.WillMessage = true, 1, will, []byte("offline")
+				q.UsernameFlag, q.Username, q.PasswordFlag, q.Password = true, "device", true, []byte("s3cr3t-t0k3n")
+			}),
+			mochi: mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Connect},
+				Connect: mochi.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60, ClientIdentifier: client,
+					WillFlag: true, WillQos: 1, WillTopic: will, WillPayload: []byte("offline"),
+					UsernameFlag: true, Username: []byte("device"), PasswordFlag: true, Password: []byte("s3cr3t-t0k3n")}},
+			mochiEncode:   (*mochi.Packet).ConnectEncode,
+			mochiDecode:   (*mochi.Packet).ConnectDecode,
+			mochiValidate: (*mochi.Packet).ConnectValidate,
+		},
+		{
+			name: "Connack",
+			tern: &packet.Connack{SessionPresent: true},
+			paho: pahoPacket(paho.Connack, func(p paho.ControlPacket) { p.(*paho.ConnackPacket).SessionPresent = true }),
+			mochi: mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Connack},
+				SessionPresent: true},
+			mochiEncode: (*mochi.Packet).ConnackEncode,
+			mochiDecode: (*mochi.Packet).ConnackDecode,
+		},
+		publishCase("Publish16", 16),
+		publishCase("Publish1K", 1024),
+		publishCase("Publish64K", 65536),
+		ackCase("Puback", paho.Puback, &packet.Puback{PacketID: 42}, (*mochi.Packet).PubackEncode, (*mochi.Packet).PubackDecode),
+		ackCase("Pubrec", paho.Pubrec, &packet.Pubrec{PacketID: 42}, (*mochi.Packet).PubrecEncode, (*mochi.Packet).PubrecDecode),
+		ackCase("Pubrel", paho.Pubrel, &packet.Pubrel{PacketID: 42}, (*mochi.Packet).PubrelEncode, (*mochi.Packet).PubrelDecode),
+		ackCase("Pubcomp", paho.Pubcomp, &packet.Pubcomp{PacketID: 42}, (*mochi.Packet).PubcompEncode, (*mochi.Packet).PubcompDecode),
+		{
+			name: "Subscribe",
+			tern: &packet.Subscribe{PacketID: 7, Subscriptions: []packet.Subscription{
+				{Filter: []byte(filters[0]), QoS: 1}, {Filter: []byte(filters[1]), QoS: 2}, {Filter: []byte(filters[2]), QoS: 0}}},
+			paho: pahoPacket(paho.Subscribe, func(p paho.ControlPacket) {
+				q := p.(*paho.SubscribePacket)
+				q.MessageID, q.Topics, q.Qoss = 7, filters, []byte{1, 2, 0}
+			}),
+			mochi: mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Subscribe, Qos: 1}, PacketID: 7,
+				Filters: mochi.Subscriptions{{Filter: filters[0], Qos: 1}, {Filter: filters[1], Qos: 2}, {Filter: filters[2], Qos: 0}}},
+			mochiEncode:   (*mochi.Packet).SubscribeEncode,
+			mochiDecode:   (*mochi.Packet).SubscribeDecode,
+			mochiValidate: (*mochi.Packet).SubscribeValidate,
+		},
+		{
+			name: "Suback",
+			tern: &packet.Suback{PacketID: 7, ReturnCodes: []byte{1, 2, packet.SubackFailure}},
+			paho: pahoPacket(paho.Suback, func(p paho.ControlPacket) {
+				q := p.(*paho.SubackPacket)
+				q.MessageID, q.ReturnCodes = 7, []byte{1, 2, 0x80}
+			}),
+			mochi: mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Suback}, PacketID: 7,
+				ReasonCodes: []byte{1, 2, 0x80}},
+			mochiEncode: (*mochi.Packet).SubackEncode,
+			mochiDecode: (*mochi.Packet).SubackDecode,
+		},
+		{
+			name: "Unsubscribe",
+			tern: &packet.Unsubscribe{PacketID: 8, Filters: [][]byte{[]byte(filters[0]), []byte(filters[1])}},
+			paho: pahoPacket(paho.Unsubscribe, func(p paho.ControlPacket) {
+				q := p.(*paho.UnsubscribePacket)
+				q.MessageID, q.Topics = 8, filters[:2]
+			}),
+			mochi: mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Unsubscribe, Qos: 1}, PacketID: 8,
+				Filters: mochi.Subscriptions{{Filter: filters[0]}, {Filter: filters[1]}}},
+			mochiEncode:   (*mochi.Packet).UnsubscribeEncode,
+			mochiDecode:   (*mochi.Packet).UnsubscribeDecode,
+			mochiValidate: (*mochi.Packet).UnsubscribeValidate,
+		},
+		ackCase("Unsuback", paho.Unsuback, &packet.Unsuback{PacketID: 42}, (*mochi.Packet).UnsubackEncode, (*mochi.Packet).UnsubackDecode),
+		{
+			name:        "Pingreq",
+			tern:        &packet.Pingreq{},
+			paho:        paho.NewControlPacket(paho.Pingreq),
+			mochi:       mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Pingreq}},
+			mochiEncode: (*mochi.Packet).PingreqEncode,
+			mochiDecode: (*mochi.Packet).PingreqDecode,
+		},
+		{
+			name:        "Pingresp",
+			tern:        &packet.Pingresp{},
+			paho:        paho.NewControlPacket(paho.Pingresp),
+			mochi:       mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Pingresp}},
+			mochiEncode: (*mochi.Packet).PingrespEncode,
+			mochiDecode: (*mochi.Packet).PingrespDecode,
+		},
+		{
+			name:        "Disconnect",
+			tern:        &packet.Disconnect{},
+			paho:        paho.NewControlPacket(paho.Disconnect),
+			mochi:       mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Disconnect}},
+			mochiEncode: (*mochi.Packet).DisconnectEncode,
+			mochiDecode: (*mochi.Packet).DisconnectDecode,
+		},
+	}
+}
+
+// mochiDecode decodes a whole packet as the mochi server does: the fixed
+// header byte, the remaining length, the body into a fresh Packet, then the
+// validation, if the type has one.
+func mochiDecode(c *peerCase, wire []byte, rd *bytes.Reader) error {
+	pk := mochi.Packet{ProtocolVersion: 4}
+	if err := pk.FixedHeader.Decode(wire[0]); err != nil {
+		return err
+	}
+	rd.Reset(wire[1:])
+	n, used, err := mochi.DecodeLength(rd)
+	if err != nil {
+		return err
+	}
+	pk.FixedHeader.Remaining = n
+	if err := c.mochiDecode(&pk, wire[1+used:]); err != nil {
+		return err
+	}
+	if c.mochiValidate != nil {
+		if code := c.mochiValidate(&pk); code != mochi.CodeSuccess {
+			return code
+		}
+	}
+	return nil
+}
+
+// TestSameBytes checks that the three libraries encode each packet to the
+// same bytes, and decode those bytes, so that the benchmarks compare the
+// same work.
+func TestSameBytes(t *testing.T) {
+	for _, c := range peerCases() {
+		want, err := c.tern.Append(nil)
+		if err != nil {
+			t.Fatalf("%s: tern: %v", c.name, err)
+		}
+		var buf bytes.Buffer
+		if err := c.paho.Write(&buf); err != nil || !bytes.Equal(buf.Bytes(), want) {
+			t.Errorf("%s: paho encodes % x, %v\nwant % x", c.name, head(buf.Bytes()), err, head(want))
+		}
+		buf.Reset()
+		pk := c.mochi
+		if err := c.mochiEncode(&pk, &buf); err != nil || !bytes.Equal(buf.Bytes(), want) {
+			t.Errorf("%s: mochi encodes % x, %v\nwant % x", c.name, head(buf.Bytes()), err, head(want))
+		}
+		if _, err := paho.ReadPacket(bytes.NewReader(want)); err != nil {
+			t.Errorf("%s: paho decode: %v", c.name, err)
+		}
+		if err := mochiDecode(&c, want, new(bytes.Reader)); err != nil {
+			t.Errorf("%s: mochi decode: %v", c.name, err)
+		}
+	}
+}
+
+func head(b []byte) []byte {
+	if len(b) > 48 {
+		return b[:48]
+	}
+	return b
+}
+
+func BenchmarkEncode(b *testing.B) {
+	for _, c := range peerCases() {
+		size := int64(c.tern.Size())
+		b.Run(c.name+"/lib=tern", func(b *testing.B) {
+			buf := make([]byte, 0, size)
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if buf, err = c.tern.Append(buf[:0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/lib=paho", func(b *testing.B) {
+			var buf bytes.Buffer
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for b.Loop() {
+				buf.Reset()
+				if err := c.paho.Write(&buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/lib=mochi", func(b *testing.B) {
+			var buf bytes.Buffer
+			pk := c.mochi
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for b.Loop() {
+				buf.Reset()
+				if err := c.mochiEncode(&pk, &buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	for _, c := range peerCases() {
+		wire, err := c.tern.Append(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name+"/lib=tern", func(b *testing.B) {
+			p := packet.New(c.tern.Type())
+			b.SetBytes(int64(len(wire)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := p.Decode(wire); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/lib=paho", func(b *testing.B) {
+			// paho decodes only from a stream.
+			rd := bytes.NewReader(wire)
+			b.SetBytes(int64(len(wire)))
+			b.ReportAllocs()
+			for b.Loop() {
+				rd.Reset(wire)
+				if _, err := paho.ReadPacket(rd); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/lib=mochi", func(b *testing.B) {
+			rd := new(bytes.Reader)
+			b.SetBytes(int64(len(wire)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := mochiDecode(&c, wire, rd); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
