@@ -37,6 +37,8 @@ type HandshakeError struct {
 	Reason     string // what was wrong, when the status alone does not say
 }
 
+// Error reads "handshake refused: 403 Forbidden", or names the header at
+// fault in a 101 response.
 func (e *HandshakeError) Error() string {
 	if e.StatusCode != http.StatusSwitchingProtocols {
 		return "handshake refused: " + e.Status
@@ -89,6 +91,12 @@ func clientHandshake(ctx context.Context, conn net.Conn, e *endpoint, opts *Opti
 		for k, v := range opts.Header {
 			req.Header[http.CanonicalHeaderKey(k)] = v
 		}
+	}
+	// A Host in Options.Header names a virtual host behind a proxy or a
+	// custom dialer; net/http only sends req.Host.
+	if h := req.Header.Get("Host"); h != "" {
+		req.Host = h
+		req.Header.Del("Host")
 	}
 	req.Header.Set("Upgrade", "websocket")
 	req.Header.Set("Connection", "Upgrade")

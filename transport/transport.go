@@ -39,14 +39,16 @@ type Options struct {
 	// config is cloned, never modified.
 	TLSConfig *tls.Config
 
-	// DialContext, when set, opens the raw connection (TCP, or the Unix
-	// socket) in place of a net.Dialer: for a SOCKS or HTTP proxy, a
+	// DialContext, when set, opens the raw connection (network "tcp" with
+	// host:port, or "unix" with the socket path) in place of a net.Dialer: for a SOCKS or HTTP proxy, a
 	// custom source address, or an in-memory pipe in tests. TLS and the
 	// WebSocket handshake still run on top of what it returns. Dial only.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// Header holds extra HTTP header fields for the WebSocket upgrade
-	// request, such as Authorization, Cookie or Origin. Dial only.
+	// request, such as Authorization, Cookie, Origin or User-Agent; a Host
+	// field replaces the URL's host in the request. The WebSocket fields
+	// themselves are always set by Dial. Dial only.
 	Header http.Header
 
 	// Subprotocols are the WebSocket subprotocols offered (Dial, default
@@ -110,6 +112,12 @@ func parseURL(raw string) (*endpoint, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
+		// *url.Error repeats the URL, password and all; the caller adds a
+		// redacted one.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return nil, ue.Err
+		}
 		return nil, err
 	}
 	e := &endpoint{url: u}
@@ -145,6 +153,16 @@ func parseURL(raw string) (*endpoint, error) {
 		e.path += "?" + u.RawQuery
 	}
 	return e, nil
+}
+
+// CheckURL reports whether Dial and Listen understand rawURL: a known
+// scheme, a host (or a socket path for unix) that parses. It does not
+// resolve or connect; clients use it to reject bad options early.
+func CheckURL(rawURL string) error {
+	if _, err := parseURL(rawURL); err != nil {
+		return fmt.Errorf("transport: %s: %w", redact(rawURL), err)
+	}
+	return nil
 }
 
 // Dial connects to the MQTT server at rawURL (see the package comment for

@@ -212,7 +212,7 @@ func TestDialErrors(t *testing.T) {
 		{"foo://127.0.0.1:1", `transport: dial foo://127.0.0.1:1: unknown URL scheme "foo"`},
 		{"127.0.0.1:1883", "transport: dial 127.0.0.1:1883: unknown URL scheme: missing scheme"},
 		{"localhost", "missing scheme"},
-		{"mqtt://[::1", "transport: dial mqtt://[::1: parse"},
+		{"mqtt://[::1", "transport: dial mqtt://[::1: missing ']' in host"},
 		{"unix://", "without a socket path"},
 		{"mqtt:opaque", "missing scheme"},
 		{"mqtt://user:secret@127.0.0.1:1", "transport: dial mqtt://user:xxxxx@127.0.0.1:1: dial tcp 127.0.0.1:1"},
@@ -709,5 +709,33 @@ func TestAcceptKeyRFCExample(t *testing.T) {
 	// RFC 6455 section 1.3 (and 4.2.2, 4.1 of the RFC's example handshake).
 	if got := transport.AcceptKeyForTest("dGhlIHNhbXBsZSBub25jZQ=="); got != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
 		t.Fatalf("accept key %q", got)
+	}
+}
+
+func TestCheckURL(t *testing.T) {
+	for _, u := range []string{"mqtt://h", "tcp://h:1", "mqtts://h", "ssl://h", "tls://[::1]:8883", "ws://h", "wss://h:443/x?y=1", "unix:///tmp/s", "MQTT://h"} {
+		if err := transport.CheckURL(u); err != nil {
+			t.Errorf("CheckURL(%q): %v", u, err)
+		}
+	}
+	for _, u := range []string{"", "h:1883", "http://h", "mqtt://[::1", "unix://", "mqtt://u:secret@h:x"} {
+		err := transport.CheckURL(u)
+		if err == nil {
+			t.Errorf("CheckURL(%q) accepted", u)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("CheckURL(%q) shows the password: %v", u, err)
+		}
+	}
+}
+
+func TestDialHostHeader(t *testing.T) {
+	addr, reqs := fakeWSServer(t, func(r *http.Request) string { return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n" })
+	_, err := transport.Dial(ctxT(t), "ws://"+addr+"/x", &transport.Options{Header: http.Header{"Host": {"broker.example"}, "User-Agent": {"tern-test"}}})
+	if err == nil || !strings.Contains(err.Error(), "404 Not Found") {
+		t.Fatalf("error %v", err)
+	}
+	r := <-reqs
+	if r.Host != "broker.example" || r.UserAgent() != "tern-test" || r.URL.Path != "/x" {
+		t.Fatalf("Host %q, User-Agent %q, path %q", r.Host, r.UserAgent(), r.URL.Path)
 	}
 }

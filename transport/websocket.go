@@ -77,6 +77,7 @@ type CloseError struct {
 	Reason string // UTF-8 reason from the peer's close frame, often empty
 }
 
+// Error reports the status and reason.
 func (e *CloseError) Error() string {
 	if e.Reason == "" {
 		return fmt.Sprintf("transport: websocket closed by peer with status %d", e.Code)
