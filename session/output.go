@@ -78,7 +78,7 @@ func (s *Session) appendItem(dst []byte, it *outItem) ([]byte, error) {
 	switch it.t {
 	case packet.PUBLISH:
 		if m := it.m; m != nil {
-			m.sent = true
+			m.sent, m.everSent = true, true
 			s.sp.publish = packet.Publish{Dup: it.flag, QoS: m.qos, Retain: m.retain, Topic: m.topic(), PacketID: m.id, Payload: m.payload()}
 			dst, err := s.sp.publish.Append(dst)
 			s.sp.publish = packet.Publish{}
@@ -89,9 +89,11 @@ func (s *Session) appendItem(dst []byte, it *outItem) ([]byte, error) {
 		}
 	case packet.PUBREL:
 		if it.m != nil {
-			it.m.sent = true
+			it.m.sent, it.m.everSent = true, true
 		}
 		return ack(dst, packet.PUBREL, it.id), nil
+	case 0:
+		return dst, nil // dropped by an acknowledgement
 	case packet.PUBACK, packet.PUBREC, packet.PUBCOMP, packet.UNSUBACK:
 		return ack(dst, it.t, it.id), nil
 	case packet.PINGREQ, packet.PINGRESP, packet.DISCONNECT:
@@ -118,6 +120,13 @@ func (s *Session) Next(now time.Time) (packet.Packet, error) {
 	if err := s.syncStore(); err != nil {
 		return nil, err
 	}
+	for s.outHead < len(s.out) && s.out[s.outHead].t == 0 {
+		s.outHead++ // dropped by an acknowledgement
+	}
+	if s.outHead >= len(s.out) {
+		s.sent(now)
+		return nil, nil
+	}
 	it := s.out[s.outHead]
 	s.outHead++
 	p := s.itemPacket(&it)
@@ -130,7 +139,7 @@ func (s *Session) itemPacket(it *outItem) packet.Packet {
 	switch it.t {
 	case packet.PUBLISH:
 		if m := it.m; m != nil {
-			m.sent = true
+			m.sent, m.everSent = true, true
 			sp.publish = packet.Publish{Dup: it.flag, QoS: m.qos, Retain: m.retain, Topic: m.topic(), PacketID: m.id, Payload: m.payload()}
 			return &sp.publish
 		}
@@ -141,7 +150,7 @@ func (s *Session) itemPacket(it *outItem) packet.Packet {
 		return &sp.publish
 	case packet.PUBREL:
 		if it.m != nil {
-			it.m.sent = true
+			it.m.sent, it.m.everSent = true, true
 		}
 		sp.pubrel.PacketID = it.id
 		return &sp.pubrel

@@ -300,3 +300,41 @@ func TestPublishValidation(t *testing.T) {
 	p.Dup, p.PacketID = true, 99 // ignored
 	eq(t, "sent", h.out(), "PUBLISH q1 id1 abc")
 }
+
+func TestAckBeforeResend(t *testing.T) {
+	// After a reconnection the peer may acknowledge a PUBLISH of the earlier
+	// connection before the resend has left: the message completes, and the
+	// resend is dropped; after a PUBREC the PUBLISH must not leave again
+	// [MQTT-4.3.3-1].
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role})
+		h.publish(1, "a")
+		h.publish(2, "b")
+		h.publish(2, "c")
+		h.out()
+		h.recv(&packet.Pubrec{PacketID: 3})
+		h.out()
+		h.s.Disconnected()
+		c := &packet.Connect{ClientID: []byte("c1")}
+		if role == Client {
+			h.s.Connect(c, h.now)
+			h.out()
+			h.recv(&packet.Connack{SessionPresent: true})
+		} else {
+			h.s.Accept(c, true, h.now)
+		}
+		// The resends wait; the acknowledgements of the old packets come.
+		if kinds(h.recv(&packet.Puback{PacketID: 1})) != "done(1)" {
+			t.Fatal("PUBACK not taken")
+		}
+		h.recv(&packet.Pubrec{PacketID: 2})
+		if kinds(h.recv(&packet.Pubcomp{PacketID: 3})) != "done(3)" {
+			t.Fatal("PUBCOMP not taken")
+		}
+		got := h.out()
+		if role == Server {
+			got = got[1:] // the CONNACK
+		}
+		eq(t, "sent", got, "PUBREL 2")
+	})
+}

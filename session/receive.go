@@ -273,8 +273,8 @@ func (s *Session) recvPuback(id uint16) error {
 	if m.qos != 1 {
 		return violation(packet.PUBACK, "MQTT-4.3.3-1", "PUBACK for a QoS 2 message")
 	}
-	if !m.sent {
-		return violation(packet.PUBACK, "MQTT-2.3.1-6", "PUBACK for a PUBLISH not sent on this connection")
+	if !m.everSent {
+		return violation(packet.PUBACK, "MQTT-2.3.1-6", "PUBACK for a PUBLISH never sent")
 	}
 	if err := s.complete(m); err != nil { // [MQTT-4.3.2-1]
 		return err
@@ -301,8 +301,8 @@ func (s *Session) recvPubrec(id uint16) error {
 		}
 		return nil
 	}
-	if !m.sent {
-		return violation(packet.PUBREC, "MQTT-2.3.1-6", "PUBREC for a PUBLISH not sent on this connection")
+	if !m.everSent {
+		return violation(packet.PUBREC, "MQTT-2.3.1-6", "PUBREC for a PUBLISH never sent")
 	}
 	if s.store != nil {
 		if err := s.store.UpdateMessage(m.h, id, StateReleased); err != nil {
@@ -310,7 +310,12 @@ func (s *Session) recvPubrec(id uint16) error {
 		}
 		s.dirty = true
 	}
-	m.state, m.sent = StateReleased, false
+	if !m.sent {
+		// The PUBREC answers a PUBLISH of an earlier connection, and the
+		// resend waits in the outbox: it must not leave [MQTT-4.3.3-1].
+		s.dropItems(m)
+	}
+	m.state, m.sent, m.everSent = StateReleased, false, false
 	s.push(outItem{t: packet.PUBREL, id: id, m: m}) // [MQTT-4.3.3-1] [MQTT-4.6.0-4]
 	return nil
 }
@@ -326,8 +331,8 @@ func (s *Session) recvPubcomp(id uint16) error {
 	if m.state != StateReleased {
 		return violation(packet.PUBCOMP, "MQTT-4.3.3-1", "PUBCOMP before PUBREC")
 	}
-	if !m.sent {
-		return violation(packet.PUBCOMP, "MQTT-2.3.1-6", "PUBCOMP for a PUBREL not sent on this connection")
+	if !m.everSent {
+		return violation(packet.PUBCOMP, "MQTT-2.3.1-6", "PUBCOMP for a PUBREL never sent")
 	}
 	if err := s.complete(m); err != nil {
 		return err

@@ -89,6 +89,7 @@ type message struct {
 	qos        byte
 	retain     bool
 	sent       bool // the packet of its current stage has been handed out on this connection
+	everSent   bool // the packet of its current stage has been handed out, on some connection (or perhaps before a restart)
 	topicLen   int
 	buf        []byte // topic then payload
 	prev, next *message
@@ -301,7 +302,8 @@ func (s *Session) load() error {
 			s.freeMessage(x)
 			return fmt.Errorf("session: stored message %d has a bad packet id %d or state %d", m.Handle, m.PacketID, m.State)
 		}
-		x.id, x.state = m.PacketID, m.State
+		// It may have been sent before the restart: DUP when sent again.
+		x.id, x.state, x.everSent = m.PacketID, m.State, true
 		s.inflight.pushBack(x)
 		s.byID[x.id] = x
 		s.nextID = x.id
@@ -402,7 +404,7 @@ func (s *Session) cleanStart() error {
 			s.inflight.remove(m)
 			delete(s.byID, m.id)
 			s.releaseID(m.id)
-			m.id, m.state, m.sent = 0, StateQueued, false
+			m.id, m.state, m.sent, m.everSent = 0, StateQueued, false, false
 			s.queue.pushFront(m)
 		}
 		m = prev
@@ -465,7 +467,8 @@ func (s *Session) resume() error {
 	for m := s.inflight.head; m != nil; m = m.next {
 		m.sent = false
 		if m.state == StatePublished {
-			s.out = append(s.out, outItem{t: packet.PUBLISH, id: m.id, flag: true, m: m}) // [MQTT-3.3.1-1]
+			// DUP if it may have reached the peer already [MQTT-3.3.1-1].
+			s.out = append(s.out, outItem{t: packet.PUBLISH, id: m.id, flag: m.everSent, m: m})
 		} else {
 			s.out = append(s.out, outItem{t: packet.PUBREL, id: m.id, m: m})
 		}
@@ -955,12 +958,28 @@ func (s *Session) complete(m *message) error {
 		}
 		s.dirty = true
 	}
+	if !m.sent {
+		// Acknowledged for a packet of an earlier connection while its
+		// resend waits in the outbox.
+		s.dropItems(m)
+	}
 	s.inflight.remove(m)
 	delete(s.byID, m.id)
 	s.releaseID(m.id) // [MQTT-2.3.1-3]
 	s.emit(Event{Kind: EventPublished, Handle: m.h, PacketID: m.id})
 	s.freeMessage(m)
 	return nil
+}
+
+// dropItems removes m's packets from the outbox: an acknowledgement made
+// them needless (a PUBLISH must not follow its PUBREC [MQTT-4.3.3-1]), and m
+// is about to change or be reused.
+func (s *Session) dropItems(m *message) {
+	for i := s.outHead; i < len(s.out); i++ {
+		if s.out[i].m == m {
+			s.out[i] = outItem{}
+		}
+	}
 }
 
 func (s *Session) clearOutbox() {
