@@ -42,7 +42,7 @@ type model struct {
 	rng    *rand.Rand
 	seed   int64
 	c, s   *endpoint
-	up     bool       // a connection exists (perhaps not yet accepted)
+	up     bool        // a connection exists (perhaps not yet accepted)
 	link   [2][][]byte // packets in flight: [0] client to server, [1] server to client
 	conns  int
 	now    time.Time
