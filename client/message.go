@@ -1,0 +1,368 @@
+package client
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/topic"
+)
+
+// A Message is an application message received from the broker. It belongs
+// to the handler or reader it is given to.
+type Message struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool // a retained message sent because a subscription was just made [MQTT-3.3.1-8]
+	Dup     bool // the broker may have sent it before
+
+	c     *Client
+	tag   session.Tag
+	acked atomic.Bool
+}
+
+// Ack acknowledges the message, with Options.ManualAck: its PUBACK or PUBREC
+// leaves once every message received before it is acknowledged too
+// [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Without ManualAck, and for QoS 0 messages,
+// it does nothing. Calling it more than once does nothing.
+func (m *Message) Ack() error {
+	if m.c == nil || m.tag == 0 || !m.acked.CompareAndSwap(false, true) {
+		return nil
+	}
+	return m.c.ack(m.tag)
+}
+
+func (c *Client) ack(t session.Tag) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := c.s.Ack(t)
+	if c.cur != nil && c.s.HasOutgoing() {
+		c.kick()
+	}
+	return err
+}
+
+// newMessage copies a received message out of the read buffer. Called with
+// c.mu held.
+func (c *Client) newMessage(ev session.Event) *Message {
+	p := ev.Publish
+	return &Message{
+		Topic:   string(p.Topic),
+		Payload: append([]byte(nil), p.Payload...),
+		QoS:     p.QoS,
+		Retain:  p.Retain,
+		Dup:     p.Dup,
+		c:       c,
+		tag:     ev.Tag,
+	}
+}
+
+// Handle routes the messages whose topic matches filter to fn, from now on.
+// When several filters match, the most specific wins: level by level, a
+// literal level beats '+', which beats '#'; between equals, the first
+// registered. A nil fn removes the filter's handler. Messages that no filter
+// matches go to Options.DefaultHandler, or else to Messages.
+//
+// Handlers run one at a time, in the order the messages arrived, on a
+// goroutine of the client's: they may call any method of the Client,
+// Disconnect included. A QoS 1 or 2 message is acknowledged when its handler
+// returns (unless Options.ManualAck), so a slow handler slows the broker
+// down; it does not stop the keepalive.
+func (c *Client) Handle(filter string, fn func(*Message)) error {
+	if err := topic.ValidFilter(filter); err != nil {
+		return err
+	}
+	r := &c.disp.routes
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.byFilter[filter]; ok {
+		r.tree.Remove(filter, old)
+		delete(r.byFilter, filter)
+		delete(r.byID, old)
+	}
+	if fn == nil {
+		return nil
+	}
+	r.next++
+	if err := r.tree.Add(filter, r.next); err != nil {
+		return err
+	}
+	r.byFilter[filter] = r.next
+	r.byID[r.next] = route{filter: filter, fn: fn}
+	return nil
+}
+
+// Messages returns the channel of the messages no handler takes (see
+// Handle). It is closed when the client shuts down. A message is
+// acknowledged when it is taken from the channel (unless
+// Options.ManualAck); until then the next messages wait, and the client
+// stops reading once Options.MaxPending of them wait.
+func (c *Client) Messages() <-chan *Message {
+	d := &c.disp
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.msgs == nil {
+		d.msgs = make(chan *Message)
+		if d.finished {
+			close(d.msgs)
+		}
+	}
+	return d.msgs
+}
+
+type route struct {
+	filter string
+	fn     func(*Message)
+}
+
+type routes struct {
+	mu       sync.RWMutex
+	tree     topic.Tree[int]
+	byFilter map[string]int
+	byID     map[int]route
+	next     int
+}
+
+// dispatcher runs the handlers on its own goroutine, in arrival order.
+type dispatcher struct {
+	c      *Client
+	routes routes
+	slots  chan struct{} // one per message waiting or being handled
+	ready  chan struct{} // something was queued
+
+	mu       sync.Mutex
+	queue    []*Message
+	head     int
+	msgs     chan *Message // Messages, once called
+	started  bool
+	finished bool // the goroutine has ended; msgs is closed
+	done     chan struct{}
+	g        atomic.Int64 // goroutine id of the dispatcher
+	matches  []int        // Tree.Match results, reused
+}
+
+func (d *dispatcher) init(c *Client, max int) {
+	d.c = c
+	d.routes.byFilter = make(map[string]int)
+	d.routes.byID = make(map[int]route)
+	d.slots = make(chan struct{}, max)
+	d.ready = make(chan struct{}, 1)
+	d.done = make(chan struct{})
+}
+
+// start starts the goroutine, once.
+func (d *dispatcher) start() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.started || d.finished {
+		return
+	}
+	d.started = true
+	go d.run()
+}
+
+// stop waits, bounded by ctx, for the goroutine to end after the client's
+// context was cancelled; it does not wait when called from the dispatcher
+// itself (self is the caller's goroutine id).
+func (d *dispatcher) stop(ctx context.Context, self int64) error {
+	d.mu.Lock()
+	started := d.started
+	if !started && !d.finished {
+		d.finished = true
+		if d.msgs != nil {
+			close(d.msgs)
+		}
+		close(d.done)
+	}
+	d.mu.Unlock()
+	if !started || d.g.Load() == self {
+		return nil
+	}
+	select {
+	case <-d.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// push queues m for delivery, waiting for a slot while the queue is full,
+// unless the connection ends meanwhile: the message is then queued anyway
+// (one over the limit at most, per reader), since it was received and is
+// to be acknowledged in order.
+func (d *dispatcher) push(cn *conn, m *Message) {
+	select {
+	case d.slots <- struct{}{}:
+	default:
+		cn.stalled.Store(true)
+		select {
+		case d.slots <- struct{}{}:
+		case <-cn.done:
+		case <-d.c.ctx.Done():
+			cn.stalled.Store(false)
+			return
+		}
+		cn.resumed.Store(time.Now().UnixNano())
+		cn.stalled.Store(false)
+	}
+	d.mu.Lock()
+	d.queue = append(d.queue, m)
+	d.mu.Unlock()
+	select {
+	case d.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dispatcher) pop() *Message {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.head == len(d.queue) {
+		return nil
+	}
+	m := d.queue[d.head]
+	d.queue[d.head] = nil
+	d.head++
+	if d.head == len(d.queue) {
+		d.queue, d.head = d.queue[:0], 0
+	} else if d.head >= 64 && d.head*2 >= len(d.queue) {
+		n := copy(d.queue, d.queue[d.head:])
+		clear(d.queue[n:])
+		d.queue, d.head = d.queue[:n], 0
+	}
+	return m
+}
+
+func (d *dispatcher) run() {
+	d.g.Store(goid())
+	defer func() {
+		d.mu.Lock()
+		d.finished = true
+		if d.msgs != nil {
+			close(d.msgs)
+		}
+		close(d.done)
+		d.mu.Unlock()
+	}()
+	done := d.c.ctx.Done()
+	for {
+		m := d.pop()
+		if m == nil {
+			select {
+			case <-d.ready:
+				continue
+			case <-done:
+				return
+			}
+		}
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if !d.deliver(m) {
+			return
+		}
+		select {
+		case <-d.slots:
+		default:
+		}
+		if !d.c.opts.ManualAck {
+			m.Ack()
+		}
+	}
+}
+
+// deliver hands m to its handler, the default handler or Messages. It
+// returns false when the client shut down while a Messages reader was
+// awaited.
+func (d *dispatcher) deliver(m *Message) bool {
+	if fn := d.match(m.Topic); fn != nil {
+		fn(m)
+		return true
+	}
+	if fn := d.c.opts.DefaultHandler; fn != nil {
+		fn(m)
+		return true
+	}
+	d.mu.Lock()
+	ch := d.msgs
+	d.mu.Unlock()
+	if ch == nil {
+		d.c.log.Debug("message without handler discarded", "topic", m.Topic)
+		return true
+	}
+	select {
+	case ch <- m:
+		return true
+	case <-d.c.ctx.Done():
+		return false
+	}
+}
+
+// match returns the handler of the most specific filter matching name.
+func (d *dispatcher) match(name string) func(*Message) {
+	r := &d.routes
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if len(r.byID) == 0 {
+		return nil
+	}
+	d.matches = r.tree.MatchString(name, d.matches[:0])
+	best, bestID := route{}, 0
+	for _, id := range d.matches {
+		rt := r.byID[id]
+		if bestID == 0 || moreSpecific(rt.filter, best.filter) || (!moreSpecific(best.filter, rt.filter) && id < bestID) {
+			best, bestID = rt, id
+		}
+	}
+	return best.fn
+}
+
+// moreSpecific reports whether filter a is more specific than b, both
+// matching the same topic: comparing level by level, a literal level beats
+// '+', '+' beats '#', and the end of the filter beats '#' (which also
+// matches the parent level).
+func moreSpecific(a, b string) bool {
+	for {
+		ra, rb := rank(a), rank(b)
+		if ra != rb {
+			return ra > rb
+		}
+		if a == "" || b == "" {
+			return false
+		}
+		a, b = rest(a), rest(b)
+	}
+}
+
+// rank is the specificity of a filter's first level: 3 for no level left,
+// 2 for a literal, 1 for '+' and 0 for '#'.
+func rank(f string) int {
+	if f == "" {
+		return 3
+	}
+	lvl := f
+	if i := strings.IndexByte(f, '/'); i >= 0 {
+		lvl = f[:i]
+	}
+	switch lvl {
+	case "#":
+		return 0
+	case "+":
+		return 1
+	}
+	return 2
+}
+
+// rest drops a filter's first level; "" when it was the last one.
+func rest(f string) string {
+	if i := strings.IndexByte(f, '/'); i >= 0 {
+		return f[i+1:]
+	}
+	return ""
+}

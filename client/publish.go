@@ -1,0 +1,210 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"unsafe"
+
+	"github.com/ternmq/mqtt/session"
+)
+
+// A Token is the outcome of an asynchronous call, such as PublishAsync.
+type Token struct {
+	done   chan struct{}
+	err    error
+	id     uint16
+	pooled bool // a blocking call's own token: completed by a send, reused
+}
+
+// Done returns a channel closed when the call is complete.
+func (t *Token) Done() <-chan struct{} { return t.done }
+
+// Err returns the call's error once Done is closed, and nil before.
+func (t *Token) Err() error {
+	select {
+	case <-t.done:
+		return t.err
+	default:
+		return nil
+	}
+}
+
+// Wait waits for the call to complete and returns its error, or ctx's error
+// if ctx ends first (the call goes on).
+func (t *Token) Wait(ctx context.Context) error {
+	select {
+	case <-t.done:
+		return t.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// PacketID returns the packet identifier the message was last sent with,
+// once Done is closed; 0 for QoS 0 and for failed calls.
+func (t *Token) PacketID() uint16 {
+	select {
+	case <-t.done:
+		return t.id
+	default:
+		return 0
+	}
+}
+
+// complete ends the call. Called with c.mu held, once.
+func (t *Token) complete(err error, id uint16) {
+	t.err, t.id = err, id
+	if t.pooled {
+		t.done <- struct{}{}
+	} else {
+		close(t.done)
+	}
+}
+
+// doneToken is the token of every QoS 0 PublishAsync that succeeded: there
+// is nothing to wait for, and sharing it saves an allocation per message.
+var doneToken = func() *Token {
+	t := &Token{done: make(chan struct{})}
+	close(t.done)
+	return t
+}()
+
+func failedToken(err error) *Token {
+	t := &Token{done: make(chan struct{}), err: err}
+	close(t.done)
+	return t
+}
+
+var tokenPool = sync.Pool{New: func() any {
+	return &Token{done: make(chan struct{}, 1), pooled: true}
+}}
+
+// Publish sends an application message and waits, bounded by ctx, until it
+// is complete: written to the connection for QoS 0, acknowledged by PUBACK
+// for QoS 1 and by PUBCOMP for QoS 2. The payload is copied; the caller may
+// reuse it at once.
+//
+// While disconnected, a QoS 1 or 2 message waits in the offline queue and
+// leaves on reconnection; a QoS 0 message fails with ErrNotConnected unless
+// Options.QueueQoS0 is set. When ctx ends first, ctx's error is returned
+// and the message stays in flight (use PublishAsync to keep track of it).
+func (c *Client) Publish(ctx context.Context, topic string, qos byte, retain bool, payload []byte) error {
+	if qos == 0 {
+		gen, err := c.publish(ctx, topic, 0, retain, payload, nil)
+		if err != nil {
+			return err
+		}
+		return c.waitWritten(ctx, gen)
+	}
+	t := tokenPool.Get().(*Token)
+	if _, err := c.publish(ctx, topic, qos, retain, payload, t); err != nil {
+		tokenPool.Put(t)
+		return err
+	}
+	select {
+	case <-t.done:
+		err := t.err
+		t.err = nil
+		tokenPool.Put(t)
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the token stays with the message, and is dropped
+	}
+}
+
+// PublishAsync sends an application message and returns at once with a
+// Token that completes when Publish would return. It waits only when the
+// inflight window and the queue are full (see Options.FailWhenFull), for as
+// long as ctx allows. A QoS 0 token is complete as soon as the message is
+// queued for writing. The payload is copied.
+//
+// Messages are sent in the order of the calls, whose tokens complete in
+// that order for each QoS.
+func (c *Client) PublishAsync(ctx context.Context, topic string, qos byte, retain bool, payload []byte) *Token {
+	if qos == 0 {
+		if _, err := c.publish(ctx, topic, 0, retain, payload, nil); err != nil {
+			return failedToken(err)
+		}
+		return doneToken
+	}
+	t := &Token{done: make(chan struct{})}
+	if _, err := c.publish(ctx, topic, qos, retain, payload, t); err != nil {
+		return failedToken(err)
+	}
+	return t
+}
+
+// publish hands a message to the session, waiting for room if needed. It
+// returns the write batch a QoS 0 message will leave in.
+func (c *Client) publish(ctx context.Context, topic string, qos byte, retain bool, payload []byte, t *Token) (uint64, error) {
+	c.mu.Lock()
+	for {
+		if c.closing {
+			c.mu.Unlock()
+			return 0, ErrClosed
+		}
+		// The session copies the topic before Publish returns and never
+		// writes to it, so the string's bytes can be lent without a copy.
+		c.pub.Topic = unsafe.Slice(unsafe.StringData(topic), len(topic))
+		c.pub.Payload, c.pub.QoS, c.pub.Retain = payload, qos, retain
+		h, err := c.s.Publish(&c.pub)
+		c.pub.Topic, c.pub.Payload = nil, nil
+		switch {
+		case err == nil:
+			gen := c.takenGen + 1
+			if t != nil {
+				c.tokens[h] = t
+			}
+			if c.cur != nil {
+				c.kick()
+			}
+			c.mu.Unlock()
+			return gen, nil
+		case errors.Is(err, session.ErrFull) && !c.opts.FailWhenFull:
+			room := c.roomChan()
+			c.mu.Unlock()
+			select {
+			case <-room:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+			c.mu.Lock()
+		case errors.Is(err, session.ErrNotConnected):
+			c.mu.Unlock()
+			return 0, ErrNotConnected
+		default:
+			c.mu.Unlock()
+			return 0, err
+		}
+	}
+}
+
+// waitWritten waits until write batch gen is written.
+func (c *Client) waitWritten(ctx context.Context, gen uint64) error {
+	c.mu.Lock()
+	lost := c.connGen
+	for c.writtenGen < gen {
+		switch {
+		case c.connGen != lost:
+			c.mu.Unlock()
+			return ErrConnectionLost
+		case c.closed:
+			c.mu.Unlock()
+			return ErrClosed
+		}
+		if c.written == nil {
+			c.written = make(chan struct{})
+		}
+		w := c.written
+		c.mu.Unlock()
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		c.mu.Lock()
+	}
+	c.mu.Unlock()
+	return nil
+}
