@@ -240,7 +240,9 @@ func UpgradeWebSocket(w http.ResponseWriter, r *http.Request, opts *Options) (*W
 	}
 	conn.SetDeadline(time.Time{})
 	// brw.Reader may already hold frames the client sent after its request.
-	return newWebSocketConn(conn, brw.Reader, false, proto, opts), nil
+	wc := newWebSocketConn(conn, brw.Reader, false, proto, opts)
+	wc.req = r
+	return wc, nil
 }
 
 // WebSocketHandler is an http.Handler that upgrades requests to MQTT over

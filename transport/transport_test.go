@@ -595,6 +595,12 @@ func TestSubprotocolChoice(t *testing.T) {
 		if got := sc.(*transport.WebSocketConn).Subprotocol(); got != tt.want {
 			t.Errorf("server chose %q, want %q", got, tt.want)
 		}
+		if r := sc.(*transport.WebSocketConn).Request(); r == nil || r.URL.Path != "/mqtt" || r.Header.Get("Sec-WebSocket-Version") != "13" {
+			t.Errorf("server conn's Request() = %v", r)
+		}
+		if c.(*transport.WebSocketConn).Request() != nil {
+			t.Error("client conn has an upgrade request")
+		}
 		c.Close()
 		sc.Close()
 		ln.Close()
@@ -738,4 +744,83 @@ func TestDialHostHeader(t *testing.T) {
 	if r.Host != "broker.example" || r.UserAgent() != "tern-test" || r.URL.Path != "/x" {
 		t.Fatalf("Host %q, User-Agent %q, path %q", r.Host, r.UserAgent(), r.URL.Path)
 	}
+}
+
+func TestHandshakeTimeoutClosesSilentClients(t *testing.T) {
+	for _, scheme := range []string{"ws", "wss"} {
+		certs := testcert.Must(t)
+		ln, err := transport.Listen(scheme+"://127.0.0.1:0", &transport.Options{HandshakeTimeout: 100 * time.Millisecond, TLSConfig: certs.ServerConfig(false)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		if scheme == "ws" {
+			io.WriteString(raw, "GET /mqtt HTTP/1.1\r\n") // and then nothing
+		} // wss: not even a TLS hello
+		raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.Copy(io.Discard, raw)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("%s: server kept a silent client beyond its handshake timeout", scheme)
+		}
+	}
+}
+
+func TestMaxFrameSizeEndToEnd(t *testing.T) {
+	// The server's limit applies to what clients send; the client learns
+	// why from the close status 1009.
+	ln, err := transport.Listen("ws://127.0.0.1:0", &transport.Options{MaxFrameSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := transport.Dial(ctxT(t), "ws://"+ln.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	s.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(make([]byte, 1024)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, 1024)); err != nil {
+		t.Fatalf("frame at the limit: %v", err)
+	}
+	c.Write(make([]byte, 1025))
+	if _, err := s.Read(make([]byte, 10)); !errors.Is(err, transport.ErrFrameTooLarge) {
+		t.Fatalf("server read %v, want ErrFrameTooLarge", err)
+	}
+	var ce *transport.CloseError
+	if _, err := c.Read(make([]byte, 10)); !errors.As(err, &ce) || ce.Code != transport.StatusMessageTooBig {
+		t.Fatalf("client read %v, want close status 1009", err)
+	}
+}
+
+func TestUnixSocketRemovedOnClose(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "m.sock")
+	ln, err := transport.Listen("unix://"+sock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	if _, err := transport.Dial(ctxT(t), "unix://"+sock, nil); err == nil {
+		t.Fatal("dial after Close succeeded")
+	}
+	// The path is free again.
+	ln, err = transport.Listen("unix://"+sock, nil)
+	if err != nil {
+		t.Fatalf("listen again: %v", err)
+	}
+	ln.Close()
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -116,6 +117,7 @@ type WebSocketConn struct {
 	br          *bufio.Reader
 	client      bool
 	subprotocol string
+	req         *http.Request // the upgrade request, server side only
 	maxFrame    uint64
 
 	rmu       sync.Mutex
@@ -177,7 +179,14 @@ func newWebSocketConn(c net.Conn, br *bufio.Reader, client bool, subprotocol str
 // NewWebSocketConn.
 func (c *WebSocketConn) Subprotocol() string { return c.subprotocol }
 
-// NetConn returns the underlying connection (TCP or TLS).
+// Request returns the HTTP upgrade request of a server-side connection
+// made by Listen, WebSocketHandler or UpgradeWebSocket (its headers,
+// cookies, URL query, for authentication or logging), and nil otherwise.
+// Its body is not readable.
+func (c *WebSocketConn) Request() *http.Request { return c.req }
+
+// NetConn returns the underlying connection: a *net.TCPConn, or a
+// *tls.Conn for wss (see ConnectionState for client certificates).
 func (c *WebSocketConn) NetConn() net.Conn { return c.conn }
 
 // LocalAddr returns the local network address.
