@@ -8,6 +8,11 @@
 //	conn, err = transport.Dial(ctx, b.TLSURL, &transport.Options{TLSConfig: b.ClientTLS()}) // mqtts://127.0.0.1:P
 //	conn, err = transport.Dial(ctx, b.WSURL, nil)                                          // ws://127.0.0.1:P/mqtt
 //
+// Config also sets password authentication (Users), extra files such as ACLs
+// (Files) and raw config lines (Extra). Broker.Kill, Stop and Restart (same
+// ports) serve reconnection and persistence tests; Broker.Log returns what
+// the broker logged.
+//
 // Start writes a config file into t.TempDir (absolute paths), picks free
 // loopback ports, runs `mosquitto -c FILE` as a child process, waits until
 // every port accepts connections, and stops the broker in t.Cleanup. When
@@ -56,11 +61,21 @@ type Config struct {
 	// Certs are the certificates for the TLS listeners; generated when nil
 	// and a TLS listener is asked for.
 	Certs *testcert.Certs
-	// Extra lines are appended to the config file as they are, after the
-	// defaults (`persistence false`, `allow_anonymous true`), which they
-	// may override: e.g. "max_inflight_messages 0", "max_queued_messages 0",
-	// "persistence true" with a "persistence_location" under Broker.Dir.
+	// Extra lines are appended to the config file after the defaults
+	// (`persistence false`, `allow_anonymous true`), which they may
+	// override: e.g. "max_inflight_messages 0", "max_queued_messages 0",
+	// or "persistence true" with "persistence_location $DIR/". The text
+	// $DIR is replaced by Broker.Dir.
 	Extra []string
+	// Users, when not empty, turns on password authentication: a password
+	// file made with mosquitto_passwd holds these user names and
+	// passwords, and anonymous clients are refused (CONNACK return code
+	// 5).
+	Users map[string]string
+	// Files are written into Broker.Dir before the broker starts, readable
+	// by the broker: name to content, e.g. an ACL file for
+	// "acl_file $DIR/acl".
+	Files map[string]string
 }
 
 // Broker is a running mosquitto. Its fields are set by Start and must not
@@ -192,6 +207,30 @@ func Start(t testing.TB, cfg Config) *Broker {
 		}
 		b.Files = files
 	}
+	for name, content := range cfg.Files {
+		if err := writePublic(filepath.Join(dir, name), []byte(content)); err != nil {
+			t.Fatalf("mosquitto: %v", err)
+		}
+	}
+	if len(cfg.Users) > 0 {
+		pwfile := filepath.Join(dir, "passwd")
+		passwd := Require(t, "mosquitto_passwd")
+		create := "-c"
+		for user, pass := range cfg.Users {
+			args := []string{"-b", pwfile, user, pass}
+			if create != "" {
+				args = append([]string{create}, args...)
+				create = ""
+			}
+			if out, err := exec.Command(passwd, args...).CombinedOutput(); err != nil {
+				t.Fatalf("mosquitto_passwd %s: %v: %s", user, err, out)
+			}
+		}
+		if err := os.Chmod(pwfile, 0o644); err != nil {
+			t.Fatalf("mosquitto: %v", err)
+		}
+		cfg.Extra = append([]string{"password_file " + pwfile, "allow_anonymous false"}, cfg.Extra...)
+	}
 	t.Cleanup(func() {
 		b.Stop()
 		if t.Failed() {
@@ -268,10 +307,18 @@ func (b *Broker) configure(cfg Config) error {
 	if len(cfg.Extra) > 0 {
 		c.WriteString("\n# Config.Extra\n")
 		for _, line := range cfg.Extra {
-			c.WriteString(line + "\n")
+			c.WriteString(strings.ReplaceAll(line, "$DIR", b.Dir) + "\n")
 		}
 	}
-	return os.WriteFile(b.ConfigFile, []byte(c.String()), 0o644)
+	return writePublic(b.ConfigFile, []byte(c.String()))
+}
+
+// writePublic writes a file the broker can read after dropping privileges.
+func writePublic(path string, data []byte) error {
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o644) // whatever the umask
 }
 
 // start runs the process and waits until every listener accepts.

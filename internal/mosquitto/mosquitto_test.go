@@ -175,3 +175,41 @@ func TestRequireMissingPeer(t *testing.T) {
 		t.Fatalf("Require(sh): %q %q", r.failed, r.skipped)
 	}
 }
+
+func TestUsersAndFiles(t *testing.T) {
+	b := mosquitto.Start(t, mosquitto.Config{
+		Users: map[string]string{"alice": "wonderland", "bob": "builder"},
+		Files: map[string]string{"acl": "user alice\ntopic readwrite #\n"},
+		Extra: []string{"acl_file $DIR/acl"},
+	})
+	// CONNECT with user name and password: flags 0xc2.
+	login := func(user, pass string) []byte {
+		body := []byte{0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0xc2, 0x00, 0x3c, 0x00, 0x00}
+		body = append(body, 0, byte(len(user)))
+		body = append(body, user...)
+		body = append(body, 0, byte(len(pass)))
+		body = append(body, pass...)
+		c := dial(t, b.Addr)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write(append([]byte{0x10, byte(len(body))}, body...))
+		got := make([]byte, 4)
+		io.ReadFull(c, got)
+		return got
+	}
+	for _, tt := range []struct {
+		user, pass string
+		code       byte
+	}{{"alice", "wonderland", 0}, {"bob", "builder", 0}, {"alice", "wrong", 5}} {
+		if got := login(tt.user, tt.pass); !bytes.Equal(got, []byte{0x20, 0x02, 0x00, tt.code}) {
+			t.Errorf("%s/%s: got % x, want return code %d", tt.user, tt.pass, got, tt.code)
+		}
+	}
+	if got := handshake(t, dial(t, b.Addr)); !bytes.Equal(got, []byte{0x20, 0x02, 0x00, 0x05}) {
+		t.Errorf("anonymous: got % x, want refused (5)", got)
+	}
+	conf, _ := os.ReadFile(b.ConfigFile)
+	if !strings.Contains(string(conf), "acl_file "+b.Dir+"/acl") {
+		t.Errorf("$DIR not expanded:\n%s", conf)
+	}
+}
