@@ -94,6 +94,9 @@ func exchange(t *testing.T, c net.Conn) {
 	}
 }
 
+// TestSchemesAgainstOwnListeners checks every scheme end to end: each gives
+// an ordered, lossless byte stream in both directions [MQTT-7.1.1-1]
+// [MQTT-7.1.2-1].
 func TestSchemesAgainstOwnListeners(t *testing.T) {
 	certs := testcert.Must(t)
 	sock := filepath.Join(t.TempDir(), "mqtt.sock")

@@ -473,6 +473,8 @@ type discardConn struct{ net.Conn }
 
 func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
 
+// TestPipeRoundTrip sends frames of every length class both ways: the byte
+// stream arrives whole and in order [MQTT-7.1.1-1] [MQTT-7.1.2-1].
 func TestPipeRoundTrip(t *testing.T) {
 	a, b := net.Pipe()
 	client, server := NewWebSocketConn(a, true, nil), NewWebSocketConn(b, false, nil)
