@@ -214,6 +214,17 @@ func New(opts Options) (*Client, error) {
 // Options.ClientID was empty.
 func (c *Client) ClientID() string { return c.id }
 
+// LastHandle returns the handle of the latest QoS 1 or 2 message taken by
+// Publish or PublishAsync, or of the latest Subscribe or Unsubscribe
+// request, including those loaded from Options.Store: handles grow by one
+// with each, and are never reused, so a publisher restarted on a FileStore
+// can tell from it how far it had got.
+func (c *Client) LastHandle() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return uint64(c.s.LastHandle())
+}
+
 // IsConnected reports whether a connection is up.
 func (c *Client) IsConnected() bool {
 	c.mu.Lock()
