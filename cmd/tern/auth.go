@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bufio"
+	"crypto/pbkdf2"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/ternmq/mqtt/topic"
+)
+
+// passwords is a parsed password file: one "user:password" per line, the
+// password in plain text or hashed as mosquitto_passwd writes it, so that a
+// mosquitto password file can be used as it is:
+//
+//	# comment
+//	alice:plain text password
+//	bob:$7$101$<base64 salt>$<base64 PBKDF2-HMAC-SHA512 hash>   (mosquitto 2)
+//	carol:$6$<base64 salt>$<base64 SHA-512(password+salt)>       (mosquitto 1.x)
+type passwords map[string]credential
+
+type credential struct {
+	kind  byte // 0 plain, 6 or 7 as mosquitto's $6$ and $7$
+	iter  int
+	salt  []byte
+	value []byte // the password (kind 0) or its hash
+}
+
+// maxAuthLine bounds one line of the password and ACL files.
+const maxAuthLine = 64 * 1024
+
+// parsePasswords reads a password file; name is used in errors.
+func parsePasswords(r io.Reader, name string) (passwords, error) {
+	pw := passwords{}
+	err := eachConfigLine(r, name, func(lineNo int, line string) error {
+		user, secret, ok := strings.Cut(line, ":")
+		if !ok || user == "" {
+			return fmt.Errorf("want user:password")
+		}
+		if _, dup := pw[user]; dup {
+			return fmt.Errorf("user %q appears twice", user)
+		}
+		c, err := parseCredential(secret)
+		if err != nil {
+			return fmt.Errorf("user %q: %v", user, err)
+		}
+		pw[user] = c
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pw, nil
+}
+
+func parseCredential(s string) (credential, error) {
+	b64 := base64.StdEncoding
+	switch {
+	case strings.HasPrefix(s, "$7$"):
+		f := strings.Split(s[3:], "$")
+		if len(f) != 3 {
+			return credential{}, fmt.Errorf("bad $7$ hash: want $7$iterations$salt$hash")
+		}
+		iter, err := strconv.Atoi(f[0])
+		if err != nil || iter < 1 || iter > 10_000_000 {
+			return credential{}, fmt.Errorf("bad $7$ hash: iterations %q", f[0])
+		}
+		salt, err1 := b64.DecodeString(f[1])
+		hash, err2 := b64.DecodeString(f[2])
+		if err1 != nil || err2 != nil || len(hash) == 0 {
+			return credential{}, fmt.Errorf("bad $7$ hash: salt or hash is not base64")
+		}
+		return credential{kind: 7, iter: iter, salt: salt, value: hash}, nil
+	case strings.HasPrefix(s, "$6$"):
+		f := strings.Split(s[3:], "$")
+		if len(f) != 2 {
+			return credential{}, fmt.Errorf("bad $6$ hash: want $6$salt$hash")
+		}
+		salt, err1 := b64.DecodeString(f[0])
+		hash, err2 := b64.DecodeString(f[1])
+		if err1 != nil || err2 != nil || len(hash) != sha512.Size {
+			return credential{}, fmt.Errorf("bad $6$ hash: salt or hash is not base64")
+		}
+		return credential{kind: 6, salt: salt, value: hash}, nil
+	}
+	return credential{value: []byte(s)}, nil
+}
+
+// check reports whether password is user's, in time independent of where
+// the two differ.
+func (pw passwords) check(user string, password []byte) bool {
+	c, ok := pw[user]
+	if !ok {
+		return false
+	}
+	var got []byte
+	switch c.kind {
+	case 0:
+		got = password
+	case 6:
+		h := sha512.New()
+		h.Write(password)
+		h.Write(c.salt)
+		got = h.Sum(nil)
+	case 7:
+		var err error
+		got, err = pbkdf2.Key(sha512.New, string(password), c.salt, c.iter, len(c.value))
+		if err != nil {
+			return false
+		}
+	}
+	return subtle.ConstantTimeCompare(got, c.value) == 1
+}
+
+// Access rights of an ACL rule.
+const (
+	accessRead  = 1
+	accessWrite = 2
+	accessDeny  = 4
+)
+
+type aclRule struct {
+	access  int
+	filter  string
+	pattern bool // %u and %c are replaced by the user name and client id
+}
+
+// acl is a parsed ACL file in mosquitto's format, which it reads the same
+// way:
+//
+//	# rules before the first "user" line apply to clients without a user name
+//	topic read public/#
+//	user alice
+//	topic readwrite alice/#        # read, write, readwrite (the default) or deny
+//	topic deny alice/secret
+//	pattern write clients/%c/#     # pattern rules apply to every client
+//
+// Whatever no rule allows is denied, and deny rules win over the others.
+type acl struct {
+	anonymous []aclRule
+	users     map[string][]aclRule
+	patterns  []aclRule
+}
+
+// parseACL reads an ACL file; name is used in errors.
+func parseACL(r io.Reader, name string) (*acl, error) {
+	a := &acl{users: map[string][]aclRule{}}
+	user, inUser := "", false
+	err := eachConfigLine(r, name, func(lineNo int, line string) error {
+		f := strings.Fields(line)
+		switch f[0] {
+		case "user":
+			if len(f) != 2 {
+				return fmt.Errorf("want: user NAME")
+			}
+			user, inUser = f[1], true
+			if _, ok := a.users[user]; !ok {
+				a.users[user] = nil
+			}
+			return nil
+		case "topic", "pattern":
+			rule := aclRule{access: accessRead | accessWrite, pattern: f[0] == "pattern"}
+			rest := strings.TrimSpace(line[len(f[0]):])
+			if len(f) >= 3 {
+				switch f[1] {
+				case "read":
+					rule.access = accessRead
+				case "write":
+					rule.access = accessWrite
+				case "readwrite":
+				case "deny":
+					rule.access = accessDeny
+				default:
+					return fmt.Errorf("access %q: want read, write, readwrite or deny", f[1])
+				}
+				rest = strings.TrimSpace(rest[len(f[1]):])
+			}
+			// A filter may hold spaces: it is the rest of the line.
+			rule.filter = rest
+			if err := topic.ValidFilter(rule.filter); err != nil {
+				return fmt.Errorf("filter %q: %v", rule.filter, err)
+			}
+			switch {
+			case rule.pattern:
+				a.patterns = append(a.patterns, rule)
+			case inUser:
+				a.users[user] = append(a.users[user], rule)
+			default:
+				a.anonymous = append(a.anonymous, rule)
+			}
+			return nil
+		}
+		return fmt.Errorf("unknown keyword %q: want user, topic or pattern", f[0])
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// rules calls fn with every rule that applies to the client, patterns
+// expanded, until fn returns true.
+func (a *acl) rules(user string, hasUser bool, clientID string, fn func(access int, filter string) bool) {
+	list := a.anonymous
+	if hasUser {
+		list = a.users[user]
+	}
+	for _, r := range list {
+		if fn(r.access, r.filter) {
+			return
+		}
+	}
+	for _, r := range a.patterns {
+		f, ok := expandPattern(r.filter, user, hasUser, clientID)
+		if ok && fn(r.access, f) {
+			return
+		}
+	}
+}
+
+// expandPattern replaces %u and %c in a pattern rule. A value that would
+// change the rule's meaning (one holding '/', '+' or '#') or a %u for a client
+// without user name makes the rule not apply, as in mosquitto.
+func expandPattern(filter, user string, hasUser bool, clientID string) (string, bool) {
+	if !strings.Contains(filter, "%") {
+		return filter, true
+	}
+	bad := func(s string) bool { return strings.ContainsAny(s, "/+#") }
+	if strings.Contains(filter, "%u") && (!hasUser || bad(user)) {
+		return "", false
+	}
+	if strings.Contains(filter, "%c") && bad(clientID) {
+		return "", false
+	}
+	return strings.NewReplacer("%u", user, "%c", clientID).Replace(filter), true
+}
+
+// canPublish reports whether the client may publish to name.
+func (a *acl) canPublish(user string, hasUser bool, clientID, name string) bool {
+	allowed, denied := false, false
+	a.rules(user, hasUser, clientID, func(access int, filter string) bool {
+		if !topic.Match(filter, name) {
+			return false
+		}
+		if access&accessDeny != 0 {
+			denied = true
+			return true
+		}
+		if access&accessWrite != 0 {
+			allowed = true
+		}
+		return false
+	})
+	return allowed && !denied
+}
+
+// canSubscribe reports whether the client may subscribe to filter: a read
+// rule must cover every topic the filter matches, and no deny rule may
+// match any of them (the broker checks subscriptions, not each delivery,
+// so a deny rule inside a wider subscription refuses the subscription).
+func (a *acl) canSubscribe(user string, hasUser bool, clientID, filter string) bool {
+	if _, sub, err := topic.ParseShared(filter); err == nil {
+		filter = sub
+	}
+	allowed, denied := false, false
+	a.rules(user, hasUser, clientID, func(access int, rule string) bool {
+		if access&accessDeny != 0 {
+			if filtersOverlap(rule, filter) {
+				denied = true
+				return true
+			}
+			return false
+		}
+		if access&accessRead != 0 && filterCovers(rule, filter) {
+			allowed = true
+		}
+		return false
+	})
+	return allowed && !denied
+}
+
+// filterCovers reports whether every topic name that sub matches is matched
+// by rule as well.
+func filterCovers(rule, sub string) bool {
+	r, s := strings.Split(rule, "/"), strings.Split(sub, "/")
+	// A filter starting with a wildcard matches no name starting with '$'
+	// [MQTT-4.7.2-1]: such a rule covers only subscriptions that cannot
+	// reach '$' topics either.
+	if isWild(r[0]) && strings.HasPrefix(s[0], "$") {
+		return false
+	}
+	for i, rl := range r {
+		if rl == "#" {
+			return true
+		}
+		if i >= len(s) {
+			return false
+		}
+		switch sl := s[i]; {
+		case sl == "#":
+			return false
+		case rl == "+":
+		case rl != sl:
+			return false
+		}
+	}
+	return len(r) == len(s)
+}
+
+// filtersOverlap reports whether some topic name is matched by both a and b.
+func filtersOverlap(a, b string) bool {
+	x, y := strings.Split(a, "/"), strings.Split(b, "/")
+	if (isWild(x[0]) && strings.HasPrefix(y[0], "$")) || (isWild(y[0]) && strings.HasPrefix(x[0], "$")) {
+		return false
+	}
+	for i := 0; ; i++ {
+		switch {
+		case i < len(x) && x[i] == "#", i < len(y) && y[i] == "#":
+			return true
+		case i == len(x) || i == len(y):
+			return len(x) == len(y)
+		case x[i] == "+" || y[i] == "+" || x[i] == y[i]:
+		default:
+			return false
+		}
+	}
+}
+
+func isWild(level string) bool { return level == "+" || level == "#" }
+
+// eachConfigLine calls fn for each line of r that is not blank or a
+// comment, trimmed, and adds the file name and line number to its errors.
+func eachConfigLine(r io.Reader, name string, fn func(lineNo int, line string) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), maxAuthLine)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if err := fn(n, line); err != nil {
+			return fmt.Errorf("%s:%d: %v", name, n, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %v", name, err)
+	}
+	return nil
+}

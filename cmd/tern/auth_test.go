@@ -1,0 +1,250 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ternmq/mqtt/internal/mosquitto"
+)
+
+// Lines written by mosquitto_passwd 2.0.11 on this project's machines:
+// "-U" on "alice:secret" ($7$, PBKDF2-SHA512) and "-H sha512 -b bob hunter2"
+// ($6$, the format of mosquitto 1.x).
+const mosquittoPasswords = `# written by mosquitto_passwd
+alice:$7$101$wpiOAGh5lgAurfjp$qUAu0RfiVMyFS/bR8oiSx1nGhtDPJoqg9/yMR93DGBHMPA6uG4k+nlNpz2gckHnJi0Gt44EMcQIzzceC8RBEWw==
+bob:$6$Wbk9L93JRobt9gib$k3pyxQnACniJQl7SIF29oiy40YcoEr/sIkpMqnGZfNQFRxxZo3oQF5mbz92LNEtJwPH1L6GAE9bBCwojUF8uKA==
+
+   carol:plain:with colon  
+`
+
+func TestPasswords(t *testing.T) {
+	pw, err := parsePasswords(strings.NewReader(mosquittoPasswords), "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		user, password string
+		ok             bool
+	}{
+		{"alice", "secret", true},
+		{"alice", "Secret", false},
+		{"alice", "", false},
+		{"bob", "hunter2", true},
+		{"bob", "hunter", false},
+		{"carol", "plain:with colon", true}, // split at the first colon; line trimmed
+		{"carol", "plain", false},
+		{"dave", "", false},
+		{"", "", false},
+	} {
+		if got := pw.check(c.user, []byte(c.password)); got != c.ok {
+			t.Errorf("check(%q, %q) = %v, want %v", c.user, c.password, got, c.ok)
+		}
+	}
+}
+
+func TestPasswordsRejects(t *testing.T) {
+	for _, in := range []string{
+		"nocolon",
+		":nouser",
+		"a:x\na:y",                   // twice
+		"a:$7$abc$c2FsdA==$aGFzaA==", // iterations not a number
+		"a:$7$0$c2FsdA==$aGFzaA==",   // zero iterations
+		"a:$7$101$!!$aGFzaA==",       // salt not base64
+		"a:$7$101$c2FsdA==",          // missing hash
+		"a:$6$c2FsdA==$aGFzaA==",     // $6$ hash not 64 bytes
+		"a:" + strings.Repeat("x", maxAuthLine),
+	} {
+		if _, err := parsePasswords(strings.NewReader(in), "pw"); err == nil {
+			t.Errorf("parsePasswords(%.40q) accepted", in)
+		} else if !strings.HasPrefix(err.Error(), "pw") {
+			t.Errorf("error %q does not name the file", err)
+		}
+	}
+}
+
+// TestPasswordsMosquittoPasswd hashes fresh passwords with the installed
+// mosquitto_passwd, both formats.
+func TestPasswordsMosquittoPasswd(t *testing.T) {
+	bin := mosquitto.Require(t, "mosquitto_passwd")
+	dir := t.TempDir()
+	for _, alg := range []string{"sha512-pbkdf2", "sha512"} {
+		file := filepath.Join(dir, alg)
+		out, err := exec.Command(bin, "-H", alg, "-c", "-b", file, "erin", "pa ss:wörd").CombinedOutput()
+		if err != nil {
+			t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+		}
+		pw, err := loadFile(file, "-passwd", parsePasswords)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !pw.check("erin", []byte("pa ss:wörd")) || pw.check("erin", []byte("pa ss:word")) {
+			t.Errorf("%s: check of mosquitto_passwd's hash failed", alg)
+		}
+	}
+}
+
+const testACL = `# anonymous clients
+topic read public/#
+
+user alice
+topic readwrite alice/#
+topic deny alice/secret
+topic write  spaced topic/x
+topic sensors/+/temp
+
+user bob
+topic read $SYS/#
+topic read #
+
+pattern readwrite clients/%c/#
+pattern read users/%u/inbox
+`
+
+func TestACL(t *testing.T) {
+	a, err := parseACL(strings.NewReader(testACL), "acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type who struct {
+		user    string
+		hasUser bool
+		id      string
+	}
+	anon := who{"", false, "anon1"}
+	alice := who{"alice", true, "a1"}
+	bob := who{"bob", true, "b/1"} // a '/' in the id disables %c patterns
+	eve := who{"eve", true, "e1"}
+	pubs := []struct {
+		who   who
+		topic string
+		ok    bool
+	}{
+		{anon, "public/news", false}, // read only
+		{alice, "alice/x", true},
+		{alice, "alice", true}, // "alice/#" matches its parent
+		{alice, "alice/secret", false},
+		{alice, "alice/secret/sub", true}, // deny names one topic
+		{alice, "spaced topic/x", true},
+		{alice, "sensors/kitchen/temp", true}, // readwrite by default
+		{alice, "public/news", false},
+		{alice, "clients/a1/status", true}, // pattern %c
+		{anon, "clients/anon1/status", true},
+		{bob, "clients/b/1/status", false},
+		{bob, "anything", false},
+		{eve, "users/eve/inbox", false}, // read only
+		{eve, "x", false},
+	}
+	for _, c := range pubs {
+		if got := a.canPublish(c.who.user, c.who.hasUser, c.who.id, c.topic); got != c.ok {
+			t.Errorf("%+v publish %q = %v, want %v", c.who, c.topic, got, c.ok)
+		}
+	}
+	subs := []struct {
+		who    who
+		filter string
+		ok     bool
+	}{
+		{anon, "public/#", true},
+		{anon, "public/+/x", true},
+		{anon, "#", false},
+		{anon, "public", true},    // matched by public/#
+		{alice, "alice/+", false}, // could deliver alice/secret
+		{alice, "alice/a/+", true},
+		{alice, "alice/secret", false},
+		{alice, "sensors/+/temp", true},
+		{alice, "sensors/#", false},
+		{alice, "$share/g/alice/a/b", true}, // shared: the filter inside counts
+		{alice, "spaced topic/x", false},    // write only
+		{bob, "#", true},
+		{bob, "$SYS/broker/load", true},
+		{bob, "+/broker/load", true}, // a wildcard first level reaches no $ topic
+		{eve, "users/eve/inbox", true},
+		{eve, "users/+/inbox", false},
+		{eve, "clients/e1/#", true},
+	}
+	for _, c := range subs {
+		if got := a.canSubscribe(c.who.user, c.who.hasUser, c.who.id, c.filter); got != c.ok {
+			t.Errorf("%+v subscribe %q = %v, want %v", c.who, c.filter, got, c.ok)
+		}
+	}
+}
+
+func TestFilterCovers(t *testing.T) {
+	for _, c := range []struct {
+		rule, sub string
+		want      bool
+	}{
+		{"#", "a/b", true},
+		{"#", "#", true},
+		{"a/#", "a", true},
+		{"a/#", "a/+/c", true},
+		{"a/+", "a/b", true},
+		{"a/+", "a/+", true},
+		{"a/+", "a/#", false},
+		{"a/+", "a/b/c", false},
+		{"a/b", "a/b", true},
+		{"a/b", "a/+", false},
+		{"a/b", "a", false},
+		{"a", "a/b", false},
+		{"+/x", "$SYS/x", false}, // [MQTT-4.7.2-1]
+		{"#", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+		{"a//b", "a/+/b", false},
+		{"a/+/b", "a//b", true},
+	} {
+		if got := filterCovers(c.rule, c.sub); got != c.want {
+			t.Errorf("filterCovers(%q, %q) = %v, want %v", c.rule, c.sub, got, c.want)
+		}
+	}
+}
+
+func TestFiltersOverlap(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"a/b", "a/b", true},
+		{"a/b", "a/c", false},
+		{"a/+", "+/b", true},
+		{"a/#", "a", true},
+		{"a", "a/#", true},
+		{"a/b", "a", false},
+		{"a/b/c", "a/+", false},
+		{"#", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+		{"+", "", true},
+	} {
+		if got := filtersOverlap(c.a, c.b); got != c.want {
+			t.Errorf("filtersOverlap(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+		if got := filtersOverlap(c.b, c.a); got != c.want {
+			t.Errorf("filtersOverlap(%q, %q) = %v, want %v", c.b, c.a, got, c.want)
+		}
+	}
+}
+
+func TestACLRejects(t *testing.T) {
+	for _, in := range []string{
+		"user",
+		"user a b",
+		"topic bogus a/b",
+		"topic read a/#/b",
+		"topic read a+",
+		"acl read x",
+	} {
+		if _, err := parseACL(strings.NewReader(in), "acl"); err == nil {
+			t.Errorf("parseACL(%q) accepted", in)
+		} else if !strings.HasPrefix(err.Error(), "acl:1: ") {
+			t.Errorf("error %q does not start with acl:1:", err)
+		}
+	}
+}
+
+func TestLoadFileMissing(t *testing.T) {
+	_, err := loadFile(filepath.Join(t.TempDir(), "nope"), "-acl", parseACL)
+	if err == nil || !strings.Contains(err.Error(), "no such file") || strings.Contains(err.Error(), "open ") {
+		t.Errorf("error = %v, want -acl: PATH: no such file or directory", err)
+	}
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/ternmq/mqtt/client"
+	"github.com/ternmq/mqtt/packet"
+)
+
+// clientConn is an mqttConn on a client.Client.
+type clientConn struct {
+	c     *client.Client
+	url   string
+	onMsg func(message)
+
+	msgsOnce sync.Once
+	msgs     chan message
+	done     chan struct{} // closed by close
+	doneOnce sync.Once
+
+	logf      func(format string, args ...any)
+	connected bool // event only: a first connection was made
+
+	mu   sync.Mutex
+	lost error // why the connection was lost, once it was
+}
+
+// dial connects to the broker of d and returns the connection, with errors
+// that read as one line: "connect to mqtt://localhost:1883: connection
+// refused", "mqtt://localhost:1883 refused the connection: bad user name or
+// password" (exit code 3).
+func dial(ctx context.Context, d *dialConfig, o connOptions) (mqttConn, error) {
+	cc := &clientConn{url: d.url, onMsg: o.onMessage, logf: o.logf, done: make(chan struct{})}
+	opts := client.Options{
+		Servers:        []string{d.url},
+		ClientID:       d.clientID,
+		KeepSession:    !o.clean,
+		KeepAlive:      d.keepalive,
+		Username:       d.username,
+		TLSConfig:      d.tls,
+		ConnectTimeout: d.timeout,
+		NoReconnect:    !o.reconnect,
+		MaxInflight:    o.maxInflight,
+		OnEvent:        cc.event,
+	}
+	if d.keepalive == 0 {
+		opts.KeepAlive = -1 // off, as -k 0 asks
+	}
+	if d.hasPass {
+		opts.Password = []byte(d.password)
+	}
+	if w := d.will; w != nil {
+		opts.Will = &client.Will{Topic: w.topic, Payload: w.payload, QoS: w.qos, Retain: w.retain}
+	}
+	if o.onMessage != nil {
+		opts.DefaultHandler = func(m *client.Message) {
+			o.onMessage(message{topic: m.Topic, payload: m.Payload, qos: m.QoS, retain: m.Retain})
+		}
+	} else {
+		// sub prints whatever comes: accept packets as large as MQTT allows,
+		// with few of them pending, which bounds memory all the same.
+		opts.MaxPacketSize = packet.MaxRemainingLength + 5
+		opts.MaxPending = 8
+	}
+	c, err := client.New(opts)
+	if err != nil {
+		return nil, usagef("%v", strings.TrimPrefix(err.Error(), "client: "))
+	}
+	cc.c = c
+	if err := c.Connect(ctx); err != nil {
+		c.Close()
+		return nil, connectErr(d.url, err)
+	}
+	return cc, nil
+}
+
+// connectErr makes a Connect error one clear line, and a CONNACK refusal
+// exit code 3.
+func connectErr(url string, err error) error {
+	var ce *client.ConnectError
+	if errors.As(err, &ce) {
+		return refused(fmt.Errorf("%s refused the connection: %s", redact(url), ce.Code))
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("connect to %s: timed out", redact(url))
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("connect to %s: interrupted", redact(url))
+	}
+	return fmt.Errorf("connect to %s: %s", redact(url), trimErr(err))
+}
+
+// trimErr drops the package prefixes and the repetition of the address that
+// nested network errors carry, keeping the telling end: "dial tcp
+// 127.0.0.1:1883: connect: connection refused" becomes "connection refused".
+func trimErr(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, "connect: "); i >= 0 {
+		s = s[i+len("connect: "):]
+	}
+	s = strings.TrimPrefix(s, "client: ")
+	s = strings.TrimPrefix(s, "transport: ")
+	return s
+}
+
+func (cc *clientConn) event(e client.Event) {
+	if cc.logf != nil {
+		switch e.Kind {
+		case client.ConnectionLost:
+			cc.logf("connection to %s lost: %s; reconnecting", redact(cc.url), trimErr(orLost(e.Err)))
+		case client.Connected:
+			if cc.c != nil && cc.connected {
+				cc.logf("reconnected to %s", redact(cc.url))
+			}
+			cc.connected = true
+		}
+	}
+	if e.Kind == client.ConnectionLost {
+		cc.mu.Lock()
+		if cc.lost == nil {
+			cc.lost = orLost(e.Err)
+		}
+		cc.mu.Unlock()
+	}
+}
+
+func (cc *clientConn) publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
+	if err := cc.c.Publish(ctx, topic, qos, retain, payload); err != nil {
+		return cc.opErr("publish", err)
+	}
+	return nil
+}
+
+func (cc *clientConn) publishAsync(ctx context.Context, topic string, payload []byte, qos byte) (func(context.Context) error, error) {
+	t := cc.c.PublishAsync(ctx, topic, qos, false, payload)
+	select {
+	case <-t.Done():
+		// Failed at once (or done at once, as QoS 0 may be).
+		if err := t.Err(); err != nil {
+			return nil, cc.opErr("publish", err)
+		}
+	default:
+	}
+	return func(ctx context.Context) error {
+		if err := t.Wait(ctx); err != nil {
+			return cc.opErr("publish", err)
+		}
+		return nil
+	}, nil
+}
+
+func (cc *clientConn) subscribe(ctx context.Context, subs []subscription) error {
+	cs := make([]client.Subscription, len(subs))
+	for i, s := range subs {
+		cs[i] = client.Subscription{Filter: s.filter, QoS: s.qos}
+	}
+	if cc.onMsg == nil {
+		cc.messages() // start taking messages before any retained one comes
+	}
+	if _, err := cc.c.Subscribe(ctx, cs...); err != nil {
+		var se *client.SubscribeError
+		if errors.As(err, &se) {
+			return refused(fmt.Errorf("subscription refused by the server: %s", strings.Join(se.Filters, ", ")))
+		}
+		return cc.opErr("subscribe", err)
+	}
+	return nil
+}
+
+// opErr names the operation and, when the connection was lost, why.
+func (cc *clientConn) opErr(op string, err error) error {
+	if lost := cc.err(); lost != nil && (errors.Is(err, client.ErrConnectionLost) || errors.Is(err, client.ErrNotConnected)) {
+		return fmt.Errorf("%s: connection to %s lost: %s", op, redact(cc.url), trimErr(lost))
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: timed out", op)
+	}
+	return fmt.Errorf("%s: %s", op, trimErr(err))
+}
+
+func (cc *clientConn) messages() <-chan message {
+	cc.msgsOnce.Do(func() {
+		cc.msgs = make(chan message)
+		in := cc.c.Messages()
+		go func() {
+			defer close(cc.msgs)
+			for {
+				select {
+				case m, ok := <-in:
+					if !ok {
+						return
+					}
+					select {
+					case cc.msgs <- message{topic: m.Topic, payload: m.Payload, qos: m.QoS, retain: m.Retain}:
+					case <-cc.done:
+						return
+					}
+				case <-cc.done:
+					return
+				}
+			}
+		}()
+	})
+	return cc.msgs
+}
+
+func (cc *clientConn) err() error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.lost
+}
+
+func (cc *clientConn) disconnect(ctx context.Context) error {
+	if err := cc.c.Disconnect(ctx); err != nil && !errors.Is(err, client.ErrClosed) {
+		return cc.opErr("disconnect", err)
+	}
+	return nil
+}
+
+func (cc *clientConn) close() {
+	cc.doneOnce.Do(func() { close(cc.done) })
+	cc.c.Close()
+}
+
+func orLost(err error) error {
+	if err == nil {
+		return client.ErrConnectionLost
+	}
+	return err
+}
