@@ -1,0 +1,578 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/topic"
+)
+
+// Values of conn.stop.
+const (
+	running   = iota
+	graceful  // Shutdown: write out what waits, then close; no will
+	immediate // Close: close now; no will
+	takenOver // another connection took the client id: close; will published
+)
+
+var (
+	errTakenOver = errors.New("broker: session taken over by a new connection")
+	errShutdown  = errors.New("broker: server shutting down")
+)
+
+// conn is one network connection. Its reader goroutine (serve) reads and
+// handles packets; its writer goroutine (writeLoop) writes what the session
+// has waiting.
+type conn struct {
+	srv  *Server
+	nc   net.Conn
+	info Client
+	cl   *client // set once the CONNECT is accepted
+
+	stop       atomic.Int32
+	wakeCh     chan struct{} // cap 1: the writer has something to do
+	quit       chan struct{} // closed when the reader is done
+	writerDone chan struct{}
+	done       chan struct{} // closed when the connection is cleaned up
+
+	reader *packet.Reader
+	will   *packet.Publish // nil without a will, or after DISCONNECT
+	router router
+	evs    []session.Event
+	codes  []byte
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{
+		srv:  s,
+		nc:   nc,
+		done: make(chan struct{}),
+	}
+}
+
+// wake tells the writer that the session may have packets to send.
+func (c *conn) wake() {
+	select {
+	case c.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// shutdown ends the connection on behalf of Shutdown (now false) or Close
+// (now true).
+func (c *conn) shutdown(now bool) {
+	if now {
+		c.stop.Store(immediate)
+		c.nc.Close()
+		return
+	}
+	if c.stop.CompareAndSwap(running, graceful) {
+		// Wake the reader; connReader sees stop and returns.
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// takeOver ends the connection because another one connected with the same
+// client identifier [MQTT-3.1.4-2], and waits until it is cleaned up.
+func (c *conn) takeOver() {
+	c.stop.CompareAndSwap(running, takenOver)
+	c.nc.Close()
+	<-c.done
+}
+
+// serve runs the connection: CONNECT, then the read loop, then cleanup.
+func (c *conn) serve() {
+	s := c.srv
+	s.nconns.Add(1)
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.nconns.Add(-1)
+		close(c.done)
+		s.wg.Done()
+	}()
+	connect, ok := c.readConnect()
+	if !ok {
+		c.nc.Close()
+		return
+	}
+	err := c.run(connect)
+	c.finish(err)
+}
+
+// readConnect reads and checks the CONNECT, answers a refusal, and attaches
+// the connection to the client's session. It reports whether the connection
+// goes on.
+func (c *conn) readConnect() (*packet.Connect, bool) {
+	s := c.srv
+	c.info.RemoteAddr = c.nc.RemoteAddr()
+	deadline := time.Now().Add(s.opts.ConnectTimeout)
+	c.nc.SetReadDeadline(deadline)
+	if c.stop.Load() != running {
+		return nil, false
+	}
+	if tc := tlsConn(c.nc); tc != nil {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.log.Debug("tls handshake failed", "remote", c.info.RemoteAddr, "err", err)
+			return nil, false
+		}
+		st := tc.ConnectionState()
+		c.info.TLS = &st
+	}
+	r := packet.NewReader((*connReader)(c), s.opts.MaxPacketSize)
+	p, err := r.ReadPacket()
+	if err != nil {
+		// The codec tells which refusals have a return code; every other
+		// broken CONNECT closes the connection without CONNACK
+		// [MQTT-3.1.4-1] [MQTT-3.2.2-6].
+		switch {
+		case errors.Is(err, packet.ErrUnsupportedVersion):
+			c.refuse(packet.RefusedProtocolVersion) // [MQTT-3.1.2-2]
+		case errors.Is(err, packet.ErrIdentifierRejected):
+			c.refuse(packet.RefusedIdentifierRejected) // [MQTT-3.1.3-8] [MQTT-3.1.3-9]
+		default:
+			s.log.Debug("bad connect", "remote", c.info.RemoteAddr, "err", err)
+		}
+		return nil, false
+	}
+	cp, ok := p.(*packet.Connect)
+	if !ok {
+		// The first packet must be CONNECT [MQTT-3.1.0-1].
+		s.log.Debug("first packet not CONNECT", "remote", c.info.RemoteAddr, "type", p.Type())
+		return nil, false
+	}
+	c.info.CleanSession = cp.CleanSession
+	c.info.KeepAlive = cp.KeepAlive
+	c.info.Level = cp.Level
+	c.info.HasUsername = cp.HasUsername
+	c.info.Username = string(cp.Username)
+	if len(cp.ClientID) == 0 {
+		// CleanSession 0 with an empty id was refused by the codec
+		// [MQTT-3.1.3-8]; CleanSession 1 gets a fresh id [MQTT-3.1.3-6].
+		c.info.ID = s.newClientID()
+	} else {
+		c.info.ID = string(cp.ClientID)
+	}
+	if max := s.opts.MaxConnections; max > 0 && s.nconns.Load() > int64(max) {
+		c.refuse(packet.RefusedServerUnavailable)
+		return nil, false
+	}
+	if s.opts.Authenticate != nil {
+		if rc := s.opts.Authenticate(&c.info, cp.Password); rc != packet.Accepted {
+			if rc > packet.RefusedNotAuthorized {
+				rc = packet.RefusedNotAuthorized
+			}
+			c.refuse(rc)
+			return nil, false
+		}
+	}
+	if cp.Will {
+		w := &packet.Publish{QoS: cp.WillQoS, Retain: cp.WillRetain, Topic: cp.WillTopic, Payload: cp.WillMessage}
+		c.will = w.Clone()
+	}
+	cl, present, err := s.attach(c, cp.CleanSession)
+	if err != nil {
+		if !errors.Is(err, errShutdown) {
+			s.log.Warn("cannot create session", "client", c.info.ID, "err", err)
+			c.refuse(packet.RefusedServerUnavailable)
+		}
+		return nil, false
+	}
+	c.cl = cl
+	c.wakeCh = make(chan struct{}, 1)
+	c.quit = make(chan struct{})
+	c.writerDone = make(chan struct{})
+	c.reader = r
+	// The CONNACK and the session's resends wait in the session; the
+	// writer sends them first [MQTT-3.2.0-1].
+	cl.mu.Lock()
+	err = cl.sess.Accept(cp, present, time.Now()) // [MQTT-3.1.4-3] [MQTT-3.1.4-4] [MQTT-3.2.2-1..3]
+	for _, ok := cl.sess.NextEvent(); ok; _, ok = cl.sess.NextEvent() {
+		// EventDropped of a session that CleanSession reset: nothing
+		// waits for them here.
+	}
+	cl.mu.Unlock()
+	if err != nil {
+		s.log.Warn("cannot accept session", "client", c.info.ID, "err", err)
+		c.finish(err)
+		return nil, false
+	}
+	return cp, true
+}
+
+// refuse writes a CONNACK with a non-zero return code; the caller then
+// closes the connection [MQTT-3.2.2-5], acting on nothing else the client
+// sent [MQTT-3.1.4-5].
+func (c *conn) refuse(rc packet.ReturnCode) {
+	s := c.srv
+	s.refused.Add(1)
+	var b [4]byte
+	out, _ := (&packet.Connack{ReturnCode: rc}).Append(b[:0])
+	c.nc.SetWriteDeadline(time.Now().Add(s.opts.ConnectTimeout))
+	c.nc.Write(out)
+	s.log.Debug("connect refused", "client", c.info.ID, "remote", c.info.RemoteAddr, "code", rc)
+	if s.opts.OnEvent != nil {
+		s.emit(&Event{Kind: EventRefuse, Client: &c.info, ReturnCode: byte(rc)})
+	}
+}
+
+// attach makes c the connection of the session of its client identifier,
+// creating the session if there is none and taking over from a connection
+// already serving it [MQTT-3.1.4-2]. present tells whether a session was kept
+// from before [MQTT-3.2.2-2] [MQTT-3.2.2-3].
+func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err error) {
+	for {
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			return nil, false, errShutdown
+		}
+		cl = s.clients[c.info.ID]
+		if cl == nil {
+			cl, err = newClient(s, c.info.ID)
+			if err != nil {
+				s.mu.Unlock()
+				return nil, false, err
+			}
+			s.clients[c.info.ID] = cl
+		} else {
+			present = true
+		}
+		cl.mu.Lock()
+		old := cl.conn
+		if old == nil {
+			cl.conn = c
+			cl.info = &c.info
+			cl.on.Store(true)
+			if clean && present {
+				// A clean connection ends the kept session
+				// [MQTT-3.1.2-6]; Accept resets the session
+				// state, the subscriptions go here.
+				s.removeAllSubs(cl)
+			}
+			cl.mu.Unlock()
+			s.mu.Unlock()
+			return cl, present && !clean, nil
+		}
+		cl.mu.Unlock()
+		s.mu.Unlock()
+		s.log.Debug("client taken over", "client", c.info.ID, "old", old.info.RemoteAddr, "new", c.info.RemoteAddr)
+		old.takeOver()
+		present = false
+	}
+}
+
+// run starts the writer and reads packets until the connection ends, and
+// returns why (nil after DISCONNECT).
+func (c *conn) run(connect *packet.Connect) error {
+	s := c.srv
+	cl := c.cl
+	s.wg.Add(1)
+	go c.writeLoop()
+	c.wake()
+	if s.opts.OnEvent != nil {
+		s.emit(&Event{Kind: EventConnect, Client: &c.info})
+	}
+	s.log.Debug("client connected", "client", c.info.ID, "remote", c.info.RemoteAddr, "clean", connect.CleanSession)
+
+	cl.mu.Lock()
+	deadline := cl.sess.Deadline()
+	cl.mu.Unlock()
+	c.nc.SetReadDeadline(deadline) // zero: keepalive 0, no limit
+	if c.stop.Load() != running {
+		return errShutdown
+	}
+	for {
+		p, err := c.reader.ReadPacket()
+		if err != nil {
+			return err
+		}
+		cl.mu.Lock()
+		err = cl.sess.Receive(p, time.Now())
+		evs := c.evs[:0]
+		for ev, ok := cl.sess.NextEvent(); ok; ev, ok = cl.sess.NextEvent() {
+			evs = append(evs, ev)
+		}
+		c.evs = evs
+		out := cl.sess.HasOutgoing()
+		cl.mu.Unlock()
+		if out {
+			c.wake()
+		}
+		if err != nil {
+			return err // a protocol violation, a second CONNECT among them [MQTT-3.1.0-2]
+		}
+		for i := range evs {
+			if done := c.handle(&evs[i]); done {
+				clear(evs)
+				return nil
+			}
+		}
+		clear(evs) // drop the references into the read buffer
+	}
+}
+
+// handle acts on one session event; it reports whether the client sent
+// DISCONNECT.
+func (c *conn) handle(ev *session.Event) bool {
+	s := c.srv
+	switch ev.Kind {
+	case session.EventMessage:
+		p := ev.Publish
+		if s.opts.AuthorizePublish != nil && !s.opts.AuthorizePublish(&c.info, p.Topic, p.QoS, p.Retain) {
+			// Acknowledged by the session as usual, and dropped
+			// [MQTT-3.3.5-2].
+			return false
+		}
+		s.received.Add(1)
+		n := c.router.route(s, p)
+		if s.opts.OnEvent != nil {
+			s.emit(&Event{Kind: EventPublish, Client: &c.info, Topic: p.Topic, QoS: p.QoS, Retain: p.Retain, PayloadSize: len(p.Payload), Subscribers: n})
+		}
+	case session.EventSubscribe:
+		c.subscribe(ev.Subscribe)
+	case session.EventUnsubscribe:
+		cl := c.cl
+		cl.mu.Lock()
+		for _, f := range ev.Unsubscribe.Filters {
+			s.removeSub(cl, f) // [MQTT-3.10.4-6]
+		}
+		cl.sess.Unsuback(ev.Unsubscribe.PacketID) // [MQTT-3.10.4-4] [MQTT-3.10.4-5]
+		cl.mu.Unlock()
+		c.wake()
+	case session.EventDisconnect:
+		c.will = nil // [MQTT-3.1.2-10] [MQTT-3.14.4-3]
+		return true
+	}
+	return false
+}
+
+// subscribe handles a SUBSCRIBE: each filter in turn [MQTT-3.8.4-4], then one
+// SUBACK with a code per filter in order [MQTT-3.8.4-1] [MQTT-3.8.4-5]
+// [MQTT-3.9.3-1], then the matching retained messages [MQTT-3.3.1-6].
+func (c *conn) subscribe(sp *packet.Subscribe) {
+	s := c.srv
+	cl := c.cl
+	codes := c.codes[:0]
+	for _, sb := range sp.Subscriptions {
+		g := sb.QoS
+		if topic.IsShared(sb.Filter) {
+			if _, _, err := topic.ParseShared(sb.Filter); err != nil {
+				g = packet.SubackFailure
+			}
+		}
+		if g != packet.SubackFailure && s.opts.AuthorizeSubscribe != nil {
+			a := s.opts.AuthorizeSubscribe(&c.info, sb.Filter, sb.QoS)
+			if a != packet.SubackFailure {
+				a = min(a, sb.QoS)
+			}
+			g = a
+		}
+		if g != packet.SubackFailure {
+			cl.mu.Lock()
+			if err := s.addSub(cl, sb.Filter, g); err != nil {
+				g = packet.SubackFailure
+			}
+			cl.mu.Unlock()
+		}
+		codes = append(codes, g)
+	}
+	c.codes = codes
+	cl.mu.Lock()
+	cl.sess.Suback(sp.PacketID, codes) // [MQTT-3.8.4-2]
+	for i, sb := range sp.Subscriptions {
+		if codes[i] != packet.SubackFailure && !topic.IsShared(sb.Filter) {
+			s.sendRetained(cl, &c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
+		}
+	}
+	cl.mu.Unlock()
+	c.wake()
+}
+
+// finish cleans up after the read loop: stops the writer, closes the
+// connection, detaches the session (ending it if it was clean) and publishes
+// the will if the connection was lost [MQTT-3.1.2-8].
+func (c *conn) finish(why error) {
+	s := c.srv
+	cl := c.cl
+	if c.quit != nil {
+		close(c.quit)
+		<-c.writerDone
+	}
+	c.nc.Close()
+	stop := c.stop.Load()
+	switch stop {
+	case graceful, immediate:
+		why = errShutdown
+	case takenOver:
+		why = errTakenOver
+	}
+
+	var ended bool
+	s.mu.Lock()
+	cl.mu.Lock()
+	cl.sess.Disconnected()
+	for _, ok := cl.sess.NextEvent(); ok; _, ok = cl.sess.NextEvent() {
+	}
+	cl.conn = nil
+	cl.on.Store(false)
+	if c.info.CleanSession && s.clients[cl.id] == cl {
+		// A clean session ends with its connection [MQTT-3.1.2-6].
+		delete(s.clients, cl.id)
+		ended = true
+	}
+	cl.mu.Unlock()
+	s.mu.Unlock()
+	if ended {
+		cl.mu.Lock()
+		s.removeAllSubs(cl)
+		cl.sess.Reset()
+		for _, ok := cl.sess.NextEvent(); ok; _, ok = cl.sess.NextEvent() {
+		}
+		cl.mu.Unlock()
+	}
+
+	if w := c.will; w != nil && stop != graceful && stop != immediate {
+		c.will = nil
+		if s.opts.AuthorizePublish == nil || s.opts.AuthorizePublish(&c.info, w.Topic, w.QoS, w.Retain) {
+			// Published as sent: retained or not [MQTT-3.1.2-16]
+			// [MQTT-3.1.2-17].
+			c.router.route(s, w)
+		}
+	}
+	s.ended.Add(1)
+	if why == io.EOF {
+		why = io.ErrUnexpectedEOF // the client went away without DISCONNECT
+	}
+	s.log.Debug("client disconnected", "client", c.info.ID, "remote", c.info.RemoteAddr, "err", why)
+	if s.opts.OnEvent != nil {
+		s.emit(&Event{Kind: EventDisconnect, Client: &c.info, Err: why})
+	}
+}
+
+// writeLoop writes what the session has waiting whenever woken, until the
+// reader is done.
+func (c *conn) writeLoop() {
+	defer func() {
+		close(c.writerDone)
+		c.srv.wg.Done()
+	}()
+	var lastDeadline time.Time
+	for {
+		select {
+		case <-c.wakeCh:
+		case <-c.quit:
+			if c.stop.Load() == graceful {
+				c.flush(&lastDeadline)
+			}
+			return
+		}
+		if err := c.flush(&lastDeadline); err != nil {
+			// Closing the connection ends the reader, which then
+			// cleans up.
+			c.nc.Close()
+			<-c.quit
+			return
+		}
+	}
+}
+
+// flush writes out every packet the session has waiting, in batches: one
+// write per batch, in a buffer borrowed for the time of the writes.
+func (c *conn) flush(lastDeadline *time.Time) error {
+	s := c.srv
+	cl := c.cl
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			s.putBuf(bp)
+		}
+	}()
+	for {
+		now := time.Now()
+		cl.mu.Lock()
+		if !cl.sess.HasOutgoing() {
+			cl.mu.Unlock()
+			return nil
+		}
+		if bp == nil {
+			bp = s.getBuf()
+		}
+		buf, err := cl.sess.AppendOutgoing((*bp)[:0], now)
+		cl.mu.Unlock()
+		*bp = buf
+		if err != nil {
+			return err
+		}
+		if len(buf) == 0 {
+			return nil
+		}
+		if wt := s.opts.WriteTimeout; wt > 0 && now.Sub(*lastDeadline) > wt/2 {
+			// Moving the deadline once per half period keeps a
+			// stalled write bounded by WriteTimeout without a
+			// timer update per batch.
+			c.nc.SetWriteDeadline(now.Add(wt))
+			*lastDeadline = now
+		}
+		if _, err := c.nc.Write(buf); err != nil {
+			return err
+		}
+	}
+}
+
+// connReader is the conn as the io.Reader under its packet.Reader: it runs
+// the keepalive when a read deadline passes, so that the packet.Reader, whose
+// errors are final, sees only the errors that end the connection.
+type connReader conn
+
+func (r *connReader) Read(p []byte) (int, error) {
+	c := (*conn)(r)
+	for {
+		n, err := c.nc.Read(p)
+		if err == nil || n > 0 || c.cl == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		if c.stop.Load() != running {
+			return 0, errShutdown
+		}
+		now := time.Now()
+		c.cl.mu.Lock()
+		terr := c.cl.sess.Tick(now) // [MQTT-3.1.2-24]
+		d := c.cl.sess.Deadline()
+		c.cl.mu.Unlock()
+		if terr != nil {
+			return 0, terr
+		}
+		c.nc.SetReadDeadline(d)
+		if c.stop.Load() != running {
+			// Shutdown may have set its deadline just before ours.
+			return 0, errShutdown
+		}
+	}
+}
+
+// tlsConn returns the TLS connection under nc (mqtts://, or wss:// under a
+// WebSocket), or nil.
+func tlsConn(nc net.Conn) *tls.Conn {
+	switch v := nc.(type) {
+	case *tls.Conn:
+		return v
+	case interface{ NetConn() net.Conn }:
+		if tc, ok := v.NetConn().(*tls.Conn); ok {
+			return tc
+		}
+	}
+	return nil
+}

@@ -1,0 +1,56 @@
+// Package broker is an embeddable MQTT 3.1.1 broker built on the packet,
+// topic, session and transport packages: QoS 0, 1 and 2 in both directions,
+// retained messages, wills, persistent sessions, keepalive, shared
+// subscriptions, and hooks for authentication, authorization and metrics.
+//
+// A Server serves any number of listeners at once:
+//
+//	srv := broker.New(broker.Options{})
+//	go srv.ListenAndServe("mqtt://127.0.0.1:1883")
+//	go srv.ListenAndServe("ws://127.0.0.1:8080/mqtt")
+//	...
+//	srv.Shutdown(ctx)
+//
+// # Connections
+//
+// Each connection has two goroutines: one reads packets and routes the
+// messages they carry, the other writes what the connection's session has
+// waiting, in batches, flushing once per batch. A publisher hands a message to
+// each subscriber's session (a copy into that session's reused buffers) and
+// wakes its writer; it never waits for a subscriber's network.
+//
+// # Slow subscribers
+//
+// Every session holds at most Options.MaxInflight unacknowledged QoS 1 and 2
+// messages and Options.MaxQueued more waiting behind them (QoS 0 messages not
+// yet written count against the same queue). A message for a session whose
+// queue is full is dropped and counted (Stats.Dropped, EventDrop), as
+// mosquitto does: a slow or stuck subscriber loses messages, publishers and
+// other subscribers are never slowed by it. A connection whose writes make no
+// progress for Options.WriteTimeout is closed.
+//
+// # Sessions
+//
+// A client that connects with CleanSession 0 keeps its subscriptions and its
+// undelivered QoS 1 and 2 messages while it is away [MQTT-3.1.2-4]
+// [MQTT-3.1.2-5]; QoS 0 messages for it are not kept. Sessions live in memory
+// and end with the Server. A second connection with the client identifier of
+// a connected client takes over: the first connection is closed (its will,
+// if any, is published) [MQTT-3.1.4-2].
+//
+// # Shared subscriptions
+//
+// A filter "$share/{group}/{filter}" (the form of MQTT 5.0, also accepted from
+// 3.1.1 clients by mosquitto, EMQX and HiveMQ) makes the client a member of
+// the group: each matching message goes to one member of each group, taken in
+// turn among the connected members. Retained messages are not sent for shared
+// subscriptions.
+//
+// # Wills
+//
+// A will is published when a connection ends without DISCONNECT: the client
+// vanished, broke the protocol, missed its keepalive [MQTT-3.1.2-24] or was
+// taken over [MQTT-3.1.2-8]. It is not published after DISCONNECT
+// [MQTT-3.14.4-3], nor when the Server itself closes connections in Shutdown
+// or Close.
+package broker

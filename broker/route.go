@@ -1,0 +1,231 @@
+package broker
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/topic"
+)
+
+// sub is the value the subscription tree holds: a client and the QoS granted
+// to it for one filter.
+type sub struct {
+	c   *client
+	qos byte
+}
+
+// client is the session of one client identifier: its session state machine,
+// its subscriptions, and the connection that serves it, if any. It outlives
+// its connections when the client asked for a persistent session.
+type client struct {
+	id string
+
+	mu   sync.Mutex
+	sess *session.Session
+	conn *conn           // the connection serving the session; nil while offline
+	subs map[string]byte // filter -> granted QoS, mirrored in Server.subs
+	info *Client         // of the last connection, for EventDrop
+	nsub atomic.Int32    // len(subs), read by routers without mu
+	on   atomic.Bool     // conn != nil, read by routers without mu
+}
+
+func newClient(s *Server, id string) (*client, error) {
+	sess, err := session.New(session.Config{
+		Role:        session.Server,
+		MaxInflight: s.opts.MaxInflight,
+		MaxQueued:   s.opts.MaxQueued,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &client{id: id, sess: sess, subs: make(map[string]byte)}, nil
+}
+
+// retainedMsg is a retained message as the Server keeps it.
+type retainedMsg struct {
+	topic   []byte
+	payload []byte
+	qos     byte
+}
+
+// router holds the scratch slices of routing, reused from message to message
+// so that routing does not allocate.
+type router struct {
+	subs   []sub
+	groups []topic.Group[sub]
+	rets   []*retainedMsg
+	out    packet.Publish
+}
+
+var routerPool = sync.Pool{New: func() any { return new(router) }}
+
+func getRouter() *router  { return routerPool.Get().(*router) }
+func putRouter(r *router) { routerPool.Put(r) }
+
+// route stores p if it is retained and hands it to the session of every
+// client with a matching subscription [MQTT-4.5.0-1], once per client at the
+// highest QoS of its matching subscriptions [MQTT-3.3.5-1], downgraded to
+// that QoS [MQTT-3.8.4-6], with RETAIN cleared [MQTT-3.3.1-9], and to one
+// member of each matching shared subscription group. It returns the number of
+// sessions that took the message.
+func (r *router) route(s *Server, p *packet.Publish) int {
+	if p.Retain {
+		s.retain(p)
+	}
+	r.subs = s.subs.Match(p.Topic, r.subs[:0])
+	// Duplicates come only from clients with several subscriptions;
+	// checking first spares the merge in the common case.
+	for _, sb := range r.subs {
+		if sb.c.nsub.Load() > 1 {
+			r.subs = topic.Dedupe(r.subs,
+				func(sb sub) *client { return sb.c },
+				func(a, b sub) sub { a.qos = max(a.qos, b.qos); return a })
+			break
+		}
+	}
+	out := &r.out
+	*out = packet.Publish{Topic: p.Topic, Payload: p.Payload} // RETAIN=0 [MQTT-3.3.1-9]
+	n := 0
+	for _, sb := range r.subs {
+		out.QoS = min(p.QoS, sb.qos) // [MQTT-3.8.4-6]
+		if s.deliver(sb.c, out) {
+			n++
+		}
+	}
+	clear(r.subs) // drop the client pointers until the next message
+	r.groups = s.subs.MatchShared(p.Topic, r.groups[:0])
+	for _, g := range r.groups {
+		sb := pickMember(g)
+		out.QoS = min(p.QoS, sb.qos)
+		if s.deliver(sb.c, out) {
+			n++
+		}
+	}
+	clear(r.groups)
+	*out = packet.Publish{}
+	if n > 0 {
+		s.delivered.Add(int64(n))
+	}
+	return n
+}
+
+// pickMember takes the group's members in turn, skipping those whose client
+// is not connected, unless none is.
+func pickMember(g topic.Group[sub]) sub {
+	first := g.Pick()
+	if first.c.on.Load() || len(g.Members) == 1 {
+		return first
+	}
+	for range len(g.Members) - 1 {
+		if m := g.Pick(); m.c.on.Load() {
+			return m
+		}
+	}
+	return first
+}
+
+// deliver hands p to cl's session and wakes its writer. The session copies
+// the message; a full session drops it, counted.
+func (s *Server) deliver(cl *client, p *packet.Publish) bool {
+	cl.mu.Lock()
+	_, err := cl.sess.Publish(p)
+	c := cl.conn
+	info := cl.info
+	cl.mu.Unlock()
+	if err == nil {
+		if c != nil {
+			c.wake()
+		}
+		return true
+	}
+	if errors.Is(err, session.ErrFull) {
+		s.drop(info, p)
+	}
+	// ErrNotConnected: a QoS 0 message for an offline persistent session,
+	// which the specification lets the server discard.
+	return false
+}
+
+func (s *Server) drop(info *Client, p *packet.Publish) {
+	s.dropped.Add(1)
+	if s.opts.OnEvent != nil {
+		s.emit(&Event{Kind: EventDrop, Client: info, Topic: p.Topic, QoS: p.QoS, Retain: p.Retain, PayloadSize: len(p.Payload)})
+	}
+}
+
+// retain stores p as its topic's retained message [MQTT-3.3.1-5], replacing
+// the previous one [MQTT-3.3.1-7], or clears it when the payload is empty
+// [MQTT-3.3.1-10] [MQTT-3.3.1-11]. Retained messages are kept apart from
+// sessions and outlive them [MQTT-3.1.2-7].
+func (s *Server) retain(p *packet.Publish) {
+	if len(p.Payload) == 0 {
+		s.retained.Delete(string(p.Topic))
+		return
+	}
+	buf := make([]byte, len(p.Topic)+len(p.Payload))
+	n := copy(buf, p.Topic)
+	copy(buf[n:], p.Payload)
+	m := &retainedMsg{topic: buf[:n:n], payload: buf[n:], qos: p.QoS}
+	s.retained.Set(string(m.topic), m) // the name is valid: the codec checked it
+}
+
+// sendRetained hands cl's session the retained messages matching filter, with
+// RETAIN set [MQTT-3.3.1-6] [MQTT-3.3.1-8], at most at QoS granted. cl.mu is
+// held.
+func (s *Server) sendRetained(cl *client, r *router, filter string, granted byte) {
+	r.rets = s.retained.Match(filter, r.rets[:0])
+	for _, m := range r.rets {
+		p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic, Payload: m.payload}
+		if _, err := cl.sess.Publish(&p); errors.Is(err, session.ErrFull) {
+			s.dropped.Add(1)
+		}
+	}
+	clear(r.rets)
+}
+
+// addSub records cl's subscription to filter at qos, replacing one to the
+// same filter [MQTT-3.8.4-3]. The new pair enters the tree before the old one
+// leaves, so the flow of messages is not interrupted; meanwhile a message
+// matches both and is delivered once at the higher QoS. cl.mu is held.
+func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
+	old, had := cl.subs[string(filter)]
+	if had && old == qos {
+		return nil
+	}
+	f := string(filter)
+	if err := s.subs.Add(f, sub{cl, qos}); err != nil {
+		return err
+	}
+	if had {
+		s.subs.Remove(f, sub{cl, old})
+	}
+	cl.subs[f] = qos
+	cl.nsub.Store(int32(len(cl.subs)))
+	return nil
+}
+
+// removeSub deletes cl's subscription to filter, compared literally
+// [MQTT-3.10.4-1]; no new message is added for it afterwards
+// [MQTT-3.10.4-2]. cl.mu is held.
+func (s *Server) removeSub(cl *client, filter []byte) {
+	qos, ok := cl.subs[string(filter)]
+	if !ok {
+		return
+	}
+	f := string(filter)
+	s.subs.Remove(f, sub{cl, qos})
+	delete(cl.subs, f)
+	cl.nsub.Store(int32(len(cl.subs)))
+}
+
+// removeAllSubs deletes every subscription of cl. cl.mu is held.
+func (s *Server) removeAllSubs(cl *client) {
+	for f, qos := range cl.subs {
+		s.subs.Remove(f, sub{cl, qos})
+	}
+	clear(cl.subs)
+	cl.nsub.Store(0)
+}

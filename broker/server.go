@@ -1,0 +1,363 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/topic"
+	"github.com/ternmq/mqtt/transport"
+)
+
+// Defaults of Options.
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultWriteTimeout   = 30 * time.Second
+)
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
+// Close.
+var ErrServerClosed = errors.New("broker: server closed")
+
+// Options configures a Server. The zero value is a working broker with no
+// authentication and the defaults below.
+type Options struct {
+	// Logger receives connection-level logs. Nil means silence.
+	Logger *slog.Logger
+
+	// Transport is passed to transport.Listen by ListenAndServe: the TLS
+	// certificate for mqtts:// and wss://, WebSocket settings. Nil means
+	// defaults.
+	Transport *transport.Options
+
+	// MaxConnections limits the connections served at once; 0 means no
+	// limit. A connection over the limit gets CONNACK 0x03 (server
+	// unavailable) to its CONNECT.
+	MaxConnections int
+
+	// MaxPacketSize limits the size of a packet read from a client, fixed
+	// header included; 0 means packet.DefaultMaxSize (1 MiB). A larger
+	// packet closes the connection.
+	MaxPacketSize int
+
+	// MaxInflight is the number of QoS 1 and 2 messages sent to one client
+	// and not yet acknowledged; 0 means 20, as mosquitto.
+	MaxInflight int
+
+	// MaxQueued is the number of messages waiting for one client behind
+	// its inflight window, or for a persistent session's next connection;
+	// 0 means 1000, as mosquitto. Messages beyond it are dropped and
+	// counted (Stats.Dropped).
+	MaxQueued int
+
+	// ConnectTimeout bounds the wait for the CONNECT packet (and the TLS
+	// handshake) of a new connection; 0 means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+
+	// WriteTimeout closes a connection whose writes make no progress for
+	// that long (a stuck client that does not read); 0 means
+	// DefaultWriteTimeout, a negative value no limit.
+	WriteTimeout time.Duration
+
+	// Authenticate decides whether a client may connect, once its
+	// CONNECT has been read: it returns packet.Accepted, or the CONNACK
+	// return code to refuse with (such as
+	// packet.RefusedBadUsernameOrPassword or packet.RefusedNotAuthorized).
+	// c describes the client (identifier, user name, TLS state); password
+	// is valid only during the call. Nil accepts everyone.
+	Authenticate func(c *Client, password []byte) packet.ReturnCode
+
+	// AuthorizePublish decides whether c may publish to topic (valid only
+	// during the call). An unauthorized PUBLISH is acknowledged as usual
+	// and dropped [MQTT-3.3.5-2]; an unauthorized will is not published.
+	// Nil allows everything.
+	AuthorizePublish func(c *Client, topic []byte, qos byte, retain bool) bool
+
+	// AuthorizeSubscribe decides whether c may subscribe to filter (valid
+	// only during the call, with its "$share/group/" prefix if any) at
+	// qos: it returns the QoS to grant, at most qos, or
+	// packet.SubackFailure (0x80) to refuse. Nil grants every request.
+	AuthorizeSubscribe func(c *Client, filter []byte, qos byte) byte
+
+	// OnEvent, when set, is called for connections, disconnections,
+	// messages received and messages dropped, for metrics and audit logs.
+	// It runs on the connection's goroutine and must return quickly.
+	OnEvent func(e *Event)
+}
+
+// Stats are counters of a Server since it was created.
+type Stats struct {
+	Connections  int64 // connections open now, CONNECT done or not
+	Sessions     int64 // sessions held now, connected or persistent
+	Received     int64 // PUBLISH packets taken from clients (authorized)
+	Delivered    int64 // messages handed to sessions for sending or queueing
+	Dropped      int64 // messages dropped because a session's queue was full
+	Refused      int64 // CONNECTs refused with a non-zero CONNACK
+	Retained     int64 // retained messages held now
+	Disconnected int64 // connections that ended after an accepted CONNECT
+}
+
+// A Server is an MQTT broker. Create it with New; it serves listeners with
+// Serve and ListenAndServe until Shutdown or Close.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	subs     topic.Tree[sub]
+	retained topic.Retained[*retainedMsg]
+
+	mu        sync.Mutex
+	clients   map[string]*client // by client identifier
+	conns     map[*conn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   bool
+	wg        sync.WaitGroup // connection goroutines
+
+	nconns    atomic.Int64
+	received  atomic.Int64
+	delivered atomic.Int64
+	dropped   atomic.Int64
+	refused   atomic.Int64
+	ended     atomic.Int64
+
+	idPrefix string
+	idSeq    atomic.Uint64
+
+	bufPool sync.Pool // *[]byte write buffers
+}
+
+// New returns a Server configured by opts.
+func New(opts Options) *Server {
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.MaxInflight <= 0 {
+		opts.MaxInflight = session.DefaultMaxInflight
+	}
+	if opts.MaxQueued <= 0 {
+		opts.MaxQueued = session.DefaultMaxQueued
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	return &Server{
+		opts:      opts,
+		log:       log,
+		clients:   make(map[string]*client),
+		conns:     make(map[*conn]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		idPrefix:  "tern-" + hex.EncodeToString(rnd[:]) + "-",
+	}
+}
+
+// ListenAndServe listens on rawURL with transport.Listen (mqtt://, tcp://,
+// mqtts://, ws://, wss://, unix://), using Options.Transport, and serves the
+// listener until Shutdown or Close, when it returns ErrServerClosed.
+func (s *Server) ListenAndServe(rawURL string) error {
+	l, err := transport.Listen(rawURL, s.opts.Transport)
+	if err != nil {
+		return err
+	}
+	return s.Serve(l)
+}
+
+// Serve accepts connections on l and serves each in its own goroutines,
+// until Shutdown or Close, when it closes l and returns ErrServerClosed.
+// Any other error from l.Accept ends Serve and is returned; l is closed.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		l.Close()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Temporary trouble such as too many open files: wait
+				// a little, as net/http does, rather than spin.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		c := newConn(s, nc)
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// beginClose stops the listeners and returns the open connections.
+func (s *Server) beginClose() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	cs := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// Shutdown stops accepting connections, then ends every connection after
+// writing out what its session has waiting (no will is published), and waits
+// for every goroutine of the Server to end. If ctx ends first, the remaining
+// connections are closed at once as by Close, and ctx's error is returned
+// once they are gone.
+func (s *Server) Shutdown(ctx context.Context) error {
+	for _, c := range s.beginClose() {
+		c.shutdown(false)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops the listeners, closes every connection at once (no will is
+// published) and waits for every goroutine of the Server to end.
+func (s *Server) Close() error {
+	for _, c := range s.beginClose() {
+		c.shutdown(true)
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Stats returns the Server's counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	sessions := int64(len(s.clients))
+	s.mu.Unlock()
+	return Stats{
+		Connections:  s.nconns.Load(),
+		Sessions:     sessions,
+		Received:     s.received.Load(),
+		Delivered:    s.delivered.Load(),
+		Dropped:      s.dropped.Load(),
+		Refused:      s.refused.Load(),
+		Retained:     int64(s.retained.Len()),
+		Disconnected: s.ended.Load(),
+	}
+}
+
+// Publish routes a message from the application embedding the Server to the
+// subscribers, as if a client had published it (no authorization hook is
+// called). With p.Retain set it is also stored, or cleared with an empty
+// payload. p is not kept: it may be reused when Publish returns.
+func (s *Server) Publish(p *packet.Publish) error {
+	if p.QoS > 2 {
+		return &packet.Error{Kind: packet.ErrMalformed, Type: packet.PUBLISH, Rule: "MQTT-3.3.1-4", Reason: "QoS 3"}
+	}
+	if err := topic.ValidName(p.Topic); err != nil {
+		return err
+	}
+	r := getRouter()
+	r.route(s, p)
+	putRouter(r)
+	return nil
+}
+
+// newClientID returns an identifier for a client that sent an empty one
+// [MQTT-3.1.3-6]: unique in this Server, and unlikely to be chosen by any
+// client.
+func (s *Server) newClientID() string {
+	n := s.idSeq.Add(1)
+	var b [20]byte
+	d := appendUint(b[:0], n)
+	return s.idPrefix + string(d)
+}
+
+func appendUint(b []byte, n uint64) []byte {
+	var tmp [20]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return append(b, tmp[i:]...)
+}
+
+func (s *Server) emit(e *Event) {
+	if s.opts.OnEvent != nil {
+		s.opts.OnEvent(e)
+	}
+}
+
+// getBuf and putBuf keep write buffers between batches so that idle
+// connections hold none.
+func (s *Server) getBuf() *[]byte {
+	if b, ok := s.bufPool.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 4096)
+	return &b
+}
+
+func (s *Server) putBuf(b *[]byte) {
+	if cap(*b) > 256<<10 {
+		return // one huge message must not pin memory
+	}
+	*b = (*b)[:0]
+	s.bufPool.Put(b)
+}
