@@ -43,6 +43,16 @@ func (p *Publish) validate() error {
 }
 
 func (p *Publish) Append(dst []byte) ([]byte, error) {
+	dst, err := p.appendHead(dst)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, p.Payload...), nil
+}
+
+// appendHead validates p and appends all of it but the payload, so that a
+// Writer can send a large payload without copying it.
+func (p *Publish) appendHead(dst []byte) ([]byte, error) {
 	if err := p.validate(); err != nil {
 		return dst, err
 	}
@@ -62,7 +72,7 @@ func (p *Publish) Append(dst []byte) ([]byte, error) {
 	if p.QoS > 0 {
 		dst = appendUint16(dst, p.PacketID)
 	}
-	return append(dst, p.Payload...), nil
+	return dst, nil
 }
 
 func (p *Publish) Decode(b []byte) error {

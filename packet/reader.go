@@ -17,7 +17,9 @@ const minReadBuffer = 4096
 // packet to keep it.
 //
 // The size of each packet is checked against the limit as soon as its fixed
-// header has arrived, before the buffer grows to hold it.
+// header has arrived, before the buffer grows to hold it. The buffer starts
+// at 4 KiB and grows to the largest packet read, so it never exceeds the
+// larger of 4 KiB and the limit.
 type Reader struct {
 	r          io.Reader
 	max        int

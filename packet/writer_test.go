@@ -3,6 +3,7 @@ package packet_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"testing"
 
 	"github.com/ternmq/mqtt/packet"
@@ -89,5 +90,63 @@ func TestWriterError(t *testing.T) {
 	}
 	if err2 := w.Flush(); err2 != err || f.n != 1 {
 		t.Errorf("Flush after the error: %v, %d writes", err2, f.n)
+	}
+}
+
+// TestWriterLarge writes packets larger than the buffer between small ones:
+// the stream is still the packets in order, and the Writer's buffer is not
+// grown for them, which shows as no allocation for the PUBLISH and as the
+// small packet after each staying buffered.
+func TestWriterLarge(t *testing.T) {
+	big := []packet.Packet{
+		&packet.Publish{QoS: 1, PacketID: 1, Topic: []byte("big"), Payload: bytes.Repeat([]byte("p"), 100000)},
+		&packet.Publish{Topic: bytes.Repeat([]byte("t"), 5000), Payload: []byte("small payload, long topic")},
+		&packet.Connect{Level: 4, CleanSession: true, ClientID: []byte("c"), Will: true, WillTopic: []byte("w"),
+			WillMessage: bytes.Repeat([]byte("m"), 60000)},
+		&packet.Suback{PacketID: 1, ReturnCodes: bytes.Repeat([]byte{1}, 10000)},
+	}
+	var out bytes.Buffer
+	w := packet.NewWriter(&out)
+	var want []byte
+	for _, p := range big {
+		for _, q := range []packet.Packet{&packet.Pingreq{}, p, &packet.Pingresp{}} {
+			if err := w.WritePacket(q); err != nil {
+				t.Fatal(err)
+			}
+			want, _ = q.Append(want)
+		}
+		if w.Buffered() != 2 {
+			t.Errorf("%v: %d bytes buffered after it, want the 2 of PINGRESP", p.Type(), w.Buffered())
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Error("the stream is not the packets in order")
+	}
+	w = packet.NewWriter(io.Discard)
+	if a := testing.AllocsPerRun(10, func() { w.WritePacket(big[0]) }); a != 0 {
+		t.Errorf("a large PUBLISH allocates %.1f times", a)
+	}
+	// An invalid large PUBLISH writes nothing.
+	out.Reset()
+	w = packet.NewWriter(&out)
+	bad := &packet.Publish{Topic: []byte("#"), Payload: make([]byte, 10000)}
+	if err := w.WritePacket(bad); !errors.Is(err, packet.ErrProtocol) || w.Flush() != nil || out.Len() != 0 {
+		t.Errorf("invalid large PUBLISH: %v, %d bytes written", err, out.Len())
+	}
+}
+
+// TestWriterLargeError checks that an error writing a large payload sticks.
+func TestWriterLargeError(t *testing.T) {
+	f := &failWriter{}
+	w := packet.NewWriter(f)
+	err := w.WritePacket(&packet.Publish{Topic: []byte("t"), Payload: make([]byte, 10000)})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if err2 := w.WritePacket(&packet.Pingreq{}); err2 != err {
+		t.Errorf("after the error: %v", err2)
 	}
 }
