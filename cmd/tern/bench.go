@@ -819,7 +819,10 @@ func (b *bench) startTicker(res *PhaseResult, qos byte, start int64) (stop func(
 					lastSample = b.sample(res, now, start, lastT, lastSent, lastRecv)
 				}
 				if b.tty {
-					fmt.Fprintln(b.progress)
+					fmt.Fprint(b.progress, "\r\033[K"+b.progressLine(qos, now-start, lastSample)+"\n")
+				} else {
+					// A last line, so that a log shows how each run ended.
+					fmt.Fprintln(b.progress, b.progressLine(qos, now-start, lastSample)+"  done")
 				}
 				return
 			}

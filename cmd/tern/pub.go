@@ -56,6 +56,7 @@ type pubFlags struct {
 	repeat      int
 	repeatDelay time.Duration
 	quiet       bool
+	debug       bool
 }
 
 func runPub(ctx context.Context, e *env, args []string) error {
@@ -73,6 +74,7 @@ func runPub(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.repeat, "repeat", 1, "publish the message `count` times (not with -l)")
 	fs.Var((*secondsFlag)(&f.repeatDelay), "repeat-delay", "wait this many `seconds` (or a duration) between repeats")
 	fs.BoolVar(&f.quiet, "quiet", false, "print no error messages")
+	fs.BoolVar(&f.debug, "d", false, "tell on standard error when connected and what was published")
 	if err := parseFlags(e, fs, args, false); err != nil {
 		return err
 	}
@@ -117,6 +119,9 @@ func runPub(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.close()
+	if f.debug {
+		fmt.Fprintf(e.stderr, "tern pub: connected to %s\n", redact(d.url))
+	}
 	err = src(func(payload []byte) error {
 		for i := 0; i < f.repeat; i++ {
 			if i > 0 && f.repeatDelay > 0 {
@@ -128,6 +133,9 @@ func runPub(ctx context.Context, e *env, args []string) error {
 			}
 			if err := c.publish(ctx, tp, payload, qos, f.retain); err != nil {
 				return err
+			}
+			if f.debug {
+				fmt.Fprintf(e.stderr, "tern pub: published %d bytes to %s at QoS %d\n", len(payload), tp, qos)
 			}
 		}
 		return nil

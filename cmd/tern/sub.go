@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -53,6 +54,7 @@ type subFlags struct {
 	noNewline  bool
 	noRetained bool
 	exitAfter  bool
+	debug      bool
 }
 
 func runSub(ctx context.Context, e *env, args []string) error {
@@ -69,6 +71,7 @@ func runSub(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.noNewline, "N", false, "do not add a newline after the payload (payload format only)")
 	fs.BoolVar(&f.noRetained, "R", false, "do not print retained messages sent on subscribing")
 	fs.BoolVar(&f.exitAfter, "E", false, "exit once subscribed (with -c, to set up a session that queues messages)")
+	fs.BoolVar(&f.debug, "d", false, "tell on standard error when connected and subscribed")
 	if err := parseFlags(e, fs, args, false); err != nil {
 		return err
 	}
@@ -126,12 +129,18 @@ func runSub(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.close()
+	if f.debug {
+		fmt.Fprintf(e.stderr, "tern sub: connected to %s\n", redact(d.url))
+	}
 	subs := make([]subscription, len(f.filters))
 	for i, flt := range f.filters {
 		subs[i] = subscription{filter: flt, qos: qos}
 	}
 	if err := c.subscribe(ctx, subs); err != nil {
 		return err
+	}
+	if f.debug {
+		fmt.Fprintf(e.stderr, "tern sub: subscribed to %s at QoS %d\n", strings.Join(f.filters, ", "), qos)
 	}
 	if f.exitAfter {
 		return c.disconnect(context.Background())

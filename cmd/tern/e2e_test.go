@@ -1,0 +1,585 @@
+package main
+
+// These tests run the tern binary, built once per test binary, as a user
+// would: tern sub receiving what tern pub sends through tern broker or
+// mosquitto, over TCP, TLS and WebSocket; bench against its embedded broker;
+// exit codes and one-line errors.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ternmq/mqtt/internal/mosquitto"
+	"github.com/ternmq/mqtt/internal/testcert"
+)
+
+var build struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+	out  []byte
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
+}
+
+// ternBin builds the command once and returns the binary's path.
+func ternBin(t *testing.T) string {
+	t.Helper()
+	build.once.Do(func() {
+		build.dir, build.err = os.MkdirTemp("", "tern-cmd-test")
+		if build.err != nil {
+			return
+		}
+		build.bin = filepath.Join(build.dir, "tern")
+		cmd := exec.Command("go", "build", "-o", build.bin, ".")
+		build.out, build.err = cmd.CombinedOutput()
+	})
+	if build.err != nil {
+		t.Fatalf("go build: %v\n%s", build.err, build.out)
+	}
+	return build.bin
+}
+
+// result is what a finished tern process did.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runTern runs tern with args to completion, within 60 seconds.
+func runTern(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ternBin(t), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("tern %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// process is a tern running in the background.
+type process struct {
+	cmd    *exec.Cmd
+	stdout *syncBuffer
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startTern starts tern in the background; it is interrupted, then
+// killed, at the end of the test if still running.
+func startTern(t *testing.T, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(ternBin(t), args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("tern %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.stdout, p.stderr)
+		}
+	})
+	return p
+}
+
+// waitFor waits until cond holds, for at most 15 seconds.
+func (p *process) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		select {
+		case <-p.done:
+			if cond() {
+				return
+			}
+			t.Fatalf("tern exited (%v) before %s\nstdout: %s\nstderr: %s", p.err, what, p.stdout, p.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s\nstdout: %s\nstderr: %s", what, p.stdout, p.stderr)
+		}
+	}
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *process) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("tern did not exit\nstdout: %s\nstderr: %s", p.stdout, p.stderr)
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return 0
+}
+
+// startBroker runs tern broker with the listener URLs given (port 0) and
+// returns the URLs it printed, with their ports.
+func startBroker(t *testing.T, extra []string, listen ...string) []string {
+	t.Helper()
+	args := []string{"broker", "-log", "warn"}
+	for _, l := range listen {
+		args = append(args, "-listen", l)
+	}
+	p := startTern(t, append(args, extra...)...)
+	var urls []string
+	p.waitFor(t, "the listening lines", func() bool {
+		urls = nil
+		for _, line := range strings.Split(p.stdout.String(), "\n") {
+			if u, ok := strings.CutPrefix(line, "tern broker: listening on "); ok {
+				urls = append(urls, u)
+			}
+		}
+		return len(urls) == len(listen)
+	})
+	return urls
+}
+
+// certFiles writes a test CA with server and client certificates.
+func certFiles(t *testing.T) testcert.Files {
+	t.Helper()
+	files, err := testcert.Must(t).WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// pubSubRoundTrip runs tern sub, waits until it has subscribed, publishes
+// with tern pub in the ways pub reads messages, and checks what sub printed.
+func pubSubRoundTrip(t *testing.T, connArgs []string) {
+	t.Helper()
+	topicName := fmt.Sprintf("tern/test/%d", time.Now().UnixNano())
+	dir := t.TempDir()
+	file := filepath.Join(dir, "msg")
+	if err := os.WriteFile(file, []byte{0xff, 0x00, 'x'}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := startTern(t, append([]string{"sub", "-d", "-t", topicName, "-t", topicName + "/+", "-q", "2", "-C", "5", "-F", "json"}, connArgs...)...)
+	sub.waitFor(t, "the subscription", func() bool { return strings.Contains(sub.stderr.String(), "subscribed to") })
+
+	for _, c := range []struct {
+		stdin string
+		args  []string
+	}{
+		{"", []string{"-t", topicName, "-m", "hello", "-q", "1"}},
+		{"line one\nline two\r\n", []string{"-t", topicName + "/lines", "-l", "-q", "2"}},
+		{"", []string{"-t", topicName, "-f", file}},
+		{"whole\nstdin\n", []string{"-t", topicName, "-s", "-q", "2"}},
+	} {
+		r := runTern(t, c.stdin, append(append([]string{"pub"}, c.args...), connArgs...)...)
+		if r.code != 0 {
+			t.Fatalf("tern pub %v: exit %d: %s", c.args, r.code, r.stderr)
+		}
+	}
+	if code := sub.wait(t); code != 0 {
+		t.Fatalf("tern sub: exit %d: %s", code, sub.stderr)
+	}
+	var got []jsonMessage
+	sc := bufio.NewScanner(strings.NewReader(sub.stdout.String()))
+	for sc.Scan() {
+		var m jsonMessage
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("sub printed %q: %v", sc.Text(), err)
+		}
+		got = append(got, m)
+	}
+	str := func(s string) *string { return &s }
+	want := []jsonMessage{
+		{Topic: topicName, QoS: 1, Payload: str("hello")},
+		{Topic: topicName + "/lines", QoS: 2, Payload: str("line one")},
+		{Topic: topicName + "/lines", QoS: 2, Payload: str("line two")},
+		{Topic: topicName, QoS: 0, PayloadBase64: str("/wB4")}, // not UTF-8
+		{Topic: topicName, QoS: 2, Payload: str("whole\nstdin\n")},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sub printed (-want +got):\n%s", diff)
+	}
+}
+
+func TestPubSubTernBroker(t *testing.T) {
+	certs := certFiles(t)
+	urls := startBroker(t, []string{"-cert", certs.ServerCert, "-key", certs.ServerKey},
+		"mqtt://127.0.0.1:0", "mqtts://127.0.0.1:0", "ws://127.0.0.1:0/mqtt")
+	t.Run("tcp", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", urls[0]}) })
+	t.Run("tcp-host-port", func(t *testing.T) {
+		host, port, _ := net.SplitHostPort(strings.TrimPrefix(urls[0], "mqtt://"))
+		pubSubRoundTrip(t, []string{"-h", host, "-p", port})
+	})
+	t.Run("tls", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", urls[1], "-cafile", certs.CACert}) })
+	t.Run("tls-client-cert", func(t *testing.T) {
+		pubSubRoundTrip(t, []string{"-L", urls[1], "-cafile", certs.CACert, "-cert", certs.ClientCert, "-key", certs.ClientKey})
+	})
+	t.Run("ws", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", urls[2]}) })
+
+	t.Run("tls-unknown-ca", func(t *testing.T) {
+		r := runTern(t, "", "pub", "-L", urls[1], "-t", "x", "-m", "y")
+		if r.code != exitError || !strings.Contains(r.stderr, "certificate") || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("exit %d, stderr %q; want 1 and one line about the certificate", r.code, r.stderr)
+		}
+	})
+	t.Run("tls-insecure", func(t *testing.T) {
+		r := runTern(t, "", "pub", "-L", urls[1], "-insecure", "-t", "x", "-m", "y")
+		if r.code != 0 {
+			t.Errorf("exit %d: %s", r.code, r.stderr)
+		}
+	})
+}
+
+func TestPubSubMosquitto(t *testing.T) {
+	b := mosquitto.Start(t, mosquitto.Config{TLS: true, WebSockets: true})
+	t.Run("tcp", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", b.URL}) })
+	t.Run("tls", func(t *testing.T) {
+		pubSubRoundTrip(t, []string{"-L", b.TLSURL, "-cafile", b.Files.CACert, "-cert", b.Files.ClientCert, "-key", b.Files.ClientKey})
+	})
+	t.Run("ws", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", b.WSURL}) })
+}
+
+// TestRetainedAndSession checks -r, -c, -E and -R against tern broker.
+func TestRetainedAndSession(t *testing.T) {
+	url := startBroker(t, nil, "mqtt://127.0.0.1:0")[0]
+	// A retained message reaches a later subscriber, flagged as retained
+	// [MQTT-3.3.1-5] [MQTT-3.3.1-8].
+	if r := runTern(t, "", "pub", "-L", url, "-t", "r/1", "-m", "kept", "-r", "-q", "1"); r.code != 0 {
+		t.Fatalf("pub: %d %s", r.code, r.stderr)
+	}
+	r := runTern(t, "", "sub", "-L", url, "-t", "r/+", "-C", "1", "-W", "10", "-F", "json")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != `{"topic":"r/1","qos":0,"retain":true,"payload":"kept"}` {
+		t.Errorf("sub: exit %d, printed %q (%s)", r.code, r.stdout, r.stderr)
+	}
+	// -R skips it: nothing comes within -W 1, so exit status 4 with -C.
+	r = runTern(t, "", "sub", "-L", url, "-t", "r/+", "-R", "-C", "1", "-W", "1")
+	if r.code != exitTimeout || r.stdout != "" {
+		t.Errorf("sub -R: exit %d, printed %q; want %d and nothing", r.code, r.stdout, exitTimeout)
+	}
+	// -n -r clears it [MQTT-3.3.1-10].
+	if r := runTern(t, "", "pub", "-L", url, "-t", "r/1", "-n", "-r"); r.code != 0 {
+		t.Fatalf("pub -n: %d %s", r.code, r.stderr)
+	}
+	r = runTern(t, "", "sub", "-L", url, "-t", "r/+", "-C", "1", "-W", "1")
+	if r.code != exitTimeout {
+		t.Errorf("sub after clearing: exit %d, printed %q; want %d", r.code, r.stdout, exitTimeout)
+	}
+
+	// A persistent session queues QoS 1 messages while its client is away
+	// [MQTT-3.1.2-5].
+	if r := runTern(t, "", "sub", "-L", url, "-t", "s/q", "-q", "1", "-c", "-i", "keeper", "-E"); r.code != 0 {
+		t.Fatalf("sub -E: %d %s", r.code, r.stderr)
+	}
+	if r := runTern(t, "", "pub", "-L", url, "-t", "s/q", "-m", "while away", "-q", "1", "-repeat", "2", "-repeat-delay", "0.01"); r.code != 0 {
+		t.Fatalf("pub: %d %s", r.code, r.stderr)
+	}
+	r = runTern(t, "", "sub", "-L", url, "-t", "s/q", "-q", "1", "-c", "-i", "keeper", "-C", "2", "-W", "10", "-v")
+	if r.code != 0 || r.stdout != "s/q while away\ns/q while away\n" {
+		t.Errorf("sub -c: exit %d, printed %q (%s)", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestWill kills a subscriber with a will and sees the broker publish it.
+func TestWill(t *testing.T) {
+	url := startBroker(t, nil, "mqtt://127.0.0.1:0")[0]
+	watcher := startTern(t, "sub", "-d", "-L", url, "-t", "wills/#", "-C", "1", "-v")
+	watcher.waitFor(t, "the watcher", func() bool { return strings.Contains(watcher.stderr.String(), "subscribed") })
+	victim := startTern(t, "sub", "-d", "-L", url, "-t", "x", "-will-topic", "wills/victim", "-will-payload", "gone", "-will-qos", "1")
+	victim.waitFor(t, "the victim", func() bool { return strings.Contains(victim.stderr.String(), "subscribed") })
+	victim.cmd.Process.Signal(syscall.SIGKILL) // no DISCONNECT: the will goes out [MQTT-3.1.2-8]
+	if code := watcher.wait(t); code != 0 || watcher.stdout.String() != "wills/victim gone\n" {
+		t.Errorf("watcher: exit %d, printed %q", code, watcher.stdout)
+	}
+}
+
+// TestBenchNoLoss runs bench against its embedded broker at every QoS with
+// a fixed count and checks the JSON report: every message delivered once to
+// every subscriber.
+func TestBenchNoLoss(t *testing.T) {
+	const pubs, subs, count = 3, 2, 2000
+	svg := filepath.Join(t.TempDir(), "bench.svg")
+	r := runTern(t, "", "bench", "-count", fmt.Sprint(count), "-pub", fmt.Sprint(pubs), "-sub", fmt.Sprint(subs),
+		"-qos", "0,1,2", "-size", "100", "-json", "-svg", svg)
+	if r.code != 0 {
+		t.Fatalf("bench: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	var rep Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("bench -json printed %q: %v", r.stdout, err)
+	}
+	if rep.Target != "embedded" || rep.Publishers != pubs || rep.Subscribers != subs || rep.PayloadSize != 100 {
+		t.Errorf("report header %+v", rep)
+	}
+	if len(rep.Phases) != 3 {
+		t.Fatalf("%d phases, want 3", len(rep.Phases))
+	}
+	for i, p := range rep.Phases {
+		want := uint64(pubs * subs * count)
+		if p.QoS != byte(i) || p.Sent != pubs*count || p.Expected != want || p.Received != want || p.Lost != 0 || p.Duplicates != 0 || p.Stray != 0 {
+			t.Errorf("QoS %d: sent %d expected %d received %d lost %d dup %d stray %d; want %d sent, %d received, no loss",
+				p.QoS, p.Sent, p.Expected, p.Received, p.Lost, p.Duplicates, p.Stray, pubs*count, want)
+		}
+		if !(p.Latency.P50 > 0 && p.Latency.P50 <= p.Latency.P90 && p.Latency.P90 <= p.Latency.P99 && p.Latency.P99 <= p.Latency.Max) {
+			t.Errorf("QoS %d: latency %+v out of order", p.QoS, p.Latency)
+		}
+		if p.SendRate <= 0 || p.ReceiveRate <= 0 {
+			t.Errorf("QoS %d: rates %v %v", p.QoS, p.SendRate, p.ReceiveRate)
+		}
+	}
+	// Progress goes to stderr with -json, as plain lines (not a terminal).
+	if strings.Contains(r.stderr, "\r") || !strings.Contains(r.stderr, "QoS 2") {
+		t.Errorf("progress on stderr = %q", r.stderr)
+	}
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSVG(t, b)
+}
+
+// TestBenchText checks the table of a short run of the default shape.
+func TestBenchText(t *testing.T) {
+	r := runTern(t, "", "bench", "-duration", "300ms", "-pub", "2", "-sub", "2")
+	if r.code != 0 {
+		t.Fatalf("bench: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"QoS", "sent/s", "p99", "\n0 ", "\n1 ", "\n2 ", "broker embedded"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "\r") {
+		t.Error("progress redrawn in place when stdout is not a terminal")
+	}
+}
+
+// TestBenchURL runs bench against tern broker and mosquitto by URL.
+func TestBenchURL(t *testing.T) {
+	url := startBroker(t, []string{"-max-queued", "100000"}, "mqtt://127.0.0.1:0")[0]
+	t.Run("tern", func(t *testing.T) { benchURL(t, url) })
+	t.Run("mosquitto", func(t *testing.T) {
+		b := mosquitto.Start(t, mosquitto.Config{Extra: []string{"max_inflight_messages 0", "max_queued_messages 0"}})
+		benchURL(t, b.URL)
+	})
+}
+
+func benchURL(t *testing.T, url string) {
+	r := runTern(t, "", "bench", "-url", url, "-count", "500", "-qos", "1,2", "-json", "-quiet", "-conns", "20")
+	if r.code != 0 {
+		t.Fatalf("bench: exit %d\n%s", r.code, r.stderr)
+	}
+	var rep Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Target != url || rep.Connections != 28 {
+		t.Errorf("target %q, %d connections", rep.Target, rep.Connections)
+	}
+	for _, p := range rep.Phases {
+		if p.Lost != 0 || p.Duplicates != 0 || p.Received != 500*4*4 {
+			t.Errorf("QoS %d: received %d, lost %d, dup %d", p.QoS, p.Received, p.Lost, p.Duplicates)
+		}
+	}
+	if r.stderr != "" {
+		t.Errorf("-quiet printed %q", r.stderr)
+	}
+}
+
+// TestBrokerAuth checks the password and ACL files, and the exit codes
+// and one-line errors of refusals.
+func TestBrokerAuth(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "passwd")
+	acl := filepath.Join(dir, "acl")
+	os.WriteFile(pw, []byte("alice:secret\n"+strings.Split(mosquittoPasswords, "\n")[2]+"\n"), 0o600) // bob:hunter2 hashed
+	os.WriteFile(acl, []byte("user alice\ntopic readwrite a/#\nuser bob\ntopic read a/#\n"), 0o600)
+	url := startBroker(t, []string{"-passwd", pw, "-acl", acl}, "mqtt://127.0.0.1:0")[0]
+
+	for _, c := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"anonymous", []string{"pub", "-L", url, "-t", "a/1", "-m", "x"}, exitRefused, "refused the connection: not authorized"},
+		{"bad password", []string{"pub", "-L", url, "-u", "alice", "-P", "wrong", "-t", "a/1", "-m", "x"}, exitRefused, "refused the connection: bad user name or password"},
+		{"good", []string{"pub", "-L", url, "-u", "alice", "-P", "secret", "-t", "a/1", "-m", "x", "-q", "1"}, 0, ""},
+		{"hashed password, read only", []string{"sub", "-L", url, "-u", "bob", "-P", "hunter2", "-t", "a/#", "-E"}, 0, ""},
+		{"password in URL", []string{"sub", "-L", strings.Replace(url, "mqtt://", "mqtt://bob:hunter2@", 1), "-t", "a/#", "-E"}, 0, ""},
+		{"subscription refused", []string{"sub", "-L", url, "-u", "bob", "-P", "hunter2", "-t", "b/#", "-E"}, exitRefused, "subscription refused by the server: b/#"},
+	} {
+		r := runTern(t, "", c.args...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.stderr) || (c.stderr != "" && strings.Count(r.stderr, "\n") != 1) {
+			t.Errorf("%s: exit %d, stderr %q; want %d and one line with %q", c.name, r.code, r.stderr, c.code, c.stderr)
+		}
+	}
+	// bob may not publish: the broker acknowledges and drops the message
+	// [MQTT-3.3.5-2], so alice's subscriber sees only alice's message.
+	sub := startTern(t, "sub", "-d", "-L", url, "-u", "alice", "-P", "secret", "-t", "a/#", "-C", "1", "-q", "1")
+	sub.waitFor(t, "the subscription", func() bool { return strings.Contains(sub.stderr.String(), "subscribed") })
+	if r := runTern(t, "", "pub", "-L", url, "-u", "bob", "-P", "hunter2", "-t", "a/bob", "-m", "from bob", "-q", "1"); r.code != 0 {
+		t.Errorf("bob's pub: %d %s", r.code, r.stderr)
+	}
+	if r := runTern(t, "", "pub", "-L", url, "-u", "alice", "-P", "secret", "-t", "a/alice", "-m", "from alice", "-q", "1"); r.code != 0 {
+		t.Errorf("alice's pub: %d %s", r.code, r.stderr)
+	}
+	if code := sub.wait(t); code != 0 || sub.stdout.String() != "from alice\n" {
+		t.Errorf("sub: exit %d, printed %q", code, sub.stdout)
+	}
+}
+
+// TestErrors checks exit codes and that errors are one clear line.
+func TestErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	for _, c := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"pub", "-L", "mqtt://" + closed, "-t", "a", "-m", "x"}, exitError, "connection refused"},
+		{[]string{"sub", "-L", "mqtt://" + closed, "-t", "a"}, exitError, "connection refused"},
+		{[]string{"bench", "-url", "mqtt://" + closed}, exitError, "connection refused"},
+		{[]string{"pub", "-L", "http://x", "-t", "a", "-m", "x"}, exitUsage, `unknown scheme "http"`},
+		{[]string{"pub", "-L", "mqtt://x:99999", "-t", "a", "-m", "x"}, exitUsage, "bad URL"},
+		{[]string{"pub", "-t", "a/+", "-m", "x"}, exitUsage, "wildcard"},
+		{[]string{"pub", "-t", "a"}, exitUsage, "no message"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-q", "3"}, exitUsage, "QoS must be 0, 1 or 2"},
+		{[]string{"pub", "-t", "a", "-f", "/nonexistent/file"}, exitError, "/nonexistent/file: no such file or directory"},
+		{[]string{"sub"}, exitUsage, "no topic filter"},
+		{[]string{"sub", "-t", "a/#/b"}, exitUsage, "-t \"a/#/b\""},
+		{[]string{"sub", "-t", "a", "-c"}, exitUsage, "-c needs a client id"},
+		{[]string{"pub", "-nosuchflag"}, exitUsage, "flag provided but not defined: -nosuchflag"},
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"broker", "-listen", "mqtts://127.0.0.1:0"}, exitUsage, "needs -cert and -key"},
+		{[]string{"broker", "-listen", "mqtt://" + occupied(t)}, exitError, "address already in use"},
+		{[]string{"broker", "-passwd", "/nonexistent"}, exitError, "-passwd: /nonexistent: no such file or directory"},
+		{[]string{"bench", "-size", "10"}, exitUsage, "at least 24 bytes"},
+		{[]string{"bench", "-qos", "1,4"}, exitUsage, "-qos"},
+	} {
+		r := runTern(t, "", c.args...)
+		first, _, _ := strings.Cut(r.stderr, "\n")
+		if r.code != c.code || !strings.Contains(first, c.stderr) || strings.Contains(r.stderr, "goroutine") {
+			t.Errorf("tern %s: exit %d, stderr %q; want %d and %q on the first line", strings.Join(c.args, " "), r.code, r.stderr, c.code, c.stderr)
+		}
+		if c.code == exitError && strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("tern %s: stderr %q is not one line", strings.Join(c.args, " "), r.stderr)
+		}
+	}
+	// -W with -C: status 4 when the messages did not come in time.
+	url := startBroker(t, nil, "mqtt://127.0.0.1:0")[0]
+	r := runTern(t, "", "sub", "-L", url, "-t", "quiet", "-C", "1", "-W", "0.3")
+	if r.code != exitTimeout || !strings.Contains(r.stderr, "after 0 of 1 messages") {
+		t.Errorf("sub -W: exit %d, %q", r.code, r.stderr)
+	}
+	r = runTern(t, "", "sub", "-L", url, "-t", "quiet", "-W", "0.3")
+	if r.code != 0 {
+		t.Errorf("sub -W without -C: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// occupied returns the address of a listener held for the test.
+func occupied(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String()
+}
+
+// TestHelp checks that every command's -help prints its examples to
+// standard output and exits 0, and that the main help lists the exit codes.
+func TestHelp(t *testing.T) {
+	r := runTern(t, "", "--help")
+	if r.code != 0 || !strings.Contains(r.stdout, "Exit status:") || !strings.Contains(r.stdout, "bench") {
+		t.Errorf("tern --help: exit %d, %q", r.code, r.stdout)
+	}
+	for _, c := range commands {
+		if c.name == "version" {
+			continue
+		}
+		for _, h := range []string{"-help", "--help"} {
+			r := runTern(t, "", c.name, h)
+			if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "tern "+c.name) || r.stderr != "" {
+				t.Errorf("tern %s %s: exit %d, stdout %.80q, stderr %q", c.name, h, r.code, r.stdout, r.stderr)
+			}
+		}
+	}
+	if r := runTern(t, ""); r.code != exitUsage || !strings.Contains(r.stderr, "Commands:") {
+		t.Errorf("tern: exit %d, %q", r.code, r.stderr)
+	}
+	if r := runTern(t, "", "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "tern ") {
+		t.Errorf("tern version: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+var _ = io.EOF
