@@ -328,3 +328,34 @@ func TestTopicMatching(t *testing.T) {
 	checkPublish(t, s.expectPublish(), "Caf\u00e9/x", "nfc", 0, false)
 	e.expectNothing()
 }
+
+// [MQTT-3.8.4-1] [MQTT-3.8.4-2] [MQTT-2.3.1-7] Every SUBSCRIBE gets a SUBACK,
+// and every UNSUBSCRIBE an UNSUBACK, with the request's packet identifier,
+// whatever its value, even when a request's id repeats.
+func TestAckPacketIDs(t *testing.T) {
+	srv := newServer(t)
+	s := connect(t, srv, "s", true, false)
+	for _, id := range []uint16{1, 0xffff, 0x1234, 0x1234, 0x8000} {
+		s.send(&packet.Subscribe{PacketID: id, Subscriptions: []packet.Subscription{{Filter: []byte("f"), QoS: 1}}})
+		s.expect(&packet.Suback{PacketID: id, ReturnCodes: []byte{1}})
+		s.send(&packet.Unsubscribe{PacketID: id, Filters: [][]byte{[]byte("f")}})
+		s.expect(&packet.Unsuback{PacketID: id})
+	}
+	// Pipelined: answers in order.
+	var raw []byte
+	for id := uint16(10); id < 15; id++ {
+		raw = append(raw, mustEncode(&packet.Subscribe{PacketID: id, Subscriptions: []packet.Subscription{{Filter: []byte("g"), QoS: 2}}})...)
+	}
+	s.sendRaw(raw)
+	for id := uint16(10); id < 15; id++ {
+		s.expect(&packet.Suback{PacketID: id, ReturnCodes: []byte{2}})
+	}
+}
+
+func mustEncode(p packet.Packet) []byte {
+	b, err := p.Append(nil)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

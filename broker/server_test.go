@@ -1,0 +1,173 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/ternmq/mqtt/broker"
+	"github.com/ternmq/mqtt/packet"
+)
+
+// Shared subscriptions: each message goes to one member of each group, in
+// turn among the connected members; a plain subscriber of the same filter gets
+// every message.
+func TestSharedSubscriptions(t *testing.T) {
+	srv := newServer(t)
+	var members []*script
+	for i := range 3 {
+		m := connect(t, srv, fmt.Sprint("m", i), true, false)
+		m.subscribe(1, "$share/workers/jobs/+", 1)
+		members = append(members, m)
+	}
+	all := connect(t, srv, "all", true, false)
+	all.subscribe(1, "jobs/#", 0)
+	p := connect(t, srv, "p", true, false)
+	const n = 9
+	for i := range n {
+		p.publish(pub("jobs/a", fmt.Sprint(i), 1, uint16(i+1)))
+	}
+	for i := range n {
+		checkPublish(t, all.expectPublish(), "jobs/a", fmt.Sprint(i), 0, false)
+	}
+	for _, m := range members {
+		for range n / len(members) {
+			got := m.expectPublish()
+			checkPublish(t, got, "jobs/a", string(got.Payload), 1, false)
+			m.ack(got)
+		}
+		m.expectNothing()
+	}
+
+	// A member that went away is skipped while others are connected.
+	members[0].disconnect()
+	for i := range 4 {
+		p.publish(pub("jobs/b", fmt.Sprint(i), 0, 0))
+	}
+	for range 4 {
+		all.expectPublish()
+	}
+	for _, m := range members[1:] {
+		for range 2 {
+			m.expectPublish()
+		}
+		m.expectNothing()
+	}
+}
+
+// A subscriber that does not read blocks neither the publisher nor other
+// subscribers: its session's queue fills, and what does not fit is dropped and
+// counted.
+func TestSlowSubscriber(t *testing.T) {
+	dropped := make(chan struct{}, 1)
+	srv := newServer(t, func(o *broker.Options) {
+		o.MaxInflight = 5
+		o.MaxQueued = 10
+		o.OnEvent = func(e *broker.Event) {
+			if e.Kind == broker.EventDrop && e.Client.ID == "stuck" {
+				select {
+				case dropped <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
+	stuck := connect(t, srv, "stuck", true, false)
+	stuck.subscribe(1, "load", 1)
+	fast := connect(t, srv, "fast", true, false)
+	fast.subscribe(1, "load", 1)
+	p := connect(t, srv, "p", true, false)
+	payload := string(make([]byte, 16<<10))
+	const n = 200 // 3.2 MB: more than socket buffers hold, far more than the queue
+	for i := range n {
+		p.send(pub("load", payload, 1, uint16(i+1)))
+		got := fast.expectPublish()
+		fast.ack(got)
+	}
+	for i := range n {
+		p.expect(&packet.Puback{PacketID: uint16(i + 1)})
+	}
+	select {
+	case <-dropped:
+	case <-time.After(scriptTimeout):
+		t.Fatal("no EventDrop for the stuck subscriber")
+	}
+	st := srv.Broker.Stats()
+	if st.Dropped < n-5-10-40 { // what the socket buffers took can be up to ~40 messages
+		t.Errorf("Stats.Dropped = %d, want most of the %d messages", st.Dropped, n)
+	}
+	if st.Received != n {
+		t.Errorf("Stats.Received = %d, want %d", st.Received, n)
+	}
+}
+
+// A stuck client whose writes make no progress is closed after WriteTimeout.
+func TestWriteTimeout(t *testing.T) {
+	srv := newServer(t, func(o *broker.Options) {
+		o.WriteTimeout = 200 * time.Millisecond
+		o.MaxQueued = 100000
+	})
+	stuck := connect(t, srv, "stuck", true, false)
+	stuck.subscribe(1, "load", 0)
+	p := connect(t, srv, "p", true, false)
+	payload := make([]byte, 64<<10)
+	for i := 0; i < 200 && srv.Broker.Stats().Disconnected == 0; i++ {
+		p.send(&packet.Publish{Topic: []byte("load"), Payload: payload})
+	}
+	waitFor(t, "the stuck connection to be closed", func() bool { return srv.Broker.Stats().Disconnected == 1 })
+}
+
+// Shutdown writes out what waits, ends every connection without publishing
+// wills, and leaves no goroutine behind; Serve returns ErrServerClosed.
+func TestShutdown(t *testing.T) {
+	before := runtime.NumGoroutine()
+	srv := newServer(t)
+	w := connect(t, srv, "w", true, false)
+	w.subscribe(1, "will", 0)
+	for i := range 5 {
+		s := dial(t, srv, fmt.Sprint("c", i))
+		s.send(&packet.Connect{ClientID: []byte(fmt.Sprint("c", i)), CleanSession: true, KeepAlive: 60, Will: true, WillTopic: []byte("will"), WillMessage: []byte("x")})
+		s.expect(&packet.Connack{})
+	}
+	half := dial(t, srv, "half") // connected, no CONNECT yet
+	half.sendRaw([]byte{0x10})
+	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
+	defer cancel()
+	if err := srv.Broker.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	w.expectClose() // no will came first
+	half.expectClose()
+	srv.Close()
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	if st := srv.Broker.Stats(); st.Connections != 0 {
+		t.Errorf("Stats.Connections = %d after Shutdown", st.Connections)
+	}
+}
+
+// Server.Publish routes a message from the application, and stores it when
+// retained.
+func TestServerPublish(t *testing.T) {
+	srv := newServer(t)
+	s := connect(t, srv, "s", true, false)
+	s.subscribe(1, "app/#", 2)
+	if err := srv.Broker.Publish(&packet.Publish{Topic: []byte("app/x"), Payload: []byte("v"), QoS: 2, Retain: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := s.expectPublish()
+	checkPublish(t, got, "app/x", "v", 2, false)
+	s.ack(got)
+	if err := srv.Broker.Publish(&packet.Publish{Topic: []byte("app/+")}); err == nil {
+		t.Error("Publish to a wildcard topic succeeded")
+	}
+	if err := srv.Broker.Publish(&packet.Publish{Topic: []byte("a"), QoS: 3}); err == nil {
+		t.Error("Publish at QoS 3 succeeded")
+	}
+	s2 := connect(t, srv, "s2", true, false)
+	s2.subscribe(1, "app/x", 1)
+	got = s2.expectPublish()
+	checkPublish(t, got, "app/x", "v", 1, true)
+	s2.ack(got)
+}
