@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -518,5 +519,34 @@ func TestStringScan(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestRuleListMatchesSpec compares codecRules with the [codec] ids of the
+// normative list, when the list is beside the repository (as in CI); the
+// test does not depend on it otherwise.
+func TestRuleListMatchesSpec(t *testing.T) {
+	b, err := os.ReadFile("../../shared/spec/mqtt-3.1.1-normative.md")
+	if err != nil {
+		t.Skipf("normative list not found: %v", err)
+	}
+	var spec []string
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Split(line, "|")
+		if len(fields) < 3 || !strings.HasPrefix(line, "- MQTT-") || !strings.Contains(fields[2], "[codec]") {
+			continue
+		}
+		spec = append(spec, strings.TrimSpace(strings.TrimPrefix(fields[0], "- ")))
+	}
+	var ours []string
+	for _, id := range codecRules {
+		if strings.HasPrefix(id, "MQTT-") {
+			ours = append(ours, id)
+		}
+	}
+	slices.Sort(spec)
+	slices.Sort(ours)
+	if !slices.Equal(spec, ours) {
+		t.Errorf("[codec] ids of the normative list:\n%v\ncodecRules:\n%v", spec, ours)
 	}
 }
