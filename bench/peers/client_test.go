@@ -1,0 +1,244 @@
+package peers
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pahomqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/ternmq/mqtt/client"
+)
+
+// The client benchmarks publish from one client to another of the same
+// library through one mosquitto, end to end: one op is one message published
+// and received. Both libraries get the same window of messages in flight
+// (tern's MaxInflight and queue; for paho, which has no window of its own,
+// the benchmark waits for the token of the message window places earlier).
+// github.com/256dpi/gomqtt and github.com/soypat/natiu-mqtt are not
+// compared: the module proxy does not serve them here.
+
+const window = 100
+
+// startMosquitto runs a mosquitto for the benchmark, with no inflight or
+// queue limits (nothing dropped) and TCP_NODELAY, and returns its URL. It
+// skips when mosquitto is missing, unless TERN_REQUIRE_PEERS=1.
+func startMosquitto(b *testing.B) string {
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		bin = "/usr/sbin/mosquitto"
+		if _, err := os.Stat(bin); err != nil {
+			if os.Getenv("TERN_REQUIRE_PEERS") == "1" {
+				b.Fatal("mosquitto not installed (apt-get install -y mosquitto)")
+			}
+			b.Skip("mosquitto not installed (apt-get install -y mosquitto)")
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
+	cfg := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 0\nset_tcp_nodelay true\n", port)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return "mqtt://" + addr
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("mosquitto did not start: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func BenchmarkClientThroughput(b *testing.B) {
+	url := startMosquitto(b)
+	for qos := byte(0); qos <= 2; qos++ {
+		for _, size := range []int{64, 1024} {
+			name := "qos" + strconv.Itoa(int(qos)) + "/" + strconv.Itoa(size) + "B"
+			b.Run("tern/"+name, func(b *testing.B) { ternThroughput(b, url, qos, size) })
+			b.Run("paho/"+name, func(b *testing.B) { pahoThroughput(b, url, qos, size) })
+		}
+	}
+}
+
+func BenchmarkClientRoundTrip(b *testing.B) {
+	url := startMosquitto(b)
+	for qos := byte(0); qos <= 2; qos++ {
+		name := "qos" + strconv.Itoa(int(qos))
+		b.Run("tern/"+name, func(b *testing.B) { ternRoundTrip(b, url, qos) })
+		b.Run("paho/"+name, func(b *testing.B) { pahoRoundTrip(b, url, qos) })
+	}
+}
+
+// counter counts received messages and signals when the expected number
+// arrived.
+type counter struct {
+	got, want atomic.Int64
+	done      chan struct{}
+}
+
+func newCounter(want int) *counter {
+	c := &counter{done: make(chan struct{}, 1)}
+	c.want.Store(int64(want))
+	return c
+}
+
+func (c *counter) add() {
+	if c.got.Add(1) == c.want.Load() {
+		c.done <- struct{}{}
+	}
+}
+
+func (c *counter) wait(b *testing.B) {
+	select {
+	case <-c.done:
+	case <-time.After(60 * time.Second):
+		b.Fatalf("%d of %d messages received", c.got.Load(), c.want.Load())
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+}
+
+func ternClient(b *testing.B, url string, onMsg func(*client.Message)) *client.Client {
+	c, err := client.New(client.Options{Servers: []string{url}, MaxInflight: window, MaxPending: 1000, DefaultHandler: onMsg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ternThroughput(b *testing.B, url string, qos byte, size int) {
+	cnt := newCounter(b.N)
+	sub := ternClient(b, url, func(*client.Message) { cnt.add() })
+	ctx := context.Background()
+	topic := fmt.Sprintf("tern/%d/%d", qos, size)
+	if _, err := sub.Subscribe(ctx, client.Subscription{Filter: topic, QoS: qos}); err != nil {
+		b.Fatal(err)
+	}
+	pub := ternClient(b, url, nil)
+	payload := make([]byte, size)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var last *client.Token
+	for range b.N {
+		last = pub.PublishAsync(ctx, topic, qos, false, payload)
+	}
+	if err := last.Wait(ctx); err != nil {
+		b.Fatal(err)
+	}
+	cnt.wait(b)
+}
+
+func ternRoundTrip(b *testing.B, url string, qos byte) {
+	got := make(chan struct{}, 1)
+	c := ternClient(b, url, func(*client.Message) { got <- struct{}{} })
+	ctx := context.Background()
+	topic := fmt.Sprintf("tern/rtt/%d", qos)
+	if _, err := c.Subscribe(ctx, client.Subscription{Filter: topic, QoS: qos}); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 64)
+	b.SetBytes(64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := c.Publish(ctx, topic, qos, false, payload); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+	}
+}
+
+var pahoIDs atomic.Int64
+
+func pahoClient(b *testing.B, url string) pahomqtt.Client {
+	o := pahomqtt.NewClientOptions().AddBroker(url).
+		SetClientID("paho-" + strconv.FormatInt(pahoIDs.Add(1), 10)).
+		SetCleanSession(true).SetAutoReconnect(false)
+	c := pahomqtt.NewClient(o)
+	if t := c.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		b.Fatalf("paho connect: %v", t.Error())
+	}
+	b.Cleanup(func() { c.Disconnect(0) })
+	return c
+}
+
+func pahoThroughput(b *testing.B, url string, qos byte, size int) {
+	cnt := newCounter(b.N)
+	sub := pahoClient(b, url)
+	topic := fmt.Sprintf("paho/%d/%d", qos, size)
+	if t := sub.Subscribe(topic, qos, func(pahomqtt.Client, pahomqtt.Message) { cnt.add() }); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		b.Fatalf("paho subscribe: %v", t.Error())
+	}
+	pub := pahoClient(b, url)
+	payload := make([]byte, size)
+	toks := make([]pahomqtt.Token, window+1000) // as many as tern's window and queue
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		k := i % len(toks)
+		if t := toks[k]; t != nil {
+			t.Wait()
+		}
+		toks[k] = pub.Publish(topic, qos, false, payload)
+	}
+	for _, t := range toks {
+		if t != nil {
+			t.Wait()
+			if t.Error() != nil {
+				b.Fatal(t.Error())
+			}
+		}
+	}
+	cnt.wait(b)
+}
+
+func pahoRoundTrip(b *testing.B, url string, qos byte) {
+	got := make(chan struct{}, 1)
+	c := pahoClient(b, url)
+	topic := fmt.Sprintf("paho/rtt/%d", qos)
+	if t := c.Subscribe(topic, qos, func(pahomqtt.Client, pahomqtt.Message) { got <- struct{}{} }); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		b.Fatalf("paho subscribe: %v", t.Error())
+	}
+	payload := make([]byte, 64)
+	b.SetBytes(64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if t := c.Publish(topic, qos, false, payload); t.Wait() && t.Error() != nil {
+			b.Fatal(t.Error())
+		}
+		<-got
+	}
+}
