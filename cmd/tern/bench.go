@@ -147,6 +147,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 
 	b := newBench(cfg, dial)
 	b.progress, b.tty = progress, progressTTY
+	fmt.Fprintf(progress, "tern bench: %s, %d publishers (%s), %d subscribers (%s), QoS %s, %s\n",
+		describeTarget(target, cfg.dial.url), cfg.pubs, cfg.topic, cfg.subs, cfg.filter, joinQoS(cfg.qos), describeLoad(cfg))
 	rep, err := b.run(ctx)
 	if rep != nil {
 		rep.Target = target
@@ -195,7 +197,7 @@ func registerBenchFlags(fs *flag.FlagSet, f *benchFlags) {
 	fs.StringVar(&f.topic, "topic", "bench/%i", "topic `template` of the publishers; %i is the publisher's number")
 	fs.StringVar(&f.filter, "filter", "bench/#", "filter `template` of the subscribers; %i is the subscriber's number")
 	fs.IntVar(&f.inflight, "inflight", 0, "QoS 1 and 2 `messages` in flight per client; 0 for the client's default (64 with the embedded broker)")
-	fs.IntVar(&f.window, "window", 100, "`messages` of each publisher in the air (sent, not yet received by all its subscribers); it waits beyond that, so that latency measures the system and not a queue of its own making; 0 for no limit")
+	fs.IntVar(&f.window, "window", 50, "`messages` of each publisher in the air (sent, not yet received by all its subscribers); it waits beyond that, so that latency measures the system and not a queue of its own making; 0 for no limit")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the results as JSON")
 	fs.StringVar(&f.svg, "svg", "", "write a plot of throughput and latency over time to `file` (SVG)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress output")
@@ -276,6 +278,33 @@ func (f *benchFlags) check(set map[string]bool) (*benchConfig, error) {
 	}
 	cfg.dial = d
 	return cfg, nil
+}
+
+func describeTarget(target, url string) string {
+	if target == "embedded" {
+		return "embedded broker on " + url
+	}
+	return "broker " + redact(url)
+}
+
+func joinQoS(qos []byte) string {
+	s := make([]string, len(qos))
+	for i, q := range qos {
+		s[i] = strconv.Itoa(int(q))
+	}
+	return strings.Join(s, ",")
+}
+
+// describeLoad says how much each run sends.
+func describeLoad(cfg *benchConfig) string {
+	s := fmt.Sprintf("%v each", cfg.duration)
+	if cfg.count > 0 {
+		s = fmt.Sprintf("%d messages per publisher each", cfg.count)
+	}
+	if cfg.rate > 0 {
+		s += fmt.Sprintf(" at %s msg/s per publisher", si(cfg.rate))
+	}
+	return s
 }
 
 // expandIndex replaces %i in a topic template by i.
@@ -867,6 +896,11 @@ func (b *bench) sample(res *PhaseResult, now, start, lastT int64, lastSent, last
 }
 
 func (b *bench) progressLine(qos byte, elapsed int64, s Sample) string {
+	if s.T == 0 && elapsed > 0 {
+		// No full second yet: the averages so far.
+		secs := float64(elapsed) / 1e9
+		s.SendRate, s.ReceiveRate = float64(b.sent.Load())/secs, float64(b.received.Load())/secs
+	}
 	return fmt.Sprintf("QoS %d  %5.1fs  sent %d (%s/s)  received %d (%s/s)  latency p50 %s p99 %s",
 		qos, float64(elapsed)/1e9, b.sent.Load(), si(s.SendRate), b.received.Load(), si(s.ReceiveRate),
 		fmtMS(s.P50), fmtMS(s.P99))

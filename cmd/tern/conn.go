@@ -113,10 +113,6 @@ func (c *connFlags) resolve() (*dialConfig, error) {
 	if d.keepalive > 0 && d.keepalive < time.Second {
 		d.keepalive = time.Second
 	}
-	if d.hasPass && d.username == "" {
-		// MQTT 3.1.1 has no password without a username [MQTT-3.1.2-22].
-		return nil, usagef("-P needs -u: MQTT 3.1.1 allows no password without a username")
-	}
 	useTLS := c.tlsOn || c.caFile != "" || c.certFile != "" || c.insecure
 	if c.url != "" {
 		if c.set["h"] || c.set["p"] {
@@ -163,6 +159,10 @@ func (c *connFlags) resolve() (*dialConfig, error) {
 			scheme = "mqtts"
 		}
 		d.url = scheme + "://" + net.JoinHostPort(c.host, strconv.Itoa(port))
+	}
+	if d.hasPass && d.username == "" {
+		// MQTT 3.1.1 has no password without a username [MQTT-3.1.2-22].
+		return nil, usagef("-P needs -u: MQTT 3.1.1 allows no password without a username")
 	}
 	if useTLS {
 		cfg, err := clientTLS(c.caFile, c.certFile, c.keyFile, c.insecure)
@@ -220,16 +220,37 @@ func parseBrokerURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// redact hides the password of a URL for error messages.
+// redact hides the password of a URL for error messages, even in a URL
+// that does not parse.
 func redact(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err == nil {
+		if u.User == nil {
+			return raw
+		}
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
 		return raw
 	}
-	if _, ok := u.User.Password(); ok {
-		return u.Redacted()
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
 	}
-	return raw
+	authority, path, _ := strings.Cut(rest, "/")
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPass := strings.Cut(authority[:at], ":")
+	if !hasPass {
+		return raw
+	}
+	s := scheme + "://" + user + ":xxxxx" + authority[at:]
+	if len(rest) > len(authority) {
+		s += "/" + path
+	}
+	return s
 }
 
 func isTLSScheme(s string) bool {
