@@ -1,0 +1,478 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ternmq/mqtt/client"
+	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/transport"
+)
+
+// scripted is the server side of the client's connections, played by the
+// test packet by packet over net.Pipe.
+type scripted struct {
+	t     *testing.T
+	conns chan net.Conn
+}
+
+func newScripted(t *testing.T) (*scripted, *transport.Options) {
+	s := &scripted{t: t, conns: make(chan net.Conn, 10)}
+	return s, &transport.Options{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, srv := net.Pipe()
+		s.conns <- srv
+		t.Cleanup(func() { srv.Close() })
+		return c, nil
+	}}
+}
+
+// peer is one connection of the scripted server.
+type peer struct {
+	t *testing.T
+	c net.Conn
+	r *packet.Reader
+}
+
+// accept returns the next connection the client opened.
+func (s *scripted) accept() *peer {
+	s.t.Helper()
+	select {
+	case c := <-s.conns:
+		return &peer{t: s.t, c: c, r: packet.NewReader(c, 0)}
+	case <-time.After(5 * time.Second):
+		s.t.Fatal("the client did not connect")
+	}
+	return nil
+}
+
+// next returns the bytes of the next packet from the client.
+func (p *peer) next() []byte {
+	p.t.Helper()
+	p.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := p.r.Next()
+	if err != nil {
+		p.t.Fatalf("reading from the client: %v", err)
+	}
+	return bytes.Clone(b)
+}
+
+// expect reads the next packet and checks its type.
+func (p *peer) expect(t packet.Type) packet.Packet {
+	p.t.Helper()
+	b := p.next()
+	pk, err := packet.Decode(b)
+	if err != nil {
+		p.t.Fatalf("decoding % x: %v", b, err)
+	}
+	if pk.Type() != t {
+		p.t.Fatalf("got %v, want %v", pk, t)
+	}
+	return pk
+}
+
+// silent checks that the client sends nothing for d.
+func (p *peer) silent(d time.Duration) {
+	p.t.Helper()
+	p.c.SetReadDeadline(time.Now().Add(d))
+	if b, err := p.r.Next(); err == nil {
+		p.t.Fatalf("client sent % x, want nothing", b)
+	}
+	if n := p.r.Buffered(); n > 0 {
+		p.t.Fatalf("client sent %d bytes, want nothing", n)
+	}
+	// A packet.Reader keeps its first read error: start a new one.
+	p.r = packet.NewReader(p.c, 0)
+}
+
+func (p *peer) send(pks ...packet.Packet) {
+	p.t.Helper()
+	var b []byte
+	for _, pk := range pks {
+		var err error
+		if b, err = pk.Append(b); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	p.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := p.c.Write(b); err != nil {
+		p.t.Fatalf("writing to the client: %v", err)
+	}
+}
+
+// handshake reads the CONNECT and accepts it.
+func (p *peer) handshake(present bool) *packet.Connect {
+	p.t.Helper()
+	c := p.expect(packet.CONNECT).(*packet.Connect)
+	p.send(&packet.Connack{SessionPresent: present})
+	return c
+}
+
+func TestConnectPacketGolden(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	c, err := client.New(client.Options{
+		Servers:     []string{"mqtt://scripted"},
+		ClientID:    "c1",
+		KeepSession: true,
+		KeepAlive:   30 * time.Second,
+		Will:        &client.Will{Topic: "w", Payload: []byte("bye"), QoS: 1, Retain: true},
+		Username:    "u",
+		Password:    []byte("p"),
+		Transport:   topts,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Connect(testCtx(t, 5*time.Second)) }()
+	p := s.accept()
+	want := []byte{
+		0x10, 28, // CONNECT, remaining length
+		0, 4, 'M', 'Q', 'T', 'T', // protocol name [MQTT-3.1.2-1]
+		4,    // level 4 [MQTT-3.1.2-2]
+		0xEC, // username, password, will retain, will QoS 1, will flag; CleanSession 0
+		0, 30, // keepalive
+		0, 2, 'c', '1', // client id [MQTT-3.1.3-3]
+		0, 1, 'w', // will topic
+		0, 3, 'b', 'y', 'e', // will message
+		0, 1, 'u', // username
+		0, 1, 'p', // password
+	}
+	if got := p.next(); !bytes.Equal(got, want) {
+		t.Fatalf("CONNECT\n got % x\nwant % x", got, want)
+	}
+	p.send(&packet.Connack{})
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	// A clean DISCONNECT is the last packet [MQTT-3.14.4-2].
+	go c.Disconnect(testCtx(t, 5*time.Second))
+	if got := p.next(); !bytes.Equal(got, []byte{0xE0, 0}) {
+		t.Fatalf("DISCONNECT = % x", got)
+	}
+}
+
+func TestOptionsRejected(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		o    client.Options
+	}{
+		{"no server", client.Options{}},
+		{"will topic with wildcard", client.Options{Servers: []string{"mqtt://x"}, Will: &client.Will{Topic: "a/#"}}},
+		{"empty will topic", client.Options{Servers: []string{"mqtt://x"}, Will: &client.Will{}}},
+		{"will QoS 3", client.Options{Servers: []string{"mqtt://x"}, Will: &client.Will{Topic: "a", QoS: 3}}},
+		{"password without username", client.Options{Servers: []string{"mqtt://x"}, Password: []byte("p")}}, // [MQTT-3.1.2-22]
+		{"negative inflight", client.Options{Servers: []string{"mqtt://x"}, MaxInflight: -1}},
+		{"inflight over 65535", client.Options{Servers: []string{"mqtt://x"}, MaxInflight: 65536}},
+	} {
+		if _, err := client.New(tc.o); err == nil {
+			t.Errorf("%s: New accepted it", tc.name)
+		}
+	}
+	c, err := client.New(client.Options{Servers: []string{"mqtt://x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testCtx(t, time.Second)
+	if _, err := c.Subscribe(ctx, client.Subscription{Filter: "a/#/b"}); err == nil {
+		t.Error("Subscribe accepted a/#/b") // [MQTT-4.7.1-2]
+	}
+	if _, err := c.Subscribe(ctx, client.Subscription{Filter: "a", QoS: 3}); err == nil {
+		t.Error("Subscribe accepted QoS 3") // [MQTT-3.8.3-4]
+	}
+	if err := c.Publish(ctx, "a/+", 1, false, nil); err == nil {
+		t.Error("Publish accepted a wildcard topic") // [MQTT-3.3.2-2]
+	}
+	if err := c.Publish(ctx, "a", 0, false, nil); !errors.Is(err, client.ErrNotConnected) {
+		t.Errorf("QoS 0 Publish before Connect = %v, want ErrNotConnected", err)
+	}
+	if _, err := c.Subscribe(ctx, client.Subscription{Filter: "a"}); !errors.Is(err, client.ErrNotConnected) {
+		t.Errorf("Subscribe before Connect = %v, want ErrNotConnected", err)
+	}
+}
+
+func TestResendWithDupAfterReconnect(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, ClientID: "r", KeepSession: true,
+		Transport: topts, ReconnectMin: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go c.Connect(testCtx(t, 5*time.Second))
+	p := s.accept()
+	p.handshake(false)
+	tok := c.PublishAsync(testCtx(t, 5*time.Second), "a", 1, false, []byte("x"))
+	first := p.expect(packet.PUBLISH).(*packet.Publish)
+	if first.Dup {
+		t.Fatal("DUP set on the first transmission") // [MQTT-3.3.1-1]
+	}
+	p.c.Close() // no PUBACK
+
+	p = s.accept()
+	p.handshake(true)
+	// [MQTT-4.4.0-1] resent with the same packet id, DUP set [MQTT-3.3.1-1].
+	again := p.expect(packet.PUBLISH).(*packet.Publish)
+	if diff := cmp.Diff(&packet.Publish{Dup: true, QoS: 1, Topic: []byte("a"), PacketID: first.PacketID, Payload: []byte("x")}, again); diff != "" {
+		t.Fatalf("resent PUBLISH (-want +got):\n%s", diff)
+	}
+	select {
+	case <-tok.Done():
+		t.Fatal("complete before PUBACK")
+	default:
+	}
+	p.send(&packet.Puback{PacketID: first.PacketID})
+	if err := tok.Wait(testCtx(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if tok.PacketID() != first.PacketID {
+		t.Errorf("PacketID() = %d, want %d", tok.PacketID(), first.PacketID)
+	}
+}
+
+func TestResubscribeWhenSessionLost(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, ClientID: "rs", KeepSession: true,
+		Transport: topts, ReconnectMin: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go c.Connect(testCtx(t, 5*time.Second))
+	p := s.accept()
+	p.handshake(false)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Subscribe(testCtx(t, 5*time.Second), client.Subscription{Filter: "a/#", QoS: 1}, client.Subscription{Filter: "b", QoS: 2}, client.Subscription{Filter: "refused", QoS: 0})
+		done <- err
+	}()
+	sub := p.expect(packet.SUBSCRIBE).(*packet.Subscribe)
+	p.send(&packet.Suback{PacketID: sub.PacketID, ReturnCodes: []byte{1, 2, packet.SubackFailure}})
+	var se *client.SubscribeError
+	if err := <-done; !errors.As(err, &se) || !cmp.Equal(se.Filters, []string{"refused"}) || !errors.Is(err, client.ErrSubscriptionRefused) {
+		t.Fatalf("Subscribe = %v, want a refusal of \"refused\"", err)
+	}
+
+	// The broker kept the session: nothing to do.
+	p.c.Close()
+	p = s.accept()
+	p.handshake(true)
+	p.silent(100 * time.Millisecond)
+
+	// The broker lost it: the granted subscriptions are made again.
+	p.c.Close()
+	p = s.accept()
+	p.handshake(false)
+	again := p.expect(packet.SUBSCRIBE).(*packet.Subscribe)
+	want := []packet.Subscription{{Filter: []byte("a/#"), QoS: 1}, {Filter: []byte("b"), QoS: 2}}
+	if diff := cmp.Diff(want, again.Subscriptions); diff != "" {
+		t.Fatalf("resubscription (-want +got):\n%s", diff)
+	}
+	p.send(&packet.Suback{PacketID: again.PacketID, ReturnCodes: []byte{1, 2}})
+}
+
+func TestIncomingQoS2Once(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	got := make(chan string, 10)
+	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts,
+		DefaultHandler: func(m *client.Message) { got <- string(m.Payload) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go c.Connect(testCtx(t, 5*time.Second))
+	p := s.accept()
+	p.handshake(false)
+	pub := &packet.Publish{QoS: 2, PacketID: 5, Topic: []byte("q2"), Payload: []byte("once")}
+	p.send(pub)
+	if rec := p.expect(packet.PUBREC).(*packet.Pubrec); rec.PacketID != 5 {
+		t.Fatalf("PUBREC for %d", rec.PacketID)
+	}
+	// A duplicate before PUBREL is acknowledged again, not delivered
+	// again [MQTT-4.3.3-2].
+	dup := *pub
+	dup.Dup = true
+	p.send(&dup)
+	if rec := p.expect(packet.PUBREC).(*packet.Pubrec); rec.PacketID != 5 {
+		t.Fatalf("PUBREC for %d", rec.PacketID)
+	}
+	p.send(&packet.Pubrel{PacketID: 5})
+	if comp := p.expect(packet.PUBCOMP).(*packet.Pubcomp); comp.PacketID != 5 {
+		t.Fatalf("PUBCOMP for %d", comp.PacketID)
+	}
+	// After PUBCOMP the id is new: the same id is a new message.
+	p.send(&packet.Publish{QoS: 2, PacketID: 5, Topic: []byte("q2"), Payload: []byte("next")})
+	p.expect(packet.PUBREC)
+	for _, want := range []string{"once", "next"} {
+		select {
+		case g := <-got:
+			if g != want {
+				t.Fatalf("delivered %q, want %q", g, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q not delivered", want)
+		}
+	}
+	select {
+	case g := <-got:
+		t.Fatalf("delivered %q again", g)
+	default:
+	}
+}
+
+func TestManualAckInOrder(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	msgs := make(chan *client.Message, 10)
+	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts, ManualAck: true,
+		DefaultHandler: func(m *client.Message) { msgs <- m }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go c.Connect(testCtx(t, 5*time.Second))
+	p := s.accept()
+	p.handshake(false)
+	p.send(&packet.Publish{QoS: 1, PacketID: 1, Topic: []byte("m"), Payload: []byte("1")},
+		&packet.Publish{QoS: 2, PacketID: 2, Topic: []byte("m"), Payload: []byte("2")},
+		&packet.Publish{QoS: 0, Topic: []byte("m"), Payload: []byte("3")})
+	var m [3]*client.Message
+	for i := range m {
+		select {
+		case m[i] = <-msgs:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("message %d not delivered", i)
+		}
+	}
+	// Not acknowledged until the application says so; the second waits
+	// for the first [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+	m[1].Ack()
+	m[2].Ack() // QoS 0: nothing to acknowledge
+	p.silent(100 * time.Millisecond)
+	m[0].Ack()
+	if a := p.expect(packet.PUBACK).(*packet.Puback); a.PacketID != 1 {
+		t.Fatalf("PUBACK for %d", a.PacketID)
+	}
+	if r := p.expect(packet.PUBREC).(*packet.Pubrec); r.PacketID != 2 {
+		t.Fatalf("PUBREC for %d", r.PacketID)
+	}
+}
+
+func TestQoS0NotConnectedAndQueued(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts, QueueQoS0: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Offline queue: taken before the connection, sent after CONNACK, in
+	// order, QoS 0 and 1 alike.
+	ctx := testCtx(t, 5*time.Second)
+	t0 := c.PublishAsync(ctx, "off", 0, false, []byte("a"))
+	t1 := c.PublishAsync(ctx, "off", 1, false, []byte("b"))
+	if err := t0.Err(); err != nil {
+		t.Fatal(err)
+	}
+	go c.Connect(ctx)
+	p := s.accept()
+	p.handshake(false)
+	for _, want := range []string{"a", "b"} {
+		pub := p.expect(packet.PUBLISH).(*packet.Publish)
+		if string(pub.Payload) != want {
+			t.Fatalf("sent %q, want %q", pub.Payload, want)
+		}
+		if pub.QoS == 1 {
+			p.send(&packet.Puback{PacketID: pub.PacketID})
+		}
+	}
+	if err := t1.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFailWhenFull(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts, MaxInflight: 1, MaxQueued: 1, FailWhenFull: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testCtx(t, 5*time.Second)
+	go c.Connect(ctx)
+	p := s.accept()
+	p.handshake(false)
+	a := c.PublishAsync(ctx, "f", 1, false, nil) // in flight
+	b := c.PublishAsync(ctx, "f", 1, false, nil) // queued
+	full := c.PublishAsync(ctx, "f", 1, false, nil)
+	if err := full.Wait(ctx); !errors.Is(err, client.ErrFull) {
+		t.Fatalf("third message: %v, want ErrFull", err)
+	}
+	// Without FailWhenFull the call would wait: check on a second client
+	// that it waits until its context ends.
+	pub := p.expect(packet.PUBLISH).(*packet.Publish)
+	p.send(&packet.Puback{PacketID: pub.PacketID})
+	pub = p.expect(packet.PUBLISH).(*packet.Publish)
+	p.send(&packet.Puback{PacketID: pub.PacketID})
+	if a.Wait(ctx) != nil || b.Wait(ctx) != nil {
+		t.Fatal(a.Err(), b.Err())
+	}
+
+	s2, topts2 := newScripted(t)
+	c2, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts2, MaxInflight: 1, MaxQueued: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	go c2.Connect(ctx)
+	p2 := s2.accept()
+	p2.handshake(false)
+	c2.PublishAsync(ctx, "f", 1, false, nil)
+	c2.PublishAsync(ctx, "f", 1, false, nil)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := c2.Publish(short, "f", 1, false, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Publish on a full window = %v, want to wait for the deadline", err)
+	}
+}
+
+func TestUnixSocket(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "mqtt.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Skipf("no unix sockets: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		p := &peer{t: t, c: conn, r: packet.NewReader(conn, 0)}
+		p.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if b, err := p.r.Next(); err != nil || packet.Type(b[0]>>4) != packet.CONNECT {
+			return
+		}
+		conn.Write([]byte{0x20, 2, 0, 0})
+		conn.Read(make([]byte, 16))
+	}()
+	c := connect(t, client.Options{Servers: []string{"unix://" + path}})
+	if !c.IsConnected() {
+		t.Fatal("not connected")
+	}
+}
