@@ -136,8 +136,8 @@ func TestConnectPacketGolden(t *testing.T) {
 	want := []byte{
 		0x10, 28, // CONNECT, remaining length
 		0, 4, 'M', 'Q', 'T', 'T', // protocol name [MQTT-3.1.2-1]
-		4,    // level 4 [MQTT-3.1.2-2]
-		0xEC, // username, password, will retain, will QoS 1, will flag; CleanSession 0
+		4,     // level 4 [MQTT-3.1.2-2]
+		0xEC,  // username, password, will retain, will QoS 1, will flag; CleanSession 0
 		0, 30, // keepalive
 		0, 2, 'c', '1', // client id [MQTT-3.1.3-3]
 		0, 1, 'w', // will topic
