@@ -64,7 +64,7 @@ func (s *scenario) drain(id string, c *rawClient) {
 	s.n++
 	end := fmt.Sprintf("end/%s/%d", id, s.n)
 	s.pub.publish(end, "", 2, false)
-	c.waitFor(end)
+	c.waitFor(s.t, end)
 	s.flush(id, c)
 }
 
@@ -76,7 +76,7 @@ func (s *scenario) flush(id string, c *rawClient) {
 		}
 	}
 	c.mu.Lock()
-	c.msgs = nil
+	c.msgs, c.seen = nil, 0
 	c.mu.Unlock()
 }
 
@@ -126,14 +126,14 @@ func (s *scenario) run() record {
 	// keepalive runs out [MQTT-3.1.2-24].
 	w1 := s.connect("W1", &packet.Connect{CleanSession: true, Will: true, WillTopic: []byte("diff/will/1"), WillMessage: []byte("w1 gone"), WillQoS: 1}, false)
 	w1.drop()
-	a.waitFor("diff/will/1")
+	a.waitFor(s.t, "diff/will/1")
 	w2 := s.connect("W2", &packet.Connect{CleanSession: true, Will: true, WillTopic: []byte("diff/will/2"), WillMessage: []byte("w2 gone"), WillQoS: 2}, false)
 	w2.disconnect()
 	w3 := s.connect("W3", &packet.Connect{CleanSession: true, Will: true, WillTopic: []byte("diff/will/3"), WillMessage: []byte("w3 gone"), WillQoS: 2, WillRetain: true}, false)
 	w3.drop()
-	a.waitFor("diff/will/3")
+	a.waitFor(s.t, "diff/will/3")
 	w4 := s.connect("W4", &packet.Connect{CleanSession: true, KeepAlive: 1, Will: true, WillTopic: []byte("diff/will/4"), WillMessage: []byte("w4 silent"), WillQoS: 0}, false)
-	a.waitFor("diff/will/4")
+	a.waitFor(s.t, "diff/will/4")
 	w4.waitClosed()
 	// A second connection with the same client identifier takes over:
 	// the first is closed [MQTT-3.1.4-2], which is not a DISCONNECT, so
@@ -141,7 +141,7 @@ func (s *scenario) run() record {
 	w5 := s.connect("W5", &packet.Connect{CleanSession: true, Will: true, WillTopic: []byte("diff/will/5"), WillMessage: []byte("w5 taken over"), WillQoS: 1}, false)
 	w5b := s.connect("W5", &packet.Connect{CleanSession: true}, false)
 	w5.waitClosed()
-	a.waitFor("diff/will/5")
+	a.waitFor(s.t, "diff/will/5")
 	w5b.disconnect()
 	s.subscribe(r, []byte{2}, "diff/will/#", 2)
 	s.drain("R", r)

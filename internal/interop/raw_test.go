@@ -1,11 +1,8 @@
 package interop
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,11 +42,8 @@ type rawClient struct {
 	ctrl chan packet.Packet // copies of non-PUBLISH packets, in order
 	done chan struct{}      // closed when the reader goroutine ends
 
-	mu      sync.Mutex
-	msgs    []message       // every PUBLISH received, in order
-	rel     map[uint16]bool // QoS 2 ids received and awaiting PUBREL
-	readErr error           // why the reader ended
-	arrived chan struct{}   // signalled (cap 1) on each message and at the end
+	inbox
+	rel map[uint16]bool // QoS 2 ids received and awaiting PUBREL, guarded by inbox.mu
 
 	nextID uint16
 }
@@ -64,12 +58,13 @@ func dialRaw(t testing.TB, addr, name string) *rawClient {
 	}
 	c := &rawClient{
 		t: t, name: name, conn: conn,
-		w:       packet.NewWriter(conn),
-		ctrl:    make(chan packet.Packet, 64),
-		done:    make(chan struct{}),
-		rel:     make(map[uint16]bool),
-		arrived: make(chan struct{}, 1),
+		w:     packet.NewWriter(conn),
+		ctrl:  make(chan packet.Packet, 64),
+		done:  make(chan struct{}),
+		rel:   make(map[uint16]bool),
+		inbox: newInbox(name),
 	}
+	c.inbox.done = c.done
 	go c.read()
 	t.Cleanup(func() {
 		conn.Close()
@@ -146,13 +141,6 @@ func (c *rawClient) read() {
 	}
 }
 
-func (c *rawClient) signal() {
-	select {
-	case c.arrived <- struct{}{}:
-	default:
-	}
-}
-
 // write sends p now; errors show up as the reader's end.
 func (c *rawClient) write(p packet.Packet) error {
 	c.wmu.Lock()
@@ -187,12 +175,6 @@ func (c *rawClient) expect(want packet.Type) packet.Packet {
 		c.t.Fatalf("%s: no %v within %v", c.name, want, timeout)
 	}
 	return nil
-}
-
-func (c *rawClient) err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.readErr
 }
 
 func (c *rawClient) id() uint16 {
@@ -307,55 +289,4 @@ func (c *rawClient) waitClosed() {
 		c.t.Fatalf("%s: the broker did not close the connection within %v", c.name, timeout)
 	}
 	c.conn.Close()
-}
-
-// received returns a copy of the messages received so far.
-func (c *rawClient) received() []message {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]message(nil), c.msgs...)
-}
-
-// waitFor waits until a message on topic has arrived, and returns the
-// messages received up to it.
-func (c *rawClient) waitFor(topic string) []message {
-	c.t.Helper()
-	deadline := time.After(timeout)
-	for {
-		msgs := c.received()
-		for i, m := range msgs {
-			if m.Topic == topic {
-				return msgs[:i+1]
-			}
-		}
-		select {
-		case <-c.arrived:
-		case <-c.done:
-			// A last message may have come with the end.
-			for i, m := range c.received() {
-				if m.Topic == topic {
-					return c.received()[:i+1]
-				}
-			}
-			c.t.Fatalf("%s: connection ended (%v) before a message on %s arrived; got %s", c.name, c.err(), topic, list(msgs))
-		case <-deadline:
-			c.t.Fatalf("%s: no message on %s within %v; got %s", c.name, topic, timeout, list(msgs))
-		}
-	}
-}
-
-func list(msgs []message) string {
-	if len(msgs) == 0 {
-		return "nothing"
-	}
-	s := make([]string, len(msgs))
-	for i, m := range msgs {
-		s[i] = m.String()
-	}
-	return strings.Join(s, "; ")
-}
-
-// isEOF reports whether err is a clean end of the connection.
-func isEOF(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
 }

@@ -1,0 +1,86 @@
+// An MQTT client driven by tern's interoperability tests: MQTT.js 5.
+//
+// Reads one JSON command a line on stdin, and writes one JSON event a line
+// on stdout (see script_test.go for the protocol). Run `npm ci` in
+// internal/interop first.
+'use strict'
+
+const mqtt = require('mqtt')
+const readline = require('readline')
+
+function out (event) {
+  process.stdout.write(JSON.stringify(event) + '\n')
+}
+
+let client = null
+const handlers = {
+  connect (cmd) {
+    const opts = {
+      host: cmd.host,
+      port: cmd.port,
+      protocol: 'mqtt',
+      protocolVersion: 4,
+      clientId: cmd.id,
+      clean: cmd.clean,
+      keepalive: cmd.keepalive,
+      reconnectPeriod: 0, // a refused or lost client stays down
+      connectTimeout: 10000
+    }
+    if (cmd.user !== undefined) {
+      opts.username = cmd.user
+      opts.password = cmd.password
+    }
+    if (cmd.will) {
+      opts.will = { topic: cmd.will.topic, payload: Buffer.from(cmd.will.payload), qos: cmd.will.qos, retain: cmd.will.retain }
+    }
+    client = mqtt.connect(opts)
+    client.on('connect', (ack) => out({ ev: 'connack', rc: ack.returnCode, sp: !!ack.sessionPresent }))
+    client.on('error', (err) => {
+      // A refused CONNACK is an error carrying the return code.
+      if (typeof err.code === 'number') {
+        out({ ev: 'connack', rc: err.code, sp: false })
+      } else {
+        out({ ev: 'error', error: String(err) })
+      }
+    })
+    client.on('message', (topic, payload, packet) => {
+      out({ ev: 'msg', topic, payload: payload.toString('utf8'), qos: packet.qos, retain: !!packet.retain })
+    })
+  },
+  sub (cmd) {
+    const filters = {}
+    for (const [f, q] of cmd.filters) filters[f] = { qos: q }
+    client.subscribe(filters, (err, granted) => {
+      if (err) {
+        out({ ev: 'error', error: String(err) })
+        return
+      }
+      out({ ev: 'suback', granted: granted.map((g) => g.qos) })
+    })
+  },
+  unsub (cmd) {
+    client.unsubscribe(cmd.filters, (err) => out(err ? { ev: 'error', error: String(err) } : { ev: 'unsuback' }))
+  },
+  pub (cmd) {
+    client.publish(cmd.topic, cmd.payload, { qos: cmd.qos, retain: cmd.retain }, (err) => {
+      out(err ? { ev: 'error', error: String(err) } : { ev: 'pubdone' })
+    })
+  },
+  disconnect () {
+    client.end(false, () => out({ ev: 'closed' }))
+  }
+}
+
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  const cmd = JSON.parse(line)
+  const h = handlers[cmd.op]
+  if (!h) {
+    out({ ev: 'error', error: 'unknown op ' + cmd.op })
+    return
+  }
+  try {
+    h(cmd)
+  } catch (err) {
+    out({ ev: 'error', error: String(err) })
+  }
+}).on('close', () => process.exit(0))
