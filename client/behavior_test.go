@@ -147,14 +147,24 @@ func TestSlowConsumerKeepsConnection(t *testing.T) {
 	if p.Accepted() != 1 {
 		t.Errorf("%d connections; the first was lost", p.Accepted())
 	}
+	// The client went on talking to the broker while its reader waited
+	// [MQTT-3.1.2-23]: never silent for 1.5 keepalive periods.
 	pings := 0
+	var last time.Time
 	for _, f := range p.Frames() {
+		if f.Dir != mqtttest.ClientToServer {
+			continue
+		}
 		if f.Type == packet.PINGREQ {
 			pings++
 		}
+		if !last.IsZero() && f.Time.Sub(last) > 1500*time.Millisecond {
+			t.Errorf("client silent for %v", f.Time.Sub(last))
+		}
+		last = f.Time
 	}
-	if pings == 0 {
-		t.Error("no PINGREQ while the consumer was stalled")
+	if pings < 2 {
+		t.Errorf("%d PINGREQ while the consumer was stalled for 3 s", pings)
 	}
 	close(events)
 	for e := range events {

@@ -571,18 +571,31 @@ func (c *Client) writer(cn *conn) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var buf []byte
+	keepAlive := time.Duration(c.connect.KeepAlive) * time.Second
+	lastWrite := time.Now()
 	for {
 		now := time.Now()
+		busy := false
 		c.mu.Lock()
 		if d := c.s.Deadline(); !d.IsZero() && !now.Before(d) {
-			if err := c.s.Tick(now); err != nil && !cn.readerBusy(now, c.connect.KeepAlive) {
-				c.mu.Unlock()
-				cn.close(err)
-				return
+			if err := c.s.Tick(now); err != nil {
+				if !cn.readerBusy(now, keepAlive) {
+					c.mu.Unlock()
+					cn.close(err)
+					return
+				}
+				// The broker's packets wait unread behind a slow
+				// consumer: it is not dead. The session stopped its
+				// pings, so keep the broker's keepalive satisfied here
+				// [MQTT-3.1.2-23].
+				busy = true
 			}
 		}
 		var err error
 		buf, err = c.s.AppendOutgoing(buf[:0], now)
+		if busy && len(buf) == 0 && now.Sub(lastWrite) >= keepAlive/2 {
+			buf = append(buf, byte(packet.PINGREQ)<<4, 0) // an unsolicited PINGRESP is harmless
+		}
 		disc := c.discQueued
 		gen := c.takenGen
 		if len(buf) > 0 {
@@ -604,6 +617,7 @@ func (c *Client) writer(cn *conn) {
 				cn.close(err)
 				return
 			}
+			lastWrite = now
 			c.mu.Lock()
 			c.writtenGen = gen
 			if c.written != nil {
@@ -619,9 +633,12 @@ func (c *Client) writer(cn *conn) {
 				buf = nil // a burst of large messages is over; do not keep its buffer
 			}
 		}
-		if !deadline.IsZero() {
+		switch {
+		case busy:
+			timer.Reset(keepAlive / 2)
+		case !deadline.IsZero():
 			timer.Reset(time.Until(deadline))
-		} else {
+		default:
 			timer.Stop()
 		}
 		select {
@@ -636,11 +653,11 @@ func (c *Client) writer(cn *conn) {
 // readerBusy reports whether the reader waits, or waited recently, for room
 // in the delivery queue: the broker's packets then sit unread, so its
 // silence is not a sign of death.
-func (cn *conn) readerBusy(now time.Time, keepAlive uint16) bool {
+func (cn *conn) readerBusy(now time.Time, keepAlive time.Duration) bool {
 	if cn.stalled.Load() {
 		return true
 	}
-	return now.Sub(time.Unix(0, cn.resumed.Load())) < time.Duration(keepAlive)*time.Second*3/2
+	return now.Sub(time.Unix(0, cn.resumed.Load())) < keepAlive*3/2
 }
 
 // reader feeds the session with the packets read from cn and delivers
