@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/ternmq/mqtt/session"
 	"github.com/ternmq/mqtt/topic"
@@ -50,9 +51,14 @@ func (c *Client) ack(t session.Tag) error {
 // c.mu held.
 func (c *Client) newMessage(ev session.Event) *Message {
 	p := ev.Publish
+	// One allocation for both: the topic's bytes are never written again,
+	// and the payload, after them, cannot grow into them.
+	buf := make([]byte, len(p.Topic)+len(p.Payload))
+	n := copy(buf, p.Topic)
+	copy(buf[n:], p.Payload)
 	return &Message{
-		Topic:   string(p.Topic),
-		Payload: append([]byte(nil), p.Payload...),
+		Topic:   unsafe.String(unsafe.SliceData(buf), n),
+		Payload: buf[n:len(buf):len(buf)],
 		QoS:     p.QoS,
 		Retain:  p.Retain,
 		Dup:     p.Dup,
