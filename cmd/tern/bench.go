@@ -131,6 +131,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 
 	target := cfg.url
+	var dropped func() int64
 	if cfg.url == "" {
 		eb, err := startEmbeddedBroker()
 		if err != nil {
@@ -139,6 +140,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		defer eb.close()
 		cfg.dial.url = eb.url
 		target = "embedded"
+		dropped = func() int64 { return eb.stats().Dropped }
 		if cfg.inflight == 0 {
 			// Our broker has no inflight limit of mosquitto's to respect.
 			cfg.inflight = embeddedInflight
@@ -147,6 +149,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 
 	b := newBench(cfg, dial)
 	b.progress, b.tty = progress, progressTTY
+	b.dropped = dropped
 	fmt.Fprintf(progress, "tern bench: %s, %d publishers (%s), %d subscribers (%s), QoS %s, %s\n",
 		describeTarget(target, cfg.dial.url), cfg.pubs, cfg.topic, cfg.subs, cfg.filter, joinQoS(cfg.qos), describeLoad(cfg))
 	rep, err := b.run(ctx)
@@ -326,6 +329,10 @@ type bench struct {
 	idle  []mqttConn
 	match [][]bool // match[s][p]: subscriber s gets publisher p's messages
 
+	// dropped, when set, returns the messages the broker has dropped so
+	// far for slow subscribers (the embedded broker tells).
+	dropped func() int64
+
 	sent     atomic.Uint64 // publishes issued in the current phase
 	received atomic.Uint64 // deliveries recorded in the current phase
 }
@@ -408,6 +415,7 @@ type Report struct {
 	Filter      string        `json:"filter"`
 	Rate        float64       `json:"rate,omitempty"` // per publisher, 0 for unlimited
 	Inflight    int           `json:"inflight,omitempty"`
+	Window      int           `json:"window"` // per publisher, 0 for none
 	CPUs        int           `json:"cpus"`
 	GoVersion   string        `json:"go"`
 	Phases      []PhaseResult `json:"phases"`
@@ -415,19 +423,22 @@ type Report struct {
 
 // PhaseResult is what one QoS level did.
 type PhaseResult struct {
-	QoS         byte     `json:"qos"`
-	Seconds     float64  `json:"seconds"`      // first publish to last delivery
-	Sent        uint64   `json:"sent"`         // messages published (QoS flow complete)
-	Expected    uint64   `json:"expected"`     // deliveries due: each message times its subscribers
-	Received    uint64   `json:"received"`     // deliveries, duplicates included
-	Lost        uint64   `json:"lost"`         // deliveries due that never came
-	Duplicates  uint64   `json:"duplicates"`   // deliveries that came more than once
-	Stray       uint64   `json:"stray"`        // late messages of an earlier run, foreign messages
-	SendRate    float64  `json:"send_rate"`    // messages per second, all publishers
-	ReceiveRate float64  `json:"receive_rate"` // deliveries per second, all subscribers
-	Latency     Latency  `json:"latency_ms"`
-	Series      []Sample `json:"series"` // one per second
-	start       float64  // seconds since the bench began, for the plot
+	QoS        byte    `json:"qos"`
+	Seconds    float64 `json:"seconds"`    // first publish to last delivery
+	Sent       uint64  `json:"sent"`       // messages published (QoS flow complete)
+	Expected   uint64  `json:"expected"`   // deliveries due: each message times its subscribers
+	Received   uint64  `json:"received"`   // deliveries, duplicates included
+	Lost       uint64  `json:"lost"`       // deliveries due that never came
+	Duplicates uint64  `json:"duplicates"` // deliveries that came more than once
+	Stray      uint64  `json:"stray"`      // late messages of an earlier run, foreign messages
+	// BrokerDropped counts the messages the embedded broker dropped for
+	// subscribers whose queue was full (absent with -url).
+	BrokerDropped *int64   `json:"broker_dropped,omitempty"`
+	SendRate      float64  `json:"send_rate"`    // messages per second, all publishers
+	ReceiveRate   float64  `json:"receive_rate"` // deliveries per second, all subscribers
+	Latency       Latency  `json:"latency_ms"`
+	Series        []Sample `json:"series"` // one per second
+	start         float64  // seconds since the bench began, for the plot
 }
 
 // Latency summarises delivery latencies in milliseconds.
@@ -472,7 +483,7 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	rep := &Report{
 		Publishers: cfg.pubs, Subscribers: cfg.subs, Connections: cfg.pubs + cfg.subs + cfg.idle,
 		PayloadSize: cfg.size, Topic: cfg.topic, Filter: cfg.filter, Rate: cfg.rate,
-		Inflight: cfg.inflight, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
+		Inflight: cfg.inflight, Window: cfg.window, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 	}
 	defer b.closeAll()
 	if err := b.connect(ctx); err != nil {
@@ -610,6 +621,10 @@ func (b *bench) phase(ctx context.Context, phase byte, qos byte) (*PhaseResult, 
 	}
 
 	res := &PhaseResult{QoS: qos}
+	var dropped0 int64
+	if b.dropped != nil {
+		dropped0 = b.dropped()
+	}
 	start := b.clock.now()
 	res.start = float64(start) / 1e9
 	stopTicker := b.startTicker(res, qos, start)
@@ -646,7 +661,14 @@ func (b *bench) phase(ctx context.Context, phase byte, qos byte) (*PhaseResult, 
 	// or the timeout.
 	b.drain(ctx, res.Expected)
 	stopTicker()
+	if err := b.lostConn(); err != nil {
+		return nil, err
+	}
 
+	if b.dropped != nil {
+		d := b.dropped() - dropped0
+		res.BrokerDropped = &d
+	}
 	var all histogram
 	last := sendEnd
 	for _, s := range b.subs {
@@ -906,6 +928,22 @@ func (b *bench) progressLine(qos byte, elapsed int64, s Sample) string {
 		fmtMS(s.P50), fmtMS(s.P99))
 }
 
+// lostConn reports the first publisher or subscriber whose connection was
+// lost: its losses would otherwise read as the broker's.
+func (b *bench) lostConn() error {
+	for _, p := range b.pubs {
+		if err := p.c.err(); err != nil {
+			return fmt.Errorf("publisher %d: connection lost: %s", p.idx, trimErr(err))
+		}
+	}
+	for _, s := range b.subs {
+		if err := s.c.err(); err != nil {
+			return fmt.Errorf("subscriber %d: connection lost: %s", s.idx, trimErr(err))
+		}
+	}
+	return nil
+}
+
 func (b *bench) disconnectAll(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, c := range b.conns() {
@@ -989,6 +1027,11 @@ func writeReport(w io.Writer, r *Report) {
 		if p.QoS == 0 && p.Lost > 0 {
 			fmt.Fprintf(w, "\nQoS 0 may lose messages: the broker drops them for subscribers that fall behind.\n")
 			break
+		}
+	}
+	for _, p := range r.Phases {
+		if p.BrokerDropped != nil && *p.BrokerDropped > 0 {
+			fmt.Fprintf(w, "QoS %d: the broker dropped %d messages for subscribers whose queue was full.\n", p.QoS, *p.BrokerDropped)
 		}
 	}
 	if s := r.broken(); s != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 
@@ -91,13 +92,23 @@ func connectErr(url string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("connect to %s: interrupted", redact(url))
 	}
-	return fmt.Errorf("connect to %s: %s", redact(url), trimErr(err))
+	s := strings.TrimPrefix(err.Error(), "client: ")
+	s = strings.TrimPrefix(s, "connect to "+url+": ")
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		s = dns.Error()
+	}
+	return fmt.Errorf("connect to %s: %s", redact(url), trimErr(errors.New(s)))
 }
 
 // trimErr drops the package prefixes and the repetition of the address that
 // nested network errors carry, keeping the telling end: "dial tcp
 // 127.0.0.1:1883: connect: connection refused" becomes "connection refused".
 func trimErr(err error) string {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns.Error()
+	}
 	s := err.Error()
 	if i := strings.LastIndex(s, "connect: "); i >= 0 {
 		s = s[i+len("connect: "):]

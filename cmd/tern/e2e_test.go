@@ -294,6 +294,18 @@ func TestPubSubTernBroker(t *testing.T) {
 	})
 }
 
+// TestBrokerClientCert checks -cafile and -require-cert of tern broker.
+func TestBrokerClientCert(t *testing.T) {
+	certs := certFiles(t)
+	url := startBroker(t, []string{"-cert", certs.ServerCert, "-key", certs.ServerKey, "-cafile", certs.CACert, "-require-cert"},
+		"mqtts://127.0.0.1:0")[0]
+	r := runTern(t, "", "pub", "-L", url, "-cafile", certs.CACert, "-t", "x", "-m", "y")
+	if r.code != exitError || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("without a client certificate: exit %d, %q; want 1 and one line", r.code, r.stderr)
+	}
+	pubSubRoundTrip(t, []string{"-L", url, "-cafile", certs.CACert, "-cert", certs.ClientCert, "-key", certs.ClientKey})
+}
+
 func TestPubSubMosquitto(t *testing.T) {
 	b := mosquitto.Start(t, mosquitto.Config{TLS: true, WebSockets: true})
 	t.Run("tcp", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", b.URL}) })

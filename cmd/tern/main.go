@@ -175,6 +175,10 @@ func report(e *env, cmd string, err error) int {
 		// The flag package has printed the problem and the usage already.
 		return exitUsage
 	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(e.stderr, "tern %s: interrupted\n", cmd)
+		return exitError
+	}
 	code := exitError
 	var ee *exitErr
 	if errors.As(err, &ee) {
