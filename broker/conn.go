@@ -37,11 +37,12 @@ type conn struct {
 	info Client
 	cl   *client // set once the CONNECT is accepted
 
-	stop       atomic.Int32
-	wakeCh     chan struct{} // cap 1: the writer has something to do
-	quit       chan struct{} // closed when the reader is done
-	writerDone chan struct{}
-	done       chan struct{} // closed when the connection is cleaned up
+	stop        atomic.Int32
+	wakePending atomic.Bool   // in some router's wakes list
+	wakeCh      chan struct{} // cap 1: the writer has something to do
+	quit        chan struct{} // closed when the reader is done
+	writerDone  chan struct{}
+	done        chan struct{} // closed when the connection is cleaned up
 
 	reader *packet.Reader
 	will   *packet.Publish // nil without a will, or after DISCONNECT
@@ -309,7 +310,7 @@ func (c *conn) run(connect *packet.Connect) error {
 		out := cl.sess.HasOutgoing()
 		cl.mu.Unlock()
 		if out {
-			c.wake()
+			c.router.later(c)
 		}
 		if err != nil {
 			return err // a protocol violation, a second CONNECT among them [MQTT-3.1.0-2]
@@ -452,6 +453,7 @@ func (c *conn) finish(why error) {
 			c.router.route(s, w)
 		}
 	}
+	c.router.flushWakes()
 	s.ended.Add(1)
 	if why == io.EOF {
 		why = io.ErrUnexpectedEOF // the client went away without DISCONNECT
@@ -539,6 +541,9 @@ type connReader conn
 
 func (r *connReader) Read(p []byte) (int, error) {
 	c := (*conn)(r)
+	// Every packet read so far is handled: wake the writers that have
+	// something to send before waiting for more.
+	c.router.flushWakes()
 	for {
 		n, err := c.nc.Read(p)
 		if err == nil || n > 0 || c.cl == nil || !errors.Is(err, os.ErrDeadlineExceeded) {

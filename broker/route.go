@@ -58,6 +58,27 @@ type router struct {
 	groups []topic.Group[sub]
 	rets   []*retainedMsg
 	out    packet.Publish
+	wakes  []*conn // writers to wake at the end of the batch
+}
+
+// later records that c's writer has something to send. Writers are woken
+// when the reader is about to wait for the network (flushWakes), not after
+// every message: a writer woken once sends the whole batch with one write,
+// and a busy broker switches goroutines per batch rather than per message.
+func (r *router) later(c *conn) {
+	if !c.wakePending.Load() && c.wakePending.CompareAndSwap(false, true) {
+		r.wakes = append(r.wakes, c)
+	}
+}
+
+// flushWakes wakes the writers recorded by later.
+func (r *router) flushWakes() {
+	for _, c := range r.wakes {
+		c.wakePending.Store(false)
+		c.wake()
+	}
+	clear(r.wakes)
+	r.wakes = r.wakes[:0]
 }
 
 var routerPool = sync.Pool{New: func() any { return new(router) }}
@@ -70,7 +91,7 @@ func putRouter(r *router) { routerPool.Put(r) }
 // highest QoS of its matching subscriptions [MQTT-3.3.5-1], downgraded to
 // that QoS [MQTT-3.8.4-6], with RETAIN cleared [MQTT-3.3.1-9], and to one
 // member of each matching shared subscription group. It returns the number of
-// sessions that took the message.
+// sessions that took the message. The caller calls flushWakes after it.
 func (r *router) route(s *Server, p *packet.Publish) int {
 	if p.Retain {
 		s.retain(p)
@@ -91,7 +112,7 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 	n := 0
 	for _, sb := range r.subs {
 		out.QoS = min(p.QoS, sb.qos) // [MQTT-3.8.4-6]
-		if s.deliver(sb.c, out) {
+		if s.deliver(r, sb.c, out) {
 			n++
 		}
 	}
@@ -100,7 +121,7 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 	for _, g := range r.groups {
 		sb := pickMember(g)
 		out.QoS = min(p.QoS, sb.qos)
-		if s.deliver(sb.c, out) {
+		if s.deliver(r, sb.c, out) {
 			n++
 		}
 	}
@@ -127,9 +148,9 @@ func pickMember(g topic.Group[sub]) sub {
 	return first
 }
 
-// deliver hands p to cl's session and wakes its writer. The session copies
-// the message; a full session drops it, counted.
-func (s *Server) deliver(cl *client, p *packet.Publish) bool {
+// deliver hands p to cl's session and records its writer in r for waking.
+// The session copies the message; a full session drops it, counted.
+func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 	cl.mu.Lock()
 	_, err := cl.sess.Publish(p)
 	c := cl.conn
@@ -137,7 +158,7 @@ func (s *Server) deliver(cl *client, p *packet.Publish) bool {
 	cl.mu.Unlock()
 	if err == nil {
 		if c != nil {
-			c.wake()
+			r.later(c)
 		}
 		return true
 	}

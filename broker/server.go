@@ -310,6 +310,7 @@ func (s *Server) Publish(p *packet.Publish) error {
 	}
 	r := getRouter()
 	r.route(s, p)
+	r.flushWakes()
 	putRouter(r)
 	return nil
 }
