@@ -45,26 +45,62 @@ func decodeAck(b []byte, t Type) (uint16, error) {
 	return id, nil
 }
 
-func (*Puback) Type() Type   { return PUBACK }
-func (*Pubrec) Type() Type   { return PUBREC }
-func (*Pubrel) Type() Type   { return PUBREL }
-func (*Pubcomp) Type() Type  { return PUBCOMP }
+// Type returns PUBACK.
+func (*Puback) Type() Type { return PUBACK }
+
+// Type returns PUBREC.
+func (*Pubrec) Type() Type { return PUBREC }
+
+// Type returns PUBREL.
+func (*Pubrel) Type() Type { return PUBREL }
+
+// Type returns PUBCOMP.
+func (*Pubcomp) Type() Type { return PUBCOMP }
+
+// Type returns UNSUBACK.
 func (*Unsuback) Type() Type { return UNSUBACK }
 
-func (*Puback) Size() int   { return 4 }
-func (*Pubrec) Size() int   { return 4 }
-func (*Pubrel) Size() int   { return 4 }
-func (*Pubcomp) Size() int  { return 4 }
+// Size returns the encoded length of the packet, fixed header included.
+func (*Puback) Size() int { return 4 }
+
+// Size returns the encoded length of the packet, fixed header included.
+func (*Pubrec) Size() int { return 4 }
+
+// Size returns the encoded length of the packet, fixed header included.
+func (*Pubrel) Size() int { return 4 }
+
+// Size returns the encoded length of the packet, fixed header included.
+func (*Pubcomp) Size() int { return 4 }
+
+// Size returns the encoded length of the packet, fixed header included.
 func (*Unsuback) Size() int { return 4 }
 
-func (p *Puback) Append(dst []byte) ([]byte, error)   { return appendAck(dst, PUBACK, p.PacketID) }
-func (p *Pubrec) Append(dst []byte) ([]byte, error)   { return appendAck(dst, PUBREC, p.PacketID) }
-func (p *Pubrel) Append(dst []byte) ([]byte, error)   { return appendAck(dst, PUBREL, p.PacketID) }
-func (p *Pubcomp) Append(dst []byte) ([]byte, error)  { return appendAck(dst, PUBCOMP, p.PacketID) }
+// Append validates the packet and appends its wire form to dst (see Packet).
+func (p *Puback) Append(dst []byte) ([]byte, error) { return appendAck(dst, PUBACK, p.PacketID) }
+
+// Append validates the packet and appends its wire form to dst (see Packet).
+func (p *Pubrec) Append(dst []byte) ([]byte, error) { return appendAck(dst, PUBREC, p.PacketID) }
+
+// Append validates the packet and appends its wire form to dst (see Packet).
+func (p *Pubrel) Append(dst []byte) ([]byte, error) { return appendAck(dst, PUBREL, p.PacketID) }
+
+// Append validates the packet and appends its wire form to dst (see Packet).
+func (p *Pubcomp) Append(dst []byte) ([]byte, error) { return appendAck(dst, PUBCOMP, p.PacketID) }
+
+// Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Unsuback) Append(dst []byte) ([]byte, error) { return appendAck(dst, UNSUBACK, p.PacketID) }
 
-func (p *Puback) Decode(b []byte) (err error)   { p.PacketID, err = decodeAck(b, PUBACK); return }
-func (p *Pubrec) Decode(b []byte) (err error)   { p.PacketID, err = decodeAck(b, PUBREC); return }
-func (p *Pubrel) Decode(b []byte) (err error)   { p.PacketID, err = decodeAck(b, PUBREL); return }
-func (p *Pubcomp) Decode(b []byte) (err error)  { p.PacketID, err = decodeAck(b, PUBCOMP); return }
+// Decode fills the packet from b, one complete PUBACK packet (see Packet).
+func (p *Puback) Decode(b []byte) (err error) { p.PacketID, err = decodeAck(b, PUBACK); return }
+
+// Decode fills the packet from b, one complete PUBREC packet (see Packet).
+func (p *Pubrec) Decode(b []byte) (err error) { p.PacketID, err = decodeAck(b, PUBREC); return }
+
+// Decode fills the packet from b, one complete PUBREL packet (see Packet).
+func (p *Pubrel) Decode(b []byte) (err error) { p.PacketID, err = decodeAck(b, PUBREL); return }
+
+// Decode fills the packet from b, one complete PUBCOMP packet (see Packet).
+func (p *Pubcomp) Decode(b []byte) (err error) { p.PacketID, err = decodeAck(b, PUBCOMP); return }
+
+// Decode fills the packet from b, one complete UNSUBACK packet (see Packet).
 func (p *Unsuback) Decode(b []byte) (err error) { p.PacketID, err = decodeAck(b, UNSUBACK); return }

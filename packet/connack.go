@@ -24,6 +24,7 @@ var returnCodeNames = [...]string{
 	"not authorized",
 }
 
+// String describes the code as the specification names it.
 func (c ReturnCode) String() string {
 	if int(c) < len(returnCodeNames) {
 		return returnCodeNames[c]
@@ -37,8 +38,11 @@ type Connack struct {
 	ReturnCode     ReturnCode
 }
 
+// Type returns CONNACK.
 func (*Connack) Type() Type { return CONNACK }
-func (*Connack) Size() int  { return 4 }
+
+// Size returns the encoded length of the packet, fixed header included.
+func (*Connack) Size() int { return 4 }
 
 func (p *Connack) validate() error {
 	if p.ReturnCode > RefusedNotAuthorized {
@@ -50,6 +54,7 @@ func (p *Connack) validate() error {
 	return nil
 }
 
+// Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Connack) Append(dst []byte) ([]byte, error) {
 	if err := p.validate(); err != nil {
 		return dst, err
@@ -61,6 +66,7 @@ func (p *Connack) Append(dst []byte) ([]byte, error) {
 	return append(dst, byte(CONNACK)<<4, 2, flags, byte(p.ReturnCode)), nil
 }
 
+// Decode fills the packet from b, one complete CONNACK packet (see Packet).
 func (p *Connack) Decode(b []byte) error {
 	_, rest, err := body(b, CONNACK)
 	if err != nil {

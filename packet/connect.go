@@ -41,6 +41,7 @@ var (
 	nameMQIsdp = []byte("MQIsdp")
 )
 
+// Type returns CONNECT.
 func (*Connect) Type() Type { return CONNECT }
 
 func (p *Connect) protocolName() []byte {
@@ -64,6 +65,7 @@ func (p *Connect) remaining() int {
 	return n
 }
 
+// Size returns the encoded length of the packet, fixed header included.
 func (p *Connect) Size() int {
 	n := p.remaining()
 	return 1 + lengthSize(n) + n
@@ -150,6 +152,7 @@ func (p *Connect) emptyID(rule string) error {
 	return nil
 }
 
+// Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Connect) Append(dst []byte) ([]byte, error) {
 	if err := p.validate(); err != nil {
 		return dst, err

@@ -19,20 +19,40 @@ func decodeEmpty(b []byte, t Type) error {
 	return err
 }
 
-func (*Pingreq) Type() Type    { return PINGREQ }
-func (*Pingresp) Type() Type   { return PINGRESP }
+// Type returns PINGREQ.
+func (*Pingreq) Type() Type { return PINGREQ }
+
+// Type returns PINGRESP.
+func (*Pingresp) Type() Type { return PINGRESP }
+
+// Type returns DISCONNECT.
 func (*Disconnect) Type() Type { return DISCONNECT }
 
-func (*Pingreq) Size() int    { return 2 }
-func (*Pingresp) Size() int   { return 2 }
+// Size returns the encoded length of the packet, fixed header included.
+func (*Pingreq) Size() int { return 2 }
+
+// Size returns the encoded length of the packet, fixed header included.
+func (*Pingresp) Size() int { return 2 }
+
+// Size returns the encoded length of the packet, fixed header included.
 func (*Disconnect) Size() int { return 2 }
 
-func (*Pingreq) Append(dst []byte) ([]byte, error)  { return append(dst, byte(PINGREQ)<<4, 0), nil }
+// Append validates the packet and appends its wire form to dst (see Packet).
+func (*Pingreq) Append(dst []byte) ([]byte, error) { return append(dst, byte(PINGREQ)<<4, 0), nil }
+
+// Append validates the packet and appends its wire form to dst (see Packet).
 func (*Pingresp) Append(dst []byte) ([]byte, error) { return append(dst, byte(PINGRESP)<<4, 0), nil }
+
+// Append validates the packet and appends its wire form to dst (see Packet).
 func (*Disconnect) Append(dst []byte) ([]byte, error) {
 	return append(dst, byte(DISCONNECT)<<4, 0), nil
 }
 
-func (*Pingreq) Decode(b []byte) error    { return decodeEmpty(b, PINGREQ) }
-func (*Pingresp) Decode(b []byte) error   { return decodeEmpty(b, PINGRESP) }
+// Decode fills the packet from b, one complete PINGREQ packet (see Packet).
+func (*Pingreq) Decode(b []byte) error { return decodeEmpty(b, PINGREQ) }
+
+// Decode fills the packet from b, one complete PINGRESP packet (see Packet).
+func (*Pingresp) Decode(b []byte) error { return decodeEmpty(b, PINGRESP) }
+
+// Decode fills the packet from b, one complete DISCONNECT packet (see Packet).
 func (*Disconnect) Decode(b []byte) error { return decodeEmpty(b, DISCONNECT) }

@@ -39,6 +39,7 @@ type Error struct {
 	Reason string // what is wrong, in a few words
 }
 
+// Error returns "packet: TYPE: kind: reason [rule]".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("packet: ")

@@ -30,6 +30,7 @@ const (
 var typeNames = [16]string{"RESERVED(0)", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP",
 	"SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "RESERVED(15)"}
 
+// String returns the name of the type, such as "PUBLISH".
 func (t Type) String() string {
 	if t > 15 {
 		return "INVALID"

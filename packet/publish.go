@@ -10,6 +10,7 @@ type Publish struct {
 	Payload  []byte // application data, any bytes, possibly empty
 }
 
+// Type returns PUBLISH.
 func (*Publish) Type() Type { return PUBLISH }
 
 func (p *Publish) remaining() int {
@@ -20,6 +21,7 @@ func (p *Publish) remaining() int {
 	return n
 }
 
+// Size returns the encoded length of the packet, fixed header included.
 func (p *Publish) Size() int {
 	n := p.remaining()
 	return 1 + lengthSize(n) + n
@@ -42,6 +44,7 @@ func (p *Publish) validate() error {
 	return checkTopicName(PUBLISH, "topic name", p.Topic) // [MQTT-3.3.2-1]
 }
 
+// Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Publish) Append(dst []byte) ([]byte, error) {
 	dst, err := p.appendHead(dst)
 	if err != nil {
@@ -75,6 +78,7 @@ func (p *Publish) appendHead(dst []byte) ([]byte, error) {
 	return dst, nil
 }
 
+// Decode fills the packet from b, one complete PUBLISH packet (see Packet).
 func (p *Publish) Decode(b []byte) error {
 	flags, rest, err := body(b, PUBLISH)
 	if err != nil {

@@ -16,6 +16,7 @@ func quote(b []byte) string {
 	return strconv.Quote(string(b[:maxShown])) + "..."
 }
 
+// String describes the packet for logs.
 func (p *Connect) String() string {
 	var b strings.Builder
 	level := p.Level
@@ -39,11 +40,13 @@ func (p *Connect) String() string {
 	return b.String()
 }
 
+// String describes the packet for logs.
 func (p *Connack) String() string {
 	return "CONNACK session=" + strconv.FormatBool(p.SessionPresent) + " code=" +
 		strconv.Itoa(int(p.ReturnCode)) + " (" + p.ReturnCode.String() + ")"
 }
 
+// String describes the packet for logs.
 func (p *Publish) String() string {
 	s := "PUBLISH topic=" + quote(p.Topic) + " qos=" + strconv.Itoa(int(p.QoS))
 	if p.QoS > 0 {
@@ -60,16 +63,31 @@ func (p *Publish) String() string {
 
 func ackString(t Type, id uint16) string { return t.String() + " id=" + strconv.Itoa(int(id)) }
 
-func (p *Puback) String() string   { return ackString(PUBACK, p.PacketID) }
-func (p *Pubrec) String() string   { return ackString(PUBREC, p.PacketID) }
-func (p *Pubrel) String() string   { return ackString(PUBREL, p.PacketID) }
-func (p *Pubcomp) String() string  { return ackString(PUBCOMP, p.PacketID) }
+// String describes the packet for logs.
+func (p *Puback) String() string { return ackString(PUBACK, p.PacketID) }
+
+// String describes the packet for logs.
+func (p *Pubrec) String() string { return ackString(PUBREC, p.PacketID) }
+
+// String describes the packet for logs.
+func (p *Pubrel) String() string { return ackString(PUBREL, p.PacketID) }
+
+// String describes the packet for logs.
+func (p *Pubcomp) String() string { return ackString(PUBCOMP, p.PacketID) }
+
+// String describes the packet for logs.
 func (p *Unsuback) String() string { return ackString(UNSUBACK, p.PacketID) }
 
-func (p *Pingreq) String() string    { return "PINGREQ" }
-func (p *Pingresp) String() string   { return "PINGRESP" }
+// String describes the packet for logs.
+func (p *Pingreq) String() string { return "PINGREQ" }
+
+// String describes the packet for logs.
+func (p *Pingresp) String() string { return "PINGRESP" }
+
+// String describes the packet for logs.
 func (p *Disconnect) String() string { return "DISCONNECT" }
 
+// String describes the packet for logs.
 func (p *Subscribe) String() string {
 	var b strings.Builder
 	b.WriteString(ackString(SUBSCRIBE, p.PacketID))
@@ -79,6 +97,7 @@ func (p *Subscribe) String() string {
 	return b.String()
 }
 
+// String describes the packet for logs.
 func (p *Suback) String() string {
 	var b strings.Builder
 	b.WriteString(ackString(SUBACK, p.PacketID) + " codes=")
@@ -95,6 +114,7 @@ func (p *Suback) String() string {
 	return b.String()
 }
 
+// String describes the packet for logs.
 func (p *Unsubscribe) String() string {
 	var b strings.Builder
 	b.WriteString(ackString(UNSUBSCRIBE, p.PacketID))

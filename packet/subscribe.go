@@ -28,8 +28,13 @@ type Unsubscribe struct {
 	Filters  [][]byte // at least one
 }
 
-func (*Subscribe) Type() Type   { return SUBSCRIBE }
-func (*Suback) Type() Type      { return SUBACK }
+// Type returns SUBSCRIBE.
+func (*Subscribe) Type() Type { return SUBSCRIBE }
+
+// Type returns SUBACK.
+func (*Suback) Type() Type { return SUBACK }
+
+// Type returns UNSUBSCRIBE.
 func (*Unsubscribe) Type() Type { return UNSUBSCRIBE }
 
 func (p *Subscribe) remaining() int {
@@ -40,6 +45,7 @@ func (p *Subscribe) remaining() int {
 	return n
 }
 
+// Size returns the encoded length of the packet, fixed header included.
 func (p *Subscribe) Size() int {
 	n := p.remaining()
 	return 1 + lengthSize(n) + n
@@ -63,6 +69,7 @@ func (p *Subscribe) validate() error {
 	return nil
 }
 
+// Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Subscribe) Append(dst []byte) ([]byte, error) {
 	if err := p.validate(); err != nil {
 		return dst, err
@@ -120,6 +127,7 @@ func (p *Subscribe) Clone() *Subscribe {
 
 func (p *Suback) remaining() int { return 2 + len(p.ReturnCodes) }
 
+// Size returns the encoded length of the packet, fixed header included.
 func (p *Suback) Size() int {
 	n := p.remaining()
 	return 1 + lengthSize(n) + n
@@ -141,6 +149,7 @@ func (p *Suback) validate() error {
 	return nil
 }
 
+// Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Suback) Append(dst []byte) ([]byte, error) {
 	if err := p.validate(); err != nil {
 		return dst, err
@@ -154,6 +163,7 @@ func (p *Suback) Append(dst []byte) ([]byte, error) {
 	return append(dst, p.ReturnCodes...), nil
 }
 
+// Decode fills the packet from b, one complete SUBACK packet (see Packet).
 func (p *Suback) Decode(b []byte) error {
 	_, rest, err := body(b, SUBACK)
 	if err != nil {
@@ -181,6 +191,7 @@ func (p *Unsubscribe) remaining() int {
 	return n
 }
 
+// Size returns the encoded length of the packet, fixed header included.
 func (p *Unsubscribe) Size() int {
 	n := p.remaining()
 	return 1 + lengthSize(n) + n
@@ -201,6 +212,7 @@ func (p *Unsubscribe) validate() error {
 	return nil
 }
 
+// Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Unsubscribe) Append(dst []byte) ([]byte, error) {
 	if err := p.validate(); err != nil {
 		return dst, err
