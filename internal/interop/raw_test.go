@@ -46,20 +46,36 @@ type rawClient struct {
 	rel map[uint16]bool // QoS 2 ids received and awaiting PUBREL, guarded by inbox.mu
 
 	nextID uint16
+
+	// manual, set by dialManual, turns the automatic acknowledgements
+	// off: PUBLISH and PUBREL packets also go to ctrl, and the test
+	// answers them itself.
+	manual bool
 }
 
 // dialRaw opens a TCP connection to addr; the connection is closed, and its
 // reader goroutine waited for, when the test ends.
 func dialRaw(t testing.TB, addr, name string) *rawClient {
 	t.Helper()
+	return dial(t, addr, name, false)
+}
+
+// dialManual is dialRaw for a client that acknowledges nothing by itself.
+func dialManual(t testing.TB, addr, name string) *rawClient {
+	t.Helper()
+	return dial(t, addr, name, true)
+}
+
+func dial(t testing.TB, addr, name string, manual bool) *rawClient {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		t.Fatalf("%s: dial %s: %v", name, addr, err)
 	}
 	c := &rawClient{
-		t: t, name: name, conn: conn,
+		t: t, name: name, conn: conn, manual: manual,
 		w:     packet.NewWriter(conn),
-		ctrl:  make(chan packet.Packet, 64),
+		ctrl:  make(chan packet.Packet, 256),
 		done:  make(chan struct{}),
 		rel:   make(map[uint16]bool),
 		inbox: newInbox(name),
@@ -88,6 +104,11 @@ func (c *rawClient) read() {
 		}
 		switch p := p.(type) {
 		case *packet.Publish:
+			if c.manual {
+				c.add(message{string(p.Topic), string(p.Payload), p.QoS, p.Retain})
+				c.ctrl <- p.Clone()
+				continue
+			}
 			c.mu.Lock()
 			// A QoS 2 PUBLISH sent again (DUP) before our PUBREL arrives
 			// is the same message, not a new one.
@@ -107,6 +128,11 @@ func (c *rawClient) read() {
 				c.write(&packet.Pubrec{PacketID: p.PacketID})
 			}
 		case *packet.Pubrel:
+			if c.manual {
+				q := *p
+				c.ctrl <- &q
+				continue
+			}
 			c.mu.Lock()
 			delete(c.rel, p.PacketID)
 			c.mu.Unlock()
@@ -150,6 +176,18 @@ func (c *rawClient) write(p packet.Packet) error {
 		return err
 	}
 	return c.w.Flush()
+}
+
+// sendBytes writes b as it is, to send what the packet package refuses to
+// encode.
+func (c *rawClient) sendBytes(b []byte) {
+	c.t.Helper()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.conn.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.conn.Write(b); err != nil {
+		c.t.Fatalf("%s: send % x: %v", c.name, b, err)
+	}
 }
 
 // send writes p, failing the test on error.
