@@ -20,6 +20,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -171,10 +172,6 @@ func report(e *env, cmd string, err error) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	if errors.Is(err, errFlagParse) {
-		// The flag package has printed the problem and the usage already.
-		return exitUsage
-	}
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintf(e.stderr, "tern %s: interrupted\n", cmd)
 		return exitError
@@ -196,14 +193,11 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// errFlagParse marks a flag error the flag package has already reported.
-var errFlagParse = errors.New("flag parse error")
-
-// newFlagSet returns a flag set that writes to e.stderr (its usage to
-// e.stdout when -help was asked for) with the given usage text.
+// newFlagSet returns a flag set with the given usage text, which -help
+// prints (see parseFlags).
 func newFlagSet(e *env, name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("tern "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprint(w, strings.TrimLeft(usage, "\n"))
@@ -213,25 +207,21 @@ func newFlagSet(e *env, name, usage string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args with fs. -help prints the usage to stdout and
-// returns flag.ErrHelp; a bad flag prints the error and usage to stderr.
-// Arguments left over are an error unless allowArgs.
+// parseFlags parses args with fs. -help (or -h where the command has no -h
+// flag) prints the usage to standard output and returns flag.ErrHelp. A bad
+// flag is a usage error of one line; the flag package's own message says
+// what is wrong. Arguments left over are an error unless allowArgs.
 func parseFlags(e *env, fs *flag.FlagSet, args []string, allowArgs bool) error {
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "-help" || a == "--help" {
-			fs.SetOutput(e.stdout)
-			fs.Usage()
-			return flag.ErrHelp
-		}
+	var msg bytes.Buffer
+	fs.SetOutput(&msg)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(e.stdout)
+		fs.Usage()
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errFlagParse
+	if err != nil {
+		return &exitErr{exitUsage, err}
 	}
 	if !allowArgs && fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
