@@ -354,3 +354,78 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 }
+
+// invalidPackets break one rule of MQTT 3.1.1 each.
+var invalidPackets = []struct {
+	rule string
+	what string
+	wire []byte
+}{
+	{"MQTT-3.3.1-4", "PUBLISH with QoS 3", []byte{0x36, 0x05, 0x00, 0x01, 'a', 0x00, 0x01}},
+	{"MQTT-3.3.1-2", "PUBLISH QoS 0 with DUP", []byte{0x38, 0x03, 0x00, 0x01, 'a'}},
+	{"MQTT-3.3.2-2", "PUBLISH topic with a wildcard", []byte{0x30, 0x05, 0x00, 0x03, 'a', '/', '+'}},
+	{"MQTT-4.7.3-1", "PUBLISH with an empty topic", []byte{0x30, 0x03, 0x00, 0x00, 'x'}},
+	{"MQTT-1.5.3-1", "PUBLISH topic not UTF-8", []byte{0x30, 0x03, 0x00, 0x01, 0xff}},
+	{"MQTT-1.5.3-1", "PUBLISH topic with a surrogate", []byte{0x30, 0x05, 0x00, 0x03, 0xed, 0xa0, 0x80}},
+	{"MQTT-1.5.3-2", "PUBLISH topic with U+0000", []byte{0x30, 0x04, 0x00, 0x02, 'a', 0x00}},
+	{"MQTT-2.3.1-1", "PUBLISH QoS 1 with packet id 0", []byte{0x32, 0x05, 0x00, 0x01, 'a', 0x00, 0x00}},
+	{"MQTT-2.3.1-1", "PUBACK with packet id 0", []byte{0x40, 0x02, 0x00, 0x00}},
+	{"2.2.3", "PUBACK with remaining length 3", []byte{0x40, 0x03, 0x00, 0x01, 0x00}},
+	{"MQTT-3.6.1-1", "PUBREL with flags 0000", []byte{0x60, 0x02, 0x00, 0x01}},
+	{"MQTT-3.8.3-3", "SUBSCRIBE with no filter", []byte{0x82, 0x02, 0x00, 0x01}},
+	{"MQTT-3.8.3-4", "SUBSCRIBE with reserved QoS bits", []byte{0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 'a', 0x04}},
+	{"MQTT-3.8.3-1", "SUBSCRIBE filter not UTF-8", []byte{0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 0xc0, 0x00}},
+	{"MQTT-3.10.3-2", "UNSUBSCRIBE with no filter", []byte{0xa2, 0x02, 0x00, 0x01}},
+	{"MQTT-3.9.3-2", "SUBACK with return code 3", []byte{0x90, 0x03, 0x00, 0x01, 0x03}},
+	{"3.2.2.1", "CONNACK with reserved flags", []byte{0x20, 0x02, 0x02, 0x00}},
+	{"MQTT-3.2.2-4", "CONNACK session present with a refusal", []byte{0x20, 0x02, 0x01, 0x05}},
+	{"MQTT-3.1.2-3", "CONNECT with the reserved flag", []byte{0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x03, 0x00, 0x00, 0x00, 0x01, 'c'}},
+	{"MQTT-3.1.2-22", "CONNECT password without user name", []byte{0x10, 0x10, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x42, 0x00, 0x00, 0x00, 0x01, 'c', 0x00, 0x01, 'p'}},
+	{"MQTT-3.1.2-14", "CONNECT with will QoS 3", []byte{0x10, 0x13, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x1e, 0x00, 0x00, 0x00, 0x01, 'c', 0x00, 0x01, 't', 0x00, 0x01, 'm'}},
+	{"MQTT-3.1.2-1", "CONNECT with protocol name MQTX", []byte{0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T', 'X', 0x04, 0x02, 0x00, 0x00, 0x00, 0x01, 'c'}},
+	{"MQTT-3.14.1-1", "DISCONNECT with flags 0001", []byte{0xe1, 0x00}},
+	{"2.2.3", "PINGREQ with remaining length 1", []byte{0xc0, 0x01, 0x00}},
+	{"2.2.3", "remaining length not in its shortest form", []byte{0xc0, 0x80, 0x00}},
+	{"2.2.3", "remaining length of five bytes", []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0x01}},
+}
+
+// TestStrictness decodes packets that each break a rule with the three
+// libraries, and logs which accept them (go test -v -run Strictness shows
+// the table in README.md). tern must refuse them all.
+func TestStrictness(t *testing.T) {
+	accepts := func(err error) string {
+		if err != nil {
+			return "refuses"
+		}
+		return "ACCEPTS"
+	}
+	counts := map[string]int{}
+	t.Logf("| rule | packet | tern | paho | mochi |")
+	for _, c := range invalidPackets {
+		_, terr := packet.Decode(c.wire)
+		if terr == nil {
+			t.Errorf("tern accepts %s", c.what)
+		}
+		_, perr := paho.ReadPacket(bytes.NewReader(c.wire))
+		merr := mochiDecodeAny(c.wire)
+		for lib, err := range map[string]error{"tern": terr, "paho": perr, "mochi": merr} {
+			if err == nil {
+				counts[lib]++
+			}
+		}
+		t.Logf("| %s | %s | %s | %s | %s |", c.rule, c.what, accepts(terr), accepts(perr), accepts(merr))
+	}
+	t.Logf("accepted of %d: tern %d, paho %d, mochi %d", len(invalidPackets), counts["tern"], counts["paho"], counts["mochi"])
+}
+
+// mochiDecodeAny decodes any packet as the mochi server does, choosing the
+// methods by the type in the first byte.
+func mochiDecodeAny(wire []byte) error {
+	t := wire[0] >> 4
+	for _, c := range peerCases() {
+		if c.tern.Type() == packet.Type(t) {
+			return mochiDecode(&c, new(mochi.Packet), wire, new(bytes.Reader))
+		}
+	}
+	return nil
+}
