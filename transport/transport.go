@@ -200,7 +200,12 @@ func dial(ctx context.Context, e *endpoint, opts *Options) (net.Conn, error) {
 		return nil, err
 	}
 	if e.kind == kindTLS || e.kind == kindWSS {
-		tc := tls.Client(conn, clientTLSConfig(opts, e.url.Hostname()))
+		cfg := clientTLSConfig(opts, e.url.Hostname())
+		if e.kind == kindWSS {
+			// The upgrade needs HTTP/1.1; a server offered h2 may pick it.
+			cfg.NextProtos = []string{"http/1.1"}
+		}
+		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			if ctx.Err() != nil {

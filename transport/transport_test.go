@@ -827,3 +827,30 @@ func TestUnixSocketRemovedOnClose(t *testing.T) {
 	}
 	ln.Close()
 }
+
+func TestWSSNegotiatesHTTP1(t *testing.T) {
+	// A client config listing h2 must still get HTTP/1.1 for the upgrade,
+	// from a server that would prefer h2.
+	certs := testcert.Must(t)
+	srvCfg := certs.ServerConfig(false)
+	srvCfg.NextProtos = []string{"h2", "http/1.1"}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := transport.NewWebSocketHandler(nil)
+	srv := &http.Server{Handler: h, TLSConfig: srvCfg}
+	go srv.ServeTLS(tcp, "", "")
+	defer srv.Close()
+	defer h.Close()
+	cliCfg := certs.ClientConfig()
+	cliCfg.NextProtos = []string{"h2"}
+	c, err := transport.Dial(ctxT(t), "wss://"+tcp.Addr().String(), &transport.Options{TLSConfig: cliCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if p := c.(*transport.WebSocketConn).NetConn().(*tls.Conn).ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+		t.Fatalf("negotiated %q", p)
+	}
+}
