@@ -337,3 +337,83 @@ func TestDisconnectWithManyInFlight(t *testing.T) {
 		})
 	}
 }
+
+// TestHandlerCallsUnderLoad: a handler that waits for acknowledgements
+// while messages keep arriving past MaxPending must not deadlock: the reader
+// goes on reading, so that the answers the handler waits for can arrive.
+func TestHandlerCallsUnderLoad(t *testing.T) {
+	t.Parallel()
+	b := mosquitto.Start(t, mosquitto.Config{})
+	ctx := testCtx(t, 30*time.Second)
+	var handled atomic.Int32
+	done := make(chan struct{})
+	var c *client.Client
+	c = connect(t, client.Options{Servers: []string{b.URL}, MaxPending: 1, DefaultHandler: func(m *client.Message) {
+		call, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := c.Publish(call, "echo/"+m.Topic, 1, false, m.Payload); err != nil {
+			t.Errorf("Publish in handler: %v", err)
+		}
+		tok := c.PublishAsync(call, "echo/async", 2, false, nil)
+		if err := tok.Wait(call); err != nil {
+			t.Errorf("Token.Wait in handler: %v", err)
+		}
+		if handled.Add(1) == 200 {
+			close(done)
+		}
+	}})
+	if _, err := c.Subscribe(ctx, client.Subscription{Filter: "flood/#", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pub := connect(t, client.Options{Servers: []string{b.URL}})
+	for i := range 200 {
+		pub.PublishAsync(ctx, "flood/"+strconv.Itoa(i%3), byte(i%2), false, []byte(strconv.Itoa(i)))
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("%d of 200 messages handled", handled.Load())
+	}
+}
+
+// TestHandlerPublishOnFullWindow: a handler's Publish that waits for room
+// in a full window (MaxInflight 1, MaxQueued 1) while messages flood in.
+func TestHandlerPublishOnFullWindow(t *testing.T) {
+	t.Parallel()
+	b := mosquitto.Start(t, mosquitto.Config{})
+	ctx := testCtx(t, 30*time.Second)
+	var handled atomic.Int32
+	done := make(chan struct{})
+	var c *client.Client
+	c = connect(t, client.Options{Servers: []string{b.URL}, MaxPending: 1, MaxInflight: 1, MaxQueued: 1, DefaultHandler: func(m *client.Message) {
+		// The third waits for room, in PublishAsync; the last one
+		// waits for room inside Publish.
+		var toks []*client.Token
+		for range 3 {
+			toks = append(toks, c.PublishAsync(ctx, "echo", 1, false, m.Payload))
+		}
+		if err := c.Publish(ctx, "echo", 1, false, m.Payload); err != nil {
+			t.Errorf("Publish in handler: %v", err)
+		}
+		for _, tok := range toks {
+			if err := tok.Wait(ctx); err != nil {
+				t.Errorf("PublishAsync in handler: %v", err)
+			}
+		}
+		if handled.Add(1) == 100 {
+			close(done)
+		}
+	}})
+	if _, err := c.Subscribe(ctx, client.Subscription{Filter: "flood", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pub := connect(t, client.Options{Servers: []string{b.URL}})
+	for i := range 100 {
+		pub.PublishAsync(ctx, "flood", 1, false, []byte(strconv.Itoa(i)))
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("%d of 100 messages handled", handled.Load())
+	}
+}

@@ -765,6 +765,7 @@ func (c *Client) event(ev session.Event) {
 // Disconnect may be called from a message handler or from Options.OnEvent;
 // the goroutine running them then ends just after they return.
 func (c *Client) Disconnect(ctx context.Context) error {
+	defer c.disp.handlerCall()()
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()

@@ -24,6 +24,7 @@ type Message struct {
 	c     *Client
 	tag   session.Tag
 	acked atomic.Bool
+	slot  bool // holds a place in the delivery queue
 }
 
 // Ack acknowledges the message, with Options.ManualAck: its PUBACK or PUBREC
@@ -140,9 +141,13 @@ type dispatcher struct {
 	slots  chan struct{} // one per message waiting or being handled
 	ready  chan struct{} // something was queued
 
+	handling atomic.Bool // a handler runs
+
 	mu       sync.Mutex
 	queue    []*Message
 	head     int
+	reentry  chan struct{} // closed while a handler waits in a call of the client
+	calls    int           // the calls of the handler under way (nested: Publish waiting for room)
 	msgs     chan *Message // Messages, once called
 	started  bool
 	finished bool // the goroutine has ended; msgs is closed
@@ -158,6 +163,30 @@ func (d *dispatcher) init(c *Client, max int) {
 	d.slots = make(chan struct{}, max)
 	d.ready = make(chan struct{}, 1)
 	d.done = make(chan struct{})
+	d.reentry = make(chan struct{})
+}
+
+// handlerCall is called by the client's blocking methods. When the caller
+// is a handler, the reader may queue messages past MaxPending until the
+// call returns, since the answer the call waits for may be behind them on
+// the connection; the returned function ends that. Otherwise it returns a
+// function that does nothing.
+func (d *dispatcher) handlerCall() func() {
+	if !d.handling.Load() || d.g.Load() != goid() {
+		return func() {}
+	}
+	d.mu.Lock()
+	if d.calls++; d.calls == 1 {
+		close(d.reentry)
+	}
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		if d.calls--; d.calls == 0 {
+			d.reentry = make(chan struct{})
+		}
+		d.mu.Unlock()
+	}
 }
 
 // start starts the goroutine, once.
@@ -203,10 +232,16 @@ func (d *dispatcher) stop(ctx context.Context, self int64) error {
 func (d *dispatcher) push(cn *conn, m *Message) {
 	select {
 	case d.slots <- struct{}{}:
+		m.slot = true
 	default:
 		cn.stalled.Store(true)
+		d.mu.Lock()
+		reentry := d.reentry
+		d.mu.Unlock()
 		select {
 		case d.slots <- struct{}{}:
+			m.slot = true
+		case <-reentry:
 		case <-cn.done:
 		case <-d.c.ctx.Done():
 			cn.stalled.Store(false)
@@ -273,9 +308,8 @@ func (d *dispatcher) run() {
 		if !d.deliver(m) {
 			return
 		}
-		select {
-		case <-d.slots:
-		default:
+		if m.slot {
+			<-d.slots
 		}
 		if !d.c.opts.ManualAck {
 			m.Ack()
@@ -287,11 +321,13 @@ func (d *dispatcher) run() {
 // returns false when the client shut down while a Messages reader was
 // awaited.
 func (d *dispatcher) deliver(m *Message) bool {
-	if fn := d.match(m.Topic); fn != nil {
-		fn(m)
-		return true
+	fn := d.match(m.Topic)
+	if fn == nil {
+		fn = d.c.opts.DefaultHandler
 	}
-	if fn := d.c.opts.DefaultHandler; fn != nil {
+	if fn != nil {
+		d.handling.Store(true)
+		defer d.handling.Store(false)
 		fn(m)
 		return true
 	}

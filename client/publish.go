@@ -11,6 +11,7 @@ import (
 
 // A Token is the outcome of an asynchronous call, such as PublishAsync.
 type Token struct {
+	c      *Client // for Wait in a handler; nil when complete from the start
 	done   chan struct{}
 	err    error
 	id     uint16
@@ -31,8 +32,18 @@ func (t *Token) Err() error {
 }
 
 // Wait waits for the call to complete and returns its error, or ctx's error
-// if ctx ends first (the call goes on).
+// if ctx ends first (the call goes on). In a message handler, wait with Wait
+// rather than on Done: Wait lets the client read past Options.MaxPending
+// meanwhile, so that the acknowledgement can arrive.
 func (t *Token) Wait(ctx context.Context) error {
+	if t.c != nil {
+		select {
+		case <-t.done:
+			return t.err
+		default:
+		}
+		defer t.c.disp.handlerCall()()
+	}
 	select {
 	case <-t.done:
 		return t.err
@@ -90,6 +101,7 @@ var tokenPool = sync.Pool{New: func() any {
 // Options.QueueQoS0 is set. When ctx ends first, ctx's error is returned
 // and the message stays in flight (use PublishAsync to keep track of it).
 func (c *Client) Publish(ctx context.Context, topic string, qos byte, retain bool, payload []byte) error {
+	defer c.disp.handlerCall()()
 	if qos == 0 {
 		gen, err := c.publish(ctx, topic, 0, retain, payload, nil)
 		if err != nil {
@@ -128,7 +140,7 @@ func (c *Client) PublishAsync(ctx context.Context, topic string, qos byte, retai
 		}
 		return doneToken
 	}
-	t := &Token{done: make(chan struct{})}
+	t := &Token{c: c, done: make(chan struct{})}
 	if _, err := c.publish(ctx, topic, qos, retain, payload, t); err != nil {
 		return failedToken(err)
 	}
@@ -164,11 +176,14 @@ func (c *Client) publish(ctx context.Context, topic string, qos byte, retain boo
 		case errors.Is(err, session.ErrFull) && !c.opts.FailWhenFull:
 			room := c.roomChan()
 			c.mu.Unlock()
+			done := c.disp.handlerCall()
 			select {
 			case <-room:
 			case <-ctx.Done():
+				done()
 				return 0, ctx.Err()
 			}
+			done()
 			c.mu.Lock()
 		case errors.Is(err, session.ErrNotConnected):
 			c.mu.Unlock()

@@ -106,6 +106,7 @@ func (c *Client) Unsubscribe(ctx context.Context, filters ...string) error {
 // request sends a SUBSCRIBE or UNSUBSCRIBE through send (called with c.mu
 // held) and waits for its answer.
 func (c *Client) request(ctx context.Context, send func() (session.Handle, error)) ([]byte, error) {
+	defer c.disp.handlerCall()()
 	for {
 		if err := c.waitUp(ctx); err != nil {
 			return nil, err
