@@ -27,7 +27,19 @@
 // their handler in a queue of Options.MaxPending; when it is full the client
 // stops reading, and a QoS 1 or 2 message is acknowledged only once its
 // handler has returned, so a slow consumer slows the broker down rather than
-// filling memory, while the keepalive goes on.
+// filling memory, while the keepalive goes on. While a handler waits in a
+// call of the client (Publish, Subscribe, Token.Wait...), reading goes on
+// past MaxPending, since the answer it waits for may be behind the messages
+// on the connection.
+//
+// Reconnection: when the connection is lost, the client tries
+// Options.Servers in turn with a growing, jittered wait, and sends again,
+// with their packet identifiers and DUP set, the QoS 1 and 2 messages not yet
+// acknowledged [MQTT-4.4.0-1]. With Options.KeepSession the broker keeps the
+// subscriptions; when its CONNACK says it did not (or without KeepSession),
+// the client subscribes again to every filter granted so far. With a
+// session.FileStore as Options.Store, messages in flight survive a restart of
+// the process, and a QoS 2 message is still delivered once.
 package client
 
 import (
@@ -754,8 +766,9 @@ func (c *Client) event(ev session.Event) {
 }
 
 // Disconnect ends the connection cleanly and stops the client: it stops
-// taking messages (ErrClosed), waits for the QoS 1 and 2 messages in flight
-// to complete and for the packets queued to be written, sends DISCONNECT
+// taking messages (ErrClosed), waits, while connected, for the QoS 1 and 2
+// messages in flight and queued to complete and for the packets queued to
+// be written, sends DISCONNECT
 // (so that the broker discards the will [MQTT-3.14.4-3]), closes the
 // connection and waits for the client's goroutines to end. ctx bounds the
 // waiting: when it ends, the rest is done at once and ctx's error returned.
