@@ -40,9 +40,10 @@ type Options struct {
 	TLSConfig *tls.Config
 
 	// DialContext, when set, opens the raw connection (network "tcp" with
-	// host:port, or "unix" with the socket path) in place of a net.Dialer: for a SOCKS or HTTP proxy, a
-	// custom source address, or an in-memory pipe in tests. TLS and the
-	// WebSocket handshake still run on top of what it returns. Dial only.
+	// host:port, or "unix" with the socket path) in place of a net.Dialer:
+	// for a SOCKS or HTTP proxy, a custom source address, or an in-memory
+	// pipe in tests. TLS and the WebSocket handshake still run on top of
+	// what it returns. Dial only.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// Header holds extra HTTP header fields for the WebSocket upgrade
