@@ -141,8 +141,11 @@ func FuzzTree(f *testing.F) {
 			got      = make([]int, 0, 64)
 			gotGroup = make([]topic.Group[int], 0, 16)
 		)
-		// Levels of filters and names: literal, empty, '$', and wildcards.
-		levels := []string{"a", "b", "", "$s", "+", "#", "a", "b"}
+		// Levels of filters and names: literal, empty, '$', sharing their
+		// first 8 bytes, enough of them for a node to hold more than 8
+		// children; then the wildcards, for filters only.
+		levels := []string{"a", "b", "", "$s", "abcdefgh", "abcdefghi", "c", "d", "e", "f", "+", "#"}
+		const literals = 10
 		read := func() byte {
 			if len(ops) == 0 {
 				return 0
@@ -160,7 +163,7 @@ func FuzzTree(f *testing.F) {
 			for i := range parts {
 				k := int(read())
 				if !wild {
-					k %= 4
+					k %= literals
 				}
 				parts[i] = levels[k%len(levels)]
 			}

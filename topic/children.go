@@ -1,19 +1,30 @@
 package topic
 
-// children holds the literal child levels of a trie node. Most nodes have
-// one child or a few (a device's metrics, a site's devices are the
-// exception), so up to maxList children live in a slice scanned linearly,
-// which is smaller and as fast as a map at that size; past it they move to
-// a map, and back to a slice when they shrink to minList, so that memory
-// follows removals.
+import "strings"
+
+// children holds the literal child levels of a trie node.
+//
+// Most nodes have one child or a few (a device's metrics), so up to maxList
+// children live in a slice scanned linearly, which is smaller than a map
+// and as fast at that size; past it they move to maps, and back to a slice
+// when they shrink to minList, so that memory follows removals.
+//
+// Matching a large tree is bound by cache misses, so a level is found
+// without following a pointer to its key when it can be: each entry keeps
+// the first 8 bytes of its key in an integer (pre), and keys of at most 8
+// bytes (most levels: "site", "dev", "temp", "42") are nothing but that
+// integer, zero-padded. Padding is unambiguous because valid topics never
+// hold U+0000; callers must not look up levels that do.
 type children[N any] struct {
-	list []child[N]
-	m    map[string]*N
+	list  []child[N]
+	short map[uint64]*N // keys of at most 8 bytes, by pre, past maxList
+	long  map[string]*N // longer keys, past maxList
 }
 
 type child[N any] struct {
-	key string
-	n   *N
+	pre  uint64 // the first 8 bytes of the key, zero-padded
+	long string // the key if longer than 8 bytes, else ""
+	n    *N
 }
 
 const (
@@ -21,55 +32,92 @@ const (
 	minList = 4
 )
 
-// get returns the child for level, or nil. Callers converting a []byte to
-// string in the argument do not allocate: the conversion is only used for
-// comparisons and the map index.
-func (c *children[N]) get(level string) *N {
-	if c.m != nil {
-		return c.m[level]
+// prefix returns the first 8 bytes of s, zero-padded, as a little-endian
+// integer.
+func prefix[S ~string | ~[]byte](s S) uint64 {
+	var p uint64
+	for i := range min(len(s), 8) {
+		p |= uint64(s[i]) << (8 * i)
 	}
-	for i := range c.list {
-		if c.list[i].key == level {
-			return c.list[i].n
-		}
-	}
-	return nil
+	return p
 }
 
-// add adds n under key, which must not be present.
+// getChild returns the child of c for level, or nil. level must not hold a
+// zero byte.
+func getChild[N any, S ~string | ~[]byte](c *children[N], level S) *N {
+	pre := prefix(level)
+	short := len(level) <= 8
+	for i := range c.list {
+		e := &c.list[i]
+		if e.pre == pre && (short && e.long == "" || !short && e.long == string(level)) {
+			return e.n
+		}
+	}
+	if short {
+		return c.short[pre] // nil maps are empty
+	}
+	return c.long[string(level)]
+}
+
+// add adds n under key, which must not be present. A long key is cloned so
+// that the tree does not keep the caller's whole topic alive.
 func (c *children[N]) add(key string, n *N) {
-	if c.m != nil {
-		c.m[key] = n
+	e := child[N]{pre: prefix(key), n: n}
+	if len(key) > 8 {
+		e.long = strings.Clone(key)
+	}
+	if c.short == nil && c.long == nil {
+		if len(c.list) < maxList {
+			c.list = append(c.list, e)
+			return
+		}
+		for _, x := range c.list {
+			c.mapAdd(x)
+		}
+		c.list = nil
+	}
+	c.mapAdd(e)
+}
+
+func (c *children[N]) mapAdd(e child[N]) {
+	if e.long == "" {
+		if c.short == nil {
+			c.short = make(map[uint64]*N)
+		}
+		c.short[e.pre] = e.n
 		return
 	}
-	if len(c.list) < maxList {
-		c.list = append(c.list, child[N]{key, n})
-		return
+	if c.long == nil {
+		c.long = make(map[string]*N)
 	}
-	c.m = make(map[string]*N, 2*maxList)
-	for _, e := range c.list {
-		c.m[e.key] = e.n
-	}
-	c.m[key] = n
-	c.list = nil
+	c.long[e.long] = e.n
 }
 
 // del removes the child under key, if any.
 func (c *children[N]) del(key string) {
-	if c.m != nil {
-		delete(c.m, key)
-		if len(c.m) <= minList {
+	pre, short := prefix(key), len(key) <= 8
+	if c.short != nil || c.long != nil {
+		if short {
+			delete(c.short, pre)
+		} else {
+			delete(c.long, key)
+		}
+		if n := len(c.short) + len(c.long); n <= minList {
 			// Maps never shrink: move back to a slice.
-			c.list = make([]child[N], 0, len(c.m))
-			for k, n := range c.m {
-				c.list = append(c.list, child[N]{k, n})
+			c.list = make([]child[N], 0, n)
+			for pre, n := range c.short {
+				c.list = append(c.list, child[N]{pre: pre, n: n})
 			}
-			c.m = nil
+			for k, n := range c.long {
+				c.list = append(c.list, child[N]{pre: prefix(k), long: k, n: n})
+			}
+			c.short, c.long = nil, nil
 		}
 		return
 	}
 	for i := range c.list {
-		if c.list[i].key == key {
+		e := &c.list[i]
+		if e.pre == pre && (short && e.long == "" || !short && e.long == key) {
 			last := len(c.list) - 1
 			c.list[i] = c.list[last]
 			c.list[last] = child[N]{}
@@ -83,24 +131,24 @@ func (c *children[N]) del(key string) {
 }
 
 func (c *children[N]) len() int {
-	if c.m != nil {
-		return len(c.m)
-	}
-	return len(c.list)
+	return len(c.list) + len(c.short) + len(c.long)
 }
 
-// each calls fn for every child until fn returns false.
-func (c *children[N]) each(fn func(key string, n *N) bool) bool {
-	if c.m != nil {
-		for k, n := range c.m {
-			if !fn(k, n) {
-				return false
-			}
-		}
-		return true
-	}
+// each calls fn for every child until fn returns false. dollar tells
+// whether the child's key starts with '$'.
+func (c *children[N]) each(fn func(dollar bool, n *N) bool) bool {
 	for _, e := range c.list {
-		if !fn(e.key, e.n) {
+		if !fn(byte(e.pre) == '$', e.n) {
+			return false
+		}
+	}
+	for pre, n := range c.short {
+		if !fn(byte(pre) == '$', n) {
+			return false
+		}
+	}
+	for k, n := range c.long {
+		if !fn(k[0] == '$', n) {
 			return false
 		}
 	}

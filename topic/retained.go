@@ -1,9 +1,6 @@
 package topic
 
-import (
-	"strings"
-	"sync"
-)
+import "sync"
 
 // Retained is an index of topic names with a value each, looked up with a
 // topic filter: the other way round from [Tree]. A broker keeps its
@@ -38,10 +35,10 @@ func (r *Retained[V]) Set(name string, v V) error {
 	n := &r.root
 	for i := 0; i <= len(name); {
 		j := levelEnd(name, i)
-		c := n.kids.get(name[i:j])
+		c := getChild(&n.kids, name[i:j])
 		if c == nil {
 			c = new(rnode[V])
-			n.kids.add(strings.Clone(name[i:j]), c)
+			n.kids.add(name[i:j], c)
 		}
 		n = c
 		i = j + 1
@@ -65,13 +62,13 @@ func (r *Retained[V]) Get(name string) (V, bool) {
 }
 
 func (r *Retained[V]) find(name string) *rnode[V] {
-	if len(name) == 0 {
+	if ValidName(name) != nil {
 		return nil
 	}
 	n := &r.root
 	for i := 0; i <= len(name) && n != nil; {
 		j := levelEnd(name, i)
-		n = n.kids.get(name[i:j])
+		n = getChild(&n.kids, name[i:j])
 		i = j + 1
 	}
 	return n
@@ -80,7 +77,7 @@ func (r *Retained[V]) find(name string) *rnode[V] {
 // Delete removes the topic name and its value, and reports whether it was
 // there.
 func (r *Retained[V]) Delete(name string) bool {
-	if len(name) == 0 {
+	if ValidName(name) != nil {
 		return false
 	}
 	r.mu.Lock()
@@ -95,7 +92,7 @@ func (r *Retained[V]) Delete(name string) bool {
 	for i := 0; i <= len(name); {
 		j := levelEnd(name, i)
 		path = append(path, step{n, name[i:j]})
-		if n = n.kids.get(name[i:j]); n == nil {
+		if n = getChild(&n.kids, name[i:j]); n == nil {
 			return false
 		}
 		i = j + 1
@@ -153,23 +150,23 @@ func (n *rnode[V]) match(filter string, i int, top bool, dst []V) []V {
 			if !top && n.set {
 				dst = append(dst, n.val)
 			}
-			n.kids.each(func(key string, c *rnode[V]) bool {
-				if !top || !strings.HasPrefix(key, "$") {
+			n.kids.each(func(dollar bool, c *rnode[V]) bool {
+				if !top || !dollar {
 					dst = c.all(dst)
 				}
 				return true
 			})
 			return dst
 		case "+":
-			n.kids.each(func(key string, c *rnode[V]) bool {
-				if !top || !strings.HasPrefix(key, "$") {
+			n.kids.each(func(dollar bool, c *rnode[V]) bool {
+				if !top || !dollar {
 					dst = c.match(filter, j+1, false, dst)
 				}
 				return true
 			})
 			return dst
 		}
-		if n = n.kids.get(filter[i:j]); n == nil {
+		if n = getChild(&n.kids, filter[i:j]); n == nil {
 			return dst
 		}
 		i, top = j+1, false
@@ -181,7 +178,7 @@ func (n *rnode[V]) all(dst []V) []V {
 	if n.set {
 		dst = append(dst, n.val)
 	}
-	n.kids.each(func(_ string, c *rnode[V]) bool {
+	n.kids.each(func(_ bool, c *rnode[V]) bool {
 		dst = c.all(dst)
 		return true
 	})

@@ -37,7 +37,7 @@ const MaxLen = 65535
 // clients.
 type Error struct {
 	Rule string // the rule broken, e.g. "MQTT-4.7.1-2"
-	Msg  string // what is wrong, e.g. "'#' is not the last character"
+	Msg  string // what is wrong, e.g. "empty topic"
 }
 
 func (e *Error) Error() string { return "topic: " + e.Msg + " [" + e.Rule + "]" }

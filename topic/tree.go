@@ -216,7 +216,8 @@ func (t *Tree[T]) Len() int {
 //
 // Match does not allocate when dst has room for the values. It does not
 // check name's UTF-8 encoding (a broker validates names once, as they
-// arrive); an empty name, or one holding '+' or '#', matches nothing.
+// arrive); an empty name, or one holding '+', '#' or U+0000, matches
+// nothing.
 func (t *Tree[T]) Match(name []byte, dst []T) []T {
 	return matchTree(t, name, dst)
 }
@@ -241,13 +242,13 @@ func (t *Tree[T]) MatchSharedString(name string, dst []Group[T]) []Group[T] {
 }
 
 // plainName reports whether name can match filters: not empty, no
-// wildcard.
+// wildcard, no zero byte (which the trie's keys rely on).
 func plainName[S ~string | ~[]byte](name S) bool {
 	if len(name) == 0 {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
-		if c := name[i]; c == '+' || c == '#' {
+		if c := name[i]; c == '+' || c == '#' || c == 0 {
 			return false
 		}
 	}
@@ -264,7 +265,7 @@ func matchTree[T comparable, S ~string | ~[]byte](t *Tree[T], name S, dst []T) [
 		// The wildcards of the first level do not match '$' names
 		// [MQTT-4.7.2-1]: go straight to the literal child.
 		j := levelEnd(name, 0)
-		n = n.kids.get(string(name[:j]))
+		n = getChild(&n.kids, name[:j])
 		if n != nil {
 			dst = matchNode(n, name, j+1, dst)
 		}
@@ -290,7 +291,7 @@ func matchNode[T comparable, S ~string | ~[]byte](n *node[T], name S, i int, dst
 		if n.plus != nil {
 			dst = matchNode(n.plus, name, j+1, dst)
 		}
-		if n = n.kids.get(string(name[i:j])); n == nil {
+		if n = getChild(&n.kids, name[i:j]); n == nil {
 			return dst
 		}
 		i = j + 1
@@ -305,7 +306,7 @@ func matchSharedTree[T comparable, S ~string | ~[]byte](t *Tree[T], name S, dst 
 	n := &t.shared
 	if name[0] == '$' {
 		j := levelEnd(name, 0) // [MQTT-4.7.2-1], as in matchTree
-		n = n.kids.get(string(name[:j]))
+		n = getChild(&n.kids, name[:j])
 		if n != nil {
 			dst = matchGroups(n, name, j+1, dst)
 		}
@@ -329,7 +330,7 @@ func matchGroups[T comparable, S ~string | ~[]byte](n *node[T], name S, i int, d
 		if n.plus != nil {
 			dst = matchGroups(n.plus, name, j+1, dst)
 		}
-		if n = n.kids.get(string(name[i:j])); n == nil {
+		if n = getChild(&n.kids, name[i:j]); n == nil {
 			return dst
 		}
 		i = j + 1
@@ -351,7 +352,7 @@ func (n *node[T]) child(level string) *node[T] {
 	case "#":
 		return n.hash
 	}
-	return n.kids.get(level)
+	return getChild(&n.kids, level)
 }
 
 // create returns the node of a valid filter below n, creating the missing
@@ -369,9 +370,7 @@ func (n *node[T]) create(filter string) *node[T] {
 			case "#":
 				n.hash = c
 			default:
-				// The key is cloned so that the tree does not keep
-				// the caller's whole filter alive.
-				n.kids.add(strings.Clone(level), c)
+				n.kids.add(level, c)
 			}
 		}
 		n = c

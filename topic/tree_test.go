@@ -410,3 +410,63 @@ func TestTreeConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestTreeLevelKeys checks levels that share their first 8 bytes, levels
+// of 8 bytes and less, and control characters, with few children (kept in
+// a slice) and many (kept in maps), and while they are removed again.
+func TestTreeLevelKeys(t *testing.T) {
+	levels := []string{
+		"abcdefgh", "abcdefghi", "abcdefghij", "abcdefgi", "abcdefg", "a", "a\x01", "\x01",
+		"", "$", "$x", "日本", "12345678", "123456789", "abcdefghi/", "x\x01\x01\x01\x01\x01\x01\x01\x01",
+	}
+	for _, many := range []bool{false, true} {
+		var tree topic.Tree[string]
+		var r topic.Retained[string]
+		use := levels[:5] // a slice of children
+		if many {
+			use = levels // maps of children
+		}
+		for _, l := range use {
+			for _, name := range []string{"p/" + l, "p/" + l + "/q"} {
+				if err := tree.Add(name, name); err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Set(name, name); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for k := 0; k <= len(use); k++ {
+			for i, l := range use {
+				for _, name := range []string{"p/" + l, "p/" + l + "/q"} {
+					want := []string{name}
+					if i < k {
+						want = nil // removed below
+					}
+					if got := tree.MatchString(name, nil); !slices.Equal(got, want) {
+						t.Fatalf("many=%v, %d removed: MatchString(%q) = %q, want %q", many, k, name, got, want)
+					}
+					if v, ok := r.Get(name); ok != (want != nil) || ok && v != name {
+						t.Fatalf("many=%v, %d removed: Get(%q) = %q, %v", many, k, name, v, ok)
+					}
+				}
+			}
+			if got := tree.MatchString("p/abcdefgh\x00", nil); len(got) != 0 {
+				t.Fatalf("MatchString with U+0000 = %q, want nothing", got)
+			}
+			if _, ok := r.Get("p/abcdefgh\x00"); ok {
+				t.Fatalf("Get with U+0000 found a value")
+			}
+			if k < len(use) {
+				for _, name := range []string{"p/" + use[k], "p/" + use[k] + "/q"} {
+					if !tree.Remove(name, name) || !r.Delete(name) {
+						t.Fatalf("removing %q failed", name)
+					}
+				}
+			}
+		}
+		if tree.Len() != 0 || r.Len() != 0 {
+			t.Fatalf("Len() = %d, %d after removing all", tree.Len(), r.Len())
+		}
+	}
+}
