@@ -44,11 +44,14 @@ type conn struct {
 	writerDone  chan struct{}
 	done        chan struct{} // closed when the connection is cleaned up
 
-	reader *packet.Reader
-	will   *packet.Publish // nil without a will, or after DISCONNECT
-	router router
-	evs    []session.Event
-	codes  []byte
+	pr      *pooledReader   // lent while there are bytes to read, nil when idle
+	idle    [64]byte        // where an idle connection's next bytes land
+	pending []byte          // bytes read into idle, not yet taken by pr
+	readErr error           // the error that came with the pending bytes
+	will    *packet.Publish // nil without a will, or after DISCONNECT
+	router  router
+	evs     []session.Event
+	codes   []byte
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -132,8 +135,8 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 		st := tc.ConnectionState()
 		c.info.TLS = &st
 	}
-	r := packet.NewReader((*connReader)(c), s.opts.MaxPacketSize)
-	p, err := r.ReadPacket()
+	pr := s.getReader(c)
+	p, err := pr.r.ReadPacket()
 	if err != nil {
 		// The codec tells which refusals have a return code; every other
 		// broken CONNECT closes the connection without CONNACK
@@ -195,7 +198,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 	c.wakeCh = make(chan struct{}, 1)
 	c.quit = make(chan struct{})
 	c.writerDone = make(chan struct{})
-	c.reader = r
+	c.pr = pr
 	// The CONNACK and the session's resends wait in the session; the
 	// writer sends them first [MQTT-3.2.0-1].
 	cl.mu.Lock()
@@ -296,7 +299,20 @@ func (c *conn) run(connect *packet.Connect) error {
 		return errShutdown
 	}
 	for {
-		p, err := c.reader.ReadPacket()
+		if c.pr.r.Buffered() == 0 && len(c.pending) == 0 {
+			// Idle until the next bytes: the connection gives its
+			// Reader back, so that an idle connection holds no read
+			// buffer, and waits on a small one of its own.
+			s.putReader(c.pr)
+			c.pr = nil
+			n, err := (*connReader)(c).Read(c.idle[:])
+			if n == 0 {
+				return err
+			}
+			c.pending, c.readErr = c.idle[:n], err
+			c.pr = s.getReader(c)
+		}
+		p, err := c.pr.r.ReadPacket()
 		if err != nil {
 			return err
 		}
@@ -541,6 +557,14 @@ type connReader conn
 
 func (r *connReader) Read(p []byte) (int, error) {
 	c := (*conn)(r)
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	if err := c.readErr; err != nil {
+		return 0, err
+	}
 	// Every packet read so far is handled: wake the writers that have
 	// something to send before waiting for more.
 	c.router.flushWakes()
@@ -566,6 +590,36 @@ func (r *connReader) Read(p []byte) (int, error) {
 			return 0, errShutdown
 		}
 	}
+}
+
+// pooledReader is a packet.Reader lent to a connection while it has bytes to
+// read: an idle connection holds none, since the read buffer would be most of
+// its memory.
+type pooledReader struct {
+	r   *packet.Reader
+	src connSource
+}
+
+// connSource reads from the connection the reader is lent to.
+type connSource struct{ c *conn }
+
+func (s *connSource) Read(p []byte) (int, error) { return (*connReader)(s.c).Read(p) }
+
+func (s *Server) getReader(c *conn) *pooledReader {
+	pr, _ := s.readers.Get().(*pooledReader)
+	if pr == nil {
+		pr = new(pooledReader)
+		pr.r = packet.NewReader(&pr.src, s.opts.MaxPacketSize)
+	}
+	pr.src.c = c
+	return pr
+}
+
+// putReader takes back a reader with nothing buffered and no error: one
+// that failed keeps its error, and is left to the garbage collector.
+func (s *Server) putReader(pr *pooledReader) {
+	pr.src.c = nil
+	s.readers.Put(pr)
 }
 
 // tlsConn returns the TLS connection under nc (mqtts://, or wss:// under a

@@ -132,6 +132,7 @@ type Server struct {
 	idSeq    atomic.Uint64
 
 	bufPool sync.Pool // *[]byte write buffers
+	readers sync.Pool // *pooledReader
 }
 
 // New returns a Server configured by opts.
