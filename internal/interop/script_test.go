@@ -20,7 +20,8 @@ import (
 // JSON command a line on stdin and writes one JSON event a line on stdout:
 //
 //	{"op":"connect","host":H,"port":P,"id":ID,"clean":B,"keepalive":S,
-//	 "user":U,"password":PW,"will":{"topic":T,"payload":P,"qos":Q,"retain":B}}
+//	 "user":U,"password":PW,"will":{"topic":T,"payload":P,"qos":Q,"retain":B},
+//	 "transport":"tcp"|"tls"|"ws"|"wss","path":WS_PATH,"ca":FILE,"cert":FILE,"key":FILE}
 //	                                              -> {"ev":"connack","rc":RC,"sp":B}
 //	{"op":"sub","filters":[[F,Q],...]}            -> {"ev":"suback","granted":[Q,...]}
 //	{"op":"unsub","filters":[F,...]}              -> {"ev":"unsuback"}

@@ -5,6 +5,7 @@
 // internal/interop first.
 'use strict'
 
+const fs = require('fs')
 const mqtt = require('mqtt')
 const readline = require('readline')
 
@@ -18,13 +19,22 @@ const handlers = {
     const opts = {
       host: cmd.host,
       port: cmd.port,
-      protocol: 'mqtt',
+      protocol: { tcp: 'mqtt', tls: 'mqtts', ws: 'ws', wss: 'wss' }[cmd.transport || 'tcp'],
       protocolVersion: 4,
       clientId: cmd.id,
       clean: cmd.clean,
       keepalive: cmd.keepalive,
       reconnectPeriod: 0, // a refused or lost client stays down
       connectTimeout: 10000
+    }
+    if (cmd.path) opts.path = cmd.path
+    if (cmd.ca) {
+      opts.ca = fs.readFileSync(cmd.ca)
+      opts.rejectUnauthorized = true
+      if (cmd.cert) {
+        opts.cert = fs.readFileSync(cmd.cert)
+        opts.key = fs.readFileSync(cmd.key)
+      }
     }
     if (cmd.user !== undefined) {
       opts.username = cmd.user

@@ -50,8 +50,14 @@ for line in sys.stdin:
     op = cmd["op"]
     try:
         if op == "connect":
+            transport = cmd.get("transport", "tcp")
             client = mqtt.Client(client_id=cmd["id"], clean_session=cmd["clean"],
-                                 protocol=mqtt.MQTTv311)
+                                 protocol=mqtt.MQTTv311,
+                                 transport="websockets" if transport in ("ws", "wss") else "tcp")
+            if transport in ("ws", "wss"):
+                client.ws_set_options(path=cmd["path"])
+            if transport in ("tls", "wss"):
+                client.tls_set(ca_certs=cmd["ca"], certfile=cmd.get("cert"), keyfile=cmd.get("key"))
             if "user" in cmd:
                 client.username_pw_set(cmd["user"], cmd.get("password"))
             if "will" in cmd:
