@@ -843,49 +843,58 @@ func (b *bench) drain(ctx context.Context, expected uint64) {
 	}
 }
 
-// startTicker samples the phase once a second into res.Series and shows
-// progress: a line redrawn in place on a terminal, a line a second
-// otherwise. The returned function stops it and ends the progress line.
+// Ticker periods: the live line is redrawn every tick, the series gets a
+// sample every sampleEvery, and a plain progress line is printed every
+// lineEvery when the output is not a terminal.
+const (
+	tickEvery   = 250 * time.Millisecond
+	sampleEvery = 500 * time.Millisecond
+	lineEvery   = time.Second
+)
+
+// startTicker samples the phase into res.Series and shows progress: a line
+// redrawn in place on a terminal, a line a second otherwise. The returned
+// function stops it and ends the progress output.
 func (b *bench) startTicker(res *PhaseResult, qos byte, start int64) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
-	redraw := time.Second
-	if b.tty {
-		redraw = 200 * time.Millisecond
-	}
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(redraw)
+		t := time.NewTicker(tickEvery)
 		defer t.Stop()
-		lastT, lastSent, lastRecv := start, uint64(0), uint64(0)
-		var lastSample Sample
+		lastT, lastLine := start, start
+		var lastSent, lastRecv uint64
+		var shown Sample // the latest sample, for the progress line
+		take := func(now int64) {
+			sent, recv := b.sent.Load(), b.received.Load()
+			shown = b.sample(res, now-start, now-lastT, sent-lastSent, recv-lastRecv)
+			lastT, lastSent, lastRecv = now, sent, recv
+		}
 		for {
-			var now int64
 			select {
 			case <-t.C:
-				now = b.clock.now()
 			case <-done:
-				now = b.clock.now()
-				if float64(now-lastT) >= 0.25e9 { // a last, partial interval
-					lastSample = b.sample(res, now, start, lastT, lastSent, lastRecv)
+				now := b.clock.now()
+				if now-lastT >= int64(sampleEvery/2) { // a last, partial interval
+					take(now)
 				}
 				if b.tty {
-					fmt.Fprint(b.progress, "\r\033[K"+b.progressLine(qos, now-start, lastSample)+"\n")
+					fmt.Fprint(b.progress, "\r\033[K"+b.progressLine(qos, now-start, shown)+"\n")
 				} else {
 					// A last line, so that a log shows how each run ended.
-					fmt.Fprintln(b.progress, b.progressLine(qos, now-start, lastSample)+"  done")
+					fmt.Fprintln(b.progress, b.progressLine(qos, now-start, shown)+"  done")
 				}
 				return
 			}
-			if now-lastT >= int64(time.Second)-int64(redraw)/2 {
-				lastSample = b.sample(res, now, start, lastT, lastSent, lastRecv)
-				lastT, lastSent, lastRecv = now, b.sent.Load(), b.received.Load()
-				if !b.tty {
-					fmt.Fprintln(b.progress, b.progressLine(qos, now-start, lastSample))
-				}
+			now := b.clock.now()
+			if now-lastT >= int64(sampleEvery-tickEvery/2) {
+				take(now)
 			}
 			if b.tty {
-				fmt.Fprint(b.progress, "\r\033[K"+b.progressLine(qos, now-start, lastSample))
+				fmt.Fprint(b.progress, "\r\033[K"+b.progressLine(qos, now-start, shown))
+			} else if now-lastLine >= int64(lineEvery-tickEvery/2) {
+				fmt.Fprintln(b.progress, b.progressLine(qos, now-start, shown))
+				lastLine = now
 			}
 		}
 	}()
@@ -895,8 +904,10 @@ func (b *bench) startTicker(res *PhaseResult, qos byte, start int64) (stop func(
 	}
 }
 
-// sample appends one interval's figures to res.Series.
-func (b *bench) sample(res *PhaseResult, now, start, lastT int64, lastSent, lastRecv uint64) Sample {
+// sample appends to res.Series the figures of the interval of length dt
+// ending at t (both since the phase began), in which sent messages were
+// published and recv delivered.
+func (b *bench) sample(res *PhaseResult, t, dt int64, sent, recv uint64) Sample {
 	var h histogram
 	for _, s := range b.subs {
 		s.mu.Lock()
@@ -904,11 +915,11 @@ func (b *bench) sample(res *PhaseResult, now, start, lastT int64, lastSent, last
 		s.interval.reset()
 		s.mu.Unlock()
 	}
-	dt := float64(now-lastT) / 1e9
+	secs := float64(dt) / 1e9
 	smp := Sample{
-		T:           float64(now-start) / 1e9,
-		SendRate:    float64(b.sent.Load()-lastSent) / dt,
-		ReceiveRate: float64(b.received.Load()-lastRecv) / dt,
+		T:           float64(t) / 1e9,
+		SendRate:    float64(sent) / secs,
+		ReceiveRate: float64(recv) / secs,
 		P50:         ms(h.quantile(0.5)),
 		P99:         ms(h.quantile(0.99)),
 		Max:         ms(h.max),
