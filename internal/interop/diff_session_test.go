@@ -1,0 +1,192 @@
+package interop
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"github.com/ternmq/mqtt/packet"
+)
+
+// TestDifferentialTakeover: a second connection with the client identifier
+// of a connected persistent session takes the session over [MQTT-3.1.4-2]:
+// the first connection is closed, the new one gets session present
+// [MQTT-3.2.2-2] and the messages the first left unacknowledged, with DUP
+// [MQTT-4.4.0-1]; its subscriptions go on. A takeover with CleanSession 1
+// discards the session [MQTT-3.1.2-6].
+func TestDifferentialTakeover(t *testing.T) {
+	want := []string{
+		`first: PUBLISH tk/1 "one" qos=1 retain=false dup=false id=#1`,
+		`first: PUBLISH tk/2 "two" qos=2 retain=false dup=false id=#2`,
+		"first: closed by the takeover",
+		"second: CONNACK rc=0 session present=true",
+		`second: PUBLISH tk/1 "one" qos=1 retain=false dup=true id=#1`,
+		`second: PUBLISH tk/2 "two" qos=2 retain=false dup=true id=#2`,
+		`second: PUBLISH tk/3 "three" qos=1 retain=false dup=false id=#3`,
+		"second: closed by the takeover",
+		"third: CONNACK rc=0 session present=false",
+		"third: PINGRESP",
+		"fourth: CONNACK rc=0 session present=false",
+		"fourth: PINGRESP",
+	}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		var rec []string
+		m := ids{}
+		pub := dialRaw(t, tg.addr, tg.name+"/pub")
+		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
+
+		first := dialManual(t, tg.addr, tg.name+"/first")
+		first.mustConnect(&packet.Connect{ClientID: []byte("T")}, false)
+		first.subscribe("tk/#", 2)
+		pub.publish("tk/1", "one", 1, false)
+		rec = append(rec, "first: "+m.describe(first.next(packet.PUBLISH)))
+		pub.publish("tk/2", "two", 2, false)
+		rec = append(rec, "first: "+m.describe(first.next(packet.PUBLISH)))
+
+		second := dialManual(t, tg.addr, tg.name+"/second")
+		second.send(&packet.Connect{ClientID: []byte("T")})
+		first.waitClosed()
+		rec = append(rec, "first: closed by the takeover")
+		rec = append(rec, "second: "+m.describe(second.next(packet.CONNACK)))
+		p1 := second.next(packet.PUBLISH).(*packet.Publish)
+		rec = append(rec, "second: "+m.describe(p1))
+		p2 := second.next(packet.PUBLISH).(*packet.Publish)
+		rec = append(rec, "second: "+m.describe(p2))
+		second.send(&packet.Puback{PacketID: p1.PacketID})
+		second.send(&packet.Pubrec{PacketID: p2.PacketID})
+		second.next(packet.PUBREL)
+		second.send(&packet.Pubcomp{PacketID: p2.PacketID})
+		pub.publish("tk/3", "three", 1, false)
+		rec = append(rec, "second: "+m.describe(second.next(packet.PUBLISH)))
+
+		// Taken over with CleanSession 1: the session and its
+		// unacknowledged tk/3 are gone, and so is the subscription.
+		third := dialManual(t, tg.addr, tg.name+"/third")
+		third.send(&packet.Connect{ClientID: []byte("T"), CleanSession: true})
+		second.waitClosed()
+		rec = append(rec, "second: closed by the takeover")
+		rec = append(rec, "third: "+m.describe(third.next(packet.CONNACK)))
+		pub.publish("tk/4", "four", 1, false)
+		third.send(&packet.Pingreq{})
+		rec = append(rec, "third: "+m.describe(third.next(packet.PINGRESP)))
+		third.disconnect()
+
+		// The CleanSession 1 session ended with its connection: a
+		// CleanSession 0 connection starts afresh [MQTT-3.2.2-3 n/a].
+		fourth := dialManual(t, tg.addr, tg.name+"/fourth")
+		fourth.send(&packet.Connect{ClientID: []byte("T")})
+		rec = append(rec, "fourth: "+m.describe(fourth.next(packet.CONNACK)))
+		pub.publish("tk/5", "five", 1, false)
+		fourth.send(&packet.Pingreq{})
+		rec = append(rec, "fourth: "+m.describe(fourth.next(packet.PINGRESP)))
+		return rec
+	})
+}
+
+// TestDifferentialResume: what a persistent session gets when it comes
+// back. Retained messages are sent for new subscriptions only, not again
+// for the session's existing ones [MQTT-3.3.1-6]; subscribing again to a
+// filter replaces the subscription, with its new QoS, and sends the
+// retained messages again [MQTT-3.8.4-3]; a persistent client's will is
+// published like any other, and its session stays [MQTT-3.1.2-4].
+func TestDifferentialResume(t *testing.T) {
+	want := []string{
+		"CONNACK rc=0 session present=false",
+		`PUBLISH rs/ret "kept" qos=1 retain=true dup=false id=#1`,
+		"-- killed, will published:",
+		`msg will/rs "gone" qos=1 retain=false`,
+		"-- back",
+		"CONNACK rc=0 session present=true",
+		`PUBLISH rs/live "queued" qos=1 retain=false dup=false id=#2`,
+		`PUBLISH rs/live "online" qos=1 retain=false dup=false id=#3`,
+		"-- subscribed again at QoS 0",
+		`PUBLISH rs/ret "kept" qos=0 retain=true dup=false id=-`,
+		`PUBLISH rs/live "downgraded" qos=0 retain=false dup=false id=-`,
+	}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		var rec []string
+		m := ids{}
+		pub := dialRaw(t, tg.addr, tg.name+"/pub")
+		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
+		watch := dialRaw(t, tg.addr, tg.name+"/watch")
+		watch.mustConnect(&packet.Connect{ClientID: []byte("watch"), CleanSession: true}, false)
+		watch.subscribe("will/rs", 2)
+		pub.publish("rs/ret", "kept", 1, true)
+
+		connect := func() *rawClient {
+			c := dialManual(t, tg.addr, tg.name+"/R")
+			c.send(&packet.Connect{ClientID: []byte("R"), Will: true, WillTopic: []byte("will/rs"), WillMessage: []byte("gone"), WillQoS: 1})
+			rec = append(rec, m.describe(c.next(packet.CONNACK)))
+			return c
+		}
+		ack := func(c *rawClient) {
+			p := c.next(packet.PUBLISH).(*packet.Publish)
+			rec = append(rec, m.describe(p))
+			if p.QoS == 1 {
+				c.send(&packet.Puback{PacketID: p.PacketID})
+			}
+		}
+		r := connect()
+		r.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("rs/#"), QoS: 1}}})
+		r.next(packet.SUBACK)
+		ack(r)
+		r.ping() // the PUBACK has been handled
+		r.drop()
+		rec = append(rec, "-- killed, will published:")
+		for _, msg := range watch.waitFor(t, "will/rs") {
+			rec = append(rec, msg.String())
+		}
+		pub.publish("rs/live", "queued", 1, false)
+
+		rec = append(rec, "-- back")
+		r = connect()
+		ack(r) // the queued message; no retained message again
+		pub.publish("rs/live", "online", 1, false)
+		ack(r)
+		rec = append(rec, "-- subscribed again at QoS 0")
+		r.send(&packet.Subscribe{PacketID: 2, Subscriptions: []packet.Subscription{{Filter: []byte("rs/#"), QoS: 0}}})
+		r.next(packet.SUBACK)
+		ack(r)
+		pub.publish("rs/live", "downgraded", 1, false)
+		ack(r)
+		return rec
+	})
+}
+
+// TestDifferentialSizes: payloads of sizes around the boundaries of the
+// remaining length encoding [MQTT-2.2.3] and of write buffers, at QoS 0, 1
+// and 2, arrive whole.
+func TestDifferentialSizes(t *testing.T) {
+	sizes := []int{0, 1, 120, 121, 122, 16377, 16378, 16379, 4095, 4096, 4097, 65535, 65536, 65537, 100000, 524288}
+	var want []string
+	for i, n := range sizes {
+		want = append(want, fmt.Sprintf("sz/%d qos=%d len=%d sha256=%x", i, i%3, n, sha256.Sum256(payload(n))))
+	}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		s := dialRaw(t, tg.addr, tg.name+"/S")
+		s.mustConnect(&packet.Connect{ClientID: []byte("S"), CleanSession: true}, false)
+		s.subscribe("sz/#", 2, "end", 0)
+		pub := dialRaw(t, tg.addr, tg.name+"/pub")
+		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
+		for i, n := range sizes {
+			pub.publish(fmt.Sprintf("sz/%d", i), string(payload(n)), byte(i%3), false)
+		}
+		pub.publish("end", "", 0, false)
+		var rec []string
+		for _, m := range s.waitFor(t, "end") {
+			if m.Topic != "end" {
+				rec = append(rec, fmt.Sprintf("%s qos=%d len=%d sha256=%x", m.Topic, m.QoS, len(m.Payload), sha256.Sum256([]byte(m.Payload))))
+			}
+		}
+		return rec
+	})
+}
+
+// payload is n bytes of a repeating pattern.
+func payload(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>8)
+	}
+	return b
+}
