@@ -24,7 +24,7 @@ func TestTreePrune(t *testing.T) {
 			t.Fatalf("Add(%q): %v", f, err)
 		}
 	}
-	if tree.root.hash == nil || tree.root.hash.index == nil {
+	if tree.root.hash == nil || tree.root.hash.index() == nil {
 		t.Errorf("50 values of \"#\" have no index")
 	}
 	site := getChild(&tree.root.kids, "site")
@@ -40,7 +40,7 @@ func TestTreePrune(t *testing.T) {
 			t.Fatalf("Remove(%q, %d) = false", f, v)
 		}
 	}
-	if tree.root.hash == nil || tree.root.hash.index != nil || len(tree.root.hash.vals) != 2 || cap(tree.root.hash.vals) > 16 {
+	if tree.root.hash == nil || tree.root.hash.index() != nil || len(tree.root.hash.vals) != 2 || cap(tree.root.hash.vals) > 16 {
 		t.Errorf("\"#\" node after removals: %+v", tree.root.hash)
 	}
 	if n := tree.root.kids.len() + tree.shared.kids.len(); n != 0 || tree.root.plus != nil || tree.shared.plus != nil || tree.shared.hash != nil {

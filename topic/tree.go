@@ -44,12 +44,44 @@ type Tree[T comparable] struct {
 // node is a level of a filter. The children of a node are the levels that
 // can follow it: literal ones in kids, and "+" and "#" in plus and hash.
 type node[T comparable] struct {
-	kids   children[node[T]]
-	plus   *node[T]
-	hash   *node[T]
-	vals   []T       // values of the filter ending here, in no particular order
-	index  map[T]int // position of each value in vals, once there are many
-	groups []*group[T]
+	kids children[node[T]]
+	plus *node[T]
+	hash *node[T]
+	vals []T     // values of the filter ending here, in no particular order
+	ext  *ext[T] // what few nodes need, kept apart to keep nodes small
+}
+
+type ext[T comparable] struct {
+	index  map[T]int   // position of each value in vals, once there are many
+	groups []*group[T] // shared subscriptions, in the shared trie only
+}
+
+// index returns the index of n's values, or nil.
+func (n *node[T]) index() map[T]int {
+	if n.ext == nil {
+		return nil
+	}
+	return n.ext.index
+}
+
+// groups returns n's shared subscriptions.
+func (n *node[T]) groups() []*group[T] {
+	if n.ext == nil {
+		return nil
+	}
+	return n.ext.groups
+}
+
+// setExt sets n's extras, dropping them when empty.
+func (n *node[T]) setExt(index map[T]int, groups []*group[T]) {
+	if index == nil && len(groups) == 0 {
+		n.ext = nil
+		return
+	}
+	if n.ext == nil {
+		n.ext = new(ext[T])
+	}
+	n.ext.index, n.ext.groups = index, groups
 }
 
 // Values of a node are found by a linear scan up to indexAbove of them;
@@ -110,7 +142,7 @@ func (t *Tree[T]) Add(filter string, v T) error {
 		defer t.mu.Unlock()
 		n := t.shared.create(sub)
 		var g *group[T]
-		for _, x := range n.groups {
+		for _, x := range n.groups() {
 			if x.name == name {
 				g = x
 				break
@@ -118,7 +150,7 @@ func (t *Tree[T]) Add(filter string, v T) error {
 		}
 		if g == nil {
 			g = &group[T]{name: strings.Clone(name), filter: strings.Clone(sub)}
-			n.groups = append(n.groups, g)
+			n.setExt(nil, append(n.groups(), g))
 		}
 		for _, x := range g.members {
 			if x == v {
@@ -321,10 +353,10 @@ func matchSharedTree[T comparable, S ~string | ~[]byte](t *Tree[T], name S, dst 
 func matchGroups[T comparable, S ~string | ~[]byte](n *node[T], name S, i int, dst []Group[T]) []Group[T] {
 	for {
 		if n.hash != nil {
-			dst = appendGroups(dst, n.hash.groups)
+			dst = appendGroups(dst, n.hash.groups())
 		}
 		if i > len(name) {
-			return appendGroups(dst, n.groups)
+			return appendGroups(dst, n.groups())
 		}
 		j := levelEnd(name, i)
 		if n.plus != nil {
@@ -381,11 +413,11 @@ func (n *node[T]) create(filter string) *node[T] {
 
 // add adds v to the values of n and reports whether it was missing.
 func (n *node[T]) add(v T) bool {
-	if n.index != nil {
-		if _, ok := n.index[v]; ok {
+	if index := n.index(); index != nil {
+		if _, ok := index[v]; ok {
 			return false
 		}
-		n.index[v] = len(n.vals)
+		index[v] = len(n.vals)
 	} else {
 		for _, x := range n.vals {
 			if x == v {
@@ -394,11 +426,12 @@ func (n *node[T]) add(v T) bool {
 		}
 	}
 	n.vals = append(n.vals, v)
-	if n.index == nil && len(n.vals) > indexAbove {
-		n.index = make(map[T]int, len(n.vals))
+	if n.index() == nil && len(n.vals) > indexAbove {
+		index := make(map[T]int, len(n.vals))
 		for i, x := range n.vals {
-			n.index[x] = i
+			index[x] = i
 		}
+		n.setExt(index, n.groups())
 	}
 	return true
 }
@@ -406,13 +439,14 @@ func (n *node[T]) add(v T) bool {
 // remove removes v from the values of n and reports whether it was there.
 func (n *node[T]) remove(v T) bool {
 	i := -1
-	if n.index != nil {
-		k, ok := n.index[v]
+	index := n.index()
+	if index != nil {
+		k, ok := index[v]
 		if !ok {
 			return false
 		}
 		i = k
-		delete(n.index, v)
+		delete(index, v)
 	} else {
 		for k, x := range n.vals {
 			if x == v {
@@ -427,15 +461,15 @@ func (n *node[T]) remove(v T) bool {
 	last := len(n.vals) - 1
 	if i != last {
 		n.vals[i] = n.vals[last]
-		if n.index != nil {
-			n.index[n.vals[i]] = i
+		if index != nil {
+			index[n.vals[i]] = i
 		}
 	}
 	var zero T
 	n.vals[last] = zero
 	n.vals = n.vals[:last]
-	if n.index != nil && len(n.vals) < indexBelow {
-		n.index = nil // maps never shrink; a scan is as fast at this size
+	if index != nil && len(n.vals) < indexBelow {
+		n.setExt(nil, n.groups()) // maps never shrink; a scan is as fast at this size
 	}
 	switch {
 	case len(n.vals) == 0:
@@ -449,7 +483,8 @@ func (n *node[T]) remove(v T) bool {
 // removeMember removes v from the shared group called name at n, and the
 // group once it has no members, and reports whether v was there.
 func (n *node[T]) removeMember(name string, v T) bool {
-	for gi, g := range n.groups {
+	groups := n.groups()
+	for gi, g := range groups {
 		if g.name != name {
 			continue
 		}
@@ -458,13 +493,10 @@ func (n *node[T]) removeMember(name string, v T) bool {
 				continue
 			}
 			if len(g.members) == 1 {
-				last := len(n.groups) - 1
-				n.groups[gi] = n.groups[last]
-				n.groups[last] = nil
-				n.groups = n.groups[:last]
-				if last == 0 {
-					n.groups = nil
-				}
+				last := len(groups) - 1
+				groups[gi] = groups[last]
+				groups[last] = nil
+				n.setExt(n.index(), groups[:last])
 				return true
 			}
 			members := make([]T, 0, len(g.members)-1)
@@ -479,7 +511,7 @@ func (n *node[T]) removeMember(name string, v T) bool {
 
 // empty reports whether n holds nothing and can be removed.
 func (n *node[T]) empty() bool {
-	return len(n.vals) == 0 && len(n.groups) == 0 && n.plus == nil && n.hash == nil && n.kids.len() == 0
+	return len(n.vals) == 0 && n.ext == nil && n.plus == nil && n.hash == nil && n.kids.len() == 0
 }
 
 // Dedupe merges the values of s that have the same key, in place, and
