@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,6 +88,7 @@ type benchFlags struct {
 	jsonOut  bool
 	svg      string
 	quiet    bool
+	cpuProf  string
 }
 
 // benchConfig is the checked form of benchFlags.
@@ -128,6 +130,18 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	if f.quiet {
 		progress = io.Discard
+	}
+
+	if f.cpuProf != "" {
+		pf, err := os.Create(f.cpuProf)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", pathErr(err))
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("-cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	target := cfg.url
@@ -204,6 +218,7 @@ func registerBenchFlags(fs *flag.FlagSet, f *benchFlags) {
 	fs.BoolVar(&f.jsonOut, "json", false, "print the results as JSON")
 	fs.StringVar(&f.svg, "svg", "", "write a plot of throughput and latency over time to `file` (SVG)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress output")
+	fs.StringVar(&f.cpuProf, "cpuprofile", "", "write a CPU profile of the run (clients and embedded broker) to `file`, for go tool pprof")
 }
 
 // embeddedInflight is the inflight window of clients and broker sessions

@@ -121,7 +121,9 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	if serveErr != nil && !errors.Is(serveErr, broker.ErrServerClosed) {
 		return serveErr
 	}
-	fmt.Fprintln(e.stdout, "tern broker: stopped")
+	st := b.srv.Stats()
+	fmt.Fprintf(e.stdout, "tern broker: stopped; %d connections served, %d messages received, %d delivered, %d dropped\n",
+		st.Disconnected, st.Received, st.Delivered, st.Dropped)
 	return nil
 }
 

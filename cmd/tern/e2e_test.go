@@ -267,8 +267,12 @@ func pubSubRoundTrip(t *testing.T, connArgs []string) {
 
 func TestPubSubTernBroker(t *testing.T) {
 	certs := certFiles(t)
+	sock := "unix://" + filepath.Join(t.TempDir(), "mqtt.sock")
 	urls := startBroker(t, []string{"-cert", certs.ServerCert, "-key", certs.ServerKey},
-		"mqtt://127.0.0.1:0", "mqtts://127.0.0.1:0", "ws://127.0.0.1:0/mqtt")
+		"mqtt://127.0.0.1:0", "mqtts://127.0.0.1:0", "ws://127.0.0.1:0/mqtt", sock)
+	if urls[3] != sock {
+		t.Errorf("broker printed %q for %q", urls[3], sock)
+	}
 	t.Run("tcp", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", urls[0]}) })
 	t.Run("tcp-host-port", func(t *testing.T) {
 		host, port, _ := net.SplitHostPort(strings.TrimPrefix(urls[0], "mqtt://"))
@@ -279,6 +283,7 @@ func TestPubSubTernBroker(t *testing.T) {
 		pubSubRoundTrip(t, []string{"-L", urls[1], "-cafile", certs.CACert, "-cert", certs.ClientCert, "-key", certs.ClientKey})
 	})
 	t.Run("ws", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", urls[2]}) })
+	t.Run("unix", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", urls[3]}) })
 
 	t.Run("tls-unknown-ca", func(t *testing.T) {
 		r := runTern(t, "", "pub", "-L", urls[1], "-t", "x", "-m", "y")
