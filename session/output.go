@@ -98,6 +98,8 @@ func (s *Session) appendItem(dst []byte, it *outItem) ([]byte, error) {
 		return ack(dst, it.t, it.id), nil
 	case packet.PINGREQ, packet.PINGRESP, packet.DISCONNECT:
 		return append(dst, byte(it.t)<<4, 0), nil
+	case packet.SUBSCRIBE, packet.UNSUBSCRIBE:
+		s.requestSent(it.id)
 	case packet.CONNACK:
 		var flags byte
 		if it.flag {
@@ -179,9 +181,11 @@ func (s *Session) itemPacket(it *outItem) packet.Packet {
 		sp.connect.Decode(s.slab[it.off:it.end])
 		return &sp.connect
 	case packet.SUBSCRIBE:
+		s.requestSent(it.id)
 		sp.subscribe.Decode(s.slab[it.off:it.end])
 		return &sp.subscribe
 	case packet.UNSUBSCRIBE:
+		s.requestSent(it.id)
 		sp.unsubscribe.Decode(s.slab[it.off:it.end])
 		return &sp.unsubscribe
 	case packet.SUBACK:
@@ -292,5 +296,14 @@ func (s *Session) makeBits() {
 func (s *Session) releaseID(id uint16) {
 	if s.bits != nil {
 		s.bits[id>>6] &^= 1 << (id & 63)
+	}
+}
+
+// requestSent marks a SUBSCRIBE or UNSUBSCRIBE as handed out: only then may
+// its answer come.
+func (s *Session) requestSent(id uint16) {
+	if r, ok := s.subs[id]; ok {
+		r.sent = true
+		s.subs[id] = r
 	}
 }

@@ -345,8 +345,8 @@ func (s *Session) recvSuback(p *packet.Suback) error {
 		return violation(packet.SUBACK, "3.9", "SUBACK sent to a server")
 	}
 	r, ok := s.subs[p.PacketID]
-	if !ok || r.unsub {
-		return violation(packet.SUBACK, "MQTT-2.3.1-7", "SUBACK for no pending SUBSCRIBE")
+	if !ok || r.unsub || !r.sent {
+		return violation(packet.SUBACK, "MQTT-2.3.1-7", "SUBACK for no SUBSCRIBE sent")
 	}
 	if len(p.ReturnCodes) != r.n {
 		return violation(packet.SUBACK, "MQTT-3.8.4-5", "SUBACK return codes do not match the filters")
@@ -362,8 +362,8 @@ func (s *Session) recvUnsuback(id uint16) error {
 		return violation(packet.UNSUBACK, "3.11", "UNSUBACK sent to a server")
 	}
 	r, ok := s.subs[id]
-	if !ok || !r.unsub {
-		return violation(packet.UNSUBACK, "MQTT-2.3.1-7", "UNSUBACK for no pending UNSUBSCRIBE")
+	if !ok || !r.unsub || !r.sent {
+		return violation(packet.UNSUBACK, "MQTT-2.3.1-7", "UNSUBACK for no UNSUBSCRIBE sent")
 	}
 	delete(s.subs, id)
 	s.releaseID(id) // [MQTT-2.3.1-3]

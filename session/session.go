@@ -146,6 +146,7 @@ type request struct {
 	h     Handle
 	n     int // number of filters, for the SUBACK's return codes
 	unsub bool
+	sent  bool // handed out
 }
 
 // inState is an incoming QoS 2 exchange awaiting PUBREL.

@@ -1,0 +1,343 @@
+package fuzz_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/session"
+)
+
+// FuzzSession drives one session, of the role the first byte picks, with
+// an arbitrary sequence of packets from its peer and calls from its
+// application, and checks after every step, from the outside:
+//   - nothing panics, and every packet handed out encodes;
+//   - a new PUBLISH, SUBSCRIBE or UNSUBSCRIBE never takes a packet id in
+//     flight [MQTT-2.3.1-2], a resend (DUP) only one in flight with the
+//     same message [MQTT-2.3.1-3];
+//   - the PUBLISH packets in flight never exceed the window;
+//   - Receive fails only with a protocol violation citing a rule (or
+//     ErrNotConnected without a connection);
+//   - every completion event names a message published and in flight, once.
+func FuzzSession(f *testing.F) {
+	for _, seed := range sessionSeeds() {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 2 {
+			return
+		}
+		sessionRun(t, data)
+	})
+}
+
+// Operations of the fuzz program, one byte each, most followed by an
+// argument byte.
+const (
+	opConnect = iota
+	opDisconnected
+	opPublish
+	opSubscribe
+	opUnsubscribe
+	opRecvPublish
+	opRecvPuback
+	opRecvPubrec
+	opRecvPubrel
+	opRecvPubcomp
+	opRecvSuback
+	opRecvUnsuback
+	opRecvConnack
+	opRecvOther
+	opDrain
+	opTickAck
+	opCount
+)
+
+type sessionChecker struct {
+	t        *testing.T
+	s        *session.Session
+	cfg      session.Config
+	now      time.Time
+	window   int
+	pubOpen  map[uint16]string // PUBLISH ids handed out and not completed
+	reqOpen  map[uint16]bool   // SUBSCRIBE and UNSUBSCRIBE ids awaiting answers
+	handles  map[session.Handle]bool
+	done     map[session.Handle]bool
+	tags     []session.Tag
+	payloads int
+}
+
+func sessionRun(t *testing.T, data []byte) {
+	cfg := session.Config{
+		Role:        session.Client,
+		MaxInflight: 1 + int(data[0]>>1&7),
+		MaxQueued:   int(data[0]>>4&3) - 1, // -1 (none), 1, 2 or 3
+		ManualAck:   data[1]&1 != 0,
+		QueueQoS0:   data[1]&2 != 0,
+	}
+	if data[0]&1 != 0 {
+		cfg.Role = session.Server
+	}
+	if cfg.MaxQueued == 0 {
+		cfg.MaxQueued = 3
+	}
+	s, err := session.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &sessionChecker{t: t, s: s, cfg: cfg, now: time.Unix(1e9, 0), window: cfg.MaxInflight,
+		pubOpen: map[uint16]string{}, reqOpen: map[uint16]bool{}, handles: map[session.Handle]bool{}, done: map[session.Handle]bool{}}
+	data = data[2:]
+	for len(data) > 0 {
+		op := data[0] % opCount
+		var arg byte
+		if len(data) > 1 {
+			arg = data[1]
+		}
+		data = data[min(2, len(data)):]
+		c.step(op, arg)
+		c.events()
+		if n := s.Inflight(); n > c.window {
+			t.Fatalf("%d messages in flight, window %d", n, c.window)
+		}
+	}
+	c.drain()
+	c.events()
+}
+
+// id picks a packet id: one in flight when arg says so, else a small one,
+// so that collisions are common.
+func (c *sessionChecker) id(arg byte) uint16 {
+	if arg&0x80 != 0 {
+		i := int(arg & 0x3f)
+		for id := range c.pubOpen {
+			if i == 0 {
+				return id
+			}
+			i--
+		}
+		for id := range c.reqOpen {
+			if i == 0 {
+				return id
+			}
+			i--
+		}
+	}
+	return uint16(arg&7) + 1
+}
+
+func (c *sessionChecker) step(op, arg byte) {
+	s := c.s
+	switch op {
+	case opConnect:
+		conn := &packet.Connect{ClientID: []byte("fuzz"), KeepAlive: uint16(arg >> 4), CleanSession: arg&1 != 0}
+		var err error
+		if c.cfg.Role == session.Client {
+			err = s.Connect(conn, c.now)
+		} else {
+			err = s.Accept(conn, arg&2 != 0, c.now)
+		}
+		if err != nil && !errors.Is(err, session.ErrState) {
+			c.t.Fatalf("connect: %v", err)
+		}
+		if err == nil && conn.CleanSession {
+			// A new session: the old ids are no longer in flight.
+			clear(c.pubOpen)
+		}
+	case opDisconnected:
+		s.Disconnected()
+	case opPublish:
+		c.payloads++
+		p := &packet.Publish{QoS: arg % 3, Retain: arg&4 != 0, Topic: []byte("f/t"), Payload: []byte(fmt.Sprint(c.payloads))}
+		h, err := s.Publish(p)
+		switch {
+		case err == nil:
+			if p.QoS > 0 {
+				if h == 0 || c.handles[h] {
+					c.t.Fatalf("Publish returned handle %d, zero or not new", h)
+				}
+				c.handles[h] = true
+			}
+		case errors.Is(err, session.ErrFull), errors.Is(err, session.ErrNotConnected):
+		default:
+			c.t.Fatalf("Publish: %v", err)
+		}
+	case opSubscribe:
+		_, err := s.Subscribe(&packet.Subscribe{Subscriptions: []packet.Subscription{{Filter: []byte("f/#"), QoS: arg % 3}}})
+		c.callErr("Subscribe", err)
+	case opUnsubscribe:
+		_, err := s.Unsubscribe(&packet.Unsubscribe{Filters: [][]byte{[]byte("f/#")}})
+		c.callErr("Unsubscribe", err)
+	case opRecvPublish:
+		qos := arg % 3
+		var id uint16
+		if qos > 0 {
+			id = uint16(arg>>2&7) + 1
+		}
+		c.recv(&packet.Publish{QoS: qos, Dup: qos > 0 && arg&0x20 != 0, PacketID: id, Topic: []byte("in"), Payload: []byte{arg}})
+	case opRecvPuback:
+		c.recv(&packet.Puback{PacketID: c.id(arg)})
+	case opRecvPubrec:
+		c.recv(&packet.Pubrec{PacketID: c.id(arg)})
+	case opRecvPubrel:
+		c.recv(&packet.Pubrel{PacketID: c.id(arg)})
+	case opRecvPubcomp:
+		c.recv(&packet.Pubcomp{PacketID: c.id(arg)})
+	case opRecvSuback:
+		c.recv(&packet.Suback{PacketID: c.id(arg), ReturnCodes: []byte{1, 0, 2, 0x80}[:1+arg>>5&3]})
+	case opRecvUnsuback:
+		c.recv(&packet.Unsuback{PacketID: c.id(arg)})
+	case opRecvConnack:
+		c.recv(&packet.Connack{SessionPresent: arg&1 != 0 && arg%6 == 0, ReturnCode: packet.ReturnCode(arg % 6)})
+	case opRecvOther:
+		ps := []packet.Packet{
+			&packet.Pingreq{}, &packet.Pingresp{}, &packet.Disconnect{},
+			&packet.Connect{ClientID: []byte("x")},
+			&packet.Subscribe{PacketID: c.id(arg), Subscriptions: []packet.Subscription{{Filter: []byte("a")}}},
+			&packet.Unsubscribe{PacketID: c.id(arg), Filters: [][]byte{[]byte("a")}},
+		}
+		c.recv(ps[int(arg)%len(ps)])
+	case opDrain:
+		c.drain()
+	case opTickAck:
+		c.now = c.now.Add(time.Duration(arg&15) * time.Second)
+		if arg&0x10 != 0 && len(c.tags) > 0 {
+			i := int(arg>>5) % len(c.tags)
+			if err := s.Ack(c.tags[i]); err != nil {
+				c.t.Fatalf("Ack(%d) of a delivered message: %v", c.tags[i], err)
+			}
+			c.tags = append(c.tags[:i], c.tags[i+1:]...)
+			return
+		}
+		if err := s.Tick(c.now); err != nil {
+			if !errors.Is(err, session.ErrTimeout) {
+				c.t.Fatalf("Tick: %v", err)
+			}
+			s.Disconnected()
+		}
+	}
+}
+
+func (c *sessionChecker) callErr(what string, err error) {
+	if err != nil && !errors.Is(err, session.ErrFull) && !errors.Is(err, session.ErrNotConnected) && !errors.Is(err, session.ErrState) {
+		c.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// recv hands p to the session; a violation closes the connection, as a
+// caller would.
+func (c *sessionChecker) recv(p packet.Packet) {
+	err := c.s.Receive(p, c.now)
+	if err == nil {
+		return
+	}
+	var e *session.Error
+	switch {
+	case errors.As(err, &e):
+		if e.Rule == "" || !errors.Is(err, session.ErrProtocol) {
+			c.t.Fatalf("Receive(%v): error without a rule: %v", p, err)
+		}
+	case errors.Is(err, session.ErrNotConnected):
+	default:
+		c.t.Fatalf("Receive(%v): %v", p, err)
+	}
+	c.events()
+	c.s.Disconnected()
+}
+
+// drain takes every waiting packet and checks it.
+func (c *sessionChecker) drain() {
+	for {
+		p, err := c.s.Next(c.now)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if p == nil {
+			return
+		}
+		if _, err := p.Append(nil); err != nil {
+			c.t.Fatalf("handed out an invalid packet %v: %v", p, err)
+		}
+		switch p := p.(type) {
+		case *packet.Publish:
+			if p.QoS == 0 {
+				continue
+			}
+			old, open := c.pubOpen[p.PacketID]
+			switch {
+			case c.reqOpen[p.PacketID]:
+				c.t.Fatalf("PUBLISH with id %d of a pending request [MQTT-2.3.1-2]", p.PacketID)
+			case open && !p.Dup:
+				c.t.Fatalf("new PUBLISH %s with id %d, in flight for %s [MQTT-2.3.1-2]", p.Payload, p.PacketID, old)
+			case open && old != string(p.Payload):
+				c.t.Fatalf("resent PUBLISH with id %d carries %s, was %s [MQTT-2.3.1-3]", p.PacketID, p.Payload, old)
+			case !open && p.Dup:
+				c.t.Fatalf("PUBLISH %s resent with id %d not in flight", p.Payload, p.PacketID)
+			}
+			c.pubOpen[p.PacketID] = string(p.Payload)
+			if len(c.pubOpen) > c.window {
+				c.t.Fatalf("%d PUBLISH packets in flight, window %d", len(c.pubOpen), c.window)
+			}
+		case *packet.Subscribe:
+			c.newRequest(p.PacketID)
+		case *packet.Unsubscribe:
+			c.newRequest(p.PacketID)
+		}
+	}
+}
+
+func (c *sessionChecker) newRequest(id uint16) {
+	if _, ok := c.pubOpen[id]; ok || c.reqOpen[id] {
+		c.t.Fatalf("request with id %d in flight [MQTT-2.3.1-2]", id)
+	}
+	c.reqOpen[id] = true
+}
+
+func (c *sessionChecker) events() {
+	for ev, ok := c.s.NextEvent(); ok; ev, ok = c.s.NextEvent() {
+		switch ev.Kind {
+		case session.EventMessage:
+			if ev.Publish == nil {
+				c.t.Fatal("message event without a message")
+			}
+			if c.cfg.ManualAck && ev.Tag != 0 {
+				c.tags = append(c.tags, ev.Tag)
+			}
+		case session.EventPublished:
+			if !c.handles[ev.Handle] || c.done[ev.Handle] {
+				c.t.Fatalf("completion of handle %d, unknown or already complete", ev.Handle)
+			}
+			c.done[ev.Handle] = true
+			delete(c.pubOpen, ev.PacketID)
+		case session.EventSubscribed, session.EventUnsubscribed:
+			if !c.reqOpen[ev.PacketID] {
+				c.t.Fatalf("answer for request id %d not sent", ev.PacketID)
+			}
+			delete(c.reqOpen, ev.PacketID)
+		case session.EventDropped:
+			// A request cut by a disconnection (its packet may never have
+			// been handed out).
+			delete(c.reqOpen, ev.PacketID)
+		}
+	}
+}
+
+// sessionSeeds are fuzz programs that walk through the main flows.
+func sessionSeeds() [][]byte {
+	b := func(role byte, ops ...byte) []byte { return append([]byte{role | 0x16, 0}, ops...) }
+	return [][]byte{
+		// Client: connect, CONNACK, publish QoS 1 and 2, acks, resume.
+		b(0, opConnect, 0, opDrain, 0, opRecvConnack, 0, opPublish, 1, opPublish, 2, opDrain, 0,
+			opRecvPuback, 0x80, opRecvPubrec, 0x81, opDrain, 0, opRecvPubcomp, 0x80,
+			opDisconnected, 0, opConnect, 0, opDrain, 0, opRecvConnack, 1),
+		// Server: accept, incoming QoS 2 with duplicates, PUBREL, ping.
+		b(1, opConnect, 2, opRecvPublish, 2, opRecvPublish, 0x22, opDrain, 0, opRecvPubrel, 0,
+			opRecvOther, 0, opDrain, 0, opPublish, 2, opDrain, 0, opDisconnected, 0, opConnect, 2, opDrain, 0),
+		// Client: subscribe, SUBACK, window full, keepalive.
+		b(0, opConnect, 0x50, opRecvConnack, 0, opSubscribe, 1, opUnsubscribe, 0, opDrain, 0,
+			opRecvSuback, 0x80, opRecvUnsuback, 0x81, opPublish, 1, opPublish, 1, opPublish, 1,
+			opPublish, 1, opTickAck, 15, opTickAck, 15, opDrain, 0),
+	}
+}
