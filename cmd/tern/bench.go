@@ -167,7 +167,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(progress, "tern bench: %s, %d publishers (%s), %d subscribers (%s), QoS %s, %s\n",
 		describeTarget(target, cfg.dial.url), cfg.pubs, cfg.topic, cfg.subs, cfg.filter, joinQoS(cfg.qos), describeLoad(cfg))
 	rep, err := b.run(ctx)
-	if rep != nil {
+	if rep != nil && len(rep.Phases) > 0 {
 		rep.Target = target
 		if f.svg != "" {
 			if werr := writeSVGFile(f.svg, rep); werr != nil && err == nil {

@@ -143,7 +143,7 @@ func runPub(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.disconnect(ctx)
+	return disconnect(c)
 }
 
 // source calls send for each message, in order, and stops at the first

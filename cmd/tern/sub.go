@@ -143,7 +143,7 @@ func runSub(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "tern sub: subscribed to %s at QoS %d\n", strings.Join(f.filters, ", "), qos)
 	}
 	if f.exitAfter {
-		return c.disconnect(context.Background())
+		return disconnect(c)
 	}
 
 	n := 0
@@ -161,12 +161,10 @@ func runSub(ctx context.Context, e *env, args []string) error {
 			}
 			n++
 			if f.count > 0 && n >= f.count {
-				return c.disconnect(context.Background())
+				return disconnect(c)
 			}
 		case <-ctx.Done():
-			dctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			c.disconnect(dctx)
+			disconnect(c)
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) && f.timeout > 0 {
 				if f.count > 0 {
 					return &exitErr{exitTimeout, fmt.Errorf("-W %v elapsed after %d of %d messages", f.timeout, n, f.count)}
@@ -176,6 +174,17 @@ func runSub(ctx context.Context, e *env, args []string) error {
 			return nil // interrupted: a normal way to stop
 		}
 	}
+}
+
+// disconnectTimeout bounds the polite end of a connection, when a command
+// is done or interrupted.
+const disconnectTimeout = 5 * time.Second
+
+// disconnect ends c with DISCONNECT, within disconnectTimeout.
+func disconnect(c mqttConn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), disconnectTimeout)
+	defer cancel()
+	return c.disconnect(ctx)
 }
 
 // message is a received application message, as printed.
