@@ -2,6 +2,7 @@ package interop
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -368,14 +369,12 @@ func must(b []byte, err error) []byte {
 // [MQTT-4.7.3-4]: topic levels, empty levels, "#" matching the parent
 // level, and no wildcard at the first level matching a "$" topic.
 func TestDifferentialMatching(t *testing.T) {
-	filters := []string{"#", "+", "+/+", "/+", "+/#", "m/#", "m/+", "m/+/c", "m/b/#", "m/b/c", "m//c", "m/+/+", "+/b/c", "$x/#", "$x/+", "+/x", "M/#", "m/b/c/#"}
-	topics := []string{"m", "m/", "m/b", "m/b/c", "m//c", "/m", "/", "m/b/c/d", "$x/b", "$x", "M/b", "m/b/c/", "ü/b/c"}
 	want := []string{
-		`#: m m/ m/b m/b/c m//c /m / m/b/c/d M/b m/b/c/ ü/b/c`,
-		`+: m`,
+		"#: m m/ m/b m/b/c m//c /m / m/b/c/d M/b m/b/c/ ü/b/c \u00e9 e\u0301",
+		"+: m \u00e9 e\u0301",
 		`+/+: m/ m/b /m / M/b`,
 		`/+: /m /`,
-		`+/#: m m/ m/b m/b/c m//c /m / m/b/c/d M/b m/b/c/ ü/b/c`,
+		"+/#: m m/ m/b m/b/c m//c /m / m/b/c/d M/b m/b/c/ ü/b/c \u00e9 e\u0301",
 		`m/#: m m/ m/b m/b/c m//c m/b/c/d m/b/c/`,
 		`m/+: m/ m/b`,
 		`m/+/c: m/b/c m//c`,
@@ -389,10 +388,11 @@ func TestDifferentialMatching(t *testing.T) {
 		`+/x: `,
 		`M/#: M/b`,
 		`m/b/c/#: m/b/c m/b/c/d m/b/c/`,
+		"\u00e9: \u00e9",
 	}
 	differential(t, want, nil, func(t *testing.T, tg target) []string {
-		subs := make([]*rawClient, len(filters))
-		for i, f := range filters {
+		subs := make([]*rawClient, len(matchFilters))
+		for i, f := range matchFilters {
 			c := dialRaw(t, tg.addr, tg.name+"/"+f)
 			c.mustConnect(&packet.Connect{ClientID: []byte(fmt.Sprintf("sub%d", i)), CleanSession: true}, false)
 			if got := c.subscribe(f, 0, "end", 0); got[0] != 0 {
@@ -402,7 +402,7 @@ func TestDifferentialMatching(t *testing.T) {
 		}
 		pub := dialRaw(t, tg.addr, tg.name+"/pub")
 		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
-		for _, topic := range topics {
+		for _, topic := range matchTopics {
 			pub.publish(topic, "", 0, false)
 		}
 		pub.publish("end", "", 0, false)
@@ -414,7 +414,81 @@ func TestDifferentialMatching(t *testing.T) {
 					got = append(got, m.Topic)
 				}
 			}
-			rec = append(rec, filters[i]+": "+strings.Join(got, " "))
+			rec = append(rec, matchFilters[i]+": "+strings.Join(got, " "))
+		}
+		return rec
+	})
+}
+
+// The filters and topic names of the matching tests. "é" is written
+// precomposed (U+00E9) in the filter, and both precomposed and decomposed
+// (e, U+0301) in the names: matching compares bytes, with no Unicode
+// normalisation [MQTT-4.7.3-4].
+var (
+	matchFilters = []string{"#", "+", "+/+", "/+", "+/#", "m/#", "m/+", "m/+/c", "m/b/#", "m/b/c", "m//c", "m/+/+", "+/b/c", "$x/#", "$x/+", "+/x", "M/#", "m/b/c/#", "\u00e9"}
+	matchTopics  = []string{"m", "m/", "m/b", "m/b/c", "m//c", "/m", "/", "m/b/c/d", "$x/b", "$x", "M/b", "m/b/c/", "ü/b/c", "\u00e9", "e\u0301"}
+)
+
+// TestDifferentialRetainedMatching: the retained messages a new
+// subscription gets, for the filters and topics of TestDifferentialMatching,
+// with a retained message on every topic [MQTT-3.3.1-6] [MQTT-4.7.2-1]. The
+// order of retained messages on different topics is not specified, so each
+// filter's topics are sorted.
+func TestDifferentialRetainedMatching(t *testing.T) {
+	var want []string
+	// The retained messages are the topics a live subscription matches.
+	for _, l := range []string{
+		"#: m m/ m/b m/b/c m//c /m / m/b/c/d M/b m/b/c/ ü/b/c \u00e9 e\u0301",
+		"+: m \u00e9 e\u0301",
+		"+/+: m/ m/b /m / M/b",
+		"/+: /m /",
+		"+/#: m m/ m/b m/b/c m//c /m / m/b/c/d M/b m/b/c/ ü/b/c \u00e9 e\u0301",
+		"m/#: m m/ m/b m/b/c m//c m/b/c/d m/b/c/",
+		"m/+: m/ m/b",
+		"m/+/c: m/b/c m//c",
+		"m/b/#: m/b m/b/c m/b/c/d m/b/c/",
+		"m/b/c: m/b/c",
+		"m//c: m//c",
+		"m/+/+: m/b/c m//c",
+		"+/b/c: m/b/c ü/b/c",
+		"$x/#: $x/b $x",
+		"$x/+: $x/b",
+		"+/x: ",
+		"M/#: M/b",
+		"m/b/c/#: m/b/c m/b/c/d m/b/c/",
+		"\u00e9: \u00e9",
+	} {
+		f, topics, _ := strings.Cut(l, ": ")
+		list := strings.Fields(topics)
+		sort.Strings(list)
+		want = append(want, f+": "+strings.Join(list, " "))
+	}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		pub := dialRaw(t, tg.addr, tg.name+"/pub")
+		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
+		for _, topic := range matchTopics {
+			pub.publish(topic, "r", 0, true)
+		}
+		var rec []string
+		for i, f := range matchFilters {
+			c := dialRaw(t, tg.addr, tg.name+"/"+f)
+			c.mustConnect(&packet.Connect{ClientID: []byte(fmt.Sprintf("sub%d", i)), CleanSession: true}, false)
+			c.subscribe(f, 0)
+			c.subscribe("end", 0)
+			c.publish("end", "", 0, false)
+			var got []string
+			for _, m := range c.waitFor(t, "end") {
+				if m.Topic != "end" {
+					if !m.Retain {
+						got = append(got, m.Topic+"(RETAIN 0)")
+						continue
+					}
+					got = append(got, m.Topic)
+				}
+			}
+			sort.Strings(got)
+			rec = append(rec, f+": "+strings.Join(got, " "))
+			c.disconnect()
 		}
 		return rec
 	})

@@ -190,3 +190,57 @@ func payload(n int) []byte {
 	}
 	return b
 }
+
+// TestDifferentialRetainedWill: a will with RETAIN set is stored as the
+// topic's retained message [MQTT-3.1.2-17], and an empty retained will
+// clears it [MQTT-3.3.1-10] [MQTT-3.3.1-11], as a PUBLISH would.
+func TestDifferentialRetainedWill(t *testing.T) {
+	want := []string{
+		`live: msg wr/x "first will" qos=1 retain=false`,
+		`new subscriber: msg wr/x "first will" qos=1 retain=true`,
+		`live: msg wr/x "" qos=0 retain=false`,
+		"new subscriber: nothing",
+	}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		var rec []string
+		live := dialRaw(t, tg.addr, tg.name+"/live")
+		live.mustConnect(&packet.Connect{ClientID: []byte("live"), CleanSession: true}, false)
+		live.subscribe("wr/x", 2)
+		pub := dialRaw(t, tg.addr, tg.name+"/pub")
+		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
+		pub.publish("wr/x", "old", 1, true)
+		live.waitFor(t, "wr/x")
+		live.mu.Lock()
+		live.msgs = nil
+		live.mu.Unlock()
+
+		for i, will := range []struct {
+			msg string
+			qos byte
+		}{{"first will", 1}, {"", 0}} {
+			w := dialRaw(t, tg.addr, tg.name+"/will")
+			w.mustConnect(&packet.Connect{ClientID: []byte("W"), CleanSession: true, Will: true, WillRetain: true,
+				WillTopic: []byte("wr/x"), WillMessage: []byte(will.msg), WillQoS: will.qos}, false)
+			w.drop()
+			for _, m := range live.waitFor(t, "wr/x") {
+				rec = append(rec, "live: "+m.String())
+			}
+			live.mu.Lock()
+			live.msgs = nil
+			live.mu.Unlock()
+			n := dialRaw(t, tg.addr, tg.name+"/new")
+			n.mustConnect(&packet.Connect{ClientID: []byte(fmt.Sprintf("new%d", i)), CleanSession: true}, false)
+			n.subscribe("wr/x", 2, "end", 0)
+			n.publish("end", "", 0, false)
+			got := n.waitFor(t, "end")
+			if len(got) == 1 {
+				rec = append(rec, "new subscriber: nothing")
+			}
+			for _, m := range got[:len(got)-1] {
+				rec = append(rec, "new subscriber: "+m.String())
+			}
+			n.disconnect()
+		}
+		return rec
+	})
+}
