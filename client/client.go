@@ -43,6 +43,7 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	crand "crypto/rand"
@@ -387,7 +388,9 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 	if _, err := nc.Write(buf); err != nil {
 		return fail(fmt.Errorf("client: connect to %s: %w", url, err))
 	}
-	r := packet.NewReader(nc, c.opts.MaxPacketSize)
+	// A large buffer under the packet reader: one read system call takes
+	// many messages from a busy connection.
+	r := packet.NewReader(bufio.NewReaderSize(nc, readBuffer), c.opts.MaxPacketSize)
 	p, err := r.ReadPacket()
 	if err != nil {
 		if err == io.EOF {
@@ -576,6 +579,16 @@ func (c *Client) roomChan() chan struct{} {
 	return c.room
 }
 
+// maxKeptBuffer is the largest write buffer the writer keeps between
+// batches. A batch holds everything queued since the last write (up to
+// MaxQueued messages), so a smaller limit would make a steady stream of
+// large messages grow a new buffer for every batch.
+const maxKeptBuffer = 4 << 20
+
+// readBuffer is the size of the buffer between the connection and the
+// packet reader.
+const readBuffer = 32 << 10
+
 // writer hands the session's packets to the network in batches, and runs
 // the keepalive.
 func (c *Client) writer(cn *conn) {
@@ -641,7 +654,7 @@ func (c *Client) writer(cn *conn) {
 				close(cn.discSent)
 				return
 			}
-			if cap(buf) > 1<<20 {
+			if cap(buf) > maxKeptBuffer {
 				buf = nil // a burst of large messages is over; do not keep its buffer
 			}
 		}
