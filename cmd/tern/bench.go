@@ -24,11 +24,13 @@ import (
 const benchUsage = `
 Usage: tern bench [flags]
 
-Measures what a broker and tern's client do under load: publishers send
-messages as fast as their QoS flow allows (or at -rate), subscribers receive
-them, and each message carries its publisher, a sequence number and its send
-time, so that every delivery is checked: latency (p50, p90, p99, max), losses
-and duplicates, per QoS.
+Measures what a broker and tern's client do under load. Each publisher sends
+as fast as it can (or at -rate) while at most -window of its messages are in
+the air, sent and not yet received by all its subscribers: the throughput is
+then the system's, and the latency is not that of a queue the benchmark
+filled itself. Each message carries its publisher, a sequence number and its
+send time, so that every delivery is checked: latency (p50, p90, p99, max),
+losses and duplicates, per QoS.
 
 Without -url, bench starts tern's own broker in the process, on 127.0.0.1
 with a free port, so it needs nothing else installed. With -url, it loads the

@@ -44,7 +44,9 @@ Authentication and authorization:
                  denies a filter, "pattern ..." does the same for every client
                  with %u (user name) and %c (client id) replaced; rules before
                  the first user line are for clients without a user name.
-                 Whatever no rule grants is denied; deny wins.
+                 Whatever no rule grants is denied; deny wins. A filter is
+                 granted to a subscriber when a read rule covers all of it
+                 and no deny rule matches any topic it could match.
 
 Examples:
   tern broker
