@@ -1,0 +1,129 @@
+package interop
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ternmq/mqtt/packet"
+)
+
+// TestDifferentialOfflineQueue: a persistent session away while 1100 QoS 1
+// messages and 30 QoS 0 messages are published for it gets, when it comes
+// back, the first 1000 QoS 1 messages in order: the QoS 0 ones are not kept
+// [MQTT-3.1.2-5], and both brokers keep at most 1000 by default (tern's
+// Options.MaxQueued, mosquitto's max_queued_messages), dropping the newest.
+func TestDifferentialOfflineQueue(t *testing.T) {
+	want := []string{"CONNACK session present", "1000 messages: q/x 0 to 999 in order"}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		p := dialRaw(t, tg.addr, tg.name+"/P")
+		p.mustConnect(&packet.Connect{ClientID: []byte("P")}, false)
+		p.subscribe("q/#", 1, "end", 1)
+		p.disconnect()
+		pub := dialRaw(t, tg.addr, tg.name+"/pub")
+		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
+		for i := range 1100 {
+			pub.publish("q/x", strconv.Itoa(i), 1, false)
+		}
+		for i := range 30 {
+			pub.publish("q/zero", strconv.Itoa(i), 0, false)
+		}
+		p = dialRaw(t, tg.addr, tg.name+"/P")
+		p.mustConnect(&packet.Connect{ClientID: []byte("P")}, true)
+		pub.publish("end", "", 1, false)
+		got := p.waitFor(t, "end")
+		got = got[:len(got)-1]
+		desc := fmt.Sprintf("%d messages: q/x 0 to 999 in order", len(got))
+		for i, m := range got {
+			if m.Topic != "q/x" || m.Payload != strconv.Itoa(i) || m.QoS != 1 {
+				desc = fmt.Sprintf("%d messages, #%d is %v", len(got), i, m)
+				break
+			}
+		}
+		return []string{"CONNACK session present", desc}
+	})
+}
+
+// TestDifferentialConcurrentPublishers: four publishers send 100 QoS 1
+// messages each at once, without waiting for acknowledgements, and three
+// subscribers get every message of each publisher, in that publisher's
+// order [MQTT-4.6.0-6].
+func TestDifferentialConcurrentPublishers(t *testing.T) {
+	const pubs, subs, n = 4, 3, 100
+	var want []string
+	for s := range subs {
+		for p := range pubs {
+			want = append(want, fmt.Sprintf("S%d from cp/%d: %d in order", s, p, n))
+		}
+	}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		ss := make([]*rawClient, subs)
+		for i := range ss {
+			ss[i] = dialRaw(t, tg.addr, fmt.Sprintf("%s/S%d", tg.name, i))
+			ss[i].mustConnect(&packet.Connect{ClientID: []byte(fmt.Sprintf("S%d", i)), CleanSession: true}, false)
+			ss[i].subscribe("cp/#", 1, "end", 1)
+		}
+		ps := make([]*rawClient, pubs)
+		for i := range ps {
+			ps[i] = dialRaw(t, tg.addr, fmt.Sprintf("%s/P%d", tg.name, i))
+			ps[i].mustConnect(&packet.Connect{ClientID: []byte(fmt.Sprintf("P%d", i)), CleanSession: true}, false)
+		}
+		// The publishers run in goroutines, which must not call
+		// t.Fatal: they report errors on errs.
+		errs := make(chan error, pubs)
+		var wg sync.WaitGroup
+		for i, c := range ps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				topic := []byte(fmt.Sprintf("cp/%d", i))
+				for j := range n {
+					if err := c.write(&packet.Publish{Topic: topic, Payload: []byte(strconv.Itoa(j)), QoS: 1, PacketID: uint16(j + 1)}); err != nil {
+						errs <- err
+						return
+					}
+				}
+				for range n {
+					select {
+					case p := <-c.ctrl:
+						if p.Type() != packet.PUBACK {
+							errs <- fmt.Errorf("%s: got %v, want a PUBACK", c.name, p)
+							return
+						}
+					case <-time.After(timeout):
+						errs <- fmt.Errorf("%s: no PUBACK within %v", c.name, timeout)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		ps[0].publish("end", "", 1, false)
+		var rec []string
+		for i, s := range ss {
+			byTopic := map[string][]string{}
+			for _, m := range s.waitFor(t, "end") {
+				byTopic[m.Topic] = append(byTopic[m.Topic], m.Payload)
+			}
+			for p := range pubs {
+				got := byTopic[fmt.Sprintf("cp/%d", p)]
+				desc := fmt.Sprintf("%d in order", len(got))
+				for j, payload := range got {
+					if payload != strconv.Itoa(j) {
+						desc = fmt.Sprintf("%d, out of order at %d: %s", len(got), j, strings.Join(got, " "))
+						break
+					}
+				}
+				rec = append(rec, fmt.Sprintf("S%d from cp/%d: %s", i, p, desc))
+			}
+		}
+		return rec
+	})
+}
