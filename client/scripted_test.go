@@ -476,3 +476,63 @@ func TestUnixSocket(t *testing.T) {
 		t.Fatal("not connected")
 	}
 }
+
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	events := make(chan client.Event, 10)
+	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts, NoReconnect: true,
+		OnEvent: func(e client.Event) { events <- e }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 5*time.Second)
+	msgs := c.Messages()
+	go c.Connect(ctx)
+	p := s.accept()
+	p.handshake(false)
+	if e := <-events; e.Kind != client.Connected || e.URL != "mqtt://scripted" {
+		t.Fatalf("event %+v", e)
+	}
+	if err := c.Connect(ctx); !errors.Is(err, client.ErrConnected) {
+		t.Errorf("second Connect = %v, want ErrConnected", err)
+	}
+
+	// NoReconnect: a lost connection stays lost, and calls say so.
+	p.c.Close()
+	if e := <-events; e.Kind != client.ConnectionLost || e.Err == nil {
+		t.Fatalf("event %+v", e)
+	}
+	for c.IsConnected() {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := c.Subscribe(ctx, client.Subscription{Filter: "a"}); !errors.Is(err, client.ErrNotConnected) {
+		t.Errorf("Subscribe after the loss = %v, want ErrNotConnected", err)
+	}
+	// Connect again by hand.
+	go c.Connect(ctx)
+	p = s.accept()
+	p.handshake(false)
+	if e := <-events; e.Kind != client.Connected {
+		t.Fatalf("event %+v", e)
+	}
+
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	if _, ok := <-msgs; ok {
+		t.Error("Messages not closed by Close")
+	}
+	if err := c.Connect(ctx); !errors.Is(err, client.ErrClosed) {
+		t.Errorf("Connect after Close = %v, want ErrClosed", err)
+	}
+	if err := c.Disconnect(ctx); !errors.Is(err, client.ErrClosed) {
+		t.Errorf("Disconnect after Close = %v, want ErrClosed", err)
+	}
+	if tok := c.PublishAsync(ctx, "a", 1, false, nil); !errors.Is(tok.Wait(ctx), client.ErrClosed) {
+		t.Errorf("PublishAsync after Close = %v, want ErrClosed", tok.Err())
+	}
+}
