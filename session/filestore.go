@@ -76,6 +76,7 @@ type FileStore struct {
 	live     int64 // bytes of the records that hold the live state
 	unsynced bool
 	err      error // a failed write leaves the store unusable
+	compacts int   // compactions done, for tests
 
 	msgs       map[Handle]fileMsg
 	in         map[uint16]Incoming
@@ -221,13 +222,20 @@ func (s *FileStore) apply(b []byte, off, n int64) error {
 			return errBadRecord
 		}
 		in := Incoming{PacketID: binary.BigEndian.Uint16(b[1:]), Tag: Tag(binary.BigEndian.Uint64(b[3:])), Acked: b[11] != 0}
+		if _, ok := s.in[in.PacketID]; !ok {
+			s.live += n
+		}
 		s.in[in.PacketID] = in
 		s.lastTag = max(s.lastTag, in.Tag)
 	case recInDelete:
 		if len(b) != 3 {
 			return errBadRecord
 		}
-		delete(s.in, binary.BigEndian.Uint16(b[1:]))
+		id := binary.BigEndian.Uint16(b[1:])
+		if _, ok := s.in[id]; ok {
+			s.live -= recHeader + 12
+			delete(s.in, id)
+		}
 	case recClear:
 		clear(s.msgs)
 		clear(s.in)
@@ -522,6 +530,7 @@ func (s *FileStore) compact() error {
 	if s.opts.Sync != SyncNever {
 		s.unsynced = false
 	}
+	s.compacts++
 	return nil
 }
 

@@ -251,8 +251,8 @@ type scratchPackets struct {
 const bitsThreshold = 256
 
 // New returns a disconnected Session. With a Store, it loads the stored
-// state: queued and inflight messages (resent on the next connection) and
-// incoming QoS 2 exchanges.
+// state: queued and inflight messages (resent on the next connection, all
+// of them, even if more than MaxInflight) and incoming QoS 2 exchanges.
 func New(cfg Config) (*Session, error) {
 	if cfg.Role != Client && cfg.Role != Server {
 		return nil, errors.New("session: Config.Role must be Client or Server")
@@ -558,8 +558,11 @@ func (s *Session) Reset() error {
 // the queue. If the queue is full too, Publish returns ErrFull and keeps
 // nothing. With a Store, the message is stored before Publish returns.
 //
-// A QoS 0 message gets Handle 0 and no event. While disconnected it is
-// queued with Config.QueueQoS0, refused with ErrNotConnected without.
+// A QoS 0 message gets Handle 0 and no event. While disconnected (for a
+// client, until the CONNACK) it is queued with Config.QueueQoS0, refused
+// with ErrNotConnected without. Once handed out it is gone: a QoS 0
+// message waiting in the outbox when the connection ends is lost, as QoS 0
+// allows.
 func (s *Session) Publish(p *packet.Publish) (Handle, error) {
 	if err := s.checkPublish(p); err != nil {
 		return 0, err

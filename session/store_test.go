@@ -294,3 +294,30 @@ func TestFileStoreCompaction(t *testing.T) {
 	}
 	eq(t, "resent", h2.connect(false, true), "PUBLISH q1 id1 dup kept")
 }
+
+func TestFileStoreCompactionLiveIncoming(t *testing.T) {
+	// Live incoming exchanges count as live state: a log holding thousands
+	// of them is not rewritten at every write.
+	fs, err := OpenFileStore(t.TempDir(), FileStoreOptions{CompactSize: 4096, Sync: SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	for id := 1; id <= 3000; id++ {
+		if err := fs.SaveIncoming(Incoming{PacketID: uint16(id), Tag: Tag(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := fs.compacts
+	for i := 0; i < 1000; i++ {
+		fs.SaveMessage(&Message{Handle: Handle(i + 1), QoS: 1, Topic: []byte("t")})
+		fs.DeleteMessage(Handle(i + 1))
+	}
+	if n := fs.compacts - before; n > 3 {
+		t.Fatalf("%d compactions for 2000 small writes over 60 KB of live state", n)
+	}
+	var n int
+	if _, _, err := fs.Load(func(*Message) error { return nil }, func(Incoming) error { n++; return nil }); err != nil || n != 3000 {
+		t.Fatalf("loaded %d incoming exchanges, err %v", n, err)
+	}
+}
