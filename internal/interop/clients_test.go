@@ -157,3 +157,63 @@ func testClient(t *testing.T, kind scriptKind, tg target) {
 	obs.publish(prefix+"/end", "", 1, false)
 	obs.take(t, "no will after DISCONNECT", message{prefix + "/end", "", 1, false})
 }
+
+// TestClientSessions: paho-mqtt and MQTT.js with CleanSession 0 against
+// tern's broker (and mosquitto): a session kept while the client is away
+// gets the QoS 1 and 2 messages published meanwhile, not the QoS 0 ones
+// [MQTT-3.1.2-4] [MQTT-3.1.2-5], and says so in CONNACK [MQTT-3.2.2-2];
+// CleanSession 1 ends it [MQTT-3.1.2-6].
+func TestClientSessions(t *testing.T) {
+	for _, kind := range scriptKinds {
+		for _, b := range brokers {
+			t.Run(kind.name+"/"+b.name, func(t *testing.T) {
+				testClientSession(t, kind, b.start(t, true))
+			})
+		}
+	}
+}
+
+func testClientSession(t *testing.T, kind scriptKind, tg target) {
+	k := kind.name
+	prefix := "sess/" + k
+	pub := observe(t, tg, "publisher", "unused")
+	connect := func(c *scriptClient, clean, sessionPresent bool) {
+		t.Helper()
+		cmd := connectCmd(tg, k+"-session", password, "")
+		cmd["clean"] = clean
+		if e := c.do("connack", cmd); e.RC != 0 || e.SP != sessionPresent {
+			t.Fatalf("connect with clean session %v: got %s, want CONNACK 0 with session present %v", clean, e.raw, sessionPresent)
+		}
+	}
+
+	c := kind.start(t, k)
+	connect(c, false, false)
+	if e := c.do("suback", map[string]any{"op": "sub", "filters": [][]any{{prefix + "/#", 2}}}); len(e.Granted) != 1 || e.Granted[0] != 2 {
+		t.Fatalf("SUBACK: %s", e.raw)
+	}
+	c.do("closed", map[string]any{"op": "disconnect"})
+	c.kill()
+
+	for qos := byte(0); qos <= 2; qos++ {
+		pub.publish(prefix+"/away", "while away at QoS "+string('0'+qos), qos, false)
+	}
+	c = kind.start(t, k)
+	connect(c, false, true)
+	c.take(t, "messages kept for the session",
+		message{prefix + "/away", "while away at QoS 1", 1, false},
+		message{prefix + "/away", "while away at QoS 2", 2, false})
+	pub.publish(prefix+"/back", "back", 1, false)
+	c.take(t, "live message", message{prefix + "/back", "back", 1, false})
+	c.do("closed", map[string]any{"op": "disconnect"})
+	c.kill()
+
+	// CleanSession 1 discards the session and its subscription.
+	c = kind.start(t, k)
+	connect(c, true, false)
+	pub.publish(prefix+"/gone", "not delivered", 1, false)
+	if e := c.do("suback", map[string]any{"op": "sub", "filters": [][]any{{prefix + "/end", 1}}}); len(e.Granted) != 1 || e.Granted[0] != 1 {
+		t.Fatalf("SUBACK: %s", e.raw)
+	}
+	pub.publish(prefix+"/end", "end", 1, false)
+	c.take(t, "only the message after the clean start", message{prefix + "/end", "end", 1, false})
+}
