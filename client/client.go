@@ -453,7 +453,6 @@ func (c *Client) manage(cn *conn) {
 	c.managerG.Store(goid())
 	defer c.managerG.Store(0)
 	for cn != nil {
-		c.emit(Event{Kind: Connected, URL: cn.url, SessionPresent: cn.sessionPresent})
 		c.serve(cn)
 		c.mu.Lock()
 		stop := c.closing || c.opts.NoReconnect
@@ -486,6 +485,9 @@ func (c *Client) serve(cn *conn) {
 	cn.wg.Add(2)
 	go c.reader(cn)
 	go c.writer(cn)
+	// Reported once the connection is served, so that the callback may
+	// use it, even to Disconnect.
+	c.emit(Event{Kind: Connected, URL: cn.url, SessionPresent: cn.sessionPresent})
 	<-cn.done
 	cn.wg.Wait()
 	c.mu.Lock()

@@ -536,3 +536,33 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("PublishAsync after Close = %v, want ErrClosed", tok.Err())
 	}
 }
+
+// TestDisconnectFromOnEvent: the callback runs on the connection manager's
+// goroutine, which Disconnect must not wait for.
+func TestDisconnectFromOnEvent(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	done := make(chan error, 1)
+	var c *client.Client
+	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts,
+		OnEvent: func(e client.Event) {
+			if e.Kind == client.Connected {
+				done <- c.Disconnect(testCtx(t, 5*time.Second))
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Connect(testCtx(t, 5*time.Second))
+	p := s.accept()
+	p.handshake(false)
+	p.expect(packet.DISCONNECT) // [MQTT-3.14.4-2]
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Disconnect in OnEvent: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Disconnect in OnEvent did not return")
+	}
+}
