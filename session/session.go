@@ -465,6 +465,7 @@ func (s *Session) Accept(c *packet.Connect, sessionPresent bool, now time.Time) 
 // resume queues the resends of the inflight messages, in their original
 // order [MQTT-4.4.0-1] [MQTT-4.6.0-1], then fills the window from the queue.
 func (s *Session) resume() error {
+	s.releaseAcks() // given while disconnected
 	for m := s.inflight.head; m != nil; m = m.next {
 		m.sent = false
 		if m.state == StatePublished {
@@ -796,10 +797,8 @@ func (s *Session) Unsuback(packetID uint16) error {
 // or PUBREC is queued once every message that arrived before it is
 // acknowledged too [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Acknowledging twice, or a
 // message whose exchange has ended meanwhile, does nothing; ErrUnknownTag
-// is for tags the session never handed out. While disconnected, the
-// acknowledgement is recorded but not sent: a QoS 2 message sent again by
-// the peer is then answered without delivery, a QoS 1
-// message is delivered again.
+// is for tags the session never handed out. Acknowledgements given while
+// disconnected leave after the next CONNACK (client) or Accept (server).
 func (s *Session) Ack(t Tag) error {
 	i := s.findAck(t)
 	if i < 0 {
@@ -835,8 +834,12 @@ func (s *Session) findAck(t Tag) int {
 }
 
 // releaseAcks queues the acknowledgements at the head of the arrival order
-// that the application has given.
+// that the application has given. Without a connection they wait for the
+// next one.
 func (s *Session) releaseAcks() {
+	if s.state != online {
+		return
+	}
 	for s.ackHead < len(s.acks) && s.acks[s.ackHead].done != ackWaiting {
 		a := s.acks[s.ackHead]
 		s.ackHead++
