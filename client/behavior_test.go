@@ -166,9 +166,8 @@ func TestSlowConsumerKeepsConnection(t *testing.T) {
 	if pings < 2 {
 		t.Errorf("%d PINGREQ while the consumer was stalled for 3 s", pings)
 	}
-	close(events)
-	for e := range events {
-		if e.Kind != client.Connected {
+	for len(events) > 0 {
+		if e := <-events; e.Kind != client.Connected {
 			t.Errorf("event %v: %v", e.Kind, e.Err)
 		}
 	}
