@@ -113,6 +113,7 @@ func TestDifferentialShared(t *testing.T) {
 		"group, merged: " + topics(1, 10),
 		"both members served: true",
 		"after M1 left, M2: " + topics(11, 14),
+		"after M2 unsubscribed, M2: ",
 	}
 	differential(t, want, nil, func(t *testing.T, tg target) []string {
 		connect := func(id string, pairs ...any) *rawClient {
@@ -179,6 +180,20 @@ func TestDifferentialShared(t *testing.T) {
 			}
 		}
 		rec[0] = "plain: " + strings.Join(all, " ")
-		return append(rec, "after M1 left, M2: "+strings.Join(after, " "))
+		rec = append(rec, "after M1 left, M2: "+strings.Join(after, " "))
+
+		// Unsubscribing from the shared filter leaves the group.
+		m2.unsubscribe("$share/g/sh/#")
+		s2 = len(m2.received())
+		pub.publish("sh/15", "", 1, false)
+		m2.subscribe("end3", 1)
+		pub.publish("end3", "", 1, false)
+		var last []string
+		for _, m := range m2.waitFor(t, "end3")[s2:] {
+			if m.Topic != "end3" {
+				last = append(last, m.Topic)
+			}
+		}
+		return append(rec, "after M2 unsubscribed, M2: "+strings.Join(last, " "))
 	})
 }

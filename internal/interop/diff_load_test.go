@@ -2,6 +2,7 @@ package interop
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,5 +126,50 @@ func TestDifferentialConcurrentPublishers(t *testing.T) {
 			}
 		}
 		return rec
+	})
+}
+
+// TestDifferentialStuckSubscriber: a subscriber that stops reading never
+// holds up the publisher or the other subscribers. The publisher sends 2000
+// messages of 16 KiB, far more than the socket buffers of the stuck
+// subscriber hold, each with its QoS 1 flow completed; a reading
+// subscriber gets all of them.
+func TestDifferentialStuckSubscriber(t *testing.T) {
+	const n, size = 2000, 16 << 10
+	want := []string{fmt.Sprintf("reader: %d messages in order", n)}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		// The stuck subscriber: CONNECT and SUBSCRIBE written, nothing
+		// ever read.
+		stuck, err := net.DialTimeout("tcp", tg.addr, timeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stuck.Close()
+		w := packet.NewWriter(stuck)
+		w.WritePacket(&packet.Connect{ClientID: []byte("stuck"), CleanSession: true})
+		w.WritePacket(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("big/#"), QoS: 1}}})
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		reader := dialRaw(t, tg.addr, tg.name+"/reader")
+		reader.mustConnect(&packet.Connect{ClientID: []byte("reader"), CleanSession: true}, false)
+		reader.subscribe("big/#", 1, "end", 1)
+		pub := dialRaw(t, tg.addr, tg.name+"/pub")
+		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
+		body := string(payload(size))
+		for i := range n {
+			pub.publish("big/x", strconv.Itoa(i)+body, 1, false)
+		}
+		pub.publish("end", "", 1, false)
+		got := reader.waitFor(t, "end")
+		got = got[:len(got)-1]
+		desc := fmt.Sprintf("reader: %d messages in order", len(got))
+		for i, m := range got {
+			if m.Payload != strconv.Itoa(i)+body {
+				desc = fmt.Sprintf("reader: %d messages, #%d wrong", len(got), i)
+				break
+			}
+		}
+		return []string{desc}
 	})
 }
