@@ -41,3 +41,36 @@ func maskBytes(key [4]byte, pos int, b []byte) int {
 	}
 	return len(b) & 3
 }
+
+// maskCopy writes src masked with key, starting at key index pos&3, into
+// dst[:len(src)] and returns the next key index. It does in one pass what
+// copy followed by maskBytes would do in two.
+func maskCopy(dst, src []byte, key [4]byte, pos int) int {
+	pos &= 3
+	dst = dst[:len(src)]
+	for len(src) > 0 && (pos != 0 || len(src) < 8) {
+		dst[0] = src[0] ^ key[pos]
+		dst, src = dst[1:], src[1:]
+		pos = (pos + 1) & 3
+	}
+	if len(src) < 8 {
+		return pos
+	}
+	k32 := binary.LittleEndian.Uint32(key[:])
+	k64 := uint64(k32) | uint64(k32)<<32
+	for len(src) >= 32 && len(dst) >= 32 {
+		binary.LittleEndian.PutUint64(dst, binary.LittleEndian.Uint64(src)^k64)
+		binary.LittleEndian.PutUint64(dst[8:], binary.LittleEndian.Uint64(src[8:])^k64)
+		binary.LittleEndian.PutUint64(dst[16:], binary.LittleEndian.Uint64(src[16:])^k64)
+		binary.LittleEndian.PutUint64(dst[24:], binary.LittleEndian.Uint64(src[24:])^k64)
+		dst, src = dst[32:], src[32:]
+	}
+	for len(src) >= 8 && len(dst) >= 8 {
+		binary.LittleEndian.PutUint64(dst, binary.LittleEndian.Uint64(src)^k64)
+		dst, src = dst[8:], src[8:]
+	}
+	for i := range src {
+		dst[i] = src[i] ^ byte(k32>>(8*uint(i&3)))
+	}
+	return len(src) & 3
+}

@@ -496,10 +496,12 @@ func (c *WebSocketConn) writeFrame(op byte, p []byte) (n, sent int, err error) {
 		binary.LittleEndian.PutUint32(key[:], uint32(c.rng.Uint64()))
 		copy(buf[hl-4:], key[:])
 	}
-	m := copy(buf[hl:], p)
+	m := min(len(p), len(buf)-hl)
 	pos := 0
 	if c.client {
-		pos = maskBytes(key, 0, buf[hl:hl+m])
+		pos = maskCopy(buf[hl:], p[:m], key, 0)
+	} else {
+		copy(buf[hl:], p[:m])
 	}
 	w, err := c.conn.Write(buf[:hl+m])
 	sent += w
@@ -513,8 +515,8 @@ func (c *WebSocketConn) writeFrame(op byte, p []byte) (n, sent int, err error) {
 			w, err = c.conn.Write(rest)
 			return n + w, sent + w, err
 		}
-		m = copy(buf, rest)
-		pos = maskBytes(key, pos, buf[:m])
+		m = min(len(rest), len(buf))
+		pos = maskCopy(buf, rest[:m], key, pos)
 		w, err = c.conn.Write(buf[:m])
 		n, sent = n+w, sent+w
 		if err != nil {
