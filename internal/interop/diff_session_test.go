@@ -39,25 +39,25 @@ func TestDifferentialTakeover(t *testing.T) {
 		first.mustConnect(&packet.Connect{ClientID: []byte("T")}, false)
 		first.subscribe("tk/#", 2)
 		pub.publish("tk/1", "one", 1, false)
-		rec = append(rec, "first: "+m.describe(first.next(packet.PUBLISH)))
+		rec = append(rec, "first: "+m.describe(first.expect(packet.PUBLISH)))
 		pub.publish("tk/2", "two", 2, false)
-		rec = append(rec, "first: "+m.describe(first.next(packet.PUBLISH)))
+		rec = append(rec, "first: "+m.describe(first.expect(packet.PUBLISH)))
 
 		second := dialManual(t, tg.addr, tg.name+"/second")
 		second.send(&packet.Connect{ClientID: []byte("T")})
 		first.waitClosed()
 		rec = append(rec, "first: closed by the takeover")
-		rec = append(rec, "second: "+m.describe(second.next(packet.CONNACK)))
-		p1 := second.next(packet.PUBLISH).(*packet.Publish)
+		rec = append(rec, "second: "+m.describe(second.expect(packet.CONNACK)))
+		p1 := second.expect(packet.PUBLISH).(*packet.Publish)
 		rec = append(rec, "second: "+m.describe(p1))
-		p2 := second.next(packet.PUBLISH).(*packet.Publish)
+		p2 := second.expect(packet.PUBLISH).(*packet.Publish)
 		rec = append(rec, "second: "+m.describe(p2))
 		second.send(&packet.Puback{PacketID: p1.PacketID})
 		second.send(&packet.Pubrec{PacketID: p2.PacketID})
-		second.next(packet.PUBREL)
+		second.expect(packet.PUBREL)
 		second.send(&packet.Pubcomp{PacketID: p2.PacketID})
 		pub.publish("tk/3", "three", 1, false)
-		rec = append(rec, "second: "+m.describe(second.next(packet.PUBLISH)))
+		rec = append(rec, "second: "+m.describe(second.expect(packet.PUBLISH)))
 
 		// Taken over with CleanSession 1: the session and its
 		// unacknowledged tk/3 are gone, and so is the subscription.
@@ -65,20 +65,20 @@ func TestDifferentialTakeover(t *testing.T) {
 		third.send(&packet.Connect{ClientID: []byte("T"), CleanSession: true})
 		second.waitClosed()
 		rec = append(rec, "second: closed by the takeover")
-		rec = append(rec, "third: "+m.describe(third.next(packet.CONNACK)))
+		rec = append(rec, "third: "+m.describe(third.expect(packet.CONNACK)))
 		pub.publish("tk/4", "four", 1, false)
 		third.send(&packet.Pingreq{})
-		rec = append(rec, "third: "+m.describe(third.next(packet.PINGRESP)))
+		rec = append(rec, "third: "+m.describe(third.expect(packet.PINGRESP)))
 		third.disconnect()
 
 		// The CleanSession 1 session ended with its connection: a
 		// CleanSession 0 connection starts afresh [MQTT-3.2.2-3 n/a].
 		fourth := dialManual(t, tg.addr, tg.name+"/fourth")
 		fourth.send(&packet.Connect{ClientID: []byte("T")})
-		rec = append(rec, "fourth: "+m.describe(fourth.next(packet.CONNACK)))
+		rec = append(rec, "fourth: "+m.describe(fourth.expect(packet.CONNACK)))
 		pub.publish("tk/5", "five", 1, false)
 		fourth.send(&packet.Pingreq{})
-		rec = append(rec, "fourth: "+m.describe(fourth.next(packet.PINGRESP)))
+		rec = append(rec, "fourth: "+m.describe(fourth.expect(packet.PINGRESP)))
 		return rec
 	})
 }
@@ -116,11 +116,11 @@ func TestDifferentialResume(t *testing.T) {
 		connect := func() *rawClient {
 			c := dialManual(t, tg.addr, tg.name+"/R")
 			c.send(&packet.Connect{ClientID: []byte("R"), Will: true, WillTopic: []byte("will/rs"), WillMessage: []byte("gone"), WillQoS: 1})
-			rec = append(rec, m.describe(c.next(packet.CONNACK)))
+			rec = append(rec, m.describe(c.expect(packet.CONNACK)))
 			return c
 		}
 		ack := func(c *rawClient) {
-			p := c.next(packet.PUBLISH).(*packet.Publish)
+			p := c.expect(packet.PUBLISH).(*packet.Publish)
 			rec = append(rec, m.describe(p))
 			if p.QoS == 1 {
 				c.send(&packet.Puback{PacketID: p.PacketID})
@@ -128,7 +128,7 @@ func TestDifferentialResume(t *testing.T) {
 		}
 		r := connect()
 		r.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("rs/#"), QoS: 1}}})
-		r.next(packet.SUBACK)
+		r.expect(packet.SUBACK)
 		ack(r)
 		r.ping() // the PUBACK has been handled
 		r.drop()
@@ -145,7 +145,7 @@ func TestDifferentialResume(t *testing.T) {
 		ack(r)
 		rec = append(rec, "-- subscribed again at QoS 0")
 		r.send(&packet.Subscribe{PacketID: 2, Subscriptions: []packet.Subscription{{Filter: []byte("rs/#"), QoS: 0}}})
-		r.next(packet.SUBACK)
+		r.expect(packet.SUBACK)
 		ack(r)
 		pub.publish("rs/live", "downgraded", 1, false)
 		ack(r)

@@ -104,12 +104,6 @@ func (m ids) describe(p packet.Packet) string {
 	return p.String()
 }
 
-// next returns the next packet for a manual client.
-func (c *rawClient) next(want packet.Type) packet.Packet {
-	c.t.Helper()
-	return c.expect(want)
-}
-
 // TestDifferentialRedelivery: a persistent session's unacknowledged
 // messages are sent again on reconnection, PUBLISH with DUP and PUBREL, with
 // their original packet identifiers, in their original order [MQTT-4.4.0-1]
@@ -143,32 +137,32 @@ func TestDifferentialRedelivery(t *testing.T) {
 			t.Fatalf("SUBACK %v", got)
 		}
 		pub.publish("re/1", "a", 1, false)
-		p1 := s.next(packet.PUBLISH).(*packet.Publish) // not acknowledged
+		p1 := s.expect(packet.PUBLISH).(*packet.Publish) // not acknowledged
 		rec = append(rec, m.describe(p1))
 		pub.publish("re/2", "b", 2, false)
-		p2 := s.next(packet.PUBLISH).(*packet.Publish)
+		p2 := s.expect(packet.PUBLISH).(*packet.Publish)
 		rec = append(rec, m.describe(p2))
 		s.send(&packet.Pubrec{PacketID: p2.PacketID})
-		rec = append(rec, m.describe(s.next(packet.PUBREL))) // no PUBCOMP
+		rec = append(rec, m.describe(s.expect(packet.PUBREL))) // no PUBCOMP
 		pub.publish("re/3", "c", 2, false)
-		p3 := s.next(packet.PUBLISH).(*packet.Publish) // no PUBREC
+		p3 := s.expect(packet.PUBLISH).(*packet.Publish) // no PUBREC
 		rec = append(rec, m.describe(p3))
 		s.drop()
 
 		rec = append(rec, "-- reconnected")
 		s = dialManual(t, tg.addr, tg.name+"/S")
 		s.send(&packet.Connect{ClientID: []byte("S")})
-		rec = append(rec, m.describe(s.next(packet.CONNACK)))
-		rec = append(rec, m.describe(s.next(packet.PUBLISH)))
-		rec = append(rec, m.describe(s.next(packet.PUBREL)))
-		rec = append(rec, m.describe(s.next(packet.PUBLISH)))
+		rec = append(rec, m.describe(s.expect(packet.CONNACK)))
+		rec = append(rec, m.describe(s.expect(packet.PUBLISH)))
+		rec = append(rec, m.describe(s.expect(packet.PUBREL)))
+		rec = append(rec, m.describe(s.expect(packet.PUBLISH)))
 		s.send(&packet.Puback{PacketID: p1.PacketID})
 		s.send(&packet.Pubcomp{PacketID: p2.PacketID})
 		s.send(&packet.Pubrec{PacketID: p3.PacketID})
-		rec = append(rec, m.describe(s.next(packet.PUBREL)))
+		rec = append(rec, m.describe(s.expect(packet.PUBREL)))
 		s.send(&packet.Pubcomp{PacketID: p3.PacketID})
 		pub.publish("re/4", "d", 1, false)
-		p4 := s.next(packet.PUBLISH).(*packet.Publish)
+		p4 := s.expect(packet.PUBLISH).(*packet.Publish)
 		rec = append(rec, m.describe(p4))
 		s.send(&packet.Puback{PacketID: p4.PacketID})
 		s.ping() // the PUBACK has been handled
@@ -179,9 +173,9 @@ func TestDifferentialRedelivery(t *testing.T) {
 		rec = append(rec, "-- reconnected")
 		s = dialManual(t, tg.addr, tg.name+"/S")
 		s.send(&packet.Connect{ClientID: []byte("S")})
-		rec = append(rec, m.describe(s.next(packet.CONNACK)))
+		rec = append(rec, m.describe(s.expect(packet.CONNACK)))
 		pub.publish("re/5", "e", 0, false)
-		rec = append(rec, m.describe(s.next(packet.PUBLISH)))
+		rec = append(rec, m.describe(s.expect(packet.PUBLISH)))
 		return rec
 	})
 }
@@ -215,26 +209,26 @@ func TestDifferentialExactlyOnce(t *testing.T) {
 		p.mustConnect(&packet.Connect{ClientID: []byte("P2")}, false)
 		once := &packet.Publish{Topic: []byte("x2/t"), Payload: []byte("once"), QoS: 2, PacketID: 7}
 		p.send(once)
-		rec = append(rec, m.describe(p.next(packet.PUBREC)))
+		rec = append(rec, m.describe(p.expect(packet.PUBREC)))
 		once.Dup = true
 		p.send(once)
-		rec = append(rec, m.describe(p.next(packet.PUBREC)))
+		rec = append(rec, m.describe(p.expect(packet.PUBREC)))
 		p.drop()
 
 		rec = append(rec, "-- reconnected")
 		p = dialManual(t, tg.addr, tg.name+"/P2")
 		p.send(&packet.Connect{ClientID: []byte("P2")})
-		rec = append(rec, m.describe(p.next(packet.CONNACK)))
+		rec = append(rec, m.describe(p.expect(packet.CONNACK)))
 		p.send(once)
-		rec = append(rec, m.describe(p.next(packet.PUBREC)))
+		rec = append(rec, m.describe(p.expect(packet.PUBREC)))
 		p.send(&packet.Pubrel{PacketID: 7})
-		rec = append(rec, m.describe(p.next(packet.PUBCOMP)))
+		rec = append(rec, m.describe(p.expect(packet.PUBCOMP)))
 		p.send(&packet.Publish{Topic: []byte("x2/t"), Payload: []byte("again"), QoS: 2, PacketID: 7})
-		rec = append(rec, m.describe(p.next(packet.PUBREC)))
+		rec = append(rec, m.describe(p.expect(packet.PUBREC)))
 		p.send(&packet.Pubrel{PacketID: 7})
-		rec = append(rec, m.describe(p.next(packet.PUBCOMP)))
+		rec = append(rec, m.describe(p.expect(packet.PUBCOMP)))
 		p.send(&packet.Pubrel{PacketID: 9})
-		rec = append(rec, m.describe(p.next(packet.PUBCOMP)))
+		rec = append(rec, m.describe(p.expect(packet.PUBCOMP)))
 		p.disconnect()
 
 		q.subscribe("end/Q", 2)
@@ -263,7 +257,7 @@ func TestDifferentialViolations(t *testing.T) {
 		// SUBSCRIBE with reserved flags 0000 [MQTT-3.8.1-1].
 		{"subscribe-flags", []byte{0x80, 0x06, 0x00, 0x01, 0x00, 0x01, 'a', 0x00}},
 		// A second CONNECT [MQTT-3.1.0-2].
-		{"second-connect", must((&packet.Connect{ClientID: []byte("again"), CleanSession: true}).Append(nil))},
+		{"second-connect", connectBytes("MQTT", 4, 0x02, "again")},
 		// PUBLISH at QoS 3 [MQTT-3.3.1-4].
 		{"qos3", []byte{0x36, 0x05, 0x00, 0x01, 'a', 0x00, 0x01}},
 		// PUBLISH to a topic with a wildcard [MQTT-3.3.2-2].
@@ -355,13 +349,6 @@ func TestDifferentialViolations(t *testing.T) {
 
 func willLine(name string) string {
 	return fmt.Sprintf("msg viol/%s %q qos=1 retain=false", name, name+" gone")
-}
-
-func must(b []byte, err error) []byte {
-	if err != nil {
-		panic(err)
-	}
-	return b
 }
 
 // TestDifferentialMatching: which topics each filter matches, with one
