@@ -341,3 +341,195 @@ func sessionSeeds() [][]byte {
 			opPublish, 1, opTickAck, 15, opTickAck, 15, opDrain, 0),
 	}
 }
+
+// FuzzSessionPair joins a client and a server session by a link that the
+// fuzzer controls: which side publishes (and at which QoS), which packet is
+// delivered next, when a PUBLISH is duplicated and when the connection is
+// cut. After the program, the link becomes reliable until every flow has
+// completed; then every QoS 1 message must have been delivered at least
+// once [MQTT-4.3.2-1], every QoS 2 message exactly once [MQTT-4.3.3-2],
+// none twice at QoS 0, and first deliveries in publishing order
+// [MQTT-4.6.0-1].
+func FuzzSessionPair(f *testing.F) {
+	f.Add([]byte{0x00, 0x01, 0x02, 0x10, 0x11, 0x20, 0x30, 0x21, 0x31, 0x40, 0x50, 0x20, 0x30, 0x21})
+	f.Add([]byte{0x02, 0x02, 0x12, 0x20, 0x21, 0x60, 0x70, 0x20, 0x20, 0x31, 0x31, 0x40, 0x22, 0x32})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 400 {
+			return
+		}
+		p := newSessionPair(t)
+		for _, b := range data {
+			p.op(b)
+		}
+		p.settle()
+		p.check(0)
+		p.check(1)
+	})
+}
+
+type pairSide struct {
+	s         *session.Session
+	name      string
+	qos       []byte         // QoS of each message published, by number
+	delivered map[string]int // deliveries of the peer's messages
+	order     []int          // numbers of first deliveries
+}
+
+type sessionPairFuzz struct {
+	t     *testing.T
+	side  [2]*pairSide // 0 client, 1 server
+	link  [2][][]byte  // 0: client to server
+	up    bool
+	conns int
+	now   time.Time
+}
+
+func newSessionPair(t *testing.T) *sessionPairFuzz {
+	p := &sessionPairFuzz{t: t, now: time.Unix(1e9, 0)}
+	for i, role := range []session.Role{session.Client, session.Server} {
+		s, err := session.New(session.Config{Role: role, MaxInflight: 3, MaxQueued: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.side[i] = &pairSide{s: s, name: "cs"[i : i+1], delivered: map[string]int{}}
+	}
+	return p
+}
+
+func (p *sessionPairFuzz) op(b byte) {
+	arg := b & 15
+	switch b >> 4 % 8 {
+	case 0, 1: // publish from side b>>4
+		x := p.side[b>>4%2]
+		qos := arg % 3
+		payload := fmt.Sprintf("%s%d", x.name, len(x.qos))
+		_, err := x.s.Publish(&packet.Publish{QoS: qos, Topic: []byte("t"), Payload: []byte(payload)})
+		if err == nil {
+			x.qos = append(x.qos, qos)
+		} else if !errors.Is(err, session.ErrFull) && !errors.Is(err, session.ErrNotConnected) {
+			p.t.Fatal(err)
+		}
+	case 2, 3: // deliver the next packet of a direction, duplicating a PUBLISH when arg says so
+		p.flush()
+		p.deliver(int(b>>4%2), arg&1 != 0)
+	case 4:
+		p.cut()
+	case 5:
+		if !p.up {
+			p.connect()
+		}
+	default:
+		p.flush()
+	}
+}
+
+func (p *sessionPairFuzz) connect() {
+	p.conns++
+	if err := p.side[0].s.Connect(&packet.Connect{ClientID: []byte("pair")}, p.now); err != nil {
+		p.t.Fatal(err)
+	}
+	p.up = true
+}
+
+func (p *sessionPairFuzz) cut() {
+	p.link[0], p.link[1] = nil, nil
+	p.side[0].s.Disconnected()
+	p.side[1].s.Disconnected()
+	p.up = false
+}
+
+func (p *sessionPairFuzz) flush() {
+	for dir, x := range p.side {
+		for {
+			pk, err := x.s.Next(p.now)
+			if err != nil {
+				p.t.Fatal(err)
+			}
+			if pk == nil {
+				break
+			}
+			b, err := pk.Append(nil)
+			if err != nil {
+				p.t.Fatalf("invalid packet %v: %v", pk, err)
+			}
+			p.link[dir] = append(p.link[dir], b)
+		}
+	}
+}
+
+func (p *sessionPairFuzz) deliver(dir int, dup bool) {
+	if len(p.link[dir]) == 0 {
+		return
+	}
+	b := p.link[dir][0]
+	p.link[dir] = p.link[dir][1:]
+	if dup && packet.Type(b[0]>>4) == packet.PUBLISH && b[0]&6 != 0 {
+		d := append([]byte(nil), b...)
+		d[0] |= 8 // a retransmission on the same connection
+		p.link[dir] = append([][]byte{d}, p.link[dir]...)
+	}
+	pk, err := packet.Decode(b)
+	if err != nil {
+		p.t.Fatalf("undecodable % x: %v", b, err)
+	}
+	from, to := p.side[dir], p.side[1-dir]
+	if c, ok := pk.(*packet.Connect); ok {
+		err = to.s.Accept(c, p.conns > 1, p.now)
+	} else {
+		err = to.s.Receive(pk, p.now)
+	}
+	if err != nil {
+		p.t.Fatalf("%s Receive(%v): %v", to.name, pk, err)
+	}
+	for ev, ok := to.s.NextEvent(); ok; ev, ok = to.s.NextEvent() {
+		if ev.Kind != session.EventMessage {
+			continue
+		}
+		payload := string(ev.Publish.Payload)
+		var n int
+		fmt.Sscanf(payload[1:], "%d", &n)
+		if n >= len(from.qos) || from.qos[n] != ev.Publish.QoS {
+			p.t.Fatalf("delivered %s at QoS %d, not as published", payload, ev.Publish.QoS)
+		}
+		to.delivered[payload]++
+		if to.delivered[payload] == 1 {
+			to.order = append(to.order, n)
+		}
+	}
+}
+
+// settle runs a reliable link until every flow has completed.
+func (p *sessionPairFuzz) settle() {
+	for i := 0; ; i++ {
+		if i > 1000 {
+			p.t.Fatal("no progress on a reliable link")
+		}
+		if !p.up {
+			p.connect()
+		}
+		p.flush()
+		p.deliver(0, false)
+		p.deliver(1, false)
+		c, s := p.side[0].s, p.side[1].s
+		if c.Connected() && s.Connected() && len(p.link[0])+len(p.link[1]) == 0 && !c.HasOutgoing() && !s.HasOutgoing() &&
+			c.Inflight()+c.Queued()+s.Inflight()+s.Queued() == 0 {
+			return
+		}
+	}
+}
+
+func (p *sessionPairFuzz) check(from int) {
+	x, to := p.side[from], p.side[1-from]
+	for n, qos := range x.qos {
+		payload := fmt.Sprintf("%s%d", x.name, n)
+		got := to.delivered[payload]
+		if qos == 0 && got > 1 || qos == 1 && got < 1 || qos == 2 && got != 1 {
+			p.t.Fatalf("QoS %d message %s delivered %d times", qos, payload, got)
+		}
+	}
+	for i := 1; i < len(to.order); i++ {
+		if to.order[i] <= to.order[i-1] {
+			p.t.Fatalf("%s%d first delivered after %s%d", x.name, to.order[i], x.name, to.order[i-1])
+		}
+	}
+}
