@@ -119,25 +119,27 @@ func TestCutEveryPacket(t *testing.T) {
 	t.Parallel()
 	b := mosquitto.Start(t, mosquitto.Config{})
 	const n = 3
-	for _, qos := range []byte{1, 2} {
-		// Packets per direction: CONNECT/CONNACK, SUBSCRIBE/SUBACK, then
-		// up to two per message and direction.
-		last := 2 + 2*n
-		for _, side := range []string{"pub", "sub"} {
-			for _, dir := range []mqtttest.Direction{mqtttest.ClientToServer, mqtttest.ServerToClient} {
-				for k := 0; k <= last; k++ {
-					name := fmt.Sprintf("qos%d/%s/%v/%d", qos, side, dir, k)
-					t.Run(name, func(t *testing.T) {
-						t.Parallel()
-						cutFlow(t, b, qos, side, dir, k, n, name)
-					})
+	for _, store := range []string{"memory", "file"} {
+		for _, qos := range []byte{1, 2} {
+			// Packets per direction: CONNECT/CONNACK, SUBSCRIBE/SUBACK, then
+			// up to two per message and direction.
+			last := 2 + 2*n
+			for _, side := range []string{"pub", "sub"} {
+				for _, dir := range []mqtttest.Direction{mqtttest.ClientToServer, mqtttest.ServerToClient} {
+					for k := 0; k <= last; k++ {
+						name := fmt.Sprintf("%s/qos%d/%s/%v/%d", store, qos, side, dir, k)
+						t.Run(name, func(t *testing.T) {
+							t.Parallel()
+							cutFlow(t, b, store == "file", qos, side, dir, k, n, name)
+						})
+					}
 				}
 			}
 		}
 	}
 }
 
-func cutFlow(t *testing.T, b *mosquitto.Broker, qos byte, side string, dir mqtttest.Direction, k, n int, name string) {
+func cutFlow(t *testing.T, b *mosquitto.Broker, fileStore bool, qos byte, side string, dir mqtttest.Direction, k, n int, name string) {
 	ctx := testCtx(t, 30*time.Second)
 	pp := mqtttest.NewProxy(t, b.URL)
 	sp := mqtttest.NewProxy(t, b.URL)
@@ -148,13 +150,24 @@ func cutFlow(t *testing.T, b *mosquitto.Broker, qos byte, side string, dir mqttt
 		sp.SetFilter(cut)
 	}
 	opts := func(url, id string) client.Options {
-		return client.Options{
+		o := client.Options{
 			Servers:      []string{url},
 			ClientID:     id,
 			KeepSession:  true,
 			ReconnectMin: 5 * time.Millisecond,
 			ReconnectMax: 20 * time.Millisecond,
 		}
+		if fileStore {
+			// Durable against kill -9 (not power loss), which is what
+			// this test is about, without an fsync per state change.
+			st, err := session.OpenFileStore(t.TempDir(), session.FileStoreOptions{Sync: session.SyncNever})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			o.Store = st
+		}
+		return o
 	}
 	col := newCollector()
 	so := opts(sp.URL(), "s-"+name)
