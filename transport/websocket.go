@@ -578,9 +578,10 @@ func (c *WebSocketConn) sendClose(code int, reason string) {
 }
 
 // Close sends a normal close frame, unless one was sent or a Write is in
-// progress, and closes the underlying connection. It does not wait for the
-// peer's answer: an MQTT connection ends with DISCONNECT, so nothing useful
-// can follow.
+// progress (waiting at most a second for a peer that does not read), and
+// closes the underlying connection. It does not wait for the peer's
+// answer: an MQTT connection ends with DISCONNECT, so nothing useful can
+// follow.
 func (c *WebSocketConn) Close() error {
 	c.closeOnce.Do(func() {
 		// TryLock: a Write blocked on a peer that does not read must not

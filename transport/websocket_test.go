@@ -612,3 +612,24 @@ func TestConcurrentReadWritePing(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteDeadline(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	c := NewWebSocketConn(b, false, nil)
+	defer c.Close()
+	// Nobody reads a: the write times out before any byte leaves, so the
+	// connection stays usable.
+	c.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
+	_, err := c.Write([]byte("hi"))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("Write error %v, want a timeout", err)
+	}
+	c.SetWriteDeadline(time.Time{})
+	go c.Write([]byte("hi"))
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(a, got); err != nil || !bytes.Equal(got, []byte{0x82, 0x02, 'h', 'i'}) {
+		t.Fatalf("after the timeout: % x, %v", got, err)
+	}
+}
