@@ -129,11 +129,19 @@ func OpenFileStore(dir string, opts FileStoreOptions) (*FileStore, error) {
 	}
 	// A leftover of a compaction that did not finish; the log is whole.
 	os.Remove(s.path + ".tmp")
+	_, statErr := os.Stat(s.path)
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	s.f = f
+	if os.IsNotExist(statErr) && opts.Sync != SyncNever {
+		// A new log: its directory entry must be durable too.
+		if err := syncDir(dir); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	if err := s.readLog(); err != nil {
 		f.Close()
 		return nil, err
@@ -513,9 +521,11 @@ func (s *FileStore) compact() error {
 		return fail(err)
 	}
 	if s.opts.Sync != SyncNever {
-		if d, err := os.Open(s.dir); err == nil {
-			d.Sync()
-			d.Close()
+		// The rename is durable only once the directory is.
+		if err := syncDir(s.dir); err != nil {
+			f.Close()
+			s.err = fmt.Errorf("session: file store compaction failed: %w", err)
+			return s.err
 		}
 	}
 	s.f.Close()
@@ -545,6 +555,19 @@ func (s *FileStore) Close() error {
 	s.f = nil
 	if s.err == nil {
 		s.err = errors.New("session: file store closed")
+	}
+	return err
+}
+
+// syncDir makes the entries of a directory durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
 	}
 	return err
 }
