@@ -308,7 +308,13 @@ func TestMosquittoKeepAlive(t *testing.T) {
 func TestMosquittoTransports(t *testing.T) {
 	t.Parallel()
 	b := mosquitto.Start(t, mosquitto.Config{RequireClientCert: true, WebSockets: true, SecureWebSockets: true})
-	for _, url := range []string{b.URL, b.TLSURL, b.WSURL, b.WSSURL} {
+	// Every scheme of package transport; tcp, ssl and tls are other names
+	// of mqtt and mqtts (unix: see TestUnixSocket).
+	urls := []string{b.URL, b.TLSURL, b.WSURL, b.WSSURL,
+		"tcp://" + b.Addr,
+		"ssl://" + strings.TrimPrefix(b.TLSURL, "mqtts://"),
+		"tls://" + strings.TrimPrefix(b.TLSURL, "mqtts://")}
+	for _, url := range urls {
 		scheme := url[:strings.Index(url, ":")]
 		t.Run(scheme, func(t *testing.T) {
 			ctx := testCtx(t, 10*time.Second)
