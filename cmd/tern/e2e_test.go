@@ -53,7 +53,11 @@ func ternBin(t *testing.T) string {
 			return
 		}
 		build.bin = filepath.Join(build.dir, "tern")
-		cmd := exec.Command("go", "build", "-o", build.bin, ".")
+		args := []string{"build", "-o", build.bin}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, ".")...)
 		build.out, build.err = cmd.CombinedOutput()
 	})
 	if build.err != nil {
