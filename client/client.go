@@ -103,6 +103,7 @@ type ConnectError struct {
 	Code packet.ReturnCode
 }
 
+// Error names the server and the return code.
 func (e *ConnectError) Error() string {
 	return "client: " + e.URL + " refused the connection: " + e.Code.String()
 }
@@ -113,6 +114,7 @@ type SubscribeError struct {
 	Filters []string
 }
 
+// Error lists the refused filters.
 func (e *SubscribeError) Error() string {
 	return fmt.Sprintf("client: subscription refused for %q", e.Filters)
 }
@@ -425,7 +427,7 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 	if !ack.SessionPresent && len(c.subOrder) > 0 {
 		c.resubscribe()
 	}
-	c.logInfo("connected", "url", url, "session_present", ack.SessionPresent)
+	c.log.Info("connected", "url", url, "session_present", ack.SessionPresent)
 	cn := &conn{nc: nc, r: r, url: url, done: make(chan struct{}), discSent: make(chan struct{})}
 	cn.sessionPresent = ack.SessionPresent
 	return cn, nil
@@ -549,7 +551,6 @@ func (c *Client) emit(e Event) {
 	}
 }
 
-func (c *Client) logInfo(msg string, args ...any) { c.log.Info(msg, args...) }
 
 // kick wakes the writer.
 func (c *Client) kick() {
