@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ternmq/mqtt/internal/mosquitto"
 	"github.com/ternmq/mqtt/packet"
 )
 
@@ -216,4 +217,55 @@ func testClientSession(t *testing.T, kind scriptKind, tg target) {
 	}
 	pub.publish(prefix+"/end", "end", 1, false)
 	c.take(t, "only the message after the clean start", message{prefix + "/end", "end", 1, false})
+}
+
+// TestClientsMQTT31: paho-mqtt, MQTT.js and mosquitto_pub/mosquitto_sub
+// speaking MQTT 3.1 (protocol name MQIsdp, level 3), which tern's broker
+// accepts besides 3.1.1: connect with credentials, subscribe, and a QoS 2
+// message both ways.
+func TestClientsMQTT31(t *testing.T) {
+	for _, b := range brokers {
+		for _, kind := range scriptKinds {
+			t.Run(kind.name+"/"+b.name, func(t *testing.T) {
+				tg := b.start(t, true)
+				k := kind.name + "-31"
+				obs := observe(t, tg, "observer", "v31/#")
+				c := kind.start(t, k)
+				cmd := connectCmd(tg, k, password, "")
+				cmd["level"] = 3
+				if e := c.do("connack", cmd); e.RC != 0 {
+					t.Fatalf("connect with MQTT 3.1: got %s, want CONNACK 0", e.raw)
+				}
+				if tg.level != nil && tg.level(k) != packet.Level31 {
+					t.Fatalf("the broker saw protocol level %d, want %d", tg.level(k), packet.Level31)
+				}
+				if e := c.do("suback", map[string]any{"op": "sub", "filters": [][]any{{"v31/" + k, 2}}}); len(e.Granted) != 1 || e.Granted[0] != 2 {
+					t.Fatalf("SUBACK: %s", e.raw)
+				}
+				m := message{"v31/" + k, "3.1 says hello", 2, false}
+				c.do("pubdone", pubCmd(m.Topic, m.Payload, 2, false))
+				c.take(t, "own message", m)
+				obs.take(t, "the client's message", m)
+				obs.publish(m.Topic, "hello 3.1", 2, false)
+				c.take(t, "message from a 3.1.1 client", message{m.Topic, "hello 3.1", 2, false})
+			})
+		}
+		t.Run("mosquitto_pub/"+b.name, func(t *testing.T) {
+			subBin := mosquitto.Require(t, "mosquitto_sub")
+			pubBin := mosquitto.Require(t, "mosquitto_pub")
+			tg := b.start(t, true)
+			sub := startProcess(t, "mosquitto_sub", parseCLI, append(append(lineBuffered(t, subBin), "-V", "mqttv31", "-d", "-q", "2", "-t", "v31/cli", "-F", subFormat),
+				cliArgs(tg, "cli-31-sub", password)...)...)
+			sub.waitLine("Subscribed (mid:")
+			mustPub(t, pubBin, tg, "cli-31-pub", "-V", "mqttv31", "-q", "2", "-t", "v31/cli", "-m", "3.1 from the shell")
+			sub.take(t, "mosquitto_pub's 3.1 message", message{"v31/cli", "3.1 from the shell", 2, false})
+			if tg.level != nil {
+				for _, id := range []string{"cli-31-sub", "cli-31-pub"} {
+					if l := tg.level(id); l != packet.Level31 {
+						t.Errorf("%s: the broker saw protocol level %d, want %d", id, l, packet.Level31)
+					}
+				}
+			}
+		})
+	}
 }

@@ -21,7 +21,8 @@ import (
 //
 //	{"op":"connect","host":H,"port":P,"id":ID,"clean":B,"keepalive":S,
 //	 "user":U,"password":PW,"will":{"topic":T,"payload":P,"qos":Q,"retain":B},
-//	 "transport":"tcp"|"tls"|"ws"|"wss","path":WS_PATH,"ca":FILE,"cert":FILE,"key":FILE}
+//	 "transport":"tcp"|"tls"|"ws"|"wss","path":WS_PATH,"ca":FILE,"cert":FILE,"key":FILE,
+//	 "level":3 for MQTT 3.1, else 3.1.1}
 //	                                              -> {"ev":"connack","rc":RC,"sp":B}
 //	{"op":"sub","filters":[[F,Q],...]}            -> {"ev":"suback","granted":[Q,...]}
 //	{"op":"unsub","filters":[F,...]}              -> {"ev":"unsuback"}

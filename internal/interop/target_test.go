@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/ternmq/mqtt/broker"
@@ -32,6 +33,11 @@ type target struct {
 	// password: tern's broker is configured to say 4 (bad user name or
 	// password); mosquitto 2.0 says 5 (not authorized) for MQTT 3.1.1.
 	refused packet.ReturnCode
+
+	// level, for tern's broker, returns the protocol level of the last
+	// CONNECT with the client identifier id that its Authenticate hook saw,
+	// or 0.
+	level func(id string) byte
 }
 
 func (tg target) url() string { return "mqtt://" + tg.addr }
@@ -53,9 +59,11 @@ func newTarget(t testing.TB, name, addr string, refused packet.ReturnCode) targe
 // user and password.
 func startTern(t testing.TB, auth bool) target {
 	t.Helper()
+	var levels sync.Map // client id -> protocol level
 	srv := mqtttest.NewServer(t, func(o *broker.Options) {
 		if auth {
 			o.Authenticate = func(c *broker.Client, pw []byte) packet.ReturnCode {
+				levels.Store(c.ID, c.Level)
 				if !c.HasUsername || c.Username != user || string(pw) != password {
 					return packet.RefusedBadUsernameOrPassword
 				}
@@ -63,7 +71,13 @@ func startTern(t testing.TB, auth bool) target {
 			}
 		}
 	})
-	return newTarget(t, "tern", srv.Addr, packet.RefusedBadUsernameOrPassword)
+	tg := newTarget(t, "tern", srv.Addr, packet.RefusedBadUsernameOrPassword)
+	tg.level = func(id string) byte {
+		l, _ := levels.Load(id)
+		b, _ := l.(byte)
+		return b
+	}
+	return tg
 }
 
 // startMosquitto starts a mosquitto for the test; with auth, it accepts

@@ -52,7 +52,7 @@ for line in sys.stdin:
         if op == "connect":
             transport = cmd.get("transport", "tcp")
             client = mqtt.Client(client_id=cmd["id"], clean_session=cmd["clean"],
-                                 protocol=mqtt.MQTTv311,
+                                 protocol=mqtt.MQTTv31 if cmd.get("level") == 3 else mqtt.MQTTv311,
                                  transport="websockets" if transport in ("ws", "wss") else "tcp")
             if transport in ("ws", "wss"):
                 client.ws_set_options(path=cmd["path"])
