@@ -169,7 +169,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 	} else {
 		c.info.ID = string(cp.ClientID)
 	}
-	if max := s.opts.MaxConnections; max > 0 && s.nconns.Load() > int64(max) {
+	if limit := s.opts.MaxConnections; limit > 0 && s.nconns.Load() > int64(limit) {
 		c.refuse(packet.RefusedServerUnavailable)
 		return nil, false
 	}

@@ -247,3 +247,19 @@ func mustPublish(p *packet.Publish) []byte {
 	}
 	return b
 }
+
+// Options.MaxPacketSize: a larger packet closes the connection, as a lost
+// connection (the will is published); smaller ones pass.
+func TestMaxPacketSize(t *testing.T) {
+	srv := newServer(t, func(o *broker.Options) { o.MaxPacketSize = 100 })
+	w := connect(t, srv, "w", true, false)
+	w.subscribe(1, "#", 0)
+	s := dial(t, srv, "big")
+	s.send(&packet.Connect{ClientID: []byte("big"), CleanSession: true, Will: true, WillTopic: []byte("will"), WillMessage: []byte("too big")})
+	s.expect(&packet.Connack{})
+	s.publish(pub("t", strings.Repeat("x", 90), 0, 0)) // 2+3+90 = 95 bytes
+	checkPublish(t, w.expectPublish(), "t", strings.Repeat("x", 90), 0, false)
+	s.send(pub("t", strings.Repeat("x", 96), 0, 0)) // 101 bytes
+	s.expectClose()
+	checkPublish(t, w.expectPublish(), "will", "too big", 0, false)
+}
