@@ -1051,9 +1051,14 @@ func writeReport(w io.Writer, r *Report) {
 			p.QoS, p.Sent, si(p.SendRate), p.Received, si(p.ReceiveRate), p.Lost, p.Duplicates,
 			fmtMS(p.Latency.P50), fmtMS(p.Latency.P90), fmtMS(p.Latency.P99), fmtMS(p.Latency.Max))
 	}
+	var recv, lost, dups uint64
+	for _, p := range r.Phases {
+		recv, lost, dups = recv+p.Received, lost+p.Lost, dups+p.Duplicates
+	}
+	fmt.Fprintf(w, "\nEvery delivery checked by sequence number: %d received, %d lost, %d duplicated.\n", recv, lost, dups)
 	for _, p := range r.Phases {
 		if p.QoS == 0 && p.Lost > 0 {
-			fmt.Fprintf(w, "\nQoS 0 may lose messages: the broker drops them for subscribers that fall behind.\n")
+			fmt.Fprintf(w, "QoS 0 may lose messages: a broker drops them for subscribers that fall behind.\n")
 			break
 		}
 	}
@@ -1063,7 +1068,7 @@ func writeReport(w io.Writer, r *Report) {
 		}
 	}
 	if s := r.broken(); s != "" {
-		fmt.Fprintf(w, "\nBROKEN QoS GUARANTEE: %s\n", s)
+		fmt.Fprintf(w, "BROKEN QoS GUARANTEE: %s\n", s)
 	}
 }
 

@@ -235,6 +235,7 @@ func TestWriteReport(t *testing.T) {
 	for _, want := range []string{
 		"2 publishers (bench/%i), 3 subscribers (bench/#), 64-byte payloads, broker embedded",
 		"0          1000      12.3k        2990      1.50M       10        0    250µs   1.50ms   12.2ms    1.50s",
+		"Every delivery checked by sequence number: 5991 received, 10 lost, 1 duplicated.",
 		"QoS 0 may lose messages",
 		"BROKEN QoS GUARANTEE: 1 duplicates at QoS 2",
 	} {
