@@ -149,7 +149,7 @@ type Client struct {
 	subs       map[string]byte // filters subscribed, for resubscription
 	subOrder   []string
 	room       chan struct{} // closed when the window or the queue may have room
-	written    chan struct{} // closed after the next write
+	writeWait  []writeWaiter // blocking QoS 0 Publish calls awaiting their write
 	takenGen   uint64        // batches taken from the session
 	writtenGen uint64        // batches written
 	connGen    uint64        // connections lost
@@ -551,7 +551,6 @@ func (c *Client) emit(e Event) {
 	}
 }
 
-
 // kick wakes the writer.
 func (c *Client) kick() {
 	select {
@@ -567,10 +566,7 @@ func (c *Client) broadcast() {
 		close(c.room)
 		c.room = nil
 	}
-	if c.written != nil {
-		close(c.written)
-		c.written = nil
-	}
+	c.wakeWriteWaiters(true)
 }
 
 // roomChan returns a channel closed when the window or queue may have room.
@@ -648,9 +644,8 @@ func (c *Client) writer(cn *conn) {
 			lastWrite = now
 			c.mu.Lock()
 			c.writtenGen = gen
-			if c.written != nil {
-				close(c.written)
-				c.written = nil
+			if len(c.writeWait) > 0 {
+				c.wakeWriteWaiters(false)
 			}
 			c.mu.Unlock()
 			if disc {

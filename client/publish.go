@@ -195,6 +195,31 @@ func (c *Client) publish(ctx context.Context, topic string, qos byte, retain boo
 	}
 }
 
+// writeWaiter is a blocking QoS 0 Publish waiting for write batch gen.
+type writeWaiter struct {
+	gen uint64
+	ch  chan struct{} // from waitPool, capacity 1
+}
+
+// waitPool recycles the channels of writeWaiters, so that a blocking QoS 0
+// Publish allocates nothing.
+var waitPool = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
+
+// wakeWriteWaiters wakes the waiters whose batch is written, or all of them.
+// Called with c.mu held.
+func (c *Client) wakeWriteWaiters(all bool) {
+	kept := c.writeWait[:0]
+	for _, w := range c.writeWait {
+		if all || w.gen <= c.writtenGen {
+			w.ch <- struct{}{}
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(c.writeWait[len(kept):])
+	c.writeWait = kept
+}
+
 // waitWritten waits until write batch gen is written.
 func (c *Client) waitWritten(ctx context.Context, gen uint64) error {
 	c.mu.Lock()
@@ -208,14 +233,28 @@ func (c *Client) waitWritten(ctx context.Context, gen uint64) error {
 			c.mu.Unlock()
 			return ErrClosed
 		}
-		if c.written == nil {
-			c.written = make(chan struct{})
-		}
-		w := c.written
+		ch := waitPool.Get().(chan struct{})
+		c.writeWait = append(c.writeWait, writeWaiter{gen: gen, ch: ch})
 		c.mu.Unlock()
 		select {
-		case <-w:
+		case <-ch:
+			waitPool.Put(ch)
 		case <-ctx.Done():
+			c.mu.Lock()
+			for i, w := range c.writeWait {
+				if w.ch == ch {
+					c.writeWait = append(c.writeWait[:i], c.writeWait[i+1:]...)
+					break
+				}
+			}
+			c.mu.Unlock()
+			// Woken meanwhile or not, the channel is empty or holds one
+			// value: drain it before reuse.
+			select {
+			case <-ch:
+			default:
+			}
+			waitPool.Put(ch)
 			return ctx.Err()
 		}
 		c.mu.Lock()
