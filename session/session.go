@@ -64,7 +64,9 @@ type Config struct {
 	// wait for the application's Ack call, instead of leaving at once.
 	// Acknowledgements still leave in the order the messages arrived: an
 	// Ack for a later message waits for the earlier ones
-	// [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+	// [MQTT-4.6.0-2] [MQTT-4.6.0-3]. The application must acknowledge every
+	// message, also those it chooses not to process [MQTT-4.5.0-2]: one
+	// never acknowledged holds back all that arrive after it.
 	ManualAck bool
 
 	// Store keeps the session state durable. Nil means the state lives in
