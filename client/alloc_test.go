@@ -66,7 +66,14 @@ func TestPublishAllocs(t *testing.T) {
 		{"PublishAsync QoS 0", 0, func() { c.PublishAsync(ctx, "a/b", 0, false, payload) }},
 		{"Publish QoS 0", 0, func() { c.Publish(ctx, "a/b", 0, false, payload) }},
 		{"Publish QoS 1", 0, func() { c.Publish(ctx, "a/b", 1, false, payload) }},
-		{"PublishAsync QoS 1", 2, func() { c.PublishAsync(ctx, "a/b", 1, false, payload).Wait(ctx) }}, // the Token and its channel
+		{"PublishAsync QoS 1 waited", 2, func() { c.PublishAsync(ctx, "a/b", 1, false, payload).Wait(ctx) }}, // the Token and its channel
+		{"10 PublishAsync QoS 1", 11, func() { // a Token each, the last one's channel
+			var tok *client.Token
+			for range 10 {
+				tok = c.PublishAsync(ctx, "a/b", 1, false, payload)
+			}
+			tok.Wait(ctx)
+		}},
 	} {
 		tc.f() // warm up buffers
 		if got := testing.AllocsPerRun(1000, tc.f); got > tc.max {

@@ -10,25 +10,38 @@ import (
 )
 
 // A Token is the outcome of an asynchronous call, such as PublishAsync.
+// Its methods may be called from any goroutine.
 type Token struct {
 	c      *Client // for Wait in a handler; nil when complete from the start
-	done   chan struct{}
-	err    error
-	id     uint16
-	pooled bool // a blocking call's own token: completed by a send, reused
+	pooled bool    // a blocking call's own token: done is made, completed by a send, reused
+
+	mu       sync.Mutex
+	done     chan struct{} // made when first asked for, unless pooled
+	finished bool
+	err      error
+	id       uint16
 }
 
 // Done returns a channel closed when the call is complete.
-func (t *Token) Done() <-chan struct{} { return t.done }
-
-// Err returns the call's error once Done is closed, and nil before.
-func (t *Token) Err() error {
-	select {
-	case <-t.done:
-		return t.err
-	default:
-		return nil
+func (t *Token) Done() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done == nil {
+		// Made on demand: most tokens of a stream of messages are never
+		// waited on, and this saves their allocation.
+		t.done = make(chan struct{})
+		if t.finished {
+			close(t.done)
+		}
 	}
+	return t.done
+}
+
+// Err returns the call's error once it is complete, and nil before.
+func (t *Token) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
 }
 
 // Wait waits for the call to complete and returns its error, or ctx's error
@@ -36,55 +49,52 @@ func (t *Token) Err() error {
 // rather than on Done: Wait lets the client read past Options.MaxPending
 // meanwhile, so that the acknowledgement can arrive.
 func (t *Token) Wait(ctx context.Context) error {
+	t.mu.Lock()
+	finished, err := t.finished, t.err
+	t.mu.Unlock()
+	if finished {
+		return err
+	}
 	if t.c != nil {
-		select {
-		case <-t.done:
-			return t.err
-		default:
-		}
 		defer t.c.disp.handlerCall()()
 	}
 	select {
-	case <-t.done:
-		return t.err
+	case <-t.Done():
+		return t.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
 // PacketID returns the packet identifier the message was last sent with,
-// once Done is closed; 0 for QoS 0 and for failed calls.
+// once the call is complete; 0 for QoS 0 and for failed calls.
 func (t *Token) PacketID() uint16 {
-	select {
-	case <-t.done:
-		return t.id
-	default:
-		return 0
-	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.id
 }
 
 // complete ends the call. Called with c.mu held, once.
 func (t *Token) complete(err error, id uint16) {
-	t.err, t.id = err, id
 	if t.pooled {
+		t.err, t.id = err, id
 		t.done <- struct{}{}
-	} else {
+		return
+	}
+	t.mu.Lock()
+	t.err, t.id, t.finished = err, id, true
+	if t.done != nil {
 		close(t.done)
 	}
+	t.mu.Unlock()
 }
 
 // doneToken is the token of every QoS 0 PublishAsync that succeeded: there
 // is nothing to wait for, and sharing it saves an allocation per message.
-var doneToken = func() *Token {
-	t := &Token{done: make(chan struct{})}
-	close(t.done)
-	return t
-}()
+var doneToken = &Token{finished: true}
 
 func failedToken(err error) *Token {
-	t := &Token{done: make(chan struct{}), err: err}
-	close(t.done)
-	return t
+	return &Token{finished: true, err: err}
 }
 
 var tokenPool = sync.Pool{New: func() any {
@@ -140,7 +150,7 @@ func (c *Client) PublishAsync(ctx context.Context, topic string, qos byte, retai
 		}
 		return doneToken
 	}
-	t := &Token{c: c, done: make(chan struct{})}
+	t := &Token{c: c}
 	if _, err := c.publish(ctx, topic, qos, retain, payload, t); err != nil {
 		return failedToken(err)
 	}

@@ -412,9 +412,13 @@ func TestFailWhenFull(t *testing.T) {
 	}
 	defer c.Close()
 	ctx := testCtx(t, 5*time.Second)
-	go c.Connect(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- c.Connect(ctx) }()
 	p := s.accept()
 	p.handshake(false)
+	if err := <-errc; err != nil { // online: the window, not the offline queue
+		t.Fatal(err)
+	}
 	a := c.PublishAsync(ctx, "f", 1, false, nil) // in flight
 	b := c.PublishAsync(ctx, "f", 1, false, nil) // queued
 	full := c.PublishAsync(ctx, "f", 1, false, nil)
@@ -437,9 +441,12 @@ func TestFailWhenFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	go c2.Connect(ctx)
+	go func() { errc <- c2.Connect(ctx) }()
 	p2 := s2.accept()
 	p2.handshake(false)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
 	c2.PublishAsync(ctx, "f", 1, false, nil)
 	c2.PublishAsync(ctx, "f", 1, false, nil)
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
