@@ -27,8 +27,8 @@ const (
 // Close.
 var ErrServerClosed = errors.New("broker: server closed")
 
-// Options configures a Server. The zero value is a working broker with no
-// authentication and the defaults below.
+// Options configures a Server. The zero value is a working broker that lets
+// every client in, with the default each field names.
 type Options struct {
 	// Logger receives connection-level logs. Nil means silence.
 	Logger *slog.Logger
@@ -49,13 +49,15 @@ type Options struct {
 	MaxPacketSize int
 
 	// MaxInflight is the number of QoS 1 and 2 messages sent to one client
-	// and not yet acknowledged; 0 means 20, as mosquitto.
+	// and not yet acknowledged; 0 or less means 20, as mosquitto.
 	MaxInflight int
 
 	// MaxQueued is the number of messages waiting for one client behind
 	// its inflight window, or for a persistent session's next connection;
-	// 0 means 1000, as mosquitto. Messages beyond it are dropped and
-	// counted (Stats.Dropped).
+	// 0 or less means 1000, as mosquitto. Messages beyond it are dropped
+	// and counted (Stats.Dropped). It bounds a count, not bytes: the
+	// memory a stuck client can hold is MaxQueued times the largest
+	// message (see MaxPacketSize).
 	MaxQueued int
 
 	// ConnectTimeout bounds the wait for the CONNECT packet (and the TLS
