@@ -273,7 +273,7 @@ func TestPubSubTernBroker(t *testing.T) {
 	certs := certFiles(t)
 	sock := "unix://" + filepath.Join(t.TempDir(), "mqtt.sock")
 	urls := startBroker(t, []string{"-cert", certs.ServerCert, "-key", certs.ServerKey},
-		"mqtt://127.0.0.1:0", "mqtts://127.0.0.1:0", "ws://127.0.0.1:0/mqtt", sock)
+		"mqtt://127.0.0.1:0", "mqtts://127.0.0.1:0", "ws://127.0.0.1:0/mqtt", sock, "wss://127.0.0.1:0/mqtt")
 	if urls[3] != sock {
 		t.Errorf("broker printed %q for %q", urls[3], sock)
 	}
@@ -288,6 +288,7 @@ func TestPubSubTernBroker(t *testing.T) {
 	})
 	t.Run("ws", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", urls[2]}) })
 	t.Run("unix", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", urls[3]}) })
+	t.Run("wss", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", urls[4], "-cafile", certs.CACert}) })
 
 	t.Run("tls-unknown-ca", func(t *testing.T) {
 		r := runTern(t, "", "pub", "-L", urls[1], "-t", "x", "-m", "y")
@@ -316,12 +317,13 @@ func TestBrokerClientCert(t *testing.T) {
 }
 
 func TestPubSubMosquitto(t *testing.T) {
-	b := mosquitto.Start(t, mosquitto.Config{TLS: true, WebSockets: true})
+	b := mosquitto.Start(t, mosquitto.Config{TLS: true, WebSockets: true, SecureWebSockets: true})
 	t.Run("tcp", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", b.URL}) })
 	t.Run("tls", func(t *testing.T) {
 		pubSubRoundTrip(t, []string{"-L", b.TLSURL, "-cafile", b.Files.CACert, "-cert", b.Files.ClientCert, "-key", b.Files.ClientKey})
 	})
 	t.Run("ws", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", b.WSURL}) })
+	t.Run("wss", func(t *testing.T) { pubSubRoundTrip(t, []string{"-L", b.WSSURL, "-cafile", b.Files.CACert}) })
 }
 
 // TestRetainedAndSession checks -r, -c, -E and -R against tern broker.
