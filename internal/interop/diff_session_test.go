@@ -3,7 +3,10 @@ package interop
 import (
 	"crypto/sha256"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ternmq/mqtt/packet"
 )
@@ -240,6 +243,114 @@ func TestDifferentialRetainedWill(t *testing.T) {
 				rec = append(rec, "new subscriber: "+m.String())
 			}
 			n.disconnect()
+		}
+		return rec
+	})
+}
+
+// TestDifferentialOfflineDowngrade: a message whose QoS is downgraded to 0
+// by the subscription is a QoS 0 message for that client, so a persistent
+// session away does not keep it [MQTT-3.1.2-5] [MQTT-3.8.4-6].
+func TestDifferentialOfflineDowngrade(t *testing.T) {
+	want := []string{"back: nothing kept"}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		p := dialRaw(t, tg.addr, tg.name+"/P")
+		p.mustConnect(&packet.Connect{ClientID: []byte("P")}, false)
+		p.subscribe("od/#", 0, "end", 1)
+		p.disconnect()
+		pub := dialRaw(t, tg.addr, tg.name+"/pub")
+		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
+		pub.publish("od/x", "at QoS 1", 1, false)
+		pub.publish("od/x", "at QoS 2", 2, false)
+		p = dialRaw(t, tg.addr, tg.name+"/P")
+		p.mustConnect(&packet.Connect{ClientID: []byte("P")}, true)
+		pub.publish("end", "", 1, false)
+		got := p.waitFor(t, "end")
+		if len(got) == 1 {
+			return []string{"back: nothing kept"}
+		}
+		return []string{"back: " + list(got[:len(got)-1])}
+	})
+}
+
+// TestDifferentialKeepAlive: any packet from the client counts for its
+// keepalive, not only PINGREQ [MQTT-3.1.2-23]; within one and a half times
+// the keepalive the connection stays, silence beyond it ends it
+// [MQTT-3.1.2-24].
+func TestDifferentialKeepAlive(t *testing.T) {
+	want := []string{"active for 3s: connected", "silent: closed"}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		c := dialRaw(t, tg.addr, tg.name+"/K")
+		c.mustConnect(&packet.Connect{ClientID: []byte("K"), CleanSession: true, KeepAlive: 1}, false)
+		// QoS 0 PUBLISH packets only, every 0.4 s: no PINGREQ, no answer.
+		for range 8 {
+			time.Sleep(400 * time.Millisecond)
+			c.send(&packet.Publish{Topic: []byte("ka/x"), Payload: []byte("tick")})
+		}
+		var rec []string
+		select {
+		case <-c.done:
+			rec = append(rec, "active for 3s: closed: "+fmt.Sprint(c.err()))
+		default:
+			c.ping()
+			rec = append(rec, "active for 3s: connected")
+		}
+		select {
+		case <-c.done:
+			rec = append(rec, "silent: closed")
+		case <-time.After(timeout):
+			rec = append(rec, "silent: still connected after "+timeout.String())
+		}
+		return rec
+	})
+}
+
+// TestDifferentialManyFilters: one SUBSCRIBE with 100 filters gets one
+// SUBACK with a return code per filter, in order [MQTT-3.8.4-4]
+// [MQTT-3.9.3-1]; one UNSUBSCRIBE with all of them removes them all
+// [MQTT-3.10.4-6].
+func TestDifferentialManyFilters(t *testing.T) {
+	const n = 100
+	codes := make([]string, n)
+	for i := range codes {
+		codes[i] = strconv.Itoa(i % 3)
+	}
+	want := []string{"SUBACK " + strings.Join(codes, " "), fmt.Sprintf("%d messages", n), "after UNSUBSCRIBE: nothing"}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		var rec []string
+		c := dialRaw(t, tg.addr, tg.name+"/C")
+		c.mustConnect(&packet.Connect{ClientID: []byte("C"), CleanSession: true}, false)
+		var pairs []any
+		var filters []string
+		for i := range n {
+			f := fmt.Sprintf("mf/%d", i)
+			pairs = append(pairs, f, i%3)
+			filters = append(filters, f)
+		}
+		got := c.subscribe(pairs...)
+		s := make([]string, len(got))
+		for i, g := range got {
+			s[i] = strconv.Itoa(int(g))
+		}
+		rec = append(rec, "SUBACK "+strings.Join(s, " "))
+		c.subscribe("end", 0)
+		for _, f := range filters {
+			c.publish(f, "", 0, false)
+		}
+		c.publish("end", "", 0, false)
+		rec = append(rec, fmt.Sprintf("%d messages", len(c.waitFor(t, "end"))-1))
+		c.unsubscribe(filters...)
+		c.mu.Lock()
+		c.msgs = nil
+		c.mu.Unlock()
+		for _, f := range filters {
+			c.publish(f, "", 0, false)
+		}
+		c.publish("end", "", 0, false)
+		if after := c.waitFor(t, "end"); len(after) > 1 {
+			rec = append(rec, "after UNSUBSCRIBE: "+list(after[:len(after)-1]))
+		} else {
+			rec = append(rec, "after UNSUBSCRIBE: nothing")
 		}
 		return rec
 	})
