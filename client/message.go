@@ -72,7 +72,9 @@ func (c *Client) newMessage(ev session.Event) *Message {
 // When several filters match, the most specific wins: level by level, a
 // literal level beats '+', which beats '#'; between equals, the first
 // registered. A nil fn removes the filter's handler. Messages that no filter
-// matches go to Options.DefaultHandler, or else to Messages.
+// matches go to Options.DefaultHandler, or else to Messages. A shared
+// subscription filter ("$share/group/sensors/#") routes by the filter after
+// its group.
 //
 // Handlers run one at a time, in the order the messages arrived, on a
 // goroutine of the client's: they may call any method of the Client,
@@ -83,11 +85,21 @@ func (c *Client) Handle(filter string, fn func(*Message)) error {
 	if err := topic.ValidFilter(filter); err != nil {
 		return err
 	}
+	// The messages of a shared subscription carry topics matching the
+	// filter after "$share/{group}/".
+	match := filter
+	if topic.IsShared(filter) {
+		_, sub, err := topic.ParseShared(filter)
+		if err != nil {
+			return err
+		}
+		match = sub
+	}
 	r := &c.disp.routes
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old, ok := r.byFilter[filter]; ok {
-		r.tree.Remove(filter, old)
+		r.tree.Remove(r.byID[old].filter, old)
 		delete(r.byFilter, filter)
 		delete(r.byID, old)
 	}
@@ -95,11 +107,11 @@ func (c *Client) Handle(filter string, fn func(*Message)) error {
 		return nil
 	}
 	r.next++
-	if err := r.tree.Add(filter, r.next); err != nil {
+	if err := r.tree.Add(match, r.next); err != nil {
 		return err
 	}
 	r.byFilter[filter] = r.next
-	r.byID[r.next] = route{filter: filter, fn: fn}
+	r.byID[r.next] = route{filter: match, fn: fn}
 	return nil
 }
 

@@ -102,3 +102,29 @@ func TestGoid(t *testing.T) {
 		t.Fatalf("goid of another goroutine = %d, this one %d", other, a)
 	}
 }
+
+func TestHandleShared(t *testing.T) {
+	c, err := New(Options{Servers: []string{"mqtt://x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got string
+	if err := c.Handle("$share/g/sensors/+", func(*Message) { got = "shared" }); err != nil {
+		t.Fatal(err)
+	}
+	if fn := c.disp.match("sensors/a"); fn == nil {
+		t.Fatal("a message of the shared subscription finds no handler")
+	} else if fn(nil); got != "shared" {
+		t.Fatalf("got %q", got)
+	}
+	if err := c.Handle("$share/g/sensors/+", nil); err != nil {
+		t.Fatal(err)
+	}
+	if c.disp.match("sensors/a") != nil {
+		t.Fatal("handler not removed")
+	}
+	if err := c.Handle("$share//x", func(*Message) {}); err == nil {
+		t.Error("Handle accepted an empty share group")
+	}
+}
