@@ -215,6 +215,7 @@ func (c *rawClient) publishN(topic []byte, n int, qos byte, window int) error {
 // receiveN reads n PUBLISH packets, acknowledging them at QoS 1 (flushing
 // the acknowledgements whenever the read buffer runs dry).
 func (c *rawClient) receiveN(n int) error {
+	ack := new(packet.Puback) // one for all, so the driver allocates nothing per message
 	for got := 0; got < n; {
 		if c.r.Buffered() == 0 && c.w.Buffered() > 0 {
 			if err := c.flush(); err != nil {
@@ -231,7 +232,8 @@ func (c *rawClient) receiveN(n int) error {
 		}
 		got++
 		if p.QoS == 1 {
-			c.write(&packet.Puback{PacketID: p.PacketID})
+			ack.PacketID = p.PacketID
+			c.write(ack)
 		}
 	}
 	return c.flush()
