@@ -285,7 +285,8 @@ func (a *acl) canSubscribe(user string, hasUser bool, clientID, filter string) b
 }
 
 // filterCovers reports whether every topic name that sub matches is matched
-// by rule as well.
+// by rule as well. Names are never empty [MQTT-4.7.3-1], which makes "+/#"
+// cover "#", '#' matching the parent level too (section 4.7.1.2).
 func filterCovers(rule, sub string) bool {
 	r, s := strings.Split(rule, "/"), strings.Split(sub, "/")
 	// A filter starting with a wildcard matches no name starting with '$'
@@ -294,22 +295,24 @@ func filterCovers(rule, sub string) bool {
 	if isWild(r[0]) && strings.HasPrefix(s[0], "$") {
 		return false
 	}
-	for i, rl := range r {
-		if rl == "#" {
+	for i := 0; ; i++ {
+		switch {
+		case i == len(r):
+			return i == len(s)
+		case r[i] == "#":
 			return true
-		}
-		if i >= len(s) {
+		case i == len(s):
 			return false
-		}
-		switch sl := s[i]; {
-		case sl == "#":
-			return false
-		case rl == "+":
-		case rl != sl:
+		case s[i] == "#":
+			// sub matches every name longer than i levels, which only
+			// "+/#" here matches too, and its parent of i levels, which
+			// the rule cannot match: covered only if that parent is no
+			// name at all (none, or the empty string).
+			return r[i] == "+" && i+1 < len(r) && r[i+1] == "#" && (i == 0 || (i == 1 && s[0] == ""))
+		case r[i] != "+" && r[i] != s[i]:
 			return false
 		}
 	}
-	return len(r) == len(s)
 }
 
 // filtersOverlap reports whether some topic name is matched by both a and b.
@@ -320,8 +323,10 @@ func filtersOverlap(a, b string) bool {
 	}
 	for i := 0; ; i++ {
 		switch {
-		case i < len(x) && x[i] == "#", i < len(y) && y[i] == "#":
-			return true
+		case i < len(x) && x[i] == "#":
+			return parentIsName(i, y, x)
+		case i < len(y) && y[i] == "#":
+			return parentIsName(i, x, y)
 		case i == len(x) || i == len(y):
 			return len(x) == len(y)
 		case x[i] == "+" || y[i] == "+" || x[i] == y[i]:
@@ -329,6 +334,21 @@ func filtersOverlap(a, b string) bool {
 			return false
 		}
 	}
+}
+
+// parentIsName is the end of filtersOverlap, when hash has '#' at level i
+// and the levels before agree with other's: other longer than i levels gives
+// a common name; other of exactly i levels gives one only if it is not the
+// empty string.
+func parentIsName(i int, other, hash []string) bool {
+	if len(other) != i || i != 1 {
+		return true
+	}
+	level := other[0]
+	if level == "+" {
+		level = hash[0]
+	}
+	return level != "" // "+" on both sides: any level, such as "a"
 }
 
 func isWild(level string) bool { return level == "+" || level == "#" }

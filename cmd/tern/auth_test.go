@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ternmq/mqtt/internal/mosquitto"
+	"github.com/ternmq/mqtt/topic"
 )
 
 // Lines written by mosquitto_passwd 2.0.11 on this project's machines:
@@ -247,4 +248,62 @@ func TestLoadFileMissing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no such file") || strings.Contains(err.Error(), "open ") {
 		t.Errorf("error = %v, want -acl: PATH: no such file or directory", err)
 	}
+}
+
+// TestFilterRelationsExhaustive checks filterCovers and filtersOverlap
+// against topic.Match on every filter of up to three levels and every name
+// of up to four levels over a small alphabet (one level more than the
+// filters, enough to tell '#' apart). filterCovers decides subscriptions,
+// so it must never grant more than the rule does.
+func TestFilterRelationsExhaustive(t *testing.T) {
+	nameLevels := []string{"a", "b", "$x", ""}
+	filterLevels := append([]string{"+", "#"}, nameLevels...)
+	var names, filters []string
+	var grow func(prefix []string, levels []string, max int, out *[]string, isFilter bool)
+	grow = func(prefix []string, levels []string, max int, out *[]string, isFilter bool) {
+		if len(prefix) > 0 {
+			s := strings.Join(prefix, "/")
+			if !isFilter || topic.ValidFilter(s) == nil {
+				*out = append(*out, s)
+			}
+		}
+		if len(prefix) == max || (len(prefix) > 0 && prefix[len(prefix)-1] == "#") {
+			return
+		}
+		for _, l := range levels {
+			if l == "$x" && len(prefix) > 0 {
+				continue // '$' matters in the first level only
+			}
+			grow(append(prefix[:len(prefix):len(prefix)], l), levels, max, out, isFilter)
+		}
+	}
+	grow(nil, nameLevels, 4, &names, false)
+	grow(nil, filterLevels, 3, &filters, true)
+	matches := make([][]bool, len(filters))
+	for i, f := range filters {
+		matches[i] = make([]bool, len(names))
+		for j, n := range names {
+			matches[i][j] = topic.Match(f, n)
+		}
+	}
+	for i, a := range filters {
+		for k, b := range filters {
+			covers, overlap := true, false
+			for j := range names {
+				if matches[k][j] && !matches[i][j] {
+					covers = false
+				}
+				if matches[i][j] && matches[k][j] {
+					overlap = true
+				}
+			}
+			if got := filterCovers(a, b); got != covers {
+				t.Errorf("filterCovers(%q, %q) = %v, want %v", a, b, got, covers)
+			}
+			if got := filtersOverlap(a, b); got != overlap {
+				t.Errorf("filtersOverlap(%q, %q) = %v, want %v", a, b, got, overlap)
+			}
+		}
+	}
+	t.Logf("%d filters, %d names", len(filters), len(names))
 }
