@@ -3,7 +3,6 @@ package interop
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ternmq/mqtt/packet"
 )
@@ -66,17 +65,17 @@ func TestDifferentialConnect(t *testing.T) {
 			var got []string
 		read:
 			for {
-				select {
-				case p := <-c.ctrl:
-					got = append(got, m.describe(p))
-					if p.Type() == packet.CONNACK && p.(*packet.Connack).ReturnCode == packet.Accepted {
-						break read
-					}
-				case <-c.done:
+				p, ok := c.recv()
+				switch {
+				case !ok:
+					got = append(got, "no answer within "+timeout.String())
+					break read
+				case p == nil:
 					got = append(got, "closed")
 					break read
-				case <-time.After(timeout):
-					got = append(got, "no answer within "+timeout.String())
+				}
+				got = append(got, m.describe(p))
+				if p.Type() == packet.CONNACK && p.(*packet.Connack).ReturnCode == packet.Accepted {
 					break read
 				}
 			}

@@ -308,18 +308,18 @@ func TestDifferentialViolations(t *testing.T) {
 			open := false
 		read:
 			for {
-				select {
-				case p := <-c.ctrl:
-					answers = append(answers, p.String())
-					if p.Type() == packet.PINGRESP {
-						open = true
-						break read
-					}
-				case <-c.done:
+				p, ok := c.recv()
+				switch {
+				case !ok:
+					t.Fatalf("%s: neither closed nor answered within %v", c.name, timeout)
+				case p == nil:
 					answers = append(answers, "closed")
 					break read
-				case <-time.After(timeout):
-					t.Fatalf("%s: neither closed nor answered within %v", c.name, timeout)
+				}
+				answers = append(answers, p.String())
+				if p.Type() == packet.PINGRESP {
+					open = true
+					break read
 				}
 			}
 			rec = append(rec, tc.name+": "+strings.Join(answers, ", "))

@@ -198,21 +198,39 @@ func (c *rawClient) send(p packet.Packet) {
 	}
 }
 
+// recv returns the next packet of ctrl, or nil once the connection has
+// ended and every packet the broker sent before the end has been returned;
+// ok is false when nothing came within timeout.
+func (c *rawClient) recv() (p packet.Packet, ok bool) {
+	select {
+	case p := <-c.ctrl:
+		return p, true
+	case <-c.done:
+		// The reader queues a packet before it ends: look again.
+		select {
+		case p := <-c.ctrl:
+			return p, true
+		default:
+			return nil, true
+		}
+	case <-time.After(timeout):
+		return nil, false
+	}
+}
+
 // expect waits for the next non-PUBLISH packet and checks its type.
 func (c *rawClient) expect(want packet.Type) packet.Packet {
 	c.t.Helper()
-	select {
-	case p := <-c.ctrl:
-		if p.Type() != want {
-			c.t.Fatalf("%s: got %v, want a %v", c.name, p, want)
-		}
-		return p
-	case <-c.done:
-		c.t.Fatalf("%s: connection ended (%v) while waiting for a %v", c.name, c.err(), want)
-	case <-time.After(timeout):
+	p, ok := c.recv()
+	switch {
+	case !ok:
 		c.t.Fatalf("%s: no %v within %v", c.name, want, timeout)
+	case p == nil:
+		c.t.Fatalf("%s: connection ended (%v) while waiting for a %v", c.name, c.err(), want)
+	case p.Type() != want:
+		c.t.Fatalf("%s: got %v, want a %v", c.name, p, want)
 	}
-	return nil
+	return p
 }
 
 func (c *rawClient) id() uint16 {

@@ -172,18 +172,23 @@ func (c *scriptClient) do(want string, cmd map[string]any) event {
 // expect waits for the event want.
 func (c *scriptClient) expect(want, after string) event {
 	c.t.Helper()
+	var e event
 	select {
-	case e := <-c.events:
-		if e.Ev != want {
-			c.t.Fatalf("%s: after %s: got %s, want a %q event", c.name, after, e.raw, want)
-		}
-		return e
+	case e = <-c.events:
 	case <-c.exited:
-		c.t.Fatalf("%s: after %s: %v, while waiting for a %q event", c.name, after, c.err(), want)
+		// Events are queued before the process is waited for: look again.
+		select {
+		case e = <-c.events:
+		default:
+			c.t.Fatalf("%s: after %s: %v, while waiting for a %q event", c.name, after, c.err(), want)
+		}
 	case <-time.After(timeout):
 		c.t.Fatalf("%s: after %s: no %q event within %v", c.name, after, want, timeout)
 	}
-	return event{}
+	if e.Ev != want {
+		c.t.Fatalf("%s: after %s: got %s, want a %q event", c.name, after, e.raw, want)
+	}
+	return e
 }
 
 // scriptKind is a client library reached through a script.
