@@ -59,6 +59,14 @@ const (
 	// the connection is accepted and SessionPresent whether the server kept
 	// the session. When refused, the caller closes the connection; when
 	// accepted, the resends and queued messages are in the outbox.
+	//
+	// SessionPresent 0 on a CleanSession 0 connection means the server lost
+	// the session (3.1.1 leaves the client's reaction open): the session
+	// then forgets the incoming QoS 2 exchanges, whose ids the server will
+	// reuse for new messages, and sends its unfinished messages again all
+	// the same, which the server takes as new ones (a PUBREL it does not
+	// know is answered with PUBCOMP). Subscriptions are the caller's: the
+	// server has lost them too.
 	EventConnack
 
 	// EventSubscribe (server): a SUBSCRIBE arrived (Subscribe aliases the
