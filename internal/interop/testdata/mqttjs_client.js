@@ -62,6 +62,12 @@ const handlers = {
     const filters = {}
     for (const [f, q] of cmd.filters) filters[f] = { qos: q }
     client.subscribe(filters, (err, granted) => {
+      // A SUBACK with a failure code (0x80) comes as an error carrying
+      // the SUBACK packet.
+      if (err && err.packet && Array.isArray(err.packet.granted)) {
+        out({ ev: 'suback', granted: err.packet.granted })
+        return
+      }
       if (err) {
         out({ ev: 'error', error: String(err) })
         return
