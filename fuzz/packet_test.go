@@ -290,6 +290,8 @@ func FuzzEncode(f *testing.F) {
 	f.Add(uint8(packet.SUBACK), uint8(0), uint16(1), []byte{0, 1, 2, 0x80}, []byte{}, []byte{}, []byte{})
 	f.Add(uint8(packet.UNSUBSCRIBE), uint8(0), uint16(1), []byte("x"), []byte("y"), []byte{}, []byte{})
 	f.Add(uint8(packet.PINGREQ), uint8(0), uint16(0), []byte{}, []byte{}, []byte{}, []byte{})
+	f.Add(uint8(packet.PUBLISH), uint8(0x02), uint16(9), []byte("big"), make([]byte, 5000), []byte{}, []byte{})
+	f.Add(uint8(packet.CONNECT), uint8(0x06), uint16(0), []byte("c"), []byte("t"), make([]byte, 5000), []byte{})
 	f.Fuzz(func(t *testing.T, ty, flags uint8, n uint16, a, b, c, d []byte) {
 		var p packet.Packet
 		switch packet.Type(ty % 16) {
@@ -352,6 +354,22 @@ func FuzzEncode(f *testing.F) {
 		}
 		if diff := cmp.Diff(p, q, cmp.Comparer(bytes.Equal)); diff != "" {
 			t.Fatalf("decoded packet differs (-encoded +decoded):\n%s", diff)
+		}
+
+		// A Writer sends the same bytes, whatever was buffered before.
+		var stream bytes.Buffer
+		w := packet.NewWriter(&stream)
+		for _, x := range []packet.Packet{p, &packet.Pingreq{}, p, p} {
+			if err := w.WritePacket(x); err != nil {
+				t.Fatalf("WritePacket(%v): %v", x, err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.Join([][]byte{wire, {0xc0, 0x00}, wire, wire}, nil)
+		if !bytes.Equal(stream.Bytes(), want) {
+			t.Fatalf("Writer wrote\n% x\nwant\n% x", stream.Bytes(), want)
 		}
 	})
 }
