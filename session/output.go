@@ -79,10 +79,8 @@ func (s *Session) appendItem(dst []byte, it *outItem) ([]byte, error) {
 	case packet.PUBLISH:
 		if m := it.m; m != nil {
 			m.sent, m.everSent = true, true
-			s.sp.publish = packet.Publish{Dup: it.flag, QoS: m.qos, Retain: m.retain, Topic: m.topic(), PacketID: m.id, Payload: m.payload()}
-			dst, err := s.sp.publish.Append(dst)
-			s.sp.publish = packet.Publish{}
-			return dst, err
+			p := packet.Publish{Dup: it.flag, QoS: m.qos, Retain: m.retain, Topic: m.topic(), PacketID: m.id, Payload: m.payload()}
+			return p.Append(dst)
 		}
 		if it.q0 {
 			s.pendQ0--
@@ -137,7 +135,10 @@ func (s *Session) Next(now time.Time) (packet.Packet, error) {
 }
 
 func (s *Session) itemPacket(it *outItem) packet.Packet {
-	sp := &s.sp
+	if s.sp == nil {
+		s.sp = new(scratchPackets) // only for callers of Next
+	}
+	sp := s.sp
 	switch it.t {
 	case packet.PUBLISH:
 		if m := it.m; m != nil {

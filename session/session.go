@@ -178,7 +178,7 @@ type outItem struct {
 	t        packet.Type
 	id       uint16
 	flag     bool     // PUBLISH: DUP; CONNACK: session present
-	q0       bool     // a QoS 0 PUBLISH counted in pendingQ0
+	q0       bool     // a QoS 0 PUBLISH counted in pendQ0
 	m        *message // PUBLISH and PUBREL of an inflight message
 	off, end int      // encoded bytes in slab, for CONNECT, SUBSCRIBE, UNSUBSCRIBE, SUBACK and QoS 0 PUBLISH
 }
@@ -224,8 +224,7 @@ type Session struct {
 	evHead   int                 // events[:evHead] are returned
 	storeMsg Message             // passed to the Store, so that no call allocates
 	check    []byte              // scratch for validating topics
-	sp       scratchPackets      // the values Next returns
-	loadErr  error               // set while loading
+	sp       *scratchPackets     // the values Next returns, made by its first call
 	_        [0]func()           // not comparable
 }
 
@@ -650,10 +649,9 @@ func (s *Session) saveMessage(m *message) error {
 
 // pushRawPublish encodes a QoS 0 PUBLISH into the outbox.
 func (s *Session) pushRawPublish(retain bool, topic, payload []byte) {
-	s.sp.publish = packet.Publish{Retain: retain, Topic: topic, Payload: payload}
+	p := packet.Publish{Retain: retain, Topic: topic, Payload: payload}
 	off := len(s.slab)
-	b, err := s.sp.publish.Append(s.slab)
-	s.sp.publish = packet.Publish{}
+	b, err := p.Append(s.slab)
 	if err != nil {
 		return // checked by checkPublish
 	}
@@ -712,10 +710,9 @@ func (s *Session) Subscribe(p *packet.Subscribe) (Handle, error) {
 	if !ok {
 		return 0, ErrFull
 	}
-	s.sp.subscribe = packet.Subscribe{PacketID: id, Subscriptions: p.Subscriptions}
+	q := packet.Subscribe{PacketID: id, Subscriptions: p.Subscriptions}
 	off := len(s.slab)
-	b, err := s.sp.subscribe.Append(s.slab)
-	s.sp.subscribe = packet.Subscribe{}
+	b, err := q.Append(s.slab)
 	if err != nil {
 		s.releaseID(id)
 		return 0, err
@@ -742,10 +739,9 @@ func (s *Session) Unsubscribe(p *packet.Unsubscribe) (Handle, error) {
 	if !ok {
 		return 0, ErrFull
 	}
-	s.sp.unsubscribe = packet.Unsubscribe{PacketID: id, Filters: p.Filters}
+	q := packet.Unsubscribe{PacketID: id, Filters: p.Filters}
 	off := len(s.slab)
-	b, err := s.sp.unsubscribe.Append(s.slab)
-	s.sp.unsubscribe = packet.Unsubscribe{}
+	b, err := q.Append(s.slab)
 	if err != nil {
 		s.releaseID(id)
 		return 0, err
@@ -767,10 +763,9 @@ func (s *Session) Suback(packetID uint16, returnCodes []byte) error {
 	if s.state != online {
 		return ErrNotConnected
 	}
-	s.sp.suback = packet.Suback{PacketID: packetID, ReturnCodes: returnCodes}
+	q := packet.Suback{PacketID: packetID, ReturnCodes: returnCodes}
 	off := len(s.slab)
-	b, err := s.sp.suback.Append(s.slab)
-	s.sp.suback = packet.Suback{}
+	b, err := q.Append(s.slab)
 	if err != nil {
 		return err
 	}
