@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -238,6 +239,15 @@ func (m *model) restart(e *endpoint) {
 	}
 	m.log("restart %s", e.name)
 	m.cut()
+	if fs, ok := e.cfg.Store.(*FileStore); ok {
+		// Read the log again, as a new process would.
+		fs.Close()
+		fs, err := OpenFileStore(fs.dir, fs.opts)
+		if err != nil {
+			m.fail("reopening the file store: %v", err)
+		}
+		e.cfg.Store, e.store = fs, fs
+	}
 	s, err := New(e.cfg)
 	if err != nil {
 		m.fail("New after restart: %v", err)
@@ -290,9 +300,26 @@ func runModel(t *testing.T, seed int64, trace bool) {
 	ccfg := Config{Role: Client, MaxInflight: 1 + rng.Intn(4), MaxQueued: 1 + rng.Intn(6), ManualAck: rng.Intn(3) == 0}
 	scfg := Config{Role: Server, MaxInflight: 1 + rng.Intn(4), MaxQueued: 1 + rng.Intn(6), ManualAck: rng.Intn(4) == 0}
 	withStore := rng.Intn(3) == 0
+	fileStore := withStore && rng.Intn(2) == 0
 	if withStore {
 		ccfg.Store = NewMemoryStore()
 		scfg.Store = NewMemoryStore()
+	}
+	if fileStore {
+		// A small log, so that compactions happen during the run.
+		opts := FileStoreOptions{Sync: SyncNever, CompactSize: 2048}
+		dir := t.TempDir()
+		for _, cfg := range []*Config{&ccfg, &scfg} {
+			fs, err := OpenFileStore(filepath.Join(dir, cfg.Role.String()), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Store = fs
+		}
+		defer func() {
+			m.c.cfg.Store.(*FileStore).Close()
+			m.s.cfg.Store.(*FileStore).Close()
+		}()
 	}
 	m.c = newEndpoint("c", ccfg)
 	m.s = newEndpoint("s", scfg)
