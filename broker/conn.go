@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +31,9 @@ var (
 
 // conn is one network connection. Its reader goroutine (serve) reads and
 // handles packets; its writer goroutine (writeLoop) writes what the session
-// has waiting.
+// has waiting. The writer runs while there is something to write: started by
+// wake, it ends when a flush leaves nothing behind, so that an idle connection
+// holds one goroutine, not two.
 type conn struct {
 	srv  *Server
 	nc   net.Conn
@@ -39,10 +42,14 @@ type conn struct {
 
 	stop        atomic.Int32
 	wakePending atomic.Bool   // in some router's wakes list
-	wakeCh      chan struct{} // cap 1: the writer has something to do
-	quit        chan struct{} // closed when the reader is done
-	writerDone  chan struct{}
 	done        chan struct{} // closed when the connection is cleaned up
+
+	wmu       sync.Mutex
+	wrunning  bool          // a writer goroutine runs
+	wagain    bool          // woken while running: flush once more
+	wclosed   bool          // no writer may start any more
+	wexit     chan struct{} // closed by the running writer when it ends, if set
+	wdeadline time.Time     // when the write deadline was last moved
 
 	pr      *pooledReader   // lent while there are bytes to read, nil when idle
 	idle    [64]byte        // where an idle connection's next bytes land
@@ -62,11 +69,35 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 }
 
-// wake tells the writer that the session may have packets to send.
+// wake tells the writer that the session may have packets to send,
+// starting it if it does not run.
 func (c *conn) wake() {
-	select {
-	case c.wakeCh <- struct{}{}:
+	c.wmu.Lock()
+	switch {
+	case c.wclosed:
+	case c.wrunning:
+		c.wagain = true
 	default:
+		c.wrunning = true
+		c.srv.wg.Add(1) // the reader's own count keeps wg above zero here
+		go c.writeLoop()
+	}
+	c.wmu.Unlock()
+}
+
+// stopWriter keeps writers from starting and waits for the running one to
+// end.
+func (c *conn) stopWriter() {
+	c.wmu.Lock()
+	c.wclosed = true
+	var wait chan struct{}
+	if c.wrunning {
+		wait = make(chan struct{})
+		c.wexit = wait
+	}
+	c.wmu.Unlock()
+	if wait != nil {
+		<-wait
 	}
 }
 
@@ -195,9 +226,6 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 		return nil, false
 	}
 	c.cl = cl
-	c.wakeCh = make(chan struct{}, 1)
-	c.quit = make(chan struct{})
-	c.writerDone = make(chan struct{})
 	c.pr = pr
 	// The CONNACK and the session's resends wait in the session; the
 	// writer sends them first [MQTT-3.2.0-1].
@@ -283,8 +311,6 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 func (c *conn) run(connect *packet.Connect) error {
 	s := c.srv
 	cl := c.cl
-	s.wg.Add(1)
-	go c.writeLoop()
 	c.wake()
 	if s.opts.OnEvent != nil {
 		s.emit(&Event{Kind: EventConnect, Client: &c.info})
@@ -424,12 +450,19 @@ func (c *conn) subscribe(sp *packet.Subscribe) {
 func (c *conn) finish(why error) {
 	s := c.srv
 	cl := c.cl
-	if c.quit != nil {
-		close(c.quit)
-		<-c.writerDone
-	}
-	c.nc.Close()
 	stop := c.stop.Load()
+	if stop == graceful {
+		// Shutdown: write out what waits (bounded by WriteTimeout and
+		// by Shutdown's context), then close.
+		c.stopWriter()
+		c.flush()
+		c.nc.Close()
+	} else {
+		// Closing first unblocks a writer stuck on a client that
+		// does not read.
+		c.nc.Close()
+		c.stopWriter()
+	}
 	switch stop {
 	case graceful, immediate:
 		why = errShutdown
@@ -470,7 +503,6 @@ func (c *conn) finish(why error) {
 		}
 	}
 	c.router.flushWakes()
-	s.ended.Add(1)
 	if why == io.EOF {
 		why = io.ErrUnexpectedEOF // the client went away without DISCONNECT
 	}
@@ -478,38 +510,41 @@ func (c *conn) finish(why error) {
 	if s.opts.OnEvent != nil {
 		s.emit(&Event{Kind: EventDisconnect, Client: &c.info, Err: why})
 	}
+	s.ended.Add(1) // after the event, so that a test waiting on Stats sees it
 }
 
-// writeLoop writes what the session has waiting whenever woken, until the
-// reader is done.
+// writeLoop writes what the session has waiting, until a flush leaves
+// nothing behind.
 func (c *conn) writeLoop() {
-	defer func() {
-		close(c.writerDone)
-		c.srv.wg.Done()
-	}()
-	var lastDeadline time.Time
+	defer c.srv.wg.Done()
 	for {
-		select {
-		case <-c.wakeCh:
-		case <-c.quit:
-			if c.stop.Load() == graceful {
-				c.flush(&lastDeadline)
-			}
-			return
+		err := c.flush()
+		c.wmu.Lock()
+		if err == nil && c.wagain && !c.wclosed {
+			c.wagain = false
+			c.wmu.Unlock()
+			continue
 		}
-		if err := c.flush(&lastDeadline); err != nil {
+		c.wrunning, c.wagain = false, false
+		if err != nil {
+			c.wclosed = true
+		}
+		if c.wexit != nil {
+			close(c.wexit)
+		}
+		c.wmu.Unlock()
+		if err != nil {
 			// Closing the connection ends the reader, which then
 			// cleans up.
 			c.nc.Close()
-			<-c.quit
-			return
 		}
+		return
 	}
 }
 
 // flush writes out every packet the session has waiting, in batches: one
 // write per batch, in a buffer borrowed for the time of the writes.
-func (c *conn) flush(lastDeadline *time.Time) error {
+func (c *conn) flush() error {
 	s := c.srv
 	cl := c.cl
 	var bp *[]byte
@@ -537,12 +572,12 @@ func (c *conn) flush(lastDeadline *time.Time) error {
 		if len(buf) == 0 {
 			return nil
 		}
-		if wt := s.opts.WriteTimeout; wt > 0 && now.Sub(*lastDeadline) > wt/2 {
+		if wt := s.opts.WriteTimeout; wt > 0 && now.Sub(c.wdeadline) > wt/2 {
 			// Moving the deadline once per half period keeps a
 			// stalled write bounded by WriteTimeout without a
 			// timer update per batch.
 			c.nc.SetWriteDeadline(now.Add(wt))
-			*lastDeadline = now
+			c.wdeadline = now
 		}
 		if _, err := c.nc.Write(buf); err != nil {
 			return err

@@ -126,6 +126,8 @@ func TestOnEvent(t *testing.T) {
 	a.expect(&packet.Connack{})
 	a.publish(pub("t/1", "x", 1, 1))
 	a.disconnect()
+	// The event follows the close the client sees: wait for it.
+	waitFor(t, "a's disconnection", func() bool { return srv.Broker.Stats().Disconnected == 1 })
 	b := dial(t, srv, "b")
 	b.send(login("b", "pw"))
 	b.expect(&packet.Connack{})
