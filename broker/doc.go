@@ -13,11 +13,13 @@
 //
 // # Connections
 //
-// Each connection has two goroutines: one reads packets and routes the
-// messages they carry, the other writes what the connection's session has
-// waiting, in batches, flushing once per batch. A publisher hands a message to
-// each subscriber's session (a copy into that session's reused buffers) and
-// wakes its writer; it never waits for a subscriber's network.
+// Each connection has a goroutine that reads packets and routes the messages
+// they carry, and, while the connection's session has packets waiting, one
+// that writes them in batches, with one write per batch. A publisher hands a
+// message to each subscriber's session (a copy into that session's reused
+// buffers) and wakes its writer once per batch of packets read; it never waits
+// for a subscriber's network. An idle connection holds one goroutine and no
+// read or write buffer (about 8 KB in all).
 //
 // # Slow subscribers
 //
