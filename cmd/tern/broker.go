@@ -11,7 +11,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/signal"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ternmq/mqtt/broker"
@@ -47,6 +50,8 @@ Authentication and authorization:
                  Whatever no rule grants is denied; deny wins. A filter is
                  granted to a subscriber when a read rule covers all of it
                  and no deny rule matches any topic it could match.
+  SIGHUP reloads both files, for the connections that come next (and the
+  messages and subscriptions of every client, for -acl).
 
 Examples:
   tern broker
@@ -110,10 +115,27 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	for _, l := range b.listeners {
 		go func() { errc <- b.srv.Serve(l) }()
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case serveErr = <-errc:
+			break wait
+		case <-hup:
+			if b.passwdFile == "" && b.aclFile == "" {
+				continue
+			}
+			if err := b.reload(); err != nil {
+				fmt.Fprintf(e.stderr, "tern broker: reload: %v (rules in force unchanged)\n", oneLine(err.Error()))
+			} else {
+				fmt.Fprintln(e.stdout, "tern broker: reloaded the password and ACL files")
+			}
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -136,6 +158,32 @@ type brokerServer struct {
 	tls       *tls.Config
 	listeners []net.Listener
 	urls      []string // where it listens, with the ports chosen
+
+	// The password and ACL files, reloaded on SIGHUP.
+	passwdFile, aclFile string
+	passwd              atomic.Pointer[passwords]
+	acl                 atomic.Pointer[acl]
+}
+
+// reload reads the password and ACL files again. A file that does not
+// parse leaves the rules in force as they were.
+func (b *brokerServer) reload() error {
+	var errs []error
+	if b.passwdFile != "" {
+		if pw, err := loadFile(b.passwdFile, "-passwd", parsePasswords); err != nil {
+			errs = append(errs, err)
+		} else {
+			b.passwd.Store(&pw)
+		}
+	}
+	if b.aclFile != "" {
+		if a, err := loadFile(b.aclFile, "-acl", parseACL); err != nil {
+			errs = append(errs, err)
+		} else {
+			b.acl.Store(a)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
@@ -222,6 +270,8 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		if err != nil {
 			return nil, err
 		}
+		b.passwd.Store(&pw)
+		b.passwdFile = f.passwdFile
 		anon := f.allowAnonymous
 		opts.Authenticate = func(c *broker.Client, password []byte) packet.ReturnCode {
 			if !c.HasUsername {
@@ -230,7 +280,7 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 				}
 				return packet.RefusedNotAuthorized
 			}
-			if !pw.check(c.Username, password) {
+			if !(*b.passwd.Load()).check(c.Username, password) {
 				return packet.RefusedBadUsernameOrPassword
 			}
 			return packet.Accepted
@@ -243,11 +293,13 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		if err != nil {
 			return nil, err
 		}
+		b.acl.Store(a)
+		b.aclFile = f.aclFile
 		opts.AuthorizePublish = func(c *broker.Client, topic []byte, qos byte, retain bool) bool {
-			return a.canPublish(c.Username, c.HasUsername, c.ID, string(topic))
+			return b.acl.Load().canPublish(c.Username, c.HasUsername, c.ID, string(topic))
 		}
 		opts.AuthorizeSubscribe = func(c *broker.Client, filter []byte, qos byte) byte {
-			if a.canSubscribe(c.Username, c.HasUsername, c.ID, string(filter)) {
+			if b.acl.Load().canSubscribe(c.Username, c.HasUsername, c.ID, string(filter)) {
 				return qos
 			}
 			return packet.SubackFailure

@@ -189,6 +189,13 @@ func (p *process) wait(t *testing.T) int {
 // returns the URLs it printed, with their ports.
 func startBroker(t *testing.T, extra []string, listen ...string) []string {
 	t.Helper()
+	_, urls := startBrokerProcess(t, extra, listen...)
+	return urls
+}
+
+// startBrokerProcess is startBroker that returns the process too.
+func startBrokerProcess(t *testing.T, extra []string, listen ...string) (*process, []string) {
+	t.Helper()
 	args := []string{"broker", "-log", "warn"}
 	for _, l := range listen {
 		args = append(args, "-listen", l)
@@ -204,7 +211,7 @@ func startBroker(t *testing.T, extra []string, listen ...string) []string {
 		}
 		return len(urls) == len(listen)
 	})
-	return urls
+	return p, urls
 }
 
 // certFiles writes a test CA with server and client certificates.
@@ -512,6 +519,40 @@ func TestBrokerAuth(t *testing.T) {
 	}
 	if code := sub.wait(t); code != 0 || sub.stdout.String() != "from alice\n" {
 		t.Errorf("sub: exit %d, printed %q", code, sub.stdout)
+	}
+}
+
+// TestBrokerReload checks that SIGHUP reloads the password file, and that
+// a broken file leaves the rules in force.
+func TestBrokerReload(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "passwd")
+	write := func(s string) {
+		if err := os.WriteFile(pw, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("alice:old\n")
+	p, urls := startBrokerProcess(t, []string{"-passwd", pw}, "mqtt://127.0.0.1:0")
+	pub := func(password string) int {
+		return runTern(t, "", "pub", "-L", urls[0], "-u", "alice", "-P", password, "-t", "t", "-m", "x").code
+	}
+	if code := pub("old"); code != 0 {
+		t.Fatalf("old password: exit %d", code)
+	}
+	write("alice:new\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitFor(t, "the reload", func() bool { return strings.Contains(p.stdout.String(), "reloaded") })
+	if a, b := pub("old"), pub("new"); a != exitRefused || b != 0 {
+		t.Errorf("after reload: old password exit %d, new %d; want %d, 0", a, b, exitRefused)
+	}
+	write("alice\n") // no colon
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitFor(t, "the failed reload", func() bool { return strings.Contains(p.stderr.String(), "reload:") })
+	if !strings.Contains(p.stderr.String(), pw+":1: want user:password (rules in force unchanged)") {
+		t.Errorf("stderr %q", p.stderr)
+	}
+	if code := pub("new"); code != 0 {
+		t.Errorf("after a failed reload: exit %d", code)
 	}
 }
 
