@@ -600,11 +600,11 @@ func TestErrors(t *testing.T) {
 	}
 	// -W with -C: status 4 when the messages did not come in time.
 	url := startBroker(t, nil, "mqtt://127.0.0.1:0")[0]
-	r := runTern(t, "", "sub", "-L", url, "-t", "quiet", "-C", "1", "-W", "0.3")
-	if r.code != exitTimeout || !strings.Contains(r.stderr, "after 0 of 1 messages") {
+	r := runTern(t, "", "sub", "-L", url, "-t", "quiet", "-C", "1", "-W", "0.5")
+	if r.code != exitTimeout || !strings.Contains(r.stderr, "-W 500ms elapsed") {
 		t.Errorf("sub -W: exit %d, %q", r.code, r.stderr)
 	}
-	r = runTern(t, "", "sub", "-L", url, "-t", "quiet", "-W", "0.3")
+	r = runTern(t, "", "sub", "-L", url, "-t", "quiet", "-W", "2")
 	if r.code != 0 {
 		t.Errorf("sub -W without -C: exit %d, %q", r.code, r.stderr)
 	}
