@@ -325,14 +325,19 @@ func (c *conn) run(connect *packet.Connect) error {
 		return errShutdown
 	}
 	for {
-		if c.pr.r.Buffered() == 0 && len(c.pending) == 0 {
+		if c.pr == nil || c.pr.r.Buffered() == 0 && len(c.pending) == 0 {
 			// Idle until the next bytes: the connection gives its
 			// Reader back, so that an idle connection holds no read
 			// buffer, and waits on a small one of its own.
-			s.putReader(c.pr)
-			c.pr = nil
+			if c.pr != nil {
+				s.putReader(c.pr)
+				c.pr = nil
+			}
 			n, err := (*connReader)(c).Read(c.idle[:])
 			if n == 0 {
+				if err == nil {
+					continue // a read of nothing: read again
+				}
 				return err
 			}
 			c.pending, c.readErr = c.idle[:n], err
