@@ -171,3 +171,27 @@ func TestServerPublish(t *testing.T) {
 	checkPublish(t, got, "app/x", "v", 1, true)
 	s2.ack(got)
 }
+
+// [MQTT-3.1.2-5] The queue of an offline persistent session is bounded by
+// Options.MaxQueued: the oldest messages are kept, the rest dropped and
+// counted.
+func TestOfflineQueueLimit(t *testing.T) {
+	srv := newServer(t, func(o *broker.Options) { o.MaxQueued = 3 })
+	s := connect(t, srv, "dev", false, false)
+	s.subscribe(1, "q", 1)
+	s.disconnect()
+	p := connect(t, srv, "p", true, false)
+	for i := range 5 {
+		p.publish(pub("q", fmt.Sprint(i), 1, uint16(i+1)))
+	}
+	if st := srv.Broker.Stats(); st.Dropped != 2 || st.Sessions != 2 {
+		t.Errorf("Stats.Dropped = %d, Sessions = %d; want 2 and 2", st.Dropped, st.Sessions)
+	}
+	s = connect(t, srv, "dev", false, true)
+	for i := range 3 {
+		got := s.expectPublish()
+		checkPublish(t, got, "q", fmt.Sprint(i), 1, false)
+		s.ack(got)
+	}
+	s.expectNothing()
+}
