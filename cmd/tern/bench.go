@@ -768,7 +768,7 @@ func (b *bench) publishLoop(ctx context.Context, p *benchPub, phase, qos byte, d
 		}
 		payload := make([]byte, cfg.size)
 		benchHeader{phase: phase, pub: uint32(p.idx), seq: seq, sent: b.clock.now()}.put(payload)
-		wait, err := p.c.publishAsync(ctx, p.topic, payload, qos)
+		wait, err := p.c.publishAsync(ctx, p.topic, payload, qos, false)
 		if err != nil {
 			return err
 		}

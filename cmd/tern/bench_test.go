@@ -46,11 +46,11 @@ func (n *fakeNet) dial(ctx context.Context, d *dialConfig, o connOptions) (mqttC
 }
 
 func (c *fakeConn) publish(ctx context.Context, tp string, payload []byte, qos byte, retain bool) error {
-	w, _ := c.publishAsync(ctx, tp, payload, qos)
+	w, _ := c.publishAsync(ctx, tp, payload, qos, retain)
 	return w(ctx)
 }
 
-func (c *fakeConn) publishAsync(ctx context.Context, tp string, payload []byte, qos byte) (func(context.Context) error, error) {
+func (c *fakeConn) publishAsync(ctx context.Context, tp string, payload []byte, qos byte, retain bool) (func(context.Context) error, error) {
 	h, _ := parseBenchHeader(payload)
 	c.net.mu.Lock()
 	conns := append([]*fakeConn(nil), c.net.conns...)

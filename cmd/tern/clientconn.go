@@ -146,8 +146,8 @@ func (cc *clientConn) publish(ctx context.Context, topic string, payload []byte,
 	return nil
 }
 
-func (cc *clientConn) publishAsync(ctx context.Context, topic string, payload []byte, qos byte) (func(context.Context) error, error) {
-	t := cc.c.PublishAsync(ctx, topic, qos, false, payload)
+func (cc *clientConn) publishAsync(ctx context.Context, topic string, payload []byte, qos byte, retain bool) (func(context.Context) error, error) {
+	t := cc.c.PublishAsync(ctx, topic, qos, retain, payload)
 	select {
 	case <-t.Done():
 		// Failed at once (or done at once, as QoS 0 may be).

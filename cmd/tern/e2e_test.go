@@ -373,6 +373,28 @@ func TestRetainedAndSession(t *testing.T) {
 	}
 }
 
+// TestPubLines sends many lines with -l, more than are in flight at once,
+// and checks that all arrive in order.
+func TestPubLines(t *testing.T) {
+	const n = 3000
+	url := startBroker(t, []string{"-max-queued", "10000"}, "mqtt://127.0.0.1:0")[0]
+	sub := startTern(t, "sub", "-d", "-L", url, "-t", "lines", "-q", "1", "-C", fmt.Sprint(n))
+	sub.waitFor(t, "the subscription", func() bool { return strings.Contains(sub.stderr.String(), "subscribed") })
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, "line %d\n", i)
+	}
+	if r := runTern(t, in.String(), "pub", "-L", url, "-t", "lines", "-l", "-q", "1"); r.code != 0 {
+		t.Fatalf("pub -l: exit %d: %s", r.code, r.stderr)
+	}
+	if code := sub.wait(t); code != 0 {
+		t.Fatalf("sub: exit %d", code)
+	}
+	if got := sub.stdout.String(); got != in.String() {
+		t.Errorf("sub printed %d bytes, want the %d bytes sent, in order", len(got), in.Len())
+	}
+}
+
 // TestWill kills a subscriber with a will and sees the broker publish it.
 func TestWill(t *testing.T) {
 	url := startBroker(t, nil, "mqtt://127.0.0.1:0")[0]

@@ -12,8 +12,8 @@ type mqttConn interface {
 	publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error
 	// publishAsync hands one message over for sending and returns at once,
 	// or when there is room for it; wait reports the end of its flow. The
-	// payload must not be modified until then.
-	publishAsync(ctx context.Context, topic string, payload []byte, qos byte) (wait func(context.Context) error, err error)
+	// payload may be reused when it returns.
+	publishAsync(ctx context.Context, topic string, payload []byte, qos byte, retain bool) (wait func(context.Context) error, err error)
 	// subscribe subscribes to every filter; a refusal by the server is an
 	// error for exit code 3.
 	subscribe(ctx context.Context, subs []subscription) error

@@ -122,6 +122,21 @@ func runPub(ctx context.Context, e *env, args []string) error {
 	if f.debug {
 		fmt.Fprintf(e.stderr, "tern pub: connected to %s\n", redact(d.url))
 	}
+	if f.lines {
+		// Lines are published as they come, up to pubWindow at a time in
+		// flight, so that a long file does not wait for an acknowledgement
+		// per line. They leave in order, which the broker keeps for each
+		// subscriber [MQTT-4.6.0-6].
+		err = publishLines(ctx, c, src, tp, qos, f.retain, func(size int) {
+			if f.debug {
+				fmt.Fprintf(e.stderr, "tern pub: published %d bytes to %s at QoS %d\n", size, tp, qos)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return disconnect(c)
+	}
 	err = src(func(payload []byte) error {
 		for i := 0; i < f.repeat; i++ {
 			if i > 0 && f.repeatDelay > 0 {
@@ -144,6 +159,43 @@ func runPub(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return disconnect(c)
+}
+
+// pubWindow bounds the lines of pub -l in flight at once.
+const pubWindow = 256
+
+// publishLines publishes each message of src asynchronously, waiting for
+// the oldest when pubWindow are in flight, and for all at the end.
+func publishLines(ctx context.Context, c mqttConn, src source, tp string, qos byte, retain bool, done func(size int)) error {
+	type pending struct {
+		wait func(context.Context) error
+		size int
+	}
+	var ring []pending
+	waitOldest := func() error {
+		p := ring[0]
+		ring = ring[1:]
+		if err := p.wait(ctx); err != nil {
+			return err
+		}
+		done(p.size)
+		return nil
+	}
+	err := src(func(payload []byte) error {
+		w, err := c.publishAsync(ctx, tp, payload, qos, retain)
+		if err != nil {
+			return err
+		}
+		ring = append(ring, pending{w, len(payload)})
+		if len(ring) >= pubWindow {
+			return waitOldest()
+		}
+		return nil
+	})
+	for err == nil && len(ring) > 0 {
+		err = waitOldest()
+	}
+	return err
 }
 
 // source calls send for each message, in order, and stops at the first
