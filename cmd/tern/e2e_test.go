@@ -471,8 +471,9 @@ func TestBenchText(t *testing.T) {
 
 // TestBenchURL runs bench against tern broker and mosquitto by URL.
 func TestBenchURL(t *testing.T) {
-	url := startBroker(t, []string{"-max-queued", "100000"}, "mqtt://127.0.0.1:0")[0]
-	t.Run("tern", func(t *testing.T) { benchURL(t, url) })
+	urls := startBroker(t, []string{"-max-queued", "100000"}, "mqtt://127.0.0.1:0", "ws://127.0.0.1:0/mqtt")
+	t.Run("tern", func(t *testing.T) { benchURL(t, urls[0]) })
+	t.Run("tern-ws", func(t *testing.T) { benchURL(t, urls[1]) })
 	t.Run("mosquitto", func(t *testing.T) {
 		b := mosquitto.Start(t, mosquitto.Config{Extra: []string{"max_inflight_messages 0", "max_queued_messages 0"}})
 		benchURL(t, b.URL)
