@@ -110,6 +110,7 @@ func startProcess(t testing.TB, name string, parse func(string) event, argv ...s
 	go func() {
 		defer close(read)
 		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 4<<20) // lines with large payloads
 		for sc.Scan() {
 			e := parse(sc.Text())
 			e.raw = sc.Text()

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -180,6 +181,21 @@ func testScriptTransport(t *testing.T, kind scriptKind, e endpoints, tr string) 
 	obs.publish(m.Topic, "from tcp", 1, false)
 	c.take(t, "message from a TCP client", message{m.Topic, "from tcp", 1, false})
 	obs.take(t, "own message", message{m.Topic, "from tcp", 1, false})
+
+	// A large message, many WebSocket frames or TLS records long, and a
+	// burst of small ones, which the broker may batch into one write.
+	big := message{m.Topic, strings.Repeat("0123456789abcdef", 4<<10), 1, false}
+	c.do("pubdone", pubCmd(big.Topic, big.Payload, 1, false))
+	c.take(t, "own large message", big)
+	obs.take(t, "the client's large message", big)
+	var burst []message
+	for i := range 50 {
+		burst = append(burst, message{m.Topic, "burst " + strconv.Itoa(i), 0, false})
+		obs.publish(m.Topic, burst[i].Payload, 0, false)
+	}
+	c.take(t, "a burst of small messages", burst...)
+	obs.take(t, "own burst", burst...)
+
 	c.kill()
 	obs.take(t, "will", message{prefix + "/will", name + " gone", 1, false})
 }
