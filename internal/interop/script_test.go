@@ -31,6 +31,12 @@ import (
 //	{"op":"disconnect"}                           -> {"ev":"closed"}
 //	and at any time                                  {"ev":"msg","topic":T,"payload":P,"qos":Q,"retain":B}
 //	                                                 {"ev":"error","error":E}
+//	                                                 {"ev":"lost"} the connection was lost
+//	                                                 {"ev":"reconnack","rc":RC,"sp":B} reconnected by itself
+//
+// connect takes "reconnect":MS for MQTT.js to reconnect after MS
+// milliseconds (paho always reconnects, after a second). "lost" and
+// "reconnack" events are counted, not waited for.
 //
 // The test sends a command and waits for its event, so commands never
 // overlap; messages go to the client's inbox.
@@ -57,9 +63,10 @@ type scriptClient struct {
 	events chan event // everything but messages and errors
 	inbox
 
-	stderr bytes.Buffer // guarded by inbox.mu
-	cancel context.CancelFunc
-	exited chan struct{} // closed when the process has been waited for
+	stderr     bytes.Buffer // guarded by inbox.mu
+	reconnects []event      // "lost" and "reconnack" events, guarded by inbox.mu
+	cancel     context.CancelFunc
+	exited     chan struct{} // closed when the process has been waited for
 }
 
 // processTimeout bounds the life of every external process, so that none
@@ -185,6 +192,12 @@ func (c *scriptClient) expect(want, after string) event {
 		}
 	case <-time.After(timeout):
 		c.t.Fatalf("%s: after %s: no %q event within %v", c.name, after, want, timeout)
+	}
+	if e.Ev == "lost" || e.Ev == "reconnack" {
+		c.mu.Lock()
+		c.reconnects = append(c.reconnects, e)
+		c.mu.Unlock()
+		return c.expect(want, after)
 	}
 	if e.Ev != want {
 		c.t.Fatalf("%s: after %s: got %s, want a %q event", c.name, after, e.raw, want)

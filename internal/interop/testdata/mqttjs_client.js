@@ -25,7 +25,8 @@ const handlers = {
       clientId: cmd.id,
       clean: cmd.clean,
       keepalive: cmd.keepalive,
-      reconnectPeriod: 0, // a refused or lost client stays down
+      // A refused or lost client stays down unless asked to reconnect.
+      reconnectPeriod: cmd.reconnect || 0,
       connectTimeout: 10000
     }
     if (cmd.path) opts.path = cmd.path
@@ -45,7 +46,14 @@ const handlers = {
       opts.will = { topic: cmd.will.topic, payload: Buffer.from(cmd.will.payload), qos: cmd.will.qos, retain: cmd.will.retain }
     }
     client = mqtt.connect(opts)
-    client.on('connect', (ack) => out({ ev: 'connack', rc: ack.returnCode, sp: !!ack.sessionPresent }))
+    // The first CONNACK answers the connect command, later ones are
+    // reconnections.
+    let connectedBefore = false
+    client.on('connect', (ack) => {
+      out({ ev: connectedBefore ? 'reconnack' : 'connack', rc: ack.returnCode, sp: !!ack.sessionPresent })
+      connectedBefore = true
+    })
+    client.on('offline', () => out({ ev: 'lost' }))
     client.on('error', (err) => {
       // A refused CONNACK is an error carrying the return code.
       if (typeof err.code === 'number') {

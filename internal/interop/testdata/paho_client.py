@@ -20,8 +20,16 @@ def out(**event):
         sys.stdout.flush()
 
 
+connected_before = False
+
+
 def on_connect(client, userdata, flags, rc):
-    out(ev="connack", rc=rc, sp=bool(flags.get("session present")))
+    # paho reconnects by itself when its connection is lost: the first
+    # CONNACK answers the connect command, later ones are reconnections.
+    global connected_before
+    out(ev="reconnack" if connected_before else "connack", rc=rc,
+        sp=bool(flags.get("session present")))
+    connected_before = True
     if rc != 0:
         # A refused client stops here instead of retrying.
         client.disconnect()
@@ -41,7 +49,8 @@ def on_unsubscribe(client, userdata, mid):
 
 
 def on_disconnect(client, userdata, rc):
-    out(ev="closed", rc=rc)
+    # rc 0: after a disconnect command; otherwise the connection was lost.
+    out(ev="closed" if rc == 0 else "lost", rc=rc)
 
 
 client = None
@@ -51,6 +60,7 @@ for line in sys.stdin:
     try:
         if op == "connect":
             transport = cmd.get("transport", "tcp")
+            connected_before = False
             client = mqtt.Client(client_id=cmd["id"], clean_session=cmd["clean"],
                                  protocol=mqtt.MQTTv31 if cmd.get("level") == 3 else mqtt.MQTTv311,
                                  transport="websockets" if transport in ("ws", "wss") else "tcp")
@@ -68,6 +78,7 @@ for line in sys.stdin:
             client.on_subscribe = on_subscribe
             client.on_unsubscribe = on_unsubscribe
             client.on_disconnect = on_disconnect
+            client.reconnect_delay_set(min_delay=1, max_delay=1)
             client.connect(cmd["host"], cmd["port"], cmd["keepalive"])
             client.loop_start()
         elif op == "sub":
