@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,6 +223,10 @@ func registerBenchFlags(fs *flag.FlagSet, f *benchFlags) {
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress output")
 	fs.StringVar(&f.cpuProf, "cpuprofile", "", "write a CPU profile of the run (clients and embedded broker) to `file`, for go tool pprof")
 }
+
+// benchMaxPacket is the largest packet the embedded broker and the bench
+// subscribers accept: room for the largest -size with any topic.
+const benchMaxPacket = 1<<20 + 1<<17
 
 // embeddedInflight is the inflight window of clients and broker sessions
 // when bench runs its own broker.
@@ -543,6 +548,9 @@ func (b *bench) connect(ctx context.Context) error {
 			}
 		}
 	}
+	if cfg.subs > 0 && !slices.ContainsFunc(b.pubs, func(p *benchPub) bool { return p.fanout > 0 }) {
+		return usagef("no -filter %q matches a -topic %q: the subscribers would get nothing", cfg.filter, cfg.topic)
+	}
 	b.idle = make([]mqttConn, cfg.idle)
 
 	type job struct {
@@ -553,7 +561,7 @@ func (b *bench) connect(ctx context.Context) error {
 	var jobs []job
 	for _, s := range b.subs {
 		jobs = append(jobs, job{fmt.Sprintf("tern-bench-%s-s%d", b.runID, s.idx),
-			connOptions{clean: true, maxInflight: cfg.inflight, onMessage: func(m message) { s.record(m.payload) }},
+			connOptions{clean: true, maxInflight: cfg.inflight, maxPacket: benchMaxPacket, onMessage: func(m message) { s.record(m.payload) }},
 			func(c mqttConn) { s.c = c }})
 	}
 	for _, p := range b.pubs {

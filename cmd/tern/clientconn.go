@@ -61,6 +61,7 @@ func dial(ctx context.Context, d *dialConfig, o connOptions) (mqttConn, error) {
 		opts.DefaultHandler = func(m *client.Message) {
 			o.onMessage(message{topic: m.Topic, payload: m.Payload, qos: m.QoS, retain: m.Retain})
 		}
+		opts.MaxPacketSize = o.maxPacket
 	} else {
 		// sub prints whatever comes: accept packets as large as MQTT allows,
 		// with few of them pending, which bounds memory all the same.

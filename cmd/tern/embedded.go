@@ -24,7 +24,7 @@ type embeddedBroker struct {
 const embeddedQueued = 100000
 
 func startEmbeddedBroker() (*embeddedBroker, error) {
-	srv := broker.New(broker.Options{MaxInflight: embeddedInflight, MaxQueued: embeddedQueued})
+	srv := broker.New(broker.Options{MaxInflight: embeddedInflight, MaxQueued: embeddedQueued, MaxPacketSize: benchMaxPacket})
 	l, err := transport.Listen("mqtt://127.0.0.1:0", nil)
 	if err != nil {
 		srv.Close()

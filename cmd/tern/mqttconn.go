@@ -43,6 +43,7 @@ type connOptions struct {
 	// payload is valid only during the call.
 	onMessage   func(m message)
 	maxInflight int
+	maxPacket   int // largest packet accepted from the broker; 0 for the client's default
 	// reconnect keeps reconnecting when the connection is lost, telling
 	// logf (if set) about it.
 	reconnect bool
