@@ -28,8 +28,12 @@ import (
 // [Tree.MatchShared] returns each matching group once, with all its
 // members, so the caller can pick the one that receives the message.
 //
-// Nodes that no filter uses any longer are removed, so memory follows
-// removals.
+// A match walks the levels of the name, following at each node the
+// literal child and the '+' child: its cost grows with the levels and the
+// values found, not with the number of subscriptions. Nodes that no filter
+// uses any longer are removed, so memory follows removals. A broker keeps
+// each client's filters with its session anyway, and removes them from the
+// Tree when the session ends.
 //
 // A Tree is safe for concurrent use: matches take a read lock and run in
 // parallel with each other; Add and Remove take the write lock. The zero
