@@ -158,13 +158,17 @@ func TestDifferentialResume(t *testing.T) {
 
 // TestDifferentialSizes: payloads of sizes around the boundaries of the
 // remaining length encoding [MQTT-2.2.3] and of write buffers, at QoS 0, 1
-// and 2, arrive whole.
+// and 2, arrive whole; so does a message on a topic of the longest length a
+// string may have, 65535 bytes [MQTT-4.7.3-3], matched by a filter of that
+// length and by a wildcard.
 func TestDifferentialSizes(t *testing.T) {
 	sizes := []int{0, 1, 120, 121, 122, 16377, 16378, 16379, 4095, 4096, 4097, 65535, 65536, 65537, 100000, 524288}
 	var want []string
 	for i, n := range sizes {
 		want = append(want, fmt.Sprintf("sz/%d qos=%d len=%d sha256=%x", i, i%3, n, sha256.Sum256(payload(n))))
 	}
+	long := "sz/" + strings.Repeat("x", 65535-len("sz/"))
+	want = append(want, fmt.Sprintf("long topic, exact filter: %d bytes", len(long)), fmt.Sprintf("long topic, wildcard: %d bytes", len(long)))
 	differential(t, want, nil, func(t *testing.T, tg target) []string {
 		s := dialRaw(t, tg.addr, tg.name+"/S")
 		s.mustConnect(&packet.Connect{ClientID: []byte("S"), CleanSession: true}, false)
@@ -179,6 +183,20 @@ func TestDifferentialSizes(t *testing.T) {
 		for _, m := range s.waitFor(t, "end") {
 			if m.Topic != "end" {
 				rec = append(rec, fmt.Sprintf("%s qos=%d len=%d sha256=%x", m.Topic, m.QoS, len(m.Payload), sha256.Sum256([]byte(m.Payload))))
+			}
+		}
+		exact := dialRaw(t, tg.addr, tg.name+"/exact")
+		exact.mustConnect(&packet.Connect{ClientID: []byte("exact"), CleanSession: true}, false)
+		exact.subscribe(long, 1)
+		pub.publish(long, "long", 1, false)
+		for _, r := range []struct {
+			c    *rawClient
+			name string
+		}{{exact, "exact filter"}, {s, "wildcard"}} {
+			for _, m := range r.c.waitFor(t, long) {
+				if m.Topic == long {
+					rec = append(rec, fmt.Sprintf("long topic, %s: %d bytes", r.name, len(m.Topic)))
+				}
 			}
 		}
 		return rec
