@@ -41,6 +41,7 @@ type rawClient struct {
 
 	ctrl chan packet.Packet // copies of non-PUBLISH packets, in order
 	done chan struct{}      // closed when the reader goroutine ends
+	quit chan struct{}      // closed at the end of the test: the reader stops
 
 	inbox
 	rel map[uint16]bool // QoS 2 ids received and awaiting PUBREL, guarded by inbox.mu
@@ -77,12 +78,14 @@ func dial(t testing.TB, addr, name string, manual bool) *rawClient {
 		w:     packet.NewWriter(conn),
 		ctrl:  make(chan packet.Packet, 256),
 		done:  make(chan struct{}),
+		quit:  make(chan struct{}),
 		rel:   make(map[uint16]bool),
 		inbox: newInbox(name),
 	}
 	c.inbox.done = c.done
 	go c.read()
 	t.Cleanup(func() {
+		close(c.quit)
 		conn.Close()
 		<-c.done
 	})
@@ -92,6 +95,7 @@ func dial(t testing.TB, addr, name string, manual bool) *rawClient {
 // read is the reader goroutine.
 func (c *rawClient) read() {
 	defer close(c.done)
+	defer c.signal()
 	r := packet.NewReader(c.conn, 0)
 	for {
 		p, err := r.ReadPacket()
@@ -99,15 +103,16 @@ func (c *rawClient) read() {
 			c.mu.Lock()
 			c.readErr = err
 			c.mu.Unlock()
-			c.signal()
 			return
 		}
+		// A copy for ctrl, since p and its bytes belong to r.
+		var keep packet.Packet
 		switch p := p.(type) {
 		case *packet.Publish:
 			if c.manual {
 				c.add(message{string(p.Topic), string(p.Payload), p.QoS, p.Retain})
-				c.ctrl <- p.Clone()
-				continue
+				keep = p.Clone()
+				break
 			}
 			c.mu.Lock()
 			// A QoS 2 PUBLISH sent again (DUP) before our PUBREL arrives
@@ -130,39 +135,45 @@ func (c *rawClient) read() {
 		case *packet.Pubrel:
 			if c.manual {
 				q := *p
-				c.ctrl <- &q
-				continue
+				keep = &q
+				break
 			}
 			c.mu.Lock()
 			delete(c.rel, p.PacketID)
 			c.mu.Unlock()
 			c.write(&packet.Pubcomp{PacketID: p.PacketID})
 		case *packet.Suback:
-			c.ctrl <- p.Clone()
+			keep = p.Clone()
 		case *packet.Connack:
 			q := *p
-			c.ctrl <- &q
+			keep = &q
 		case *packet.Puback:
 			q := *p
-			c.ctrl <- &q
+			keep = &q
 		case *packet.Pubrec:
 			q := *p
-			c.ctrl <- &q
+			keep = &q
 		case *packet.Pubcomp:
 			q := *p
-			c.ctrl <- &q
+			keep = &q
 		case *packet.Unsuback:
 			q := *p
-			c.ctrl <- &q
+			keep = &q
 		case *packet.Pingresp:
-			c.ctrl <- &packet.Pingresp{}
+			keep = &packet.Pingresp{}
 		default:
 			c.mu.Lock()
 			c.readErr = fmt.Errorf("unexpected packet from the broker: %v", p)
 			c.mu.Unlock()
 			c.conn.Close()
-			c.signal()
 			return
+		}
+		if keep != nil {
+			select {
+			case c.ctrl <- keep:
+			case <-c.quit: // the test is over and reads no more
+				return
+			}
 		}
 	}
 }
