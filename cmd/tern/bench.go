@@ -191,7 +191,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if broken := rep.broken(); broken != "" {
-		return &exitErr{exitBroken, errors.New(broken)}
+		return &exitErr{code: exitBroken, err: errors.New(broken)}
 	}
 	return nil
 }

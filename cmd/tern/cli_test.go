@@ -246,6 +246,7 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"bench", "-topic", "a/+"}, exitUsage, "", "-topic"},
 		{[]string{"bench", "-filter", "a/#/b"}, exitUsage, "", "-filter"},
 		{[]string{"bench", "-cafile", "x"}, exitUsage, "", "TLS flags need -url"},
+		{[]string{"pub", "-quiet", "-t", "a", "-q", "5", "-m", "x"}, exitUsage, "", ""},
 		{[]string{"bench", "-quiet", "-filter", "other/#"}, exitUsage, "", `no -filter "other/#" matches a -topic "bench/%i"`},
 	} {
 		var stdout, stderr bytes.Buffer

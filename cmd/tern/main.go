@@ -46,8 +46,22 @@ const (
 
 // exitErr carries an error with the exit code it calls for.
 type exitErr struct {
-	code int
-	err  error
+	code   int
+	err    error
+	silent bool // not printed (pub -quiet)
+}
+
+// silence makes err exit with its code without a message.
+func silence(err error) error {
+	if err == nil {
+		return nil
+	}
+	code := exitError
+	var ee *exitErr
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	return &exitErr{code: code, err: err, silent: true}
 }
 
 func (e *exitErr) Error() string { return e.err.Error() }
@@ -55,11 +69,11 @@ func (e *exitErr) Unwrap() error { return e.err }
 
 // usagef returns an error reported with exit code 2 and a hint to -help.
 func usagef(format string, args ...any) error {
-	return &exitErr{exitUsage, fmt.Errorf(format, args...)}
+	return &exitErr{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
 
 // refused wraps err for exit code 3.
-func refused(err error) error { return &exitErr{exitRefused, err} }
+func refused(err error) error { return &exitErr{code: exitRefused, err: err} }
 
 // env is what a command runs with: its streams, and whether stdout is a
 // terminal (for the live progress line of bench). Tests build their own.
@@ -173,13 +187,19 @@ func report(e *env, cmd string, err error) int {
 		return exitOK
 	}
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintf(e.stderr, "tern %s: interrupted\n", cmd)
+		var ee *exitErr
+		if !errors.As(err, &ee) || !ee.silent {
+			fmt.Fprintf(e.stderr, "tern %s: interrupted\n", cmd)
+		}
 		return exitError
 	}
 	code := exitError
 	var ee *exitErr
 	if errors.As(err, &ee) {
 		code = ee.code
+		if ee.silent {
+			return code
+		}
 	}
 	fmt.Fprintf(e.stderr, "tern %s: %v\n", cmd, oneLine(err.Error()))
 	if code == exitUsage {
@@ -221,7 +241,7 @@ func parseFlags(e *env, fs *flag.FlagSet, args []string, allowArgs bool) error {
 		return err
 	}
 	if err != nil {
-		return &exitErr{exitUsage, err}
+		return &exitErr{code: exitUsage, err: err}
 	}
 	if !allowArgs && fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))

@@ -81,8 +81,13 @@ func runPub(ctx context.Context, e *env, args []string) error {
 	f.conn.visit(fs)
 	if f.quiet {
 		e = &env{stdin: e.stdin, stdout: e.stdout, stderr: io.Discard}
+		return silence(publish(ctx, e, &f))
 	}
+	return publish(ctx, e, &f)
+}
 
+// publish runs tern pub with parsed flags.
+func publish(ctx context.Context, e *env, f *pubFlags) error {
 	d, err := f.conn.resolve()
 	if err != nil {
 		return err
@@ -109,7 +114,7 @@ func runPub(ctx context.Context, e *env, args []string) error {
 	if f.lines && f.conn.set["repeat"] {
 		return usagef("-repeat does not go with -l")
 	}
-	src, err := openSource(&f, e.stdin)
+	src, err := openSource(f, e.stdin)
 	if err != nil {
 		return err
 	}

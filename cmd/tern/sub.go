@@ -124,7 +124,7 @@ func runSub(ctx context.Context, e *env, args []string) error {
 	}})
 	if err != nil {
 		if f.timeout > 0 && errors.Is(err, context.DeadlineExceeded) {
-			return &exitErr{exitTimeout, fmt.Errorf("-W %v elapsed while connecting", f.timeout)}
+			return &exitErr{code: exitTimeout, err: fmt.Errorf("-W %v elapsed while connecting", f.timeout)}
 		}
 		return err
 	}
@@ -167,7 +167,7 @@ func runSub(ctx context.Context, e *env, args []string) error {
 			disconnect(c)
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) && f.timeout > 0 {
 				if f.count > 0 {
-					return &exitErr{exitTimeout, fmt.Errorf("-W %v elapsed after %d of %d messages", f.timeout, n, f.count)}
+					return &exitErr{code: exitTimeout, err: fmt.Errorf("-W %v elapsed after %d of %d messages", f.timeout, n, f.count)}
 				}
 				return nil
 			}
