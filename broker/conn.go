@@ -363,9 +363,9 @@ func (c *conn) run(connect *packet.Connect) error {
 			return err // a protocol violation, a second CONNECT among them [MQTT-3.1.0-2]
 		}
 		for i := range evs {
-			if done := c.handle(&evs[i]); done {
+			if done, err := c.handle(&evs[i]); done || err != nil {
 				clear(evs)
-				return nil
+				return err
 			}
 		}
 		clear(evs) // drop the references into the read buffer
@@ -373,8 +373,8 @@ func (c *conn) run(connect *packet.Connect) error {
 }
 
 // handle acts on one session event; it reports whether the client sent
-// DISCONNECT.
-func (c *conn) handle(ev *session.Event) bool {
+// DISCONNECT, or the protocol violation that ends the connection.
+func (c *conn) handle(ev *session.Event) (bool, error) {
 	s := c.srv
 	switch ev.Kind {
 	case session.EventMessage:
@@ -382,7 +382,7 @@ func (c *conn) handle(ev *session.Event) bool {
 		if s.opts.AuthorizePublish != nil && !s.opts.AuthorizePublish(&c.info, p.Topic, p.QoS, p.Retain) {
 			// Acknowledged by the session as usual, and dropped
 			// [MQTT-3.3.5-2].
-			return false
+			return false, nil
 		}
 		s.received.Add(1)
 		n := c.router.route(s, p)
@@ -390,7 +390,9 @@ func (c *conn) handle(ev *session.Event) bool {
 			s.emit(&Event{Kind: EventPublish, Client: &c.info, Topic: p.Topic, QoS: p.QoS, Retain: p.Retain, PayloadSize: len(p.Payload), Subscribers: n})
 		}
 	case session.EventSubscribe:
-		c.subscribe(ev.Subscribe)
+		if err := c.subscribe(ev.Subscribe); err != nil {
+			return false, err
+		}
 	case session.EventUnsubscribe:
 		cl := c.cl
 		cl.mu.Lock()
@@ -402,17 +404,30 @@ func (c *conn) handle(ev *session.Event) bool {
 		c.wake()
 	case session.EventDisconnect:
 		c.will = nil // [MQTT-3.1.2-10] [MQTT-3.14.4-3]
-		return true
+		return true, nil
 	}
-	return false
+	return false, nil
 }
 
 // subscribe handles a SUBSCRIBE: each filter in turn [MQTT-3.8.4-4], then one
 // SUBACK with a code per filter in order [MQTT-3.8.4-1] [MQTT-3.8.4-5]
 // [MQTT-3.9.3-1], then the matching retained messages [MQTT-3.3.1-6].
-func (c *conn) subscribe(sp *packet.Subscribe) {
+//
+// A filter that breaks the syntax of section 4.7 is a protocol violation:
+// the connection is closed [MQTT-4.8.0-1], as mosquitto does, and none of the
+// packet's filters is acted on. A malformed "$share/" form, an extension of
+// 3.1.1, gets the failure code instead.
+func (c *conn) subscribe(sp *packet.Subscribe) error {
 	s := c.srv
 	cl := c.cl
+	for _, sb := range sp.Subscriptions {
+		if topic.IsShared(sb.Filter) {
+			continue
+		}
+		if err := topic.ValidFilter(sb.Filter); err != nil { // [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3-1]
+			return err
+		}
+	}
 	codes := c.codes[:0]
 	for _, sb := range sp.Subscriptions {
 		g := sb.QoS
@@ -447,6 +462,7 @@ func (c *conn) subscribe(sp *packet.Subscribe) {
 	}
 	cl.mu.Unlock()
 	c.wake()
+	return nil
 }
 
 // finish cleans up after the read loop: stops the writer, closes the
@@ -456,6 +472,11 @@ func (c *conn) finish(why error) {
 	s := c.srv
 	cl := c.cl
 	stop := c.stop.Load()
+	// Routers stop choosing this session for shared subscriptions before
+	// the client can see its connection closed: once it has, the group's
+	// messages go to the members still connected. No other connection can
+	// attach to cl until cl.conn is cleared below.
+	cl.on.Store(false)
 	if stop == graceful {
 		// Shutdown: write out what waits (bounded by WriteTimeout and
 		// by Shutdown's context), then close.

@@ -359,3 +359,35 @@ func mustEncode(p packet.Packet) []byte {
 	}
 	return b
 }
+
+// [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.8.0-1] A SUBSCRIBE whose filter breaks
+// the wildcard rules is a protocol violation: the broker closes the
+// connection without a SUBACK and without acting on the packet's other
+// filters, and the will is published, as mosquitto does.
+func TestInvalidFilterCloses(t *testing.T) {
+	for _, bad := range []string{"a#b", "a/#/b", "a+/", "sport+", "#/", ""} {
+		t.Run(fmt.Sprintf("%q", bad), func(t *testing.T) {
+			srv := newServer(t)
+			watcher := connect(t, srv, "watcher", true, false)
+			watcher.subscribe(1, "will/#", 0)
+			c := dial(t, srv, "bad")
+			c.send(&packet.Connect{ClientID: []byte("bad"), CleanSession: true, Will: true, WillTopic: []byte("will/bad"), WillMessage: []byte("gone")})
+			c.expect(&packet.Connack{})
+			c.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{
+				{Filter: []byte("ok/+"), QoS: 1},
+				{Filter: []byte(bad), QoS: 1},
+			}})
+			c.expectClose()
+			checkPublish(t, watcher.expectPublish(), "will/bad", "gone", 0, false)
+			// The valid filter of the refused packet was not subscribed.
+			p := connect(t, srv, "pub", true, false)
+			p.publish(pub("ok/x", "m", 0, 0))
+			watcher.expectNothing()
+			if n := srv.Broker.Stats().Delivered; n != 1 {
+				t.Errorf("Delivered = %d, want 1 (the will only)", n)
+			}
+			p.disconnect()
+			watcher.disconnect()
+		})
+	}
+}
