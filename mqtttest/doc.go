@@ -1,6 +1,14 @@
 // Package mqtttest provides utilities for testing MQTT clients and servers,
 // in the way net/http/httptest does for HTTP.
 //
+// NewServer starts tern's broker for one test, on 127.0.0.1 at a free port,
+// and closes it when the test ends. Clients connect to srv.URL, or over an
+// in-memory pipe with srv.Dial as transport.Options.DialContext; srv.Broker
+// gives the broker's Stats and lets the test publish directly:
+//
+//	srv := mqtttest.NewServer(t)
+//	c, err := client.New(client.Options{Servers: []string{srv.URL}})
+//
 // A Proxy sits between a client and a server, forwards their MQTT traffic
 // and injects faults on the way: it drops, delays or holds packets, cuts
 // connections before or after a given packet, and tears packets in the
