@@ -20,6 +20,11 @@ const minReadBuffer = 4096
 // header has arrived, before the buffer grows to hold it. The buffer starts
 // at 4 KiB and grows to the largest packet read, so it never exceeds the
 // larger of 4 KiB and the limit.
+//
+// Errors are final: after the stream returns an error, a read deadline's
+// timeout included, every call returns it once the complete packets already
+// buffered have been returned. Keep deadlines below the Reader (in the
+// connection's own keepalive logic) or Reset it for a new stream.
 type Reader struct {
 	r          io.Reader
 	max        int
@@ -59,6 +64,15 @@ func NewReader(r io.Reader, maxSize int) *Reader {
 
 // MaxSize returns the largest packet the Reader accepts.
 func (r *Reader) MaxSize() int { return r.max }
+
+// Reset discards any buffered bytes and the stored error and makes the
+// Reader read from r, keeping its buffer, so that one Reader can serve one
+// connection after another.
+func (r *Reader) Reset(src io.Reader) {
+	r.r = src
+	r.start, r.end = 0, 0
+	r.err = nil
+}
 
 // Buffered returns the number of bytes read from the stream but not yet
 // returned as packets.
