@@ -249,14 +249,14 @@ func (emptyReader) Read([]byte) (int, error) { return 0, nil }
 
 // Reset drops what was buffered and the error that ended the last stream.
 func TestReaderReset(t *testing.T) {
-	r := packet.NewReader(bytes.packet.NewReader([]byte{0xc0, 0x00, 0xd0}), 0) // PINGREQ, then a torn PINGRESP
+	r := packet.NewReader(bytes.NewReader([]byte{0xc0, 0x00, 0xd0}), 0) // PINGREQ, then a torn PINGRESP
 	if _, err := r.Next(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Next(); err != io.ErrUnexpectedEOF {
 		t.Fatalf("torn packet: err = %v, want io.ErrUnexpectedEOF", err)
 	}
-	r.Reset(bytes.packet.NewReader([]byte{0xe0, 0x00}))
+	r.Reset(bytes.NewReader([]byte{0xe0, 0x00}))
 	if r.Buffered() != 0 {
 		t.Fatalf("Buffered after Reset = %d, want 0", r.Buffered())
 	}
