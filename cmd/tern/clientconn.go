@@ -88,10 +88,10 @@ func connectErr(url string, err error) error {
 		return refused(fmt.Errorf("%s refused the connection: %s", redact(url), ce.Code))
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("connect to %s: timed out", redact(url))
+		return &causeErr{"connect to " + redact(url) + ": timed out", err}
 	}
 	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("connect to %s: interrupted", redact(url))
+		return &causeErr{"connect to " + redact(url) + ": interrupted", err}
 	}
 	s := strings.TrimPrefix(err.Error(), "client: ")
 	s = strings.TrimPrefix(s, "connect to "+url+": ")
@@ -99,8 +99,18 @@ func connectErr(url string, err error) error {
 	if errors.As(err, &dns) {
 		s = dns.Error()
 	}
-	return fmt.Errorf("connect to %s: %s", redact(url), trimErr(errors.New(s)))
+	return &causeErr{"connect to " + redact(url) + ": " + trimErr(errors.New(s)), err}
 }
+
+// causeErr is a message written for people over the error it comes from,
+// which errors.Is and errors.As still see.
+type causeErr struct {
+	msg   string
+	cause error
+}
+
+func (e *causeErr) Error() string { return e.msg }
+func (e *causeErr) Unwrap() error { return e.cause }
 
 // trimErr drops the package prefixes and the repetition of the address that
 // nested network errors carry, keeping the telling end: "dial tcp
@@ -186,12 +196,12 @@ func (cc *clientConn) subscribe(ctx context.Context, subs []subscription) error 
 // opErr names the operation and, when the connection was lost, why.
 func (cc *clientConn) opErr(op string, err error) error {
 	if lost := cc.err(); lost != nil && (errors.Is(err, client.ErrConnectionLost) || errors.Is(err, client.ErrNotConnected)) {
-		return fmt.Errorf("%s: connection to %s lost: %s", op, redact(cc.url), trimErr(lost))
+		return &causeErr{op + ": connection to " + redact(cc.url) + " lost: " + trimErr(lost), err}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: timed out", op)
+		return &causeErr{op + ": timed out", err}
 	}
-	return fmt.Errorf("%s: %s", op, trimErr(err))
+	return &causeErr{op + ": " + trimErr(err), err}
 }
 
 func (cc *clientConn) messages() <-chan message {

@@ -633,6 +633,45 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// TestSilentServer checks the timeouts against a server that accepts
+// connections and never answers.
+func TestSilentServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	url := "mqtt://" + l.Addr().String()
+	r := runTern(t, "", "sub", "-L", url, "-t", "x", "-W", "0.5")
+	if r.code != exitTimeout || r.stderr != "tern sub: -W 500ms elapsed while connecting\n" {
+		t.Errorf("sub -W: exit %d, %q", r.code, r.stderr)
+	}
+	r = runTern(t, "", "pub", "-L", url, "-t", "x", "-m", "y", "-connect-timeout", "0.5")
+	if r.code != exitError || r.stderr != "tern pub: connect to "+url+": timed out\n" {
+		t.Errorf("pub -connect-timeout: exit %d, %q", r.code, r.stderr)
+	}
+}
+
 // occupied returns the address of a listener held for the test.
 func occupied(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

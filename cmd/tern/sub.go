@@ -137,6 +137,9 @@ func runSub(ctx context.Context, e *env, args []string) error {
 		subs[i] = subscription{filter: flt, qos: qos}
 	}
 	if err := c.subscribe(ctx, subs); err != nil {
+		if f.timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return &exitErr{code: exitTimeout, err: fmt.Errorf("-W %v elapsed while subscribing", f.timeout)}
+		}
 		return err
 	}
 	if f.debug {
