@@ -173,3 +173,81 @@ func TestDifferentialStuckSubscriber(t *testing.T) {
 		return []string{desc}
 	})
 }
+
+// TestDifferentialTakeoverStorm: twenty connections CONNECT with one client
+// identifier at once, with CleanSession 0. Each takeover closes the
+// connection before it [MQTT-3.1.4-2], so exactly one stays open, and the
+// session, with its subscription, goes on there: a message published then
+// reaches that connection only, once.
+func TestDifferentialTakeoverStorm(t *testing.T) {
+	const n = 20
+	want := []string{"open connections: 1", `the open one got: msg storm/x "after" qos=1 retain=false`}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		first := dialRaw(t, tg.addr, tg.name+"/storm")
+		first.mustConnect(&packet.Connect{ClientID: []byte("storm")}, false)
+		first.subscribe("storm/#", 1)
+		// Dial all first, then write every CONNECT at once.
+		cs := make([]*rawClient, n)
+		for i := range cs {
+			cs[i] = dialRaw(t, tg.addr, fmt.Sprintf("%s/storm%d", tg.name, i))
+		}
+		connect, err := (&packet.Connect{ClientID: []byte("storm")}).Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for _, c := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.wmu.Lock()
+				defer c.wmu.Unlock()
+				c.conn.Write(connect)
+			}()
+		}
+		wg.Wait()
+		first.waitClosed()
+		// Each connection got CONNACK 0 with the session present, or
+		// was taken over before its CONNACK went out; all but one are
+		// closed. Which one is left depends on the order the broker took
+		// them in: find it with a PINGREQ.
+		var acked []*rawClient
+		for _, c := range cs {
+			p, ok := c.recv()
+			if !ok {
+				t.Fatalf("%s: neither CONNACK nor close within %v", c.name, timeout)
+			}
+			if p == nil {
+				continue
+			}
+			if ack, isAck := p.(*packet.Connack); !isAck || ack.ReturnCode != 0 || !ack.SessionPresent {
+				t.Fatalf("%s: %v, want CONNACK 0 with session present", c.name, p)
+			}
+			acked = append(acked, c)
+		}
+		// Every CONNECT has been answered, so every takeover is done.
+		for _, c := range acked {
+			c.write(&packet.Pingreq{}) // may fail on a connection closed meanwhile
+		}
+		var open []*rawClient
+		for _, c := range acked {
+			p, ok := c.recv()
+			if !ok {
+				t.Fatalf("%s: neither PINGRESP nor close within %v", c.name, timeout)
+			}
+			if p != nil && p.Type() == packet.PINGRESP {
+				open = append(open, c)
+			}
+		}
+		rec := []string{fmt.Sprintf("open connections: %d", len(open))}
+		if len(open) != 1 {
+			return rec
+		}
+		pub := dialRaw(t, tg.addr, tg.name+"/pub")
+		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
+		pub.publish("storm/x", "after", 1, false)
+		pub.publish("storm/end", "", 1, false)
+		got := open[0].waitFor(t, "storm/end")
+		return append(rec, "the open one got: "+list(got[:len(got)-1]))
+	})
+}
