@@ -251,3 +251,108 @@ func TestDifferentialTakeoverStorm(t *testing.T) {
 		return append(rec, "the open one got: "+list(got[:len(got)-1]))
 	})
 }
+
+// call writes p and waits for a packet of type want, returning an error
+// instead of failing the test, for use from goroutines.
+func (c *rawClient) call(p packet.Packet, want packet.Type) error {
+	if err := c.write(p); err != nil {
+		return fmt.Errorf("%s: %v", c.name, err)
+	}
+	got, ok := c.recv()
+	switch {
+	case !ok:
+		return fmt.Errorf("%s: no %v within %v", c.name, want, timeout)
+	case got == nil:
+		return fmt.Errorf("%s: connection ended (%v) while waiting for a %v", c.name, c.err(), want)
+	case got.Type() != want:
+		return fmt.Errorf("%s: got %v, want a %v", c.name, got, want)
+	}
+	return nil
+}
+
+// TestDifferentialChurn: while a publisher sends 300 QoS 1 messages without
+// waiting, four clients subscribe to and unsubscribe from the same filter
+// 50 times each. A steady subscriber gets every message in order; the
+// churning clients, subscribed once more at the end, get the next message.
+func TestDifferentialChurn(t *testing.T) {
+	const n, churners, rounds = 300, 4, 50
+	want := []string{fmt.Sprintf("steady: %d in order, then the last", n)}
+	for i := range churners {
+		want = append(want, fmt.Sprintf("churner %d: got the last", i))
+	}
+	differential(t, want, nil, func(t *testing.T, tg target) []string {
+		steady := dialRaw(t, tg.addr, tg.name+"/steady")
+		steady.mustConnect(&packet.Connect{ClientID: []byte("steady"), CleanSession: true}, false)
+		steady.subscribe("ch/#", 1)
+		cs := make([]*rawClient, churners)
+		for i := range cs {
+			cs[i] = dialRaw(t, tg.addr, fmt.Sprintf("%s/churn%d", tg.name, i))
+			cs[i].mustConnect(&packet.Connect{ClientID: []byte(fmt.Sprintf("churn%d", i)), CleanSession: true}, false)
+		}
+		pub := dialRaw(t, tg.addr, tg.name+"/pub")
+		pub.mustConnect(&packet.Connect{ClientID: []byte("pub"), CleanSession: true}, false)
+
+		errs := make(chan error, churners+1)
+		var wg sync.WaitGroup
+		for _, c := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := range rounds {
+					id := uint16(2*r + 1)
+					sub := &packet.Subscribe{PacketID: id, Subscriptions: []packet.Subscription{{Filter: []byte("ch/#"), QoS: byte(r % 3)}}}
+					if err := c.call(sub, packet.SUBACK); err != nil {
+						errs <- err
+						return
+					}
+					unsub := &packet.Unsubscribe{PacketID: id + 1, Filters: [][]byte{[]byte("ch/#")}}
+					if err := c.call(unsub, packet.UNSUBACK); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range n {
+				if err := pub.write(&packet.Publish{Topic: []byte("ch/x"), Payload: []byte(strconv.Itoa(j)), QoS: 1, PacketID: uint16(j + 1)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			for range n {
+				p, ok := pub.recv()
+				if !ok || p == nil || p.Type() != packet.PUBACK {
+					errs <- fmt.Errorf("%s: got %v (%v), want a PUBACK", pub.name, p, ok)
+					return
+				}
+			}
+		}()
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			c.subscribe("ch/#", 1)
+		}
+		pub.publish("ch/last", "", 1, false)
+
+		got := steady.waitFor(t, "ch/last")
+		desc := fmt.Sprintf("steady: %d in order, then the last", len(got)-1)
+		for j, m := range got[:len(got)-1] {
+			if m.Payload != strconv.Itoa(j) {
+				desc = fmt.Sprintf("steady: %d, #%d is %v", len(got)-1, j, m)
+				break
+			}
+		}
+		rec := []string{desc}
+		for i, c := range cs {
+			c.waitFor(t, "ch/last")
+			rec = append(rec, fmt.Sprintf("churner %d: got the last", i))
+		}
+		return rec
+	})
+}
