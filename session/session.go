@@ -700,28 +700,8 @@ func (s *Session) fill() error {
 // EventSubscribed with the returned Handle reports the SUBACK. It needs a
 // client connection after its CONNACK.
 func (s *Session) Subscribe(p *packet.Subscribe) (Handle, error) {
-	if s.role != Client {
-		return 0, ErrState
-	}
-	if s.state != online {
-		return 0, ErrNotConnected
-	}
-	id, ok := s.allocID()
-	if !ok {
-		return 0, ErrFull
-	}
-	q := packet.Subscribe{PacketID: id, Subscriptions: p.Subscriptions}
-	off := len(s.slab)
-	b, err := q.Append(s.slab)
-	if err != nil {
-		s.releaseID(id)
-		return 0, err
-	}
-	s.slab = b
-	s.lastHandle++
-	s.subs[id] = request{h: s.lastHandle, n: len(p.Subscriptions)}
-	s.out = append(s.out, outItem{t: packet.SUBSCRIBE, id: id, off: off, end: len(b)})
-	return s.lastHandle, nil
+	q := packet.Subscribe{Subscriptions: p.Subscriptions}
+	return s.request(&q, &q.PacketID, request{n: len(p.Subscriptions)})
 }
 
 // Unsubscribe sends an UNSUBSCRIBE for p's filters with a packet id of its
@@ -729,27 +709,35 @@ func (s *Session) Subscribe(p *packet.Subscribe) (Handle, error) {
 // EventUnsubscribed with the returned Handle reports the UNSUBACK. It needs
 // a client connection after its CONNACK.
 func (s *Session) Unsubscribe(p *packet.Unsubscribe) (Handle, error) {
+	q := packet.Unsubscribe{Filters: p.Filters}
+	return s.request(&q, &q.PacketID, request{unsub: true})
+}
+
+// request queues q, a SUBSCRIBE or UNSUBSCRIBE, with a packet identifier
+// not in use, written to *id, and records r to match its acknowledgement.
+func (s *Session) request(q packet.Packet, id *uint16, r request) (Handle, error) {
 	if s.role != Client {
 		return 0, ErrState
 	}
 	if s.state != online {
 		return 0, ErrNotConnected
 	}
-	id, ok := s.allocID()
+	pid, ok := s.allocID()
 	if !ok {
 		return 0, ErrFull
 	}
-	q := packet.Unsubscribe{PacketID: id, Filters: p.Filters}
+	*id = pid
 	off := len(s.slab)
 	b, err := q.Append(s.slab)
 	if err != nil {
-		s.releaseID(id)
+		s.releaseID(pid)
 		return 0, err
 	}
 	s.slab = b
 	s.lastHandle++
-	s.subs[id] = request{h: s.lastHandle, unsub: true}
-	s.out = append(s.out, outItem{t: packet.UNSUBSCRIBE, id: id, off: off, end: len(b)})
+	r.h = s.lastHandle
+	s.subs[pid] = r
+	s.out = append(s.out, outItem{t: q.Type(), id: pid, off: off, end: len(b)})
 	return s.lastHandle, nil
 }
 
