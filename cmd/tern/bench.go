@@ -959,8 +959,8 @@ func (b *bench) progressLine(qos byte, elapsed int64, s Sample) string {
 		secs := float64(elapsed) / 1e9
 		s.SendRate, s.ReceiveRate = float64(b.sent.Load())/secs, float64(b.received.Load())/secs
 	}
-	return fmt.Sprintf("QoS %d  %5.1fs  sent %d (%s/s)  received %d (%s/s)  latency p50 %s p99 %s",
-		qos, float64(elapsed)/1e9, b.sent.Load(), si(s.SendRate), b.received.Load(), si(s.ReceiveRate),
+	return fmt.Sprintf("QoS %d  %5.1fs  sent %s (%s/s)  received %s (%s/s)  latency p50 %s p99 %s",
+		qos, float64(elapsed)/1e9, group(b.sent.Load()), si(s.SendRate), group(b.received.Load()), si(s.ReceiveRate),
 		fmtMS(s.P50), fmtMS(s.P99))
 }
 
@@ -1018,6 +1018,19 @@ func (b *bench) conns() []mqttConn {
 	return cs
 }
 
+// group formats n with thousands separators: 5,414,232.
+func group(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
 // si formats a rate with a k or M suffix.
 func si(v float64) string {
 	switch {
@@ -1052,18 +1065,18 @@ func writeReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, ", %s msg/s per publisher", si(r.Rate))
 	}
 	fmt.Fprintf(w, ", %d CPUs\n\n", r.CPUs)
-	fmt.Fprintf(w, "%-4s %10s %10s %11s %10s %8s %8s %8s %8s %8s %8s\n",
+	fmt.Fprintf(w, "%-4s %12s %9s %13s %9s %8s %8s %8s %8s %8s %8s\n",
 		"QoS", "sent", "sent/s", "received", "recv/s", "lost", "dup", "p50", "p90", "p99", "max")
 	for _, p := range r.Phases {
-		fmt.Fprintf(w, "%-4d %10d %10s %11d %10s %8d %8d %8s %8s %8s %8s\n",
-			p.QoS, p.Sent, si(p.SendRate), p.Received, si(p.ReceiveRate), p.Lost, p.Duplicates,
+		fmt.Fprintf(w, "%-4d %12s %9s %13s %9s %8s %8s %8s %8s %8s %8s\n",
+			p.QoS, group(p.Sent), si(p.SendRate), group(p.Received), si(p.ReceiveRate), group(p.Lost), group(p.Duplicates),
 			fmtMS(p.Latency.P50), fmtMS(p.Latency.P90), fmtMS(p.Latency.P99), fmtMS(p.Latency.Max))
 	}
 	var recv, lost, dups uint64
 	for _, p := range r.Phases {
 		recv, lost, dups = recv+p.Received, lost+p.Lost, dups+p.Duplicates
 	}
-	fmt.Fprintf(w, "\nEvery delivery checked by sequence number: %d received, %d lost, %d duplicated.\n", recv, lost, dups)
+	fmt.Fprintf(w, "\nEvery delivery checked by sequence number: %s received, %s lost, %s duplicated.\n", group(recv), group(lost), group(dups))
 	for _, p := range r.Phases {
 		if p.QoS == 0 && p.Lost > 0 {
 			fmt.Fprintf(w, "QoS 0 may lose messages: a broker drops them for subscribers that fall behind.\n")

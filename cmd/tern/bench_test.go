@@ -234,8 +234,8 @@ func TestWriteReport(t *testing.T) {
 	s := out.String()
 	for _, want := range []string{
 		"2 publishers (bench/%i), 3 subscribers (bench/#), 64-byte payloads, broker embedded",
-		"0          1000      12.3k        2990      1.50M       10        0    250µs   1.50ms   12.2ms    1.50s",
-		"Every delivery checked by sequence number: 5991 received, 10 lost, 1 duplicated.",
+		"0           1,000     12.3k         2,990     1.50M       10        0    250µs   1.50ms   12.2ms    1.50s",
+		"Every delivery checked by sequence number: 5,991 received, 10 lost, 1 duplicated.",
 		"QoS 0 may lose messages",
 		"BROKEN QoS GUARANTEE: 1 duplicates at QoS 2",
 	} {
@@ -314,6 +314,14 @@ func TestAxis(t *testing.T) {
 	}
 	if got := (axis{}).label(150000); got != "150k" {
 		t.Errorf("label = %q", got)
+	}
+}
+
+func TestGroup(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0", 999: "999", 1000: "1,000", 5414232: "5,414,232", 18446744073709551615: "18,446,744,073,709,551,615"} {
+		if got := group(n); got != want {
+			t.Errorf("group(%d) = %q, want %q", n, got, want)
+		}
 	}
 }
 
