@@ -5,14 +5,16 @@
 // Every test runs against both brokers: against mosquitto it proves the
 // test itself, against tern's broker it tests the broker.
 //
-// Interoperability (clients_test.go, cli_test.go, transport_test.go):
-// mosquitto_pub and mosquitto_sub, Python paho-mqtt (run through
-// testdata/paho_client.py) and MQTT.js (testdata/mqttjs_client.js) connect
-// with credentials and a will, publish and subscribe at QoS 0, 1 and 2, set
-// and clear retained messages, unsubscribe, keep persistent sessions, speak
-// MQTT 3.1, use TLS with client certificates, WebSocket and WebSocket over
-// TLS, and leave their will when killed. A raw-packet client on the side
-// checks what the broker forwards.
+// Interoperability (clients_test.go, cli_test.go, transport_test.go,
+// acl_test.go, resend_test.go): mosquitto_pub and mosquitto_sub, Python
+// paho-mqtt (run through testdata/paho_client.py) and MQTT.js
+// (testdata/mqttjs_client.js) connect with credentials and a will, publish
+// and subscribe at QoS 0, 1 and 2, set and clear retained messages,
+// unsubscribe, keep persistent sessions, speak MQTT 3.1, use TLS with
+// client certificates, WebSocket and WebSocket over TLS, see refusals by
+// access rules, resend and receive again the messages of a connection cut
+// by mqtttest's fault-injecting proxy, and leave their will when killed. A
+// raw-packet client on the side checks what the broker forwards.
 //
 // Differential (diff_*_test.go): scenarios driven with raw packets
 // (packet.Reader and packet.Writer over TCP) record what each client
