@@ -2,6 +2,7 @@ package interop
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ternmq/mqtt/internal/mosquitto"
@@ -267,5 +268,37 @@ func TestClientsMQTT31(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestClientsKeepAlive: paho-mqtt and MQTT.js with a keepalive of one
+// second stay idle for four: their PINGREQs are answered [MQTT-3.12.4-1],
+// they do not lose the connection, and the broker does not close it
+// [MQTT-3.1.2-24].
+func TestClientsKeepAlive(t *testing.T) {
+	for _, kind := range scriptKinds {
+		for _, b := range brokers {
+			t.Run(kind.name+"/"+b.name, func(t *testing.T) {
+				tg := b.start(t, true)
+				k := kind.name + "-idle"
+				c := kind.start(t, k)
+				cmd := connectCmd(tg, k, password, "")
+				cmd["keepalive"] = 1
+				if e := c.do("connack", cmd); e.RC != 0 {
+					t.Fatalf("connect: %s", e.raw)
+				}
+				if e := c.do("suback", map[string]any{"op": "sub", "filters": [][]any{{"idle/" + k, 1}}}); len(e.Granted) != 1 || e.Granted[0] != 1 {
+					t.Fatalf("SUBACK: %s", e.raw)
+				}
+				time.Sleep(4 * time.Second)
+				c.do("pubdone", pubCmd("idle/"+k, "still here", 1, false))
+				c.take(t, "own message after idling", message{"idle/" + k, "still here", 1, false})
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				if len(c.reconnects) > 0 {
+					t.Errorf("connection lost while idle: %v", c.reconnects[0].raw)
+				}
+			})
+		}
 	}
 }
