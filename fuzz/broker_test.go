@@ -40,7 +40,7 @@ func FuzzBroker(f *testing.F) {
 	f.Add(enc(&packet.Unsubscribe{PacketID: 3, Filters: [][]byte{[]byte("#"), []byte("x")}}, &packet.Connect{ClientID: []byte("again")}))
 	f.Add([]byte{0x30, 0xff, 0xff, 0xff, 0x7f})
 	f.Add([]byte{0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x03}) // QoS 3 request
-	f.Add([]byte{0x32, 0x05, 0x00, 0x01, '#', 0x00, 0x01})    // wildcard topic
+	f.Add([]byte{0x32, 0x05, 0x00, 0x01, '#', 0x00, 0x01})  // wildcard topic
 
 	srv := mqtttest.NewServer(f, func(o *broker.Options) {
 		o.MaxPacketSize = 64 << 10
