@@ -625,9 +625,9 @@ func (b *bench) connect(ctx context.Context) error {
 }
 
 // phase runs one QoS level: publish, wait for the deliveries, count.
-func (b *bench) phase(ctx context.Context, phase byte, qos byte) (*PhaseResult, error) {
+func (b *bench) phase(parent context.Context, phase byte, qos byte) (*PhaseResult, error) {
 	cfg := b.cfg
-	ctx, cancel := context.WithTimeout(ctx, cfg.timeout+cfg.duration)
+	ctx, cancel := context.WithTimeout(parent, cfg.timeout+cfg.duration)
 	defer cancel()
 	for _, s := range b.subs {
 		s.mu.Lock()
@@ -667,9 +667,16 @@ func (b *bench) phase(ctx context.Context, phase byte, qos byte) (*PhaseResult, 
 	}
 	wg.Wait()
 	sendEnd := b.clock.now()
+	// A run that outlasts -timeout is reported with what it did so far: a
+	// broker that stops delivering or acknowledging is a finding, not a
+	// failure of the bench.
+	var timedOut error
 	if err := errors.Join(errs...); err != nil {
-		stopTicker()
-		return nil, err
+		if parent.Err() != nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			stopTicker()
+			return nil, firstErr(errs)
+		}
+		timedOut = fmt.Errorf("the QoS %d run did not end within -duration plus -timeout (%v): the broker stopped delivering or acknowledging", qos, cfg.duration+cfg.timeout)
 	}
 	for _, p := range b.pubs {
 		res.Sent += p.done
@@ -684,7 +691,9 @@ func (b *bench) phase(ctx context.Context, phase byte, qos byte) (*PhaseResult, 
 
 	// Wait for the deliveries: all of them, or none for a second (lost),
 	// or the timeout.
-	b.drain(ctx, res.Expected)
+	if timedOut == nil {
+		b.drain(ctx, res.Expected)
+	}
 	stopTicker()
 	if err := b.lostConn(); err != nil {
 		return nil, err
@@ -722,7 +731,18 @@ func (b *bench) phase(ctx context.Context, phase byte, qos byte) (*PhaseResult, 
 		P50: ms(all.quantile(0.50)), P90: ms(all.quantile(0.90)), P99: ms(all.quantile(0.99)),
 		Max: ms(all.max), Mean: all.mean() / 1e6,
 	}
-	return res, nil
+	return res, timedOut
+}
+
+// firstErr returns the first non-nil error: publishers that fail together
+// usually fail for the same reason, said once is enough.
+func firstErr(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // publishLoop publishes one publisher's messages of a phase, keeping up to
