@@ -21,6 +21,7 @@ type fakeNet struct {
 	mu    sync.Mutex
 	conns []*fakeConn
 	fault func(pub uint32, seq uint64, sub int) (copies int)
+	stuck uint64 // when non-zero, flows from this sequence number on never complete
 }
 
 type fakeConn struct {
@@ -69,6 +70,12 @@ func (c *fakeConn) publishAsync(ctx context.Context, tp string, payload []byte, 
 			}
 			break
 		}
+	}
+	if c.net.stuck != 0 && h.seq >= c.net.stuck {
+		return func(ctx context.Context) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}, nil
 	}
 	return func(context.Context) error { return nil }, nil
 }
@@ -181,6 +188,22 @@ func TestBenchWindow(t *testing.T) {
 	}
 	if p := rep.Phases[0]; p.Lost != 12 || p.Received != 0 {
 		t.Errorf("lost %d received %d", p.Lost, p.Received)
+	}
+}
+
+// TestBenchTimeout checks that a broker that stops acknowledging ends the
+// run at -timeout with the figures so far and an error that says so.
+func TestBenchTimeout(t *testing.T) {
+	n := &fakeNet{stuck: 30}
+	cfg := testBenchConfig(2, 1, 100, 1, 2)
+	cfg.duration, cfg.timeout = 100*time.Millisecond, 200*time.Millisecond
+	b := newBench(cfg, n.dial)
+	rep, err := b.run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "the QoS 1 run did not end within") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(rep.Phases) != 1 || rep.Phases[0].Sent != 60 {
+		t.Errorf("phases %+v; want one, with the 60 flows that completed", rep.Phases)
 	}
 }
 
