@@ -1110,6 +1110,9 @@ func writeReport(w io.Writer, r *Report) {
 	}
 	if s := r.broken(); s != "" {
 		fmt.Fprintf(w, "BROKEN QoS GUARANTEE: %s\n", s)
+		if r.Target != "embedded" {
+			fmt.Fprintf(w, "Brokers may drop QoS 1 and 2 messages for a subscriber whose queue is full (mosquitto: max_queued_messages, 1000 by default); its log tells.\n")
+		}
 	}
 }
 
