@@ -24,34 +24,12 @@ func TestClientsResend(t *testing.T) {
 				tg := b.start(t, true)
 				k := kind.name + "-resend"
 				obs := observe(t, tg, "observer", "resend/#")
-				proxy := mqtttest.NewProxy(t, tg.addr)
-				proxy.SetFilter(mqtttest.Chain(
-					mqtttest.OnConn(0, mqtttest.OnType(mqtttest.ServerToClient, packet.PUBREC, mqtttest.Cut)),
-					mqtttest.OnConn(1, mqtttest.OnType(mqtttest.ServerToClient, packet.PUBACK, mqtttest.Cut)),
-				))
-				_, port, _ := net.SplitHostPort(proxy.Addr().String())
-
-				c := kind.start(t, k)
-				cmd := connectCmd(tg, k, password, "")
-				cmd["port"], _ = strconv.Atoi(port)
-				cmd["clean"] = false
-				cmd["reconnect"] = 200
-				if e := c.do("connack", cmd); e.RC != 0 || e.SP {
-					t.Fatalf("connect: got %s, want CONNACK 0 without session present", e.raw)
-				}
+				c := connectCut(t, tg, kind, k, mqtttest.ServerToClient)
 				c.do("pubdone", pubCmd("resend/2", "exactly once", 2, false))
 				c.do("pubdone", pubCmd("resend/1", "at least once", 1, false))
 				c.do("pubdone", pubCmd("resend/end", "", 1, false))
 				got := obs.waitFor(t, "resend/end")
-				var twos, ones int
-				for _, m := range got {
-					switch m {
-					case message{"resend/2", "exactly once", 2, false}:
-						twos++
-					case message{"resend/1", "at least once", 1, false}:
-						ones++
-					}
-				}
+				twos, ones := countResent(got, "resend")
 				if twos != 1 || ones < 1 || len(got) != twos+ones+1 {
 					t.Errorf("observer got %s; want the QoS 2 message once, the QoS 1 message at least once, then the end", list(got))
 				}
@@ -87,21 +65,7 @@ func TestClientsRedelivery(t *testing.T) {
 				tg := b.start(t, true)
 				k := kind.name + "-redeliver"
 				pub := observe(t, tg, "publisher", "unused")
-				proxy := mqtttest.NewProxy(t, tg.addr)
-				proxy.SetFilter(mqtttest.Chain(
-					mqtttest.OnConn(0, mqtttest.OnType(mqtttest.ClientToServer, packet.PUBREC, mqtttest.Cut)),
-					mqtttest.OnConn(1, mqtttest.OnType(mqtttest.ClientToServer, packet.PUBACK, mqtttest.Cut)),
-				))
-				_, port, _ := net.SplitHostPort(proxy.Addr().String())
-
-				c := kind.start(t, k)
-				cmd := connectCmd(tg, k, password, "")
-				cmd["port"], _ = strconv.Atoi(port)
-				cmd["clean"] = false
-				cmd["reconnect"] = 200
-				if e := c.do("connack", cmd); e.RC != 0 || e.SP {
-					t.Fatalf("connect: got %s, want CONNACK 0 without session present", e.raw)
-				}
+				c := connectCut(t, tg, kind, k, mqtttest.ClientToServer)
 				if e := c.do("suback", map[string]any{"op": "sub", "filters": [][]any{{"redeliver/#", 2}}}); len(e.Granted) != 1 || e.Granted[0] != 2 {
 					t.Fatalf("SUBACK: %s", e.raw)
 				}
@@ -111,15 +75,7 @@ func TestClientsRedelivery(t *testing.T) {
 				waitReconnects(t, c, 2)
 				pub.publish("redeliver/end", "", 1, false)
 				got := c.waitFor(t, "redeliver/end")
-				var twos, ones int
-				for _, m := range got {
-					switch m {
-					case message{"redeliver/2", "exactly once", 2, false}:
-						twos++
-					case message{"redeliver/1", "at least once", 1, false}:
-						ones++
-					}
-				}
+				twos, ones := countResent(got, "redeliver")
 				if twos != 1 || ones < 1 || len(got) != twos+ones+1 {
 					t.Errorf("client got %s; want the QoS 2 message once, the QoS 1 message at least once, then the end", list(got))
 				}
@@ -127,6 +83,42 @@ func TestClientsRedelivery(t *testing.T) {
 			})
 		}
 	}
+}
+
+// connectCut connects a scripted client with a persistent session through
+// a proxy that cuts the first connection at the PUBREC and the second at the
+// PUBACK travelling in direction dir; the client reconnects by itself.
+func connectCut(t *testing.T, tg target, kind scriptKind, id string, dir mqtttest.Direction) *scriptClient {
+	t.Helper()
+	proxy := mqtttest.NewProxy(t, tg.addr)
+	proxy.SetFilter(mqtttest.Chain(
+		mqtttest.OnConn(0, mqtttest.OnType(dir, packet.PUBREC, mqtttest.Cut)),
+		mqtttest.OnConn(1, mqtttest.OnType(dir, packet.PUBACK, mqtttest.Cut)),
+	))
+	_, port, _ := net.SplitHostPort(proxy.Addr().String())
+	c := kind.start(t, id)
+	cmd := connectCmd(tg, id, password, "")
+	cmd["port"], _ = strconv.Atoi(port)
+	cmd["clean"] = false
+	cmd["reconnect"] = 200
+	if e := c.do("connack", cmd); e.RC != 0 || e.SP {
+		t.Fatalf("connect: got %s, want CONNACK 0 without session present", e.raw)
+	}
+	return c
+}
+
+// countResent counts the deliveries of the QoS 2 and QoS 1 messages that
+// TestClientsResend and TestClientsRedelivery publish under prefix.
+func countResent(got []message, prefix string) (twos, ones int) {
+	for _, m := range got {
+		switch m {
+		case message{prefix + "/2", "exactly once", 2, false}:
+			twos++
+		case message{prefix + "/1", "at least once", 1, false}:
+			ones++
+		}
+	}
+	return twos, ones
 }
 
 // waitReconnects waits until the scripted client has reconnected n times
