@@ -296,6 +296,7 @@ func (c *Client) server(i int) string {
 type conn struct {
 	nc       net.Conn
 	r        *packet.Reader
+	br       *bufio.Reader // under r
 	url      string
 	done     chan struct{} // closed when the connection ends
 	discSent chan struct{} // closed once DISCONNECT is written
@@ -392,7 +393,8 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 	}
 	// A large buffer under the packet reader: one read system call takes
 	// many messages from a busy connection.
-	r := packet.NewReader(bufio.NewReaderSize(nc, readBuffer), c.opts.MaxPacketSize)
+	br := bufio.NewReaderSize(nc, readBuffer)
+	r := packet.NewReader(br, c.opts.MaxPacketSize)
 	p, err := r.ReadPacket()
 	if err != nil {
 		if err == io.EOF {
@@ -428,7 +430,7 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 		c.resubscribe()
 	}
 	c.log.Info("connected", "url", url, "session_present", ack.SessionPresent)
-	cn := &conn{nc: nc, r: r, url: url, done: make(chan struct{}), discSent: make(chan struct{})}
+	cn := &conn{nc: nc, r: r, br: br, url: url, done: make(chan struct{}), discSent: make(chan struct{})}
 	cn.sessionPresent = ack.SessionPresent
 	return cn, nil
 }
@@ -584,6 +586,10 @@ func (c *Client) roomChan() chan struct{} {
 // large messages grow a new buffer for every batch.
 const maxKeptBuffer = 4 << 20
 
+// maxBatch bounds the packets the reader, and the messages the dispatcher,
+// handle before the writer is woken for their answers.
+const maxBatch = 64
+
 // readBuffer is the size of the buffer between the connection and the
 // packet reader.
 const readBuffer = 32 << 10
@@ -687,9 +693,36 @@ func (cn *conn) readerBusy(now time.Time, keepAlive time.Duration) bool {
 // messages to the dispatcher.
 func (c *Client) reader(cn *conn) {
 	defer cn.wg.Done()
+	// The packets of one read are handled as a batch: their messages go
+	// to the dispatcher together and their answers (PUBREL, or the PUBACK
+	// of a handled message) leave in one write, both when the reader is
+	// about to wait for the network, or after maxBatch packets.
 	var batch []*Message
+	answers := false // a packet of the batch queued an answer
+	packets := 0
+	flush := func() {
+		if answers {
+			c.kick()
+		}
+		c.disp.push(cn, batch)
+		clear(batch)
+		batch, answers, packets = batch[:0], false, 0
+	}
+	defer flush() // what was received before an error is delivered
+	pacer := newReadPacer(orDefault(c.opts.BatchDelay, DefaultBatchDelay))
+	qos0 := true // every packet of the batch was a QoS 0 PUBLISH
 	for {
+		var start time.Time
+		fromNet := cn.r.Buffered()+cn.br.Buffered() == 0
+		if fromNet {
+			flush()
+			start = pacer.wait(qos0)
+			qos0 = true
+		}
 		p, err := cn.r.ReadPacket()
+		if fromNet {
+			pacer.read(start)
+		}
 		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF // the broker closes only after a protocol error
@@ -697,16 +730,17 @@ func (c *Client) reader(cn *conn) {
 			cn.close(err)
 			return
 		}
+		if pub, ok := p.(*packet.Publish); !ok || pub.QoS != 0 {
+			qos0 = false
+		}
 		c.mu.Lock()
 		err = c.s.Receive(p, time.Now())
 		if err == nil {
 			c.drainEvents()
-			batch = append(batch[:0], c.inbox...)
+			batch = append(batch, c.inbox...)
 			clear(c.inbox)
 			c.inbox = c.inbox[:0]
-			if c.s.HasOutgoing() {
-				c.kick()
-			}
+			answers = answers || c.s.HasOutgoing()
 		}
 		c.mu.Unlock()
 		if err != nil {
@@ -714,9 +748,8 @@ func (c *Client) reader(cn *conn) {
 			cn.close(err)
 			return
 		}
-		for i, m := range batch {
-			c.disp.push(cn, m)
-			batch[i] = nil
+		if packets++; packets >= maxBatch {
+			flush()
 		}
 	}
 }

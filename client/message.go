@@ -48,6 +48,19 @@ func (c *Client) ack(t session.Tag) error {
 	return err
 }
 
+// autoAck acknowledges m for the dispatcher without waking the writer, and
+// reports whether an answer may wait for it: the dispatcher wakes the writer
+// once for a batch of messages.
+func (m *Message) autoAck() bool {
+	if m.c == nil || m.tag == 0 || !m.acked.CompareAndSwap(false, true) {
+		return false
+	}
+	m.c.mu.Lock()
+	m.c.s.Ack(m.tag)
+	m.c.mu.Unlock()
+	return true
+}
+
 // newMessage copies a received message out of the read buffer. Called with
 // c.mu held.
 func (c *Client) newMessage(ev session.Event) *Message {
@@ -237,15 +250,22 @@ func (d *dispatcher) stop(ctx context.Context, self int64) error {
 	}
 }
 
-// push queues m for delivery, waiting for a slot while the queue is full,
-// unless the connection ends meanwhile: the message is then queued anyway
-// (one over the limit at most, per reader), since it was received and is
-// to be acknowledged in order.
-func (d *dispatcher) push(cn *conn, m *Message) {
-	select {
-	case d.slots <- struct{}{}:
-		m.slot = true
-	default:
+// push queues msgs for delivery, waiting for a slot while the queue is
+// full, unless the connection ends meanwhile: a message is then queued
+// anyway (a batch over the limit at most, per reader), since it was received and
+// is to be acknowledged in order. The dispatcher is woken once for all.
+func (d *dispatcher) push(cn *conn, msgs []*Message) {
+	held := 0 // msgs[:held] hold slots and wait to be queued
+	for i, m := range msgs {
+		select {
+		case d.slots <- struct{}{}:
+			m.slot = true
+			continue
+		default:
+		}
+		// Queue those that have a slot, for the dispatcher to free more.
+		d.enqueue(msgs[held:i])
+		held = i
 		cn.stalled.Store(true)
 		d.mu.Lock()
 		reentry := d.reentry
@@ -262,8 +282,15 @@ func (d *dispatcher) push(cn *conn, m *Message) {
 		cn.resumed.Store(time.Now().UnixNano())
 		cn.stalled.Store(false)
 	}
+	d.enqueue(msgs[held:])
+}
+
+func (d *dispatcher) enqueue(msgs []*Message) {
+	if len(msgs) == 0 {
+		return
+	}
 	d.mu.Lock()
-	d.queue = append(d.queue, m)
+	d.queue = append(d.queue, msgs...)
 	d.mu.Unlock()
 	select {
 	case d.ready <- struct{}{}:
@@ -302,9 +329,14 @@ func (d *dispatcher) run() {
 		d.mu.Unlock()
 	}()
 	done := d.c.ctx.Done()
+	unsent := 0 // acknowledgements the writer was not woken for
 	for {
 		m := d.pop()
 		if m == nil {
+			if unsent > 0 {
+				d.c.kick()
+				unsent = 0
+			}
 			select {
 			case <-d.ready:
 				continue
@@ -323,8 +355,11 @@ func (d *dispatcher) run() {
 		if m.slot {
 			<-d.slots
 		}
-		if !d.c.opts.ManualAck {
-			m.Ack()
+		if !d.c.opts.ManualAck && m.autoAck() {
+			if unsent++; unsent >= maxBatch {
+				d.c.kick()
+				unsent = 0
+			}
 		}
 	}
 }

@@ -29,6 +29,9 @@ const (
 	// DefaultMaxPending bounds the received messages waiting for a handler
 	// or a reader of Messages.
 	DefaultMaxPending = 100
+	// DefaultBatchDelay is how long, at most, a fast stream of QoS 0
+	// messages may collect in the connection between two reads.
+	DefaultBatchDelay = 100 * time.Microsecond
 )
 
 // Options configures a Client. Only Servers is required; the zero value of
@@ -129,6 +132,16 @@ type Options struct {
 	// reading from the network, which slows the broker down; keepalive
 	// goes on meanwhile. Zero means DefaultMaxPending.
 	MaxPending int
+
+	// BatchDelay is how long, at most, QoS 0 messages that arrive faster
+	// than one every quarter of it may collect in the connection before
+	// the client reads them, so that one read takes many: it costs up to
+	// that much latency under load and saves a system call and a wake-up
+	// per message, on the broker too. When the process is otherwise idle,
+	// Go's timers make waits under a millisecond last about one. Zero
+	// means DefaultBatchDelay; a negative value reads every message as
+	// soon as it arrives.
+	BatchDelay time.Duration
 
 	// MaxPacketSize is the largest packet accepted from the broker, which
 	// bounds memory with MaxPending. Zero means packet.DefaultMaxSize

@@ -1,0 +1,121 @@
+package client_test
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ternmq/mqtt/client"
+	"github.com/ternmq/mqtt/internal/mosquitto"
+	"github.com/ternmq/mqtt/transport"
+)
+
+// readCounter counts the reads on the connections it dials.
+type readCounter struct{ reads atomic.Int64 }
+
+func (rc *readCounter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &countedConn{Conn: c, n: &rc.reads}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Read(p)
+}
+
+// TestPacedStream sends a fast QoS 0 stream with a QoS 1 message every 100
+// through mosquitto, which writes every message on its own, to a
+// subscriber whose reads are paced and to one whose are not: every message
+// arrives, in order on its topic, the QoS 1 ones are acknowledged (the publisher's window
+// of 10 would otherwise stall), and the paced subscriber reads many messages
+// per system call.
+func TestPacedStream(t *testing.T) {
+	t.Parallel()
+	b := mosquitto.Start(t, mosquitto.Config{Extra: []string{"max_queued_messages 0", "set_tcp_nodelay true"}})
+	for _, delay := range []time.Duration{5 * time.Millisecond, -1} {
+		t.Run("BatchDelay="+delay.String(), func(t *testing.T) {
+			reads := pacedStream(t, b.URL, delay)
+			// Long, so that even a slow machine streams faster than one
+			// message per quarter of it: reads come at most every 5 ms.
+			if delay > 0 && reads > pacedStreamLen/10 {
+				t.Errorf("%d reads for %d messages: the reads were not paced", reads, pacedStreamLen)
+			}
+		})
+	}
+}
+
+const pacedStreamLen = 20000
+
+// pacedStream runs the stream of TestPacedStream and returns the number of
+// reads the subscriber made for it.
+func pacedStream(t *testing.T, url string, delay time.Duration) int64 {
+	ctx := testCtx(t, 60*time.Second)
+	var rc readCounter
+	got := make(chan uint32, pacedStreamLen)
+	sub := connect(t, client.Options{
+		Servers:    []string{url},
+		Transport:  &transport.Options{DialContext: rc.dial},
+		BatchDelay: delay,
+		MaxPending: pacedStreamLen,
+		DefaultHandler: func(m *client.Message) {
+			got <- binary.BigEndian.Uint32(m.Payload)
+		},
+	})
+	topic := "stream/" + delay.String() + "/"
+	if _, err := sub.Subscribe(ctx, client.Subscription{Filter: topic + "#", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pub := connect(t, client.Options{Servers: []string{url}, MaxInflight: 10})
+	before := rc.reads.Load()
+	var last *client.Token
+	payload := make([]byte, 64)
+	for i := range pacedStreamLen {
+		binary.BigEndian.PutUint32(payload, uint32(i))
+		qos, name := byte(0), topic+"0"
+		if i%100 == 99 {
+			qos, name = 1, topic+"1"
+		}
+		last = pub.PublishAsync(ctx, name, qos, false, payload)
+	}
+	if err := last.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// [MQTT-4.6.0-6] order holds per topic: here, per QoS.
+	var next [2]uint32
+	next[1] = 99
+	for range pacedStreamLen {
+		select {
+		case seq := <-got:
+			q := 0
+			if seq%100 == 99 {
+				q = 1
+			}
+			if seq != next[q] {
+				t.Fatalf("QoS %d: message %d arrived, want %d", q, seq, next[q])
+			}
+			if q == 0 && seq%100 == 98 {
+				next[q] += 2
+			} else if q == 0 {
+				next[q]++
+			} else {
+				next[q] += 100
+			}
+		case <-ctx.Done():
+			t.Fatalf("messages lost: next QoS 0 %d, next QoS 1 %d", next[0], next[1])
+		}
+	}
+	reads := rc.reads.Load() - before
+	t.Logf("%d messages in %d reads", pacedStreamLen, reads)
+	return reads
+}
