@@ -710,14 +710,14 @@ func (c *Client) reader(cn *conn) {
 	}
 	defer flush() // what was received before an error is delivered
 	pacer := newReadPacer(orDefault(c.opts.BatchDelay, DefaultBatchDelay))
-	qos0 := true // every packet of the batch was a QoS 0 PUBLISH
+	qos0, read := true, 0 // the packets of the last read from the network: all QoS 0 PUBLISHes, and how many
 	for {
 		var start time.Time
 		fromNet := cn.r.Buffered()+cn.br.Buffered() == 0
 		if fromNet {
 			flush()
-			start = pacer.wait(qos0)
-			qos0 = true
+			start = pacer.wait(qos0, read)
+			qos0, read = true, 0
 		}
 		p, err := cn.r.ReadPacket()
 		if fromNet {
@@ -730,6 +730,7 @@ func (c *Client) reader(cn *conn) {
 			cn.close(err)
 			return
 		}
+		read++
 		if pub, ok := p.(*packet.Publish); !ok || pub.QoS != 0 {
 			qos0 = false
 		}

@@ -30,8 +30,10 @@ const (
 	// or a reader of Messages.
 	DefaultMaxPending = 100
 	// DefaultBatchDelay is how long, at most, a fast stream of QoS 0
-	// messages may collect in the connection between two reads.
-	DefaultBatchDelay = 100 * time.Microsecond
+	// messages may collect in the connection between two reads. On small
+	// messages through mosquitto it doubles throughput; so does 100 µs,
+	// but 1 KiB messages need about 500 µs.
+	DefaultBatchDelay = 500 * time.Microsecond
 )
 
 // Options configures a Client. Only Servers is required; the zero value of
@@ -134,13 +136,12 @@ type Options struct {
 	MaxPending int
 
 	// BatchDelay is how long, at most, QoS 0 messages that arrive faster
-	// than one every quarter of it may collect in the connection before
-	// the client reads them, so that one read takes many: it costs up to
-	// that much latency under load and saves a system call and a wake-up
-	// per message, on the broker too. When the process is otherwise idle,
-	// Go's timers make waits under a millisecond last about one. Zero
-	// means DefaultBatchDelay; a negative value reads every message as
-	// soon as it arrives.
+	// than 40,000 a second may collect in the connection before the client
+	// reads them, so that one read takes many: under such load it costs up
+	// to that much latency, and saves a system call and a wake-up per
+	// message, on the broker too. Zero means DefaultBatchDelay; a negative
+	// value reads every message as soon as it arrives. QoS 1 and 2 traffic
+	// is never delayed.
 	BatchDelay time.Duration
 
 	// MaxPacketSize is the largest packet accepted from the broker, which

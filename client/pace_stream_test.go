@@ -37,17 +37,16 @@ func (c *countedConn) Read(p []byte) (int, error) {
 // TestPacedStream sends a fast QoS 0 stream with a QoS 1 message every 100
 // through mosquitto, which writes every message on its own, to a
 // subscriber whose reads are paced and to one whose are not: every message
-// arrives, in order on its topic, the QoS 1 ones are acknowledged (the publisher's window
-// of 10 would otherwise stall), and the paced subscriber reads many messages
-// per system call.
+// arrives, in order on its topic, the QoS 1 ones are acknowledged (the
+// publisher's window of 10 would otherwise stall), and the paced subscriber
+// reads many messages per system call.
 func TestPacedStream(t *testing.T) {
 	t.Parallel()
 	b := mosquitto.Start(t, mosquitto.Config{Extra: []string{"max_queued_messages 0", "set_tcp_nodelay true"}})
 	for _, delay := range []time.Duration{5 * time.Millisecond, -1} {
 		t.Run("BatchDelay="+delay.String(), func(t *testing.T) {
 			reads := pacedStream(t, b.URL, delay)
-			// Long, so that even a slow machine streams faster than one
-			// message per quarter of it: reads come at most every 5 ms.
+			// Paced, reads come at most every 5 ms.
 			if delay > 0 && reads > pacedStreamLen/10 {
 				t.Errorf("%d reads for %d messages: the reads were not paced", reads, pacedStreamLen)
 			}

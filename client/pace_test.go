@@ -15,19 +15,20 @@ type fakePacer struct {
 
 func newFakePacer(delay time.Duration) *fakePacer {
 	f := &fakePacer{clock: time.Unix(1000, 0)}
-	f.readPacer = readPacer{delay: delay, now: func() time.Time { return f.clock }}
+	f.readPacer = newReadPacer(delay)
+	f.now = func() time.Time { return f.clock }
 	f.sleep = func(d time.Duration) { f.slept = append(f.slept, d); f.clock = f.clock.Add(d) }
 	return f
 }
 
-// step is one read: after gap, the reader is ready to read again (the
-// packets of the previous read were all QoS 0 PUBLISHes when qos0), and the
-// read then waits wait for data. It returns how long the pacer made the
-// reader sleep first.
-func (f *fakePacer) step(gap time.Duration, qos0 bool, wait time.Duration) time.Duration {
+// step is one read: gap after the previous read started, the reader is
+// ready to read again, having handled the packets of the previous read (all
+// QoS 0 PUBLISHes when qos0); the read then waits wait for data. It returns
+// how long the pacer made the reader sleep first.
+func (f *fakePacer) step(gap time.Duration, qos0 bool, packets int, wait time.Duration) time.Duration {
 	f.clock = f.clock.Add(gap)
 	n := len(f.slept)
-	start := f.wait(qos0)
+	start := f.wait(qos0, packets)
 	f.clock = f.clock.Add(wait)
 	f.read(start)
 	if len(f.slept) > n {
@@ -37,13 +38,13 @@ func (f *fakePacer) step(gap time.Duration, qos0 bool, wait time.Duration) time.
 }
 
 func TestReadPacer(t *testing.T) {
-	const d = 100 * time.Microsecond
+	const d = 500 * time.Microsecond
 	quick := 5 * time.Microsecond // a read that starts soon after the previous one
 
 	t.Run("sparse reads never wait", func(t *testing.T) {
 		f := newFakePacer(d)
 		for i := range 20 {
-			if s := f.step(d/4, true, 0); s != 0 {
+			if s := f.step(pacerQuick, true, 1, 0); s != 0 {
 				t.Fatalf("read %d slept %v", i, s)
 			}
 		}
@@ -51,51 +52,69 @@ func TestReadPacer(t *testing.T) {
 
 	t.Run("a fast QoS 0 stream is paced", func(t *testing.T) {
 		f := newFakePacer(d)
-		f.step(time.Second, true, 0)
+		f.step(time.Second, true, 1, 0)
 		for i := range pacerTrigger {
-			if s := f.step(quick, true, 0); s != 0 {
+			if s := f.step(quick, true, 1, 0); s != 0 {
 				t.Fatalf("quick read %d slept %v before the trigger", i, s)
 			}
 		}
 		// Every later read starts one delay after the previous one, and no
-		// sooner.
+		// sooner, while each brings several packets.
 		for i := range 10 {
-			if s := f.step(quick, true, 0); s != d-quick {
+			if s := f.step(quick, true, 20, 0); s != d-quick {
 				t.Fatalf("paced read %d slept %v, want %v", i, s, d-quick)
 			}
 		}
 		// The handling of a batch that took longer than the delay leaves
 		// nothing to wait for.
-		if s := f.step(2*d, true, 0); s != 0 {
+		if s := f.step(2*d, true, 20, 0); s != 0 {
 			t.Fatalf("read after slow handling slept %v", s)
+		}
+		if s := f.step(quick, true, 20, 0); s != d-quick {
+			t.Fatalf("read after slow handling ended the pacing: slept %v", s)
 		}
 	})
 
 	t.Run("a read that waits longer than the delay ends the pacing", func(t *testing.T) {
 		f := newFakePacer(d)
 		for range pacerTrigger + 1 {
-			f.step(quick, true, 0)
+			f.step(quick, true, 1, 0)
 		}
-		if s := f.step(quick, true, d+time.Microsecond); s == 0 {
+		if s := f.step(quick, true, 1, d+time.Microsecond); s == 0 {
 			t.Fatal("not pacing before the stream slowed")
 		}
-		if s := f.step(quick, true, 0); s != 0 {
+		if s := f.step(quick, true, 20, 0); s != 0 {
 			t.Fatalf("still pacing after the stream slowed: slept %v", s)
+		}
+	})
+
+	t.Run("a conversation is rarely delayed", func(t *testing.T) {
+		// A request and its response, on a quick network: every read
+		// brings one packet, soon after the previous one.
+		f := newFakePacer(d)
+		const reads = 10000
+		for range reads {
+			f.step(quick, true, 1, 0)
+		}
+		// After each useless pause the pacer wants twice as many quick
+		// reads: 4+8+...+1024 reads, then one pause per 1024.
+		if n, most := len(f.slept), 9+reads/pacerMaxTrigger; n == 0 || n > most {
+			t.Fatalf("%d of %d reads delayed, want 1 to %d", n, reads, most)
 		}
 	})
 
 	t.Run("QoS 1 and 2 traffic and acknowledgements are never paced", func(t *testing.T) {
 		f := newFakePacer(d)
 		for i := range 20 {
-			if s := f.step(quick, false, 0); s != 0 {
+			if s := f.step(quick, false, 20, 0); s != 0 {
 				t.Fatalf("read %d slept %v", i, s)
 			}
 		}
-		// Pacing stops at the first batch that is not all QoS 0.
-		for range pacerTrigger + 1 {
-			f.step(quick, true, 0)
+		// Pacing stops at the first read that is not all QoS 0.
+		for range pacerTrigger + 2 {
+			f.step(quick, true, 20, 0)
 		}
-		if s := f.step(quick, false, 0); s != 0 {
+		if s := f.step(quick, false, 20, 0); s != 0 {
 			t.Fatalf("read after a QoS 1 batch slept %v", s)
 		}
 	})
@@ -104,7 +123,7 @@ func TestReadPacer(t *testing.T) {
 		for _, delay := range []time.Duration{0, -1} {
 			f := newFakePacer(delay)
 			for i := range 20 {
-				if s := f.step(0, true, 0); s != 0 {
+				if s := f.step(0, true, 20, 0); s != 0 {
 					t.Fatalf("delay %v: read %d slept %v", delay, i, s)
 				}
 			}
