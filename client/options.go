@@ -139,9 +139,10 @@ type Options struct {
 	// than 40,000 a second may collect in the connection before the client
 	// reads them, so that one read takes many: under such load it costs up
 	// to that much latency, and saves a system call and a wake-up per
-	// message, on the broker too. Zero means DefaultBatchDelay; a negative
-	// value reads every message as soon as it arrives. QoS 1 and 2 traffic
-	// is never delayed.
+	// message, on the broker too. In an otherwise idle process Go's timers
+	// round waits under a millisecond up to about one. Zero means
+	// DefaultBatchDelay; a negative value reads every message as soon as
+	// it arrives. QoS 1 and 2 traffic is never delayed.
 	BatchDelay time.Duration
 
 	// MaxPacketSize is the largest packet accepted from the broker, which
