@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,11 +40,16 @@ func TestConnectClientIDs(t *testing.T) {
 // [MQTT-3.1.3-6] An empty client id with CleanSession 1 gets a unique id
 // assigned: two such clients coexist (no takeover).
 func TestConnectEmptyClientID(t *testing.T) {
-	var ids []string
+	var (
+		mu  sync.Mutex // OnEvent runs on each connection's goroutine
+		ids []string
+	)
 	srv := newServer(t, func(o *broker.Options) {
 		o.OnEvent = func(e *broker.Event) {
 			if e.Kind == broker.EventConnect {
+				mu.Lock()
 				ids = append(ids, e.Client.ID)
+				mu.Unlock()
 			}
 		}
 	})
@@ -58,6 +64,8 @@ func TestConnectEmptyClientID(t *testing.T) {
 	a.expect(&packet.Pingresp{})
 	b.send(&packet.Pingreq{})
 	b.expect(&packet.Pingresp{})
+	mu.Lock()
+	defer mu.Unlock()
 	if len(ids) != 2 || ids[0] == "" || ids[0] == ids[1] {
 		t.Fatalf("assigned ids %q, want two distinct non-empty ones", ids)
 	}
