@@ -78,6 +78,17 @@ func (r *Reader) Reset(src io.Reader) {
 // returned as packets.
 func (r *Reader) Buffered() int { return r.end - r.start }
 
+// HasPacket reports whether a complete packet is buffered: the next call to
+// Next or ReadPacket then returns it without reading from the stream.
+func (r *Reader) HasPacket() bool {
+	avail := r.buf[r.start:r.end]
+	if len(avail) < 2 {
+		return false
+	}
+	n, used, err := parseLength(avail[1:])
+	return err == nil && used > 0 && 1+used+n <= len(avail)
+}
+
 // Next returns the bytes of the next packet, fixed header included, with its
 // type byte and length checked but its body not decoded. At the end of the
 // stream it returns io.EOF, or io.ErrUnexpectedEOF inside a packet. Any

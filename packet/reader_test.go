@@ -268,3 +268,49 @@ func TestReaderReset(t *testing.T) {
 		t.Fatalf("end of new stream: err = %v, want io.EOF", err)
 	}
 }
+
+// chunkReader returns its chunks one per Read.
+type chunkReader [][]byte
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(*c) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, (*c)[0])
+	(*c)[0] = (*c)[0][n:]
+	if len((*c)[0]) == 0 {
+		*c = (*c)[1:]
+	}
+	return n, nil
+}
+
+func TestReaderHasPacket(t *testing.T) {
+	puback := []byte{0x40, 0x02, 0x00, 0x01}
+	publish := []byte{0x30, 0x06, 0x00, 0x01, 'a', 'x', 'y', 'z'}
+	// A PUBACK split after its type byte, a PUBLISH split inside its topic,
+	// then two PUBACKs in one read.
+	src := chunkReader{
+		puback[:1],
+		append(append([]byte{}, puback[1:]...), publish[:3]...),
+		publish[3:],
+		append(append([]byte{}, puback...), puback...),
+	}
+	r := packet.NewReader(&src, packet.DefaultMaxSize)
+	next := func(want []byte, has bool) {
+		t.Helper()
+		b, err := r.Next()
+		if err != nil || !bytes.Equal(b, want) {
+			t.Fatalf("Next = % x, %v; want % x", b, err, want)
+		}
+		if r.HasPacket() != has {
+			t.Fatalf("after % x: HasPacket = %v, want %v (%d bytes buffered)", want, !has, has, r.Buffered())
+		}
+	}
+	if r.HasPacket() {
+		t.Fatal("HasPacket before any read")
+	}
+	next(puback, false)  // the PUBLISH's first 3 bytes are buffered
+	next(publish, false) // nothing buffered
+	next(puback, true)   // the second PUBACK is buffered whole
+	next(puback, false)
+}
