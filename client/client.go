@@ -695,12 +695,16 @@ func (c *Client) reader(cn *conn) {
 	defer cn.wg.Done()
 	// The packets of one read are handled as a batch: their messages go
 	// to the dispatcher together and their answers (PUBREL, or the PUBACK
-	// of a handled message) leave in one write, both when the reader is
-	// about to wait for the network, or after maxBatch packets.
+	// of a handled message) leave in one write, once no complete packet is
+	// left in the buffer (the next may be slow to come), or after maxBatch
+	// packets.
 	var batch []*Message
 	answers := false // a packet of the batch queued an answer
 	packets := 0
 	flush := func() {
+		if len(batch) == 0 && !answers {
+			return
+		}
 		if answers {
 			c.kick()
 		}
@@ -712,10 +716,12 @@ func (c *Client) reader(cn *conn) {
 	pacer := newReadPacer(orDefault(c.opts.BatchDelay, DefaultBatchDelay))
 	qos0, read := true, 0 // the packets of the last read from the network: all QoS 0 PUBLISHes, and how many
 	for {
+		if !cn.r.HasPacket() {
+			flush()
+		}
 		var start time.Time
 		fromNet := cn.r.Buffered()+cn.br.Buffered() == 0
 		if fromNet {
-			flush()
 			start = pacer.wait(qos0, read)
 			qos0, read = true, 0
 		}

@@ -32,33 +32,28 @@ type Message struct {
 // [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Without ManualAck, and for QoS 0 messages,
 // it does nothing. Calling it more than once does nothing.
 func (m *Message) Ack() error {
-	if m.c == nil || m.tag == 0 || !m.acked.CompareAndSwap(false, true) {
+	if !m.claim() {
 		return nil
 	}
-	return m.c.ack(m.tag)
+	return m.c.ack(m.tag, true)
 }
 
-func (c *Client) ack(t session.Tag) error {
+// claim reports whether m is a QoS 1 or 2 message not acknowledged yet, and
+// marks it acknowledged.
+func (m *Message) claim() bool {
+	return m.c != nil && m.tag != 0 && m.acked.CompareAndSwap(false, true)
+}
+
+// ack acknowledges t in the session and, with wake, wakes the writer for
+// the answer it releases; the dispatcher wakes it once for a batch.
+func (c *Client) ack(t session.Tag, wake bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err := c.s.Ack(t)
-	if c.cur != nil && c.s.HasOutgoing() {
+	if wake && c.cur != nil && c.s.HasOutgoing() {
 		c.kick()
 	}
 	return err
-}
-
-// autoAck acknowledges m for the dispatcher without waking the writer, and
-// reports whether an answer may wait for it: the dispatcher wakes the writer
-// once for a batch of messages.
-func (m *Message) autoAck() bool {
-	if m.c == nil || m.tag == 0 || !m.acked.CompareAndSwap(false, true) {
-		return false
-	}
-	m.c.mu.Lock()
-	m.c.s.Ack(m.tag)
-	m.c.mu.Unlock()
-	return true
 }
 
 // newMessage copies a received message out of the read buffer. Called with
@@ -252,8 +247,9 @@ func (d *dispatcher) stop(ctx context.Context, self int64) error {
 
 // push queues msgs for delivery, waiting for a slot while the queue is
 // full, unless the connection ends meanwhile: a message is then queued
-// anyway (a batch over the limit at most, per reader), since it was received and
-// is to be acknowledged in order. The dispatcher is woken once for all.
+// anyway (a batch over the limit at most, per reader), since it was
+// received and is to be acknowledged in order. The dispatcher is woken once
+// for all.
 func (d *dispatcher) push(cn *conn, msgs []*Message) {
 	held := 0 // msgs[:held] hold slots and wait to be queued
 	for i, m := range msgs {
@@ -355,7 +351,8 @@ func (d *dispatcher) run() {
 		if m.slot {
 			<-d.slots
 		}
-		if !d.c.opts.ManualAck && m.autoAck() {
+		if !d.c.opts.ManualAck && m.claim() {
+			d.c.ack(m.tag, false)
 			if unsent++; unsent >= maxBatch {
 				d.c.kick()
 				unsent = 0
