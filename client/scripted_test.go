@@ -573,3 +573,47 @@ func TestDisconnectFromOnEvent(t *testing.T) {
 		t.Fatal("Disconnect in OnEvent did not return")
 	}
 }
+
+// A message followed by the first bytes of a large one is delivered and
+// acknowledged at once, not when the large one has arrived.
+func TestDeliveredBeforeNextPacketCompletes(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	got := make(chan string, 10)
+	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts,
+		DefaultHandler: func(m *client.Message) { got <- m.Topic }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go c.Connect(testCtx(t, 5*time.Second))
+	p := s.accept()
+	p.handshake(false)
+	small, err := (&packet.Publish{QoS: 1, PacketID: 1, Topic: []byte("small")}).Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	large, err := (&packet.Publish{QoS: 1, PacketID: 2, Topic: []byte("large"), Payload: make([]byte, 100<<10)}).Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := p.c.Write(append(small, large[:100]...)); err != nil {
+		t.Fatal(err)
+	}
+	if ack := p.expect(packet.PUBACK).(*packet.Puback); ack.PacketID != 1 {
+		t.Fatalf("PUBACK for %d, want 1", ack.PacketID)
+	}
+	if topic := <-got; topic != "small" {
+		t.Fatalf("delivered %q, want small", topic)
+	}
+	if _, err := p.c.Write(large[100:]); err != nil {
+		t.Fatal(err)
+	}
+	if ack := p.expect(packet.PUBACK).(*packet.Puback); ack.PacketID != 2 {
+		t.Fatalf("PUBACK for %d, want 2", ack.PacketID)
+	}
+	if topic := <-got; topic != "large" {
+		t.Fatalf("delivered %q, want large", topic)
+	}
+}
