@@ -34,6 +34,10 @@ const (
 	// messages through mosquitto it doubles throughput; so does 100 µs,
 	// but 1 KiB messages need about 500 µs.
 	DefaultBatchDelay = 500 * time.Microsecond
+	// MaxBatchDelay is the largest BatchDelay accepted: a paused reader
+	// leaves the broker's PINGRESP unread, so a delay near the keepalive
+	// would look like a dead broker.
+	MaxBatchDelay = 100 * time.Millisecond
 )
 
 // Options configures a Client. Only Servers is required; the zero value of
@@ -231,6 +235,9 @@ func (o *Options) validate() error {
 	}
 	if o.MaxInflight < 0 || o.MaxInflight > 65535 || o.MaxQueued < 0 || o.MaxPending < 0 || o.MaxPacketSize < 0 {
 		return errors.New("client: negative or too large limit")
+	}
+	if o.BatchDelay > MaxBatchDelay {
+		return fmt.Errorf("client: BatchDelay over %v", MaxBatchDelay)
 	}
 	return nil
 }

@@ -172,6 +172,7 @@ func TestOptionsRejected(t *testing.T) {
 		{"password without username", client.Options{Servers: []string{"mqtt://x"}, Password: []byte("p")}}, // [MQTT-3.1.2-22]
 		{"negative inflight", client.Options{Servers: []string{"mqtt://x"}, MaxInflight: -1}},
 		{"inflight over 65535", client.Options{Servers: []string{"mqtt://x"}, MaxInflight: 65536}},
+		{"batch delay over 100 ms", client.Options{Servers: []string{"mqtt://x"}, BatchDelay: client.MaxBatchDelay + 1}},
 	} {
 		if _, err := client.New(tc.o); err == nil {
 			t.Errorf("%s: New accepted it", tc.name)
