@@ -146,9 +146,11 @@ type chunkReader struct {
 	i       int
 	zeros   int
 	largest int
+	reads   int
 }
 
 func (r *chunkReader) Read(p []byte) (int, error) {
+	r.reads++
 	r.largest = max(r.largest, len(p))
 	if len(r.data) == 0 {
 		return 0, io.EOF
@@ -188,11 +190,32 @@ func readAll(r *packet.Reader) []result {
 	}
 }
 
+// readChunked is readAll on chunked reads, checking before every packet that
+// HasPacket tells whether Next can return it without reading.
+func readChunked(t *testing.T, r *packet.Reader, src *chunkReader) []result {
+	var out []result
+	for {
+		has, reads := r.HasPacket(), src.reads
+		b, err := r.Next()
+		switch {
+		case has && src.reads != reads:
+			t.Fatalf("HasPacket was true, then Next read %d times", src.reads-reads)
+		case !has && err == nil && src.reads == reads:
+			t.Fatalf("HasPacket was false, then Next returned % x without reading", b)
+		}
+		if err != nil {
+			return append(out, result{err: err.Error()})
+		}
+		out = append(out, result{raw: bytes.Clone(b)})
+	}
+}
+
 // FuzzReader checks that a Reader finds the same packets and the same
 // error whether the stream arrives at once or in chunks of any size, that
 // the packets are the stream cut at the lengths their headers give, that
 // no packet exceeds the limit, that the buffer never grows past
-// max(4096, limit), and that ReadPacket decodes as Decode does.
+// max(4096, limit), that HasPacket is right, and that ReadPacket decodes as
+// Decode does.
 func FuzzReader(f *testing.F) {
 	seeds := seedBytes(f)
 	all := bytes.Join(seeds, nil)
@@ -209,7 +232,7 @@ func FuzzReader(f *testing.F) {
 		want := readAll(oneShot)
 		src := &chunkReader{data: stream, cuts: cuts}
 		chunked := packet.NewReader(src, int(limit))
-		got := readAll(chunked)
+		got := readChunked(t, chunked, src)
 		if diff := cmp.Diff(want, got, cmp.AllowUnexported(result{})); diff != "" {
 			t.Fatalf("chunked reads differ from one read (-one +chunked):\n%s", diff)
 		}
