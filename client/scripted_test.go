@@ -113,6 +113,23 @@ func (p *peer) handshake(present bool) *packet.Connect {
 	return c
 }
 
+// startScripted returns a client for opts, its Servers and Transport set to
+// a scripted server, and that server's side of the connection, CONNECT
+// accepted with no session present. The caller closes the client.
+func startScripted(t *testing.T, opts client.Options) (*client.Client, *scripted, *peer) {
+	t.Helper()
+	s, topts := newScripted(t)
+	opts.Servers, opts.Transport = []string{"mqtt://scripted"}, topts
+	c, err := client.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Connect(testCtx(t, 5*time.Second))
+	p := s.accept()
+	p.handshake(false)
+	return c, s, p
+}
+
 func TestConnectPacketGolden(t *testing.T) {
 	t.Parallel()
 	s, topts := newScripted(t)
@@ -203,16 +220,8 @@ func TestOptionsRejected(t *testing.T) {
 
 func TestResendWithDupAfterReconnect(t *testing.T) {
 	t.Parallel()
-	s, topts := newScripted(t)
-	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, ClientID: "r", KeepSession: true,
-		Transport: topts, ReconnectMin: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s, p := startScripted(t, client.Options{ClientID: "r", KeepSession: true, ReconnectMin: time.Millisecond})
 	defer c.Close()
-	go c.Connect(testCtx(t, 5*time.Second))
-	p := s.accept()
-	p.handshake(false)
 	tok := c.PublishAsync(testCtx(t, 5*time.Second), "a", 1, false, []byte("x"))
 	first := p.expect(packet.PUBLISH).(*packet.Publish)
 	if first.Dup {
@@ -243,16 +252,8 @@ func TestResendWithDupAfterReconnect(t *testing.T) {
 
 func TestResubscribeWhenSessionLost(t *testing.T) {
 	t.Parallel()
-	s, topts := newScripted(t)
-	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, ClientID: "rs", KeepSession: true,
-		Transport: topts, ReconnectMin: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s, p := startScripted(t, client.Options{ClientID: "rs", KeepSession: true, ReconnectMin: time.Millisecond})
 	defer c.Close()
-	go c.Connect(testCtx(t, 5*time.Second))
-	p := s.accept()
-	p.handshake(false)
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.Subscribe(testCtx(t, 5*time.Second), client.Subscription{Filter: "a/#", QoS: 1}, client.Subscription{Filter: "b", QoS: 2}, client.Subscription{Filter: "refused", QoS: 0})
@@ -285,17 +286,9 @@ func TestResubscribeWhenSessionLost(t *testing.T) {
 
 func TestIncomingQoS2Once(t *testing.T) {
 	t.Parallel()
-	s, topts := newScripted(t)
 	got := make(chan string, 10)
-	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts,
-		DefaultHandler: func(m *client.Message) { got <- string(m.Payload) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _, p := startScripted(t, client.Options{DefaultHandler: func(m *client.Message) { got <- string(m.Payload) }})
 	defer c.Close()
-	go c.Connect(testCtx(t, 5*time.Second))
-	p := s.accept()
-	p.handshake(false)
 	pub := &packet.Publish{QoS: 2, PacketID: 5, Topic: []byte("q2"), Payload: []byte("once")}
 	p.send(pub)
 	if rec := p.expect(packet.PUBREC).(*packet.Pubrec); rec.PacketID != 5 {
@@ -335,17 +328,9 @@ func TestIncomingQoS2Once(t *testing.T) {
 
 func TestManualAckInOrder(t *testing.T) {
 	t.Parallel()
-	s, topts := newScripted(t)
 	msgs := make(chan *client.Message, 10)
-	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts, ManualAck: true,
-		DefaultHandler: func(m *client.Message) { msgs <- m }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _, p := startScripted(t, client.Options{ManualAck: true, DefaultHandler: func(m *client.Message) { msgs <- m }})
 	defer c.Close()
-	go c.Connect(testCtx(t, 5*time.Second))
-	p := s.accept()
-	p.handshake(false)
 	p.send(&packet.Publish{QoS: 1, PacketID: 1, Topic: []byte("m"), Payload: []byte("1")},
 		&packet.Publish{QoS: 2, PacketID: 2, Topic: []byte("m"), Payload: []byte("2")},
 		&packet.Publish{QoS: 0, Topic: []byte("m"), Payload: []byte("3")})
@@ -579,17 +564,9 @@ func TestDisconnectFromOnEvent(t *testing.T) {
 // acknowledged at once, not when the large one has arrived.
 func TestDeliveredBeforeNextPacketCompletes(t *testing.T) {
 	t.Parallel()
-	s, topts := newScripted(t)
 	got := make(chan string, 10)
-	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts,
-		DefaultHandler: func(m *client.Message) { got <- m.Topic }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _, p := startScripted(t, client.Options{DefaultHandler: func(m *client.Message) { got <- m.Topic }})
 	defer c.Close()
-	go c.Connect(testCtx(t, 5*time.Second))
-	p := s.accept()
-	p.handshake(false)
 	small, err := (&packet.Publish{QoS: 1, PacketID: 1, Topic: []byte("small")}).Append(nil)
 	if err != nil {
 		t.Fatal(err)
