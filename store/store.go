@@ -1,0 +1,88 @@
+// Package store keeps the durable state of an MQTT server: the persistent
+// sessions of all its clients (subscriptions, outgoing messages queued and
+// in flight, incoming QoS 2 exchanges) and its retained messages, in one
+// store for the whole server.
+//
+// Store is the interface a broker writes through; it is small so that the
+// same state can be kept in another database. Log is the implementation on
+// disk: one append-only, checksummed log with group commit and compaction.
+package store
+
+import (
+	"time"
+
+	"github.com/ternmq/mqtt/session"
+)
+
+// Subscription is one stored subscription of a session.
+type Subscription struct {
+	Filter string
+	QoS    byte
+}
+
+// Retained is a stored retained message.
+type Retained struct {
+	Topic   []byte
+	Payload []byte
+	QoS     byte
+}
+
+// Store is the durable state of a server.
+//
+// Writes may be buffered: they are durable once a later Sync returns (the
+// Session methods' Sync included, which syncs the whole Store). A server
+// therefore calls Sync before it sends any packet that depends on what it
+// wrote: PUBACK or PUBREC to a publisher once the message is stored for
+// every persistent subscriber and as retained, SUBACK once the
+// subscriptions are stored.
+//
+// Implementations are safe for concurrent use.
+type Store interface {
+	// Load calls sess for every stored session, with its subscriptions
+	// and the time its last connection ended (zero if it was connected
+	// when the store was last written), and ret for every retained
+	// message. What is passed is valid only during the call. A server
+	// calls Load once, before any other method.
+	Load(sess func(id string, subs []Subscription, lastSeen time.Time) error, ret func(*Retained) error) error
+
+	// Session returns the store of the session of client identifier id,
+	// an empty one if none is stored. A server calls it at most once per
+	// id until that session is deleted.
+	Session(id string) (Session, error)
+
+	// SetRetained stores m as its topic's retained message, replacing
+	// any; DeleteRetained removes the one on topic, if any. m and topic
+	// are valid only during the call.
+	SetRetained(m *Retained) error
+	DeleteRetained(topic []byte) error
+
+	// Sync makes every write made before the call durable. Calls made at
+	// the same time share one flush (group commit).
+	Sync() error
+
+	// Close syncs and releases the store.
+	Close() error
+}
+
+// Session is the durable state of one client's session: what
+// session.Store keeps (the session state machine writes it), and the
+// subscriptions, which the server writes.
+type Session interface {
+	session.MarkStore
+
+	// Subscribe stores a subscription, replacing one to the same filter.
+	Subscribe(filter string, qos byte) error
+
+	// Unsubscribe removes the subscription to filter, if any.
+	Unsubscribe(filter string) error
+
+	// Disconnected records when the session's connection ended, for the
+	// expiry of abandoned sessions; Connected records that a connection
+	// serves it again.
+	Disconnected(at time.Time) error
+	Connected() error
+
+	// Delete removes the session and all it holds. The Session is not used
+	// afterwards; Store.Session returns a new, empty one for the same id.
+	Delete() error
+}
