@@ -680,8 +680,14 @@ func (s *Server) getReader(c *conn) *pooledReader {
 // that failed keeps its error, and is left to the garbage collector.
 func (s *Server) putReader(pr *pooledReader) {
 	pr.src.c = nil
+	if pr.r.Size() > maxPooledReader {
+		return // grown by a large packet: let its memory go
+	}
 	s.readers.Put(pr)
 }
+
+// maxPooledReader is the largest read buffer kept for the next connection.
+const maxPooledReader = 256 << 10
 
 // tlsConn returns the TLS connection under nc (mqtts://, or wss:// under a
 // WebSocket), or nil.

@@ -21,6 +21,11 @@ import (
 const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultWriteTimeout   = 30 * time.Second
+
+	// DefaultMaxPacketSize lets payloads of several MiB through (common
+	// clients send 1 MiB and more; mosquitto sets no limit) while a
+	// client must still send 16 MiB to make the broker hold them.
+	DefaultMaxPacketSize = 16 << 20
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
@@ -44,8 +49,15 @@ type Options struct {
 	MaxConnections int
 
 	// MaxPacketSize limits the size of a packet read from a client, fixed
-	// header included; 0 means packet.DefaultMaxSize (1 MiB). A larger
-	// packet closes the connection.
+	// header included; 0 means DefaultMaxPacketSize (16 MiB). A larger
+	// packet closes the connection as soon as its fixed header is in.
+	//
+	// Memory follows the bytes a client actually sends, not the length
+	// it announces: a connection's read buffer grows as bytes arrive,
+	// doubling, so a packet of n bytes holds at most 2n bytes while it is
+	// read (and never more than 1.5 times MaxPacketSize), and an idle
+	// connection holds no read buffer at all. Messages routed to
+	// subscribers are bounded separately, by MaxQueuedBytes.
 	MaxPacketSize int
 
 	// MaxInflight is the number of QoS 1 and 2 messages sent to one client
@@ -144,6 +156,9 @@ func New(opts Options) *Server {
 	}
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.MaxPacketSize <= 0 {
+		opts.MaxPacketSize = DefaultMaxPacketSize
 	}
 	if opts.MaxInflight <= 0 {
 		opts.MaxInflight = session.DefaultMaxInflight

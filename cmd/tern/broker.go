@@ -93,7 +93,7 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.aclFile, "acl", "", "ACL `file` (see above)")
 	fs.BoolVar(&f.allowAnonymous, "allow-anonymous", false, "with -passwd, accept clients that send no user name too")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "maximum simultaneous `connections`; 0 for no limit")
-	fs.IntVar(&f.maxPacket, "max-packet", 0, "maximum packet size in `bytes` from a client; 0 for 1 MiB")
+	fs.IntVar(&f.maxPacket, "max-packet", 0, "maximum packet size in `bytes` from a client; 0 for 16 MiB (memory follows the bytes sent, not this limit)")
 	fs.IntVar(&f.maxInflight, "max-inflight", 0, "QoS 1 and 2 `messages` in flight to each client; 0 for 20")
 	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped beyond; 0 for 1000")
 	fs.StringVar(&f.logLevel, "log", "info", "log `level`: debug, info (connections), warn or error")
