@@ -23,20 +23,22 @@ type sub struct {
 type client struct {
 	id string
 
-	mu   sync.Mutex
-	sess *session.Session
-	conn *conn           // the connection serving the session; nil while offline
-	subs map[string]byte // filter -> granted QoS, mirrored in Server.subs
-	info *Client         // of the last connection, for EventDrop
-	nsub atomic.Int32    // len(subs), read by routers without mu
-	on   atomic.Bool     // conn != nil, read by routers without mu
+	mu    sync.Mutex
+	sess  *session.Session
+	conn  *conn           // the connection serving the session; nil while offline
+	subs  map[string]byte // filter -> granted QoS, mirrored in Server.subs
+	info  *Client         // of the last connection, for EventDrop
+	drops atomic.Int64    // messages dropped because the queue was full
+	nsub  atomic.Int32    // len(subs), read by routers without mu
+	on    atomic.Bool     // conn != nil, read by routers without mu
 }
 
 func newClient(s *Server, id string) (*client, error) {
 	sess, err := session.New(session.Config{
-		Role:        session.Server,
-		MaxInflight: s.opts.MaxInflight,
-		MaxQueued:   s.opts.MaxQueued,
+		Role:           session.Server,
+		MaxInflight:    s.opts.MaxInflight,
+		MaxQueued:      s.opts.MaxQueued,
+		MaxQueuedBytes: s.opts.MaxQueuedBytes,
 	})
 	if err != nil {
 		return nil, err
@@ -163,15 +165,15 @@ func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 		return true
 	}
 	if errors.Is(err, session.ErrFull) {
-		s.drop(info, p)
+		s.drop(cl, info, p)
 	}
 	// ErrNotConnected: a QoS 0 message for an offline persistent session,
 	// which the specification lets the server discard.
 	return false
 }
 
-func (s *Server) drop(info *Client, p *packet.Publish) {
-	s.dropped.Add(1)
+func (s *Server) drop(cl *client, info *Client, p *packet.Publish) {
+	s.countDrop(cl, p)
 	if s.opts.OnEvent != nil {
 		s.emit(&Event{Kind: EventDrop, Client: info, Topic: p.Topic, QoS: p.QoS, Retain: p.Retain, PayloadSize: len(p.Payload)})
 	}
@@ -201,7 +203,7 @@ func (s *Server) sendRetained(cl *client, r *router, filter string, granted byte
 	for _, m := range r.rets {
 		p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic, Payload: m.payload}
 		if _, err := cl.sess.Publish(&p); errors.Is(err, session.ErrFull) {
-			s.dropped.Add(1)
+			s.countDrop(cl, &p)
 		}
 	}
 	clear(r.rets)

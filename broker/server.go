@@ -65,12 +65,21 @@ type Options struct {
 	MaxInflight int
 
 	// MaxQueued is the number of messages waiting for one client behind
-	// its inflight window, or for a persistent session's next connection;
-	// 0 or less means 1000, as mosquitto. Messages beyond it are dropped
-	// and counted (Stats.Dropped). It bounds a count, not bytes: the
-	// memory a stuck client can hold is MaxQueued times the largest
-	// message (see MaxPacketSize).
+	// its inflight window, or for a persistent session's next connection,
+	// QoS 0 messages not yet written included; 0 or less means
+	// DefaultMaxQueued. Messages beyond it, or beyond MaxQueuedBytes, are
+	// dropped, counted (Stats.Dropped, ClientStats.Dropped) and logged at
+	// warn level (one line per second at most).
 	MaxQueued int
+
+	// MaxQueuedBytes bounds the same messages in bytes (topic, payload and
+	// session.QueuedOverhead each); 0 means DefaultMaxQueuedBytes, a
+	// negative value no bound in bytes. One message may always wait, so a
+	// client that does not read holds at most the larger of
+	// MaxQueuedBytes and one message in its queue, plus the batch its
+	// writer is writing (at most as much again) until WriteTimeout closes
+	// its connection.
+	MaxQueuedBytes int
 
 	// ConnectTimeout bounds the wait for the CONNECT packet (and the TLS
 	// handshake) of a new connection; 0 means DefaultConnectTimeout.
@@ -141,6 +150,7 @@ type Server struct {
 	dropped   atomic.Int64
 	refused   atomic.Int64
 	ended     atomic.Int64
+	dropLog   atomic.Int64 // when a drop was last logged, in Unix nanoseconds
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -164,7 +174,10 @@ func New(opts Options) *Server {
 		opts.MaxInflight = session.DefaultMaxInflight
 	}
 	if opts.MaxQueued <= 0 {
-		opts.MaxQueued = session.DefaultMaxQueued
+		opts.MaxQueued = DefaultMaxQueued
+	}
+	if opts.MaxQueuedBytes == 0 {
+		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
 	log := opts.Logger
 	if log == nil {
