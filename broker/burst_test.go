@@ -112,6 +112,7 @@ func TestBurstHealthyAndStuck(t *testing.T) {
 	// reading its PUBACKs on the side.
 	pc := connect(t, srv, "pub", true, false)
 	go io.Copy(io.Discard, pc.c)
+	pc.c.SetWriteDeadline(time.Now().Add(2 * time.Minute))
 	w := packet.NewWriter(pc.c)
 	for i := range burst {
 		w.WritePacket(&packet.Publish{Topic: []byte("burst/0"), Payload: burstPayload(uint32(i), size)})

@@ -56,9 +56,10 @@ type conn struct {
 	pending []byte          // bytes read into idle, not yet taken by pr
 	readErr error           // the error that came with the pending bytes
 	will    *packet.Publish // nil without a will, or after DISCONNECT
-	router  router
+	router  *router         // lent from routerPool, except while parked
 	evs     []session.Event
 	codes   []byte
+	pk      parking // how an idle connection waits without a goroutine
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -107,11 +108,13 @@ func (c *conn) shutdown(now bool) {
 	if now {
 		c.stop.Store(immediate)
 		c.nc.Close()
+		c.unpark()
 		return
 	}
 	if c.stop.CompareAndSwap(running, graceful) {
 		// Wake the reader; connReader sees stop and returns.
 		c.nc.SetReadDeadline(time.Unix(1, 0))
+		c.unpark()
 	}
 }
 
@@ -120,28 +123,55 @@ func (c *conn) shutdown(now bool) {
 func (c *conn) takeOver() {
 	c.stop.CompareAndSwap(running, takenOver)
 	c.nc.Close()
+	c.unpark()
 	<-c.done
 }
 
 // serve runs the connection: CONNECT, then the read loop, then cleanup.
 func (c *conn) serve() {
-	s := c.srv
-	s.nconns.Add(1)
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.nconns.Add(-1)
-		close(c.done)
-		s.wg.Done()
-	}()
+	c.srv.nconns.Add(1)
+	c.router = getRouter()
 	connect, ok := c.readConnect()
 	if !ok {
 		c.nc.Close()
+		c.end()
 		return
 	}
-	err := c.run(connect)
+	if err := c.start(connect); err != nil {
+		c.finish(err)
+		c.end()
+		return
+	}
+	c.loop()
+}
+
+// loop reads packets until the connection ends, then cleans up; or, when
+// the connection goes idle and can wait without a goroutine, returns
+// leaving it parked: the goroutine that unparks it calls loop again.
+func (c *conn) loop() {
+	if c.router == nil {
+		c.router = getRouter()
+	}
+	err, parked := c.readLoop()
+	if parked {
+		return
+	}
 	c.finish(err)
+	c.end()
+}
+
+// end forgets the connection once it is cleaned up.
+func (c *conn) end() {
+	s := c.srv
+	c.pk.forget(s)
+	putRouter(c.router)
+	c.router = nil
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.nconns.Add(-1)
+	close(c.done)
+	s.wg.Done()
 }
 
 // readConnect reads and checks the CONNECT, answers a refusal, and attaches
@@ -306,9 +336,8 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 	}
 }
 
-// run starts the writer and reads packets until the connection ends, and
-// returns why (nil after DISCONNECT).
-func (c *conn) run(connect *packet.Connect) error {
+// start starts the writer and the keepalive of an accepted connection.
+func (c *conn) start(connect *packet.Connect) error {
 	s := c.srv
 	cl := c.cl
 	c.wake()
@@ -324,28 +353,42 @@ func (c *conn) run(connect *packet.Connect) error {
 	if c.stop.Load() != running {
 		return errShutdown
 	}
+	c.pk.init(c)
+	return nil
+}
+
+// readLoop reads packets until the connection ends, and returns why (nil
+// after DISCONNECT); or returns parked when the connection went idle and
+// waits without a goroutine.
+func (c *conn) readLoop() (error, bool) {
+	s := c.srv
+	cl := c.cl
 	for {
 		if c.pr == nil || c.pr.r.Buffered() == 0 && len(c.pending) == 0 {
 			// Idle until the next bytes: the connection gives its
 			// Reader back, so that an idle connection holds no read
-			// buffer, and waits on a small one of its own.
+			// buffer, and waits on a small one of its own, or with
+			// no goroutine at all where it can (parking).
 			if c.pr != nil {
 				s.putReader(c.pr)
 				c.pr = nil
 			}
-			n, err := (*connReader)(c).Read(c.idle[:])
+			n, err, parked := c.idleRead()
+			if parked {
+				return nil, true
+			}
 			if n == 0 {
 				if err == nil {
 					continue // a read of nothing: read again
 				}
-				return err
+				return err, false
 			}
 			c.pending, c.readErr = c.idle[:n], err
 			c.pr = s.getReader(c)
 		}
 		p, err := c.pr.r.ReadPacket()
 		if err != nil {
-			return err
+			return err, false
 		}
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
@@ -360,12 +403,12 @@ func (c *conn) run(connect *packet.Connect) error {
 			c.router.later(c)
 		}
 		if err != nil {
-			return err // a protocol violation, a second CONNECT among them [MQTT-3.1.0-2]
+			return err, false // a protocol violation, a second CONNECT among them [MQTT-3.1.0-2]
 		}
 		for i := range evs {
 			if done, err := c.handle(&evs[i]); done || err != nil {
 				clear(evs)
-				return err
+				return err, false
 			}
 		}
 		clear(evs) // drop the references into the read buffer
@@ -457,7 +500,7 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 	cl.sess.Suback(sp.PacketID, codes) // [MQTT-3.8.4-2]
 	for i, sb := range sp.Subscriptions {
 		if codes[i] != packet.SubackFailure && !topic.IsShared(sb.Filter) {
-			s.sendRetained(cl, &c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
+			s.sendRetained(cl, c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
 		}
 	}
 	cl.mu.Unlock()
@@ -563,6 +606,7 @@ func (c *conn) writeLoop() {
 			// Closing the connection ends the reader, which then
 			// cleans up.
 			c.nc.Close()
+			c.unpark()
 		}
 		return
 	}

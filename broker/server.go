@@ -157,6 +157,7 @@ type Server struct {
 
 	bufPool sync.Pool // *[]byte write buffers
 	readers sync.Pool // *pooledReader
+	park    poller    // waits for parked connections' bytes
 }
 
 // New returns a Server configured by opts.
@@ -293,6 +294,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.park.stop()
 		return nil
 	case <-ctx.Done():
 		s.Close()
@@ -308,6 +310,7 @@ func (s *Server) Close() error {
 		c.shutdown(true)
 	}
 	s.wg.Wait()
+	s.park.stop()
 	return nil
 }
 

@@ -279,10 +279,6 @@ func New(cfg Config) (*Session, error) {
 		queueQoS0:   cfg.QueueQoS0,
 		manualAck:   cfg.ManualAck,
 		store:       cfg.Store,
-		byID:        make(map[uint16]*message),
-		subs:        make(map[uint16]request),
-		in:          make(map[uint16]inState),
-		inQ1:        make(map[uint16]Tag),
 	}
 	if s.maxInflight <= 0 {
 		s.maxInflight = DefaultMaxInflight
@@ -321,14 +317,14 @@ func (s *Session) load() error {
 		// It may have been sent before the restart: DUP when sent again.
 		x.id, x.state, x.everSent = m.PacketID, m.State, true
 		s.inflight.pushBack(x)
-		s.byID[x.id] = x
+		s.mapID(x.id, x)
 		s.nextID = x.id
 		return nil
 	}, func(in Incoming) error {
 		if in.PacketID == 0 {
 			return errors.New("session: stored incoming exchange has packet id 0")
 		}
-		s.in[in.PacketID] = inState{tag: in.Tag, acked: in.Acked}
+		s.mapIn(in.PacketID, inState{tag: in.Tag, acked: in.Acked})
 		s.lastTag = max(s.lastTag, in.Tag)
 		return nil
 	})
@@ -613,7 +609,7 @@ func (s *Session) Publish(p *packet.Publish) (Handle, error) {
 			}
 			s.lastHandle = h
 			s.inflight.pushBack(m)
-			s.byID[id] = m
+			s.mapID(id, m)
 			s.out = append(s.out, outItem{t: packet.PUBLISH, id: id, m: m}) // [MQTT-4.3.2-1] [MQTT-4.3.3-1]
 			return h, nil
 		}
@@ -704,7 +700,7 @@ func (s *Session) fill() error {
 		s.queue.remove(m)
 		m.id, m.state, m.sent = id, StatePublished, false
 		s.inflight.pushBack(m)
-		s.byID[id] = m
+		s.mapID(id, m)
 		s.out = append(s.out, outItem{t: packet.PUBLISH, id: id, m: m})
 	}
 	return nil
@@ -751,6 +747,9 @@ func (s *Session) request(q packet.Packet, id *uint16, r request) (Handle, error
 	s.slab = b
 	s.lastHandle++
 	r.h = s.lastHandle
+	if s.subs == nil {
+		s.subs = make(map[uint16]request)
+	}
 	s.subs[pid] = r
 	s.out = append(s.out, outItem{t: q.Type(), id: pid, off: off, end: len(b)})
 	return s.lastHandle, nil
