@@ -21,8 +21,8 @@ import (
 
 // BenchmarkIdleConnections reports the memory of tern's broker per idle
 // connection: the RSS growth of a broker process (this test binary, run
-// again as TestIdleBrokerChild) while 10,000 clients connect and subscribe
-// to one filter each, then wait. The broker has every hook on (authenticate,
+// again as TestIdleBrokerChild) while 10,000 clients connect (connect), or
+// connect and subscribe to a filter of their own (subscribe), then wait. The broker has every hook on (authenticate,
 // authorize, events, a logger at warn); TLS aside. Set TERN_IDLE_CONNS for
 // another count (100,000 needs root for the file limit, and 127.0.0.2-5).
 // bench/peers measures mosquitto and mochi-mqtt the same way in one run.
@@ -36,6 +36,16 @@ func BenchmarkIdleConnections(b *testing.B) {
 	if err := idleconn.RaiseFileLimit(uint64(n) + 1000); err != nil {
 		b.Skipf("cannot raise the file limit for %d connections: %v", n, err)
 	}
+	for _, sub := range []bool{false, true} {
+		name := "connect"
+		if sub {
+			name = "subscribe"
+		}
+		b.Run(name, func(b *testing.B) { idleTern(b, n, sub) })
+	}
+}
+
+func idleTern(b *testing.B, n int, subscribe bool) {
 	for range b.N {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestIdleBrokerChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "TERN_IDLE_CHILD=1")
@@ -44,7 +54,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		perConn, conns, err := idleconn.Measure(child.Addr, child.Pid, n, true, 2*time.Second)
+		perConn, conns, err := idleconn.Measure(child.Addr, child.Pid, n, subscribe, 2*time.Second)
 		if err != nil {
 			child.Stop()
 			b.Fatal(err)
@@ -64,7 +74,7 @@ func TestIdleBrokerChild(t *testing.T) {
 	if os.Getenv("TERN_IDLE_CHILD") != "1" {
 		t.Skip("the broker process of BenchmarkIdleConnections")
 	}
-	if os.Getenv("TERN_IDLE_HEAPPROFILE") != "" {
+	if os.Getenv("TERN_IDLE_HEAPPROFILE") == "exact" {
 		runtime.MemProfileRate = 1
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,8 +95,8 @@ func TestIdleBrokerChild(t *testing.T) {
 		// What the idle connections hold, for go tool pprof.
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		fmt.Fprintf(os.Stderr, "broker: %d goroutines, heap in use %d, stacks %d, other sys %d\n",
-			runtime.NumGoroutine(), ms.HeapInuse, ms.StackInuse, ms.Sys-ms.HeapSys-ms.StackSys)
+		fmt.Fprintf(os.Stderr, "broker: %d goroutines, heap in use %d, stacks %d, mspan %d, gc %d, other %d, buckets %d\n",
+			runtime.NumGoroutine(), ms.HeapInuse, ms.StackInuse, ms.MSpanSys, ms.GCSys, ms.OtherSys, ms.BuckHashSys)
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
 		fmt.Fprintf(os.Stderr, "broker after GC: heap in use %d, stacks %d\n", ms.HeapInuse, ms.StackInuse)

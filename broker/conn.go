@@ -51,15 +51,10 @@ type conn struct {
 	wexit     chan struct{} // closed by the running writer when it ends, if set
 	wdeadline time.Time     // when the write deadline was last moved
 
-	pr      *pooledReader   // lent while there are bytes to read, nil when idle
-	idle    [64]byte        // where an idle connection's next bytes land
-	pending []byte          // bytes read into idle, not yet taken by pr
-	readErr error           // the error that came with the pending bytes
-	will    *packet.Publish // nil without a will, or after DISCONNECT
-	router  *router         // lent from routerPool, except while parked
-	evs     []session.Event
-	codes   []byte
-	pk      parking // how an idle connection waits without a goroutine
+	pr     *pooledReader   // lent while there are bytes to read, nil when idle
+	will   *packet.Publish // nil without a will, or after DISCONNECT
+	router *router         // scratch lent from routerPool, except while parked
+	pk     parking         // how an idle connection waits without a goroutine
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -164,6 +159,8 @@ func (c *conn) loop() {
 func (c *conn) end() {
 	s := c.srv
 	c.pk.forget(s)
+	c.router.pending, c.router.readErr = nil, nil
+	c.router.evs = c.router.evs[:0]
 	putRouter(c.router)
 	c.router = nil
 	s.mu.Lock()
@@ -364,7 +361,7 @@ func (c *conn) readLoop() (error, bool) {
 	s := c.srv
 	cl := c.cl
 	for {
-		if c.pr == nil || c.pr.r.Buffered() == 0 && len(c.pending) == 0 {
+		if c.pr == nil || c.pr.r.Buffered() == 0 && len(c.router.pending) == 0 {
 			// Idle until the next bytes: the connection gives its
 			// Reader back, so that an idle connection holds no read
 			// buffer, and waits on a small one of its own, or with
@@ -383,7 +380,7 @@ func (c *conn) readLoop() (error, bool) {
 				}
 				return err, false
 			}
-			c.pending, c.readErr = c.idle[:n], err
+			c.router.pending, c.router.readErr = c.router.idle[:n], err
 			c.pr = s.getReader(c)
 		}
 		p, err := c.pr.r.ReadPacket()
@@ -392,11 +389,11 @@ func (c *conn) readLoop() (error, bool) {
 		}
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
-		evs := c.evs[:0]
+		evs := c.router.evs[:0]
 		for ev, ok := cl.sess.NextEvent(); ok; ev, ok = cl.sess.NextEvent() {
 			evs = append(evs, ev)
 		}
-		c.evs = evs
+		c.router.evs = evs
 		out := cl.sess.HasOutgoing()
 		cl.mu.Unlock()
 		if out {
@@ -471,7 +468,7 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 			return err
 		}
 	}
-	codes := c.codes[:0]
+	codes := c.router.codes[:0]
 	for _, sb := range sp.Subscriptions {
 		g := sb.QoS
 		if topic.IsShared(sb.Filter) {
@@ -495,7 +492,7 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 		}
 		codes = append(codes, g)
 	}
-	c.codes = codes
+	c.router.codes = codes
 	cl.mu.Lock()
 	cl.sess.Suback(sp.PacketID, codes) // [MQTT-3.8.4-2]
 	for i, sb := range sp.Subscriptions {
@@ -607,6 +604,8 @@ func (c *conn) writeLoop() {
 			// cleans up.
 			c.nc.Close()
 			c.unpark()
+		} else {
+			c.shrinkIfParked()
 		}
 		return
 	}
@@ -662,12 +661,12 @@ type connReader conn
 
 func (r *connReader) Read(p []byte) (int, error) {
 	c := (*conn)(r)
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
+	if r := c.router; len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
 		return n, nil
 	}
-	if err := c.readErr; err != nil {
+	if err := c.router.readErr; err != nil {
 		return 0, err
 	}
 	// Every packet read so far is handled: wake the writers that have

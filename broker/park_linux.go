@@ -71,13 +71,28 @@ func (c *conn) unpark() {
 	}
 }
 
-// idleRead waits for the next bytes of an idle connection, into c.idle. It
+// shrinkIfParked lets the session of a parked connection give back the
+// space of what the writer has just sent (the CONNACK and SUBACK of a
+// device that then goes quiet, say).
+func (c *conn) shrinkIfParked() {
+	if c.pk.state.Load() == parked {
+		c.cl.mu.Lock()
+		c.cl.sess.Shrink()
+		c.cl.mu.Unlock()
+	}
+}
+
+// idleRead waits for the next bytes of an idle connection, into
+// c.router.idle. It
 // reports parked when the connection is left waiting without a goroutine.
 func (c *conn) idleRead() (int, error, bool) {
 	for {
 		if c.pk.rc == nil {
-			n, err := (*connReader)(c).Read(c.idle[:])
+			n, err := (*connReader)(c).Read(c.router.idle[:])
 			return n, err, false
+		}
+		if err := c.router.readErr; err != nil {
+			return 0, err, false // came with the last bytes
 		}
 		c.pk.kick.Store(false)
 		n, err, empty := c.tryRead()
@@ -117,7 +132,7 @@ func (c *conn) idleRead() (int, error, bool) {
 func (c *conn) tryRead() (n int, err error, empty bool) {
 	var rerr error
 	if cerr := c.pk.rc.Read(func(fd uintptr) bool {
-		n, rerr = syscall.Read(int(fd), c.idle[:])
+		n, rerr = syscall.Read(int(fd), c.router.idle[:])
 		return true // never wait in the runtime's poller
 	}); cerr != nil {
 		if errors.Is(cerr, os.ErrDeadlineExceeded) {
@@ -143,7 +158,6 @@ func (c *conn) park(d time.Time) bool {
 	pk := &c.pk
 	// Scratch memory of the reader, regrown or lent again by the next
 	// packets.
-	c.evs, c.codes = nil, nil
 	putRouter(c.router)
 	c.router = nil
 	c.cl.mu.Lock()

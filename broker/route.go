@@ -61,6 +61,14 @@ type router struct {
 	rets   []*retainedMsg
 	out    packet.Publish
 	wakes  []*conn // writers to wake at the end of the batch
+
+	// A connection's reader keeps its other scratch here too, so that a
+	// parked connection holds none of it.
+	idle    [64]byte        // where an idle connection's next bytes land
+	pending []byte          // bytes read into idle, not yet taken by the packet reader
+	readErr error           // the error that came with the pending bytes
+	evs     []session.Event // events of the packet being handled
+	codes   []byte          // SUBACK return codes
 }
 
 // later records that c's writer has something to send. Writers are woken

@@ -235,7 +235,7 @@ type Session struct {
 	pendQ0B  int                 // their encoded bytes
 	events   []Event             // events not yet returned by NextEvent
 	evHead   int                 // events[:evHead] are returned
-	storeMsg Message             // passed to the Store, so that no call allocates
+	storeMsg *Message            // passed to the Store without an allocation per call; made on first use
 	check    []byte              // scratch for validating topics
 	sp       *scratchPackets     // the values Next returns, made by its first call
 	_        [0]func()           // not comparable
@@ -648,9 +648,12 @@ func (s *Session) saveMessage(m *message) error {
 	if s.store == nil {
 		return nil
 	}
-	s.storeMsg = Message{Handle: m.h, PacketID: m.id, State: m.state, QoS: m.qos, Retain: m.retain, Topic: m.topic(), Payload: m.payload()}
-	err := s.store.SaveMessage(&s.storeMsg)
-	s.storeMsg = Message{}
+	if s.storeMsg == nil {
+		s.storeMsg = new(Message)
+	}
+	*s.storeMsg = Message{Handle: m.h, PacketID: m.id, State: m.state, QoS: m.qos, Retain: m.retain, Topic: m.topic(), Payload: m.payload()}
+	err := s.store.SaveMessage(s.storeMsg)
+	*s.storeMsg = Message{}
 	if err == nil {
 		s.dirty = true
 	}
