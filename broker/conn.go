@@ -42,7 +42,8 @@ type conn struct {
 
 	stop        atomic.Int32
 	wakePending atomic.Bool   // in some router's wakes list
-	done        chan struct{} // closed when the connection is cleaned up
+	done        chan struct{} // made by takeOver, closed when the connection is cleaned up; guarded by srv.mu
+	ended       bool          // cleaned up; guarded by srv.mu
 
 	wmu       sync.Mutex
 	wrunning  bool          // a writer goroutine runs
@@ -58,11 +59,7 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{
-		srv:  s,
-		nc:   nc,
-		done: make(chan struct{}),
-	}
+	return &conn{srv: s, nc: nc}
 }
 
 // wake tells the writer that the session may have packets to send,
@@ -116,10 +113,21 @@ func (c *conn) shutdown(now bool) {
 // takeOver ends the connection because another one connected with the same
 // client identifier [MQTT-3.1.4-2], and waits until it is cleaned up.
 func (c *conn) takeOver() {
+	s := c.srv
+	s.mu.Lock()
+	if c.ended {
+		s.mu.Unlock()
+		return
+	}
+	if c.done == nil {
+		c.done = make(chan struct{}) // only now: most connections are never taken over
+	}
+	done := c.done
+	s.mu.Unlock()
 	c.stop.CompareAndSwap(running, takenOver)
 	c.nc.Close()
 	c.unpark()
-	<-c.done
+	<-done
 }
 
 // serve runs the connection: CONNECT, then the read loop, then cleanup.
@@ -163,11 +171,14 @@ func (c *conn) end() {
 	c.router.evs = c.router.evs[:0]
 	putRouter(c.router)
 	c.router = nil
+	s.nconns.Add(-1)
 	s.mu.Lock()
 	delete(s.conns, c)
+	c.ended = true
+	if c.done != nil {
+		close(c.done)
+	}
 	s.mu.Unlock()
-	s.nconns.Add(-1)
-	close(c.done)
 	s.wg.Done()
 }
 
