@@ -43,7 +43,7 @@ func newClient(s *Server, id string) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client{id: id, sess: sess, subs: make(map[string]byte)}, nil
+	return &client{id: id, sess: sess}, nil
 }
 
 // retainedMsg is a retained message as the Server keeps it.
@@ -227,6 +227,9 @@ func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
 		return nil
 	}
 	f := string(filter)
+	if cl.subs == nil {
+		cl.subs = make(map[string]byte) // only now: many clients never subscribe
+	}
 	if err := s.subs.Add(f, sub{cl, qos}); err != nil {
 		return err
 	}
