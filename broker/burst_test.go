@@ -76,7 +76,7 @@ func TestBurstHealthyAndStuck(t *testing.T) {
 		var r result
 		var ack [4]byte
 		hc := healthy.c
-		hc.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		hc.SetDeadline(time.Now().Add(2 * time.Minute))
 		for r.q0+r.q1 < 2*burst {
 			p, err := healthy.r.ReadPacket()
 			if err != nil {
