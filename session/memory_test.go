@@ -82,3 +82,30 @@ func TestMaxQueuedBytes(t *testing.T) {
 		t.Fatalf("past MaxQueued: %v", err)
 	}
 }
+
+// Shrink keeps what is not yet handed out and the state of the flows; the
+// session goes on as before after it.
+func TestShrink(t *testing.T) {
+	h := connected(t, Config{Role: Server})
+	h.out()
+	h.publish(0, "a")
+	h.publish(1, "b")
+	h.s.Shrink() // nothing handed out yet: all kept
+	eq(t, "sent", h.out(), "PUBLISH q0 a", "PUBLISH q1 id1 b")
+	h.s.Shrink()
+	h.publish(1, "c")
+	eq(t, "sent", h.out(), "PUBLISH q1 id2 c")
+	h.s.Shrink()
+	if evs := h.recv(&packet.Puback{PacketID: 1}); len(evs) != 1 || evs[0].Kind != EventPublished {
+		t.Fatalf("PUBACK 1: %v", kinds(evs))
+	}
+	h.s.Shrink()
+	if evs := h.recv(&packet.Publish{QoS: 2, PacketID: 7, Topic: []byte("t"), Payload: []byte("in")}); len(evs) != 1 || evs[0].Kind != EventMessage {
+		t.Fatalf("incoming QoS 2: %v", kinds(evs))
+	}
+	h.s.Shrink()
+	eq(t, "sent", h.out(), "PUBREC 7")
+	if h.s.Inflight() != 1 || h.s.QueuedBytes() != 0 {
+		t.Fatalf("inflight %d, queued bytes %d", h.s.Inflight(), h.s.QueuedBytes())
+	}
+}
