@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	rtmetrics "runtime/metrics"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +101,13 @@ func TestIdleBrokerChild(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		fmt.Fprintf(os.Stderr, "broker: %d goroutines, heap in use %d, stacks %d, mspan %d, gc %d, other %d, buckets %d\n",
 			runtime.NumGoroutine(), ms.HeapInuse, ms.StackInuse, ms.MSpanSys, ms.GCSys, ms.OtherSys, ms.BuckHashSys)
+		for _, d := range rtmetrics.All() {
+			if strings.HasPrefix(d.Name, "/memory/classes/") {
+				sm := []rtmetrics.Sample{{Name: d.Name}}
+				rtmetrics.Read(sm)
+				fmt.Fprintf(os.Stderr, "broker: %s %d\n", d.Name, sm[0].Value.Uint64())
+			}
+		}
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
 		fmt.Fprintf(os.Stderr, "broker after GC: heap in use %d, stacks %d\n", ms.HeapInuse, ms.StackInuse)
