@@ -36,9 +36,9 @@
 // Every session holds at most Options.MaxInflight unacknowledged QoS 1 and 2
 // messages, and behind them a queue bounded by Options.MaxQueued messages
 // and Options.MaxQueuedBytes bytes (QoS 0 messages not yet written count
-// against the same queue). The defaults (100,000 messages, 16 MiB) carry a
-// burst of tens of thousands of messages to a subscriber that reads at line
-// rate without loss. A message for a session whose queue is full is dropped,
+// against the same queue). The defaults (16 MiB; and 1000 messages while the
+// client is away, as mosquitto) carry a burst of tens of thousands of
+// messages to a subscriber that reads at line rate without loss. A message for a session whose queue is full is dropped,
 // counted (Stats.Dropped, Server.ClientStats, EventDrop) and logged at warn
 // level, at most one line a second: a slow or stuck subscriber loses
 // messages, publishers and other subscribers are never slowed by it. A

@@ -8,16 +8,37 @@ import (
 
 // Defaults of the queue bounds in Options.
 const (
-	// DefaultMaxQueued is large enough that a subscriber reading at line
-	// rate loses nothing when a publisher bursts tens of thousands of
-	// messages at it: the bound that matters is DefaultMaxQueuedBytes.
-	DefaultMaxQueued = 100000
+	// DefaultMaxQueued is the number of messages kept for a client that
+	// is away, as mosquitto's max_queued_messages. A connected client's
+	// queue has no default bound in messages, only DefaultMaxQueuedBytes.
+	DefaultMaxQueued = 1000
 
 	// DefaultMaxQueuedBytes bounds what a client that does not read can
 	// make the broker hold for it: 16 MiB, one message of the default
 	// MaxPacketSize, or about 100,000 small ones.
 	DefaultMaxQueuedBytes = 16 << 20
 )
+
+// queuedOnline is the session's bound in messages when Options.MaxQueued is
+// 0: in effect none, the bound in bytes decides.
+const queuedOnline = 1 << 30
+
+// sessionQueued returns the bound in messages of a session's queue.
+func (s *Server) sessionQueued() int {
+	if s.opts.MaxQueued > 0 {
+		return s.opts.MaxQueued
+	}
+	return queuedOnline
+}
+
+// awayQueued returns the bound in messages of the queue of a client that is
+// away.
+func (s *Server) awayQueued() int {
+	if s.opts.MaxQueued > 0 {
+		return s.opts.MaxQueued
+	}
+	return DefaultMaxQueued
+}
 
 // dropLogInterval is the least time between two log lines about drops.
 const dropLogInterval = time.Second

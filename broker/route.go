@@ -37,7 +37,7 @@ func newClient(s *Server, id string) (*client, error) {
 	sess, err := session.New(session.Config{
 		Role:           session.Server,
 		MaxInflight:    s.opts.MaxInflight,
-		MaxQueued:      s.opts.MaxQueued,
+		MaxQueued:      s.sessionQueued(),
 		MaxQueuedBytes: s.opts.MaxQueuedBytes,
 	})
 	if err != nil {
@@ -162,7 +162,12 @@ func pickMember(g topic.Group[sub]) sub {
 // The session copies the message; a full session drops it, counted.
 func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 	cl.mu.Lock()
-	_, err := cl.sess.Publish(p)
+	var err error
+	if cl.conn == nil && p.QoS > 0 && cl.sess.Queued() >= s.awayQueued() {
+		err = session.ErrFull // the bound of a client that is away
+	} else {
+		_, err = cl.sess.Publish(p)
+	}
 	c := cl.conn
 	info := cl.info
 	cl.mu.Unlock()

@@ -66,10 +66,14 @@ type Options struct {
 
 	// MaxQueued is the number of messages waiting for one client behind
 	// its inflight window, or for a persistent session's next connection,
-	// QoS 0 messages not yet written included; 0 or less means
-	// DefaultMaxQueued. Messages beyond it, or beyond MaxQueuedBytes, are
-	// dropped, counted (Stats.Dropped, ClientStats.Dropped) and logged at
-	// warn level (one line per second at most).
+	// QoS 0 messages not yet written included. 0 or less means
+	// DefaultMaxQueued (1000, as mosquitto's max_queued_messages) for a
+	// client that is away, and no bound in messages while it is connected,
+	// where MaxQueuedBytes bounds its queue: a subscriber that reads at line
+	// rate then loses nothing when a publisher bursts tens of thousands of
+	// messages. Messages beyond the bounds are dropped, counted
+	// (Stats.Dropped, ClientStats.Dropped) and logged at warn level (one
+	// line per second at most).
 	MaxQueued int
 
 	// MaxQueuedBytes bounds the same messages in bytes (topic, payload and
@@ -173,9 +177,6 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxInflight <= 0 {
 		opts.MaxInflight = session.DefaultMaxInflight
-	}
-	if opts.MaxQueued <= 0 {
-		opts.MaxQueued = DefaultMaxQueued
 	}
 	if opts.MaxQueuedBytes == 0 {
 		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
