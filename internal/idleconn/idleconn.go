@@ -15,27 +15,10 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ternmq/mqtt/packet"
 )
-
-// RaiseFileLimit raises this process's limit of open files to at least n,
-// the hard limit too if it must (which needs privileges). Child processes
-// inherit it.
-func RaiseFileLimit(n uint64) error {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return err
-	}
-	if l.Cur >= n {
-		return nil
-	}
-	l.Cur = n
-	l.Max = max(l.Max, n)
-	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-}
 
 // RSS returns the resident set size of process pid in bytes (VmRSS).
 func RSS(pid int) (int64, error) {
