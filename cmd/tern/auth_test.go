@@ -103,22 +103,21 @@ pattern readwrite clients/%c/#
 pattern read users/%u/inbox
 `
 
+// TestACL checks the rules as mosquitto 2.0.11 applies them (the
+// differential TestACLDifferential runs the same kind of file through
+// mosquitto).
 func TestACL(t *testing.T) {
 	a, err := parseACL(strings.NewReader(testACL), "acl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	type who struct {
-		user    string
-		hasUser bool
-		id      string
-	}
-	anon := who{"", false, "anon1"}
-	alice := who{"alice", true, "a1"}
-	bob := who{"bob", true, "b/1"} // a '/' in the id disables %c patterns
-	eve := who{"eve", true, "e1"}
+	anon := aclClient{"", false, "anon1"}
+	alice := aclClient{"alice", true, "a1"}
+	bob := aclClient{"bob", true, "b/1"} // a '/' in the id is kept by %c, as mosquitto does
+	eve := aclClient{"eve", true, "e1"}
+	wild := aclClient{"eve", true, "e+"} // a wildcard in the id: no pattern applies, as mosquitto
 	pubs := []struct {
-		who   who
+		who   aclClient
 		topic string
 		ok    bool
 	}{
@@ -132,42 +131,109 @@ func TestACL(t *testing.T) {
 		{alice, "public/news", false},
 		{alice, "clients/a1/status", true}, // pattern %c
 		{anon, "clients/anon1/status", true},
-		{bob, "clients/b/1/status", false},
+		{bob, "clients/b/1/status", true},
 		{bob, "anything", false},
 		{eve, "users/eve/inbox", false}, // read only
 		{eve, "x", false},
+		{wild, "clients/e+/x", false},
 	}
 	for _, c := range pubs {
-		if got := a.canPublish(c.who.user, c.who.hasUser, c.who.id, c.topic); got != c.ok {
+		if got := a.canPublish(c.who, []byte(c.topic)); got != c.ok {
 			t.Errorf("%+v publish %q = %v, want %v", c.who, c.topic, got, c.ok)
 		}
 	}
+	reads := []struct {
+		who   aclClient
+		topic string
+		ok    bool
+	}{
+		{anon, "public/news", true},
+		{anon, "private", false},
+		{alice, "alice/secret", false},
+		{alice, "alice/other", true},
+		{alice, "spaced topic/x", false}, // write only
+		{bob, "alice/secret", true},      // bob's "#"
+		{bob, "$SYS/broker/load", true},
+		{alice, "$SYS/broker/load", false},
+		{eve, "users/eve/inbox", true},
+		{eve, "users/bob/inbox", false},
+		{wild, "users/eve/inbox", false},
+	}
+	for _, c := range reads {
+		if got := a.canRead(c.who, []byte(c.topic)); got != c.ok {
+			t.Errorf("%+v read %q = %v, want %v", c.who, c.topic, got, c.ok)
+		}
+	}
+	// A subscription is granted when some topic it matches may be read;
+	// each delivery is then checked.
 	subs := []struct {
-		who    who
+		who    aclClient
 		filter string
 		ok     bool
 	}{
 		{anon, "public/#", true},
 		{anon, "public/+/x", true},
-		{anon, "#", false},
-		{anon, "public", true},    // matched by public/#
-		{alice, "alice/+", false}, // could deliver alice/secret
+		{anon, "#", true}, // reaches public/...
+		{anon, "private/#", false},
+		{anon, "public", true},   // matched by public/#
+		{alice, "alice/+", true}, // alice/secret is filtered per delivery
 		{alice, "alice/a/+", true},
-		{alice, "alice/secret", false},
+		{alice, "alice/secret", false}, // wholly denied
 		{alice, "sensors/+/temp", true},
-		{alice, "sensors/#", false},
+		{alice, "sensors/#", true},
 		{alice, "$share/g/alice/a/b", true}, // shared: the filter inside counts
 		{alice, "spaced topic/x", false},    // write only
+		{alice, "$SYS/#", false},
 		{bob, "#", true},
 		{bob, "$SYS/broker/load", true},
-		{bob, "+/broker/load", true}, // a wildcard first level reaches no $ topic
+		{bob, "+/broker/load", true},
 		{eve, "users/eve/inbox", true},
-		{eve, "users/+/inbox", false},
+		{eve, "users/+/inbox", true}, // reaches users/eve/inbox
+		{eve, "users/bob/inbox", false},
 		{eve, "clients/e1/#", true},
+		{wild, "clients/e+/#", false},
 	}
 	for _, c := range subs {
-		if got := a.canSubscribe(c.who.user, c.who.hasUser, c.who.id, c.filter); got != c.ok {
+		if got := a.canSubscribe(c.who, c.filter); got != c.ok {
 			t.Errorf("%+v subscribe %q = %v, want %v", c.who, c.filter, got, c.ok)
+		}
+	}
+}
+
+// TestACLOrder: the user's own rules are applied before the patterns, so a
+// pattern deny does not take away what the user's rules grant; a deny wins
+// within its list; a wildcard in a user name disables the patterns. All
+// three as seen from mosquitto 2.0.11.
+func TestACLOrder(t *testing.T) {
+	a, err := parseACL(strings.NewReader(`user alice
+topic read #
+topic read $SYS/broker/uptime
+pattern deny secret/%u
+pattern read own/%u/#
+user c+r
+topic read y/#
+`), "acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := aclClient{"alice", true, "cid-a"}
+	cr := aclClient{"c+r", true, "cid-c"}
+	bob := aclClient{"bo/b", true, "cid-b"}
+	for _, c := range []struct {
+		who   aclClient
+		topic string
+		ok    bool
+	}{
+		{alice, "secret/alice", true}, // the user's "#" decides first
+		{alice, "$SYS/broker/uptime", true},
+		{alice, "$SYS/broker/version", false},
+		{bob, "own/bo/b/1", true}, // no user section: the patterns apply, '/' kept
+		{bob, "secret/bo/b", false},
+		{cr, "y/1", true},
+		{cr, "own/c+r/1", false},
+	} {
+		if got := a.canRead(c.who, []byte(c.topic)); got != c.ok {
+			t.Errorf("%+v read %q = %v, want %v", c.who, c.topic, got, c.ok)
 		}
 	}
 }
