@@ -66,14 +66,17 @@ type ioCounters struct {
 // encoded, once written.
 func (io *ioCounters) countOut(buf []byte) {
 	var n, pubs int64
-	for i := 0; i+1 < len(buf); {
+	for i := 0; i+1 < len(buf); n++ {
 		if buf[i]>>4 == byte(packet.PUBLISH) {
 			pubs++
 		}
-		n++
-		// The remaining length: 1 to 4 bytes of 7 bits, low first.
-		length, shift := 0, 0
-		j := i + 1
+		// The remaining length: 1 to 4 bytes of 7 bits, low first;
+		// one byte below 128.
+		if l := buf[i+1]; l < 0x80 {
+			i += 2 + int(l)
+			continue
+		}
+		length, shift, j := 0, 0, i+1
 		for ; j < len(buf) && j < i+5; j++ {
 			length |= int(buf[j]&0x7f) << shift
 			shift += 7
