@@ -224,7 +224,7 @@ func (a *acl) check(c aclClient, access int, name []byte) bool {
 	if c.hasUser {
 		list = a.users[c.user]
 	}
-	if grant, ok := decide(list, access, func(r *aclRule) bool { return topic.Match(r.filter, name) }); ok {
+	if grant, ok := decide(list, access, func(r *aclRule) bool { return match(r.filter, name) }); ok {
 		return grant
 	}
 	if len(a.patterns) == 0 || a.dangerous(c) {
@@ -233,9 +233,44 @@ func (a *acl) check(c aclClient, access int, name []byte) bool {
 	var buf [256]byte
 	grant, _ := decide(a.patterns, access, func(r *aclRule) bool {
 		f, ok := r.expand(buf[:0], c)
-		return ok && topic.Match(f, name)
+		return ok && match(f, name)
 	})
 	return grant
+}
+
+// match is topic.Match without its checks of the filter and the name,
+// which the parser and the codec made: this runs for every delivery.
+func match[F ~string | ~[]byte](filter F, name []byte) bool {
+	if len(filter) == 0 || len(name) == 0 {
+		return false
+	}
+	if name[0] == '$' && (filter[0] == '+' || filter[0] == '#') {
+		return false // [MQTT-4.7.2-1]
+	}
+	fi, ni := 0, 0 // starts of the current levels
+	for {
+		fe, ne := fi, ni
+		for fe < len(filter) && filter[fe] != '/' {
+			fe++
+		}
+		for ne < len(name) && name[ne] != '/' {
+			ne++
+		}
+		if fe-fi == 1 && filter[fi] == '#' {
+			return true
+		}
+		if !(fe-fi == 1 && filter[fi] == '+') && string(filter[fi:fe]) != string(name[ni:ne]) {
+			return false
+		}
+		fdone, ndone := fe == len(filter), ne == len(name)
+		if ndone {
+			return fdone || string(filter[fe:]) == "/#" // '#' includes the parent level
+		}
+		if fdone {
+			return false
+		}
+		fi, ni = fe+1, ne+1
+	}
 }
 
 // decide applies one list of rules: deny rules first, then the others. It

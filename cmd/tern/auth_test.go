@@ -373,3 +373,83 @@ func TestFilterRelationsExhaustive(t *testing.T) {
 	}
 	t.Logf("%d filters, %d names", len(filters), len(names))
 }
+
+// BenchmarkACLRead is the check tern broker -acl makes for each delivery,
+// with the ACL of TestACLDifferential: a user's rules then its patterns.
+func BenchmarkACLRead(b *testing.B) {
+	a, err := parseACL(strings.NewReader(diffACL), "acl")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		who   aclClient
+		topic string
+	}{
+		{"user-rule", aclClient{"reader", true, "r1"}, "sensors/kitchen/temp"},
+		{"pattern", aclClient{"dev", true, "d1"}, "users/dev/inbox"},
+		{"denied", aclClient{"dev", true, "d1"}, "sensors/kitchen/temp"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			name := []byte(c.topic)
+			b.ReportAllocs()
+			for b.Loop() {
+				a.canRead(c.who, name)
+			}
+		})
+	}
+}
+
+// TestMatchAsTopicMatch checks the ACL's match against topic.Match on valid
+// filters and names.
+func TestMatchAsTopicMatch(t *testing.T) {
+	levels := []string{"a", "b", "$x", "", "+", "#"}
+	var filters, names []string
+	var gen func(prefix string, depth int, wild bool)
+	gen = func(prefix string, depth int, wild bool) {
+		if depth == 0 {
+			return
+		}
+		for _, l := range levels {
+			if !wild && (l == "+" || l == "#") {
+				continue
+			}
+			s := l
+			if prefix != "" || depth < 3 {
+				s = prefix + "/" + l
+			}
+			if wild {
+				filters = append(filters, s)
+			} else {
+				names = append(names, s)
+			}
+			if l != "#" {
+				gen(s, depth-1, wild)
+			}
+		}
+	}
+	gen("", 3, true)
+	gen("", 3, false)
+	pairs, matched := 0, 0
+	for _, f := range filters {
+		if topic.ValidFilter(f) != nil {
+			continue
+		}
+		for _, n := range names {
+			if topic.ValidName(n) != nil {
+				continue
+			}
+			got, want := match(f, []byte(n)), topic.Match(f, n)
+			if got != want {
+				t.Errorf("match(%q, %q) = %v, topic.Match %v", f, n, got, want)
+			}
+			pairs++
+			if want {
+				matched++
+			}
+		}
+	}
+	if pairs < 10000 || matched < 500 {
+		t.Errorf("%d pairs compared, %d matching: the generator is broken", pairs, matched)
+	}
+}
