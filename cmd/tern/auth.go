@@ -156,10 +156,12 @@ func parseACL(r io.Reader, name string) (*acl, error) {
 		f := strings.Fields(line)
 		switch f[0] {
 		case "user":
-			if len(f) != 2 {
+			// The name is the rest of the line, spaces and all, as
+			// mosquitto reads it.
+			if len(f) < 2 {
 				return fmt.Errorf("want: user NAME")
 			}
-			user, inUser = f[1], true
+			user, inUser = strings.TrimSpace(line[len(f[0]):]), true
 			if _, ok := a.users[user]; !ok {
 				a.users[user] = nil
 			}

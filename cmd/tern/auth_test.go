@@ -200,6 +200,18 @@ func TestACL(t *testing.T) {
 	}
 }
 
+// TestACLUserWithSpace: a user name is the rest of the "user" line, as
+// mosquitto 2.0.11 reads it (seen with a user "a b" in its password file).
+func TestACLUserWithSpace(t *testing.T) {
+	a, err := parseACL(strings.NewReader("user a b\ntopic read x/#\n"), "acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.canRead(aclClient{"a b", true, "c"}, []byte("x/1")) || a.canRead(aclClient{"a", true, "c"}, []byte("x/1")) {
+		t.Errorf("rules of user %q: %+v", "a b", a.users)
+	}
+}
+
 // TestACLOrder: the user's own rules are applied before the patterns, so a
 // pattern deny does not take away what the user's rules grant; a deny wins
 // within its list; a wildcard in a user name disables the patterns. All
@@ -295,7 +307,6 @@ func TestFiltersOverlap(t *testing.T) {
 func TestACLRejects(t *testing.T) {
 	for _, in := range []string{
 		"user",
-		"user a b",
 		"topic bogus a/b",
 		"topic read a/#/b",
 		"topic read a+",
