@@ -182,7 +182,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 		}
 		return nil, false
 	}
-	s.io.packetsIn.Add(1)
+	s.traffic.packetsIn.Add(1)
 	cp, ok := p.(*packet.Connect)
 	if !ok {
 		// The first packet must be CONNECT [MQTT-3.1.0-1].
@@ -255,7 +255,7 @@ func (c *conn) refuse(rc packet.ReturnCode) {
 	out, _ := (&packet.Connack{ReturnCode: rc}).Append(b[:0])
 	c.nc.SetWriteDeadline(time.Now().Add(s.opts.ConnectTimeout))
 	if _, err := c.nc.Write(out); err == nil {
-		s.io.countOut(out)
+		s.traffic.countOut(out)
 	}
 	s.log.Debug("connect refused", "client", c.info.ID, "remote", c.info.RemoteAddr, "code", rc)
 	if s.opts.OnEvent != nil {
@@ -291,7 +291,7 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 			cl.conn = c
 			cl.info = &c.info
 			cl.on.Store(true)
-			s.io.connected.Add(1)
+			s.traffic.connected.Add(1)
 			if clean && present {
 				// A clean connection ends the kept session
 				// [MQTT-3.1.2-6]; Accept resets the session
@@ -351,7 +351,7 @@ func (c *conn) run(connect *packet.Connect) error {
 		if err != nil {
 			return err
 		}
-		s.io.packetsIn.Add(1)
+		s.traffic.packetsIn.Add(1)
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
 		evs := c.evs[:0]
@@ -509,7 +509,7 @@ func (c *conn) finish(why error) {
 	}
 	cl.conn = nil
 	cl.on.Store(false)
-	s.io.connected.Add(-1)
+	s.traffic.connected.Add(-1)
 	if c.info.CleanSession && s.clients[cl.id] == cl {
 		// A clean session ends with its connection [MQTT-3.1.2-6].
 		delete(s.clients, cl.id)
@@ -614,7 +614,7 @@ func (c *conn) flush() error {
 		if _, err := c.nc.Write(buf); err != nil {
 			return err
 		}
-		s.io.countOut(buf)
+		s.traffic.countOut(buf)
 	}
 }
 
@@ -639,7 +639,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 	for {
 		n, err := c.nc.Read(p)
 		if n > 0 {
-			c.srv.io.bytesIn.Add(int64(n))
+			c.srv.traffic.bytesIn.Add(int64(n))
 		}
 		if err == nil || n > 0 || c.cl == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err

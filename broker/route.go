@@ -236,9 +236,8 @@ func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
 	}
 	if had {
 		s.subs.Remove(f, sub{cl, old})
-	}
-	if !had {
-		s.io.subs.Add(1)
+	} else {
+		s.traffic.subs.Add(1)
 	}
 	cl.subs[f] = qos
 	cl.nsub.Store(int32(len(cl.subs)))
@@ -256,7 +255,7 @@ func (s *Server) removeSub(cl *client, filter []byte) {
 	f := string(filter)
 	s.subs.Remove(f, sub{cl, qos})
 	delete(cl.subs, f)
-	s.io.subs.Add(-1)
+	s.traffic.subs.Add(-1)
 	cl.nsub.Store(int32(len(cl.subs)))
 }
 
@@ -265,7 +264,7 @@ func (s *Server) removeAllSubs(cl *client) {
 	for f, qos := range cl.subs {
 		s.subs.Remove(f, sub{cl, qos})
 	}
-	s.io.subs.Add(-int64(len(cl.subs)))
+	s.traffic.subs.Add(-int64(len(cl.subs)))
 	clear(cl.subs)
 	cl.nsub.Store(0)
 }

@@ -157,8 +157,8 @@ type Server struct {
 	refused   atomic.Int64
 	ended     atomic.Int64
 
-	io  ioCounters // bytes and packets in and out, connected clients, subscriptions
-	sys sysState   // $SYS topics
+	traffic ioCounters // bytes and packets in and out, connected clients, subscriptions
+	sys     sysState   // $SYS topics
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -336,13 +336,13 @@ func (s *Server) Stats() Stats {
 		Retained:     int64(s.retained.Len()),
 		Disconnected: s.ended.Load(),
 
-		Connected:       s.io.connected.Load(),
-		Subscriptions:   s.io.subs.Load(),
-		PacketsReceived: s.io.packetsIn.Load(),
-		PacketsSent:     s.io.packetsOut.Load(),
-		PublishSent:     s.io.publishOut.Load(),
-		BytesReceived:   s.io.bytesIn.Load(),
-		BytesSent:       s.io.bytesOut.Load(),
+		Connected:       s.traffic.connected.Load(),
+		Subscriptions:   s.traffic.subs.Load(),
+		PacketsReceived: s.traffic.packetsIn.Load(),
+		PacketsSent:     s.traffic.packetsOut.Load(),
+		PublishSent:     s.traffic.publishOut.Load(),
+		BytesReceived:   s.traffic.bytesIn.Load(),
+		BytesSent:       s.traffic.bytesOut.Load(),
 		Uptime:          time.Since(s.sys.start),
 	}
 }

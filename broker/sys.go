@@ -15,8 +15,9 @@ import (
 // default -sys-interval. The zero Options publishes no $SYS topics.
 const DefaultSysInterval = 10 * time.Second
 
-// The $SYS topics the Server publishes, retained, at QoS 0, under the names
-// mosquitto 2.0 gives them. Once the Server serves, it publishes all of them,
+// The $SYS topics the Server publishes, retained, under the names mosquitto
+// 2.0 gives them, and at QoS 2 as mosquitto does: each subscriber receives
+// them at the QoS of its subscription. Once the Server serves, it publishes all of them,
 // then every Options.SysInterval the uptime and the values that changed, as
 // mosquitto does. Only subscriptions to filters that start with "$SYS" (or
 // "$SYS/...") receive them: a filter starting with a wildcard matches no
@@ -64,7 +65,7 @@ type ioCounters struct {
 
 // countOut counts the packets of buf, a batch of whole packets the Server
 // encoded, once written.
-func (io *ioCounters) countOut(buf []byte) {
+func (k *ioCounters) countOut(buf []byte) {
 	var n, pubs int64
 	for i := 0; i+1 < len(buf); n++ {
 		if buf[i]>>4 == byte(packet.PUBLISH) {
@@ -86,10 +87,10 @@ func (io *ioCounters) countOut(buf []byte) {
 		}
 		i = j + 1 + length
 	}
-	io.bytesOut.Add(int64(len(buf)))
-	io.packetsOut.Add(n)
+	k.bytesOut.Add(int64(len(buf)))
+	k.packetsOut.Add(n)
 	if pubs > 0 {
-		io.publishOut.Add(pubs)
+		k.publishOut.Add(pubs)
 	}
 }
 
@@ -170,10 +171,10 @@ func (s *Server) sysPublish(name string, payload []byte) {
 	buf := make([]byte, len(name)+len(payload))
 	n := copy(buf, name)
 	copy(buf[n:], payload)
-	m := &retainedMsg{topic: buf[:n:n], payload: buf[n:]}
+	m := &retainedMsg{topic: buf[:n:n], payload: buf[n:], qos: 2}
 	s.sys.retained.Set(name, m)
 	r := getRouter()
-	r.route(s, &packet.Publish{Topic: m.topic, Payload: m.payload})
+	r.route(s, &packet.Publish{Topic: m.topic, Payload: m.payload, QoS: m.qos})
 	r.flushWakes()
 	putRouter(r)
 }

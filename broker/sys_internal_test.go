@@ -17,14 +17,14 @@ func BenchmarkCountOut(b *testing.B) {
 	for range 64 {
 		batch, _ = p.Append(batch)
 	}
-	var io ioCounters
+	var k ioCounters
 	b.SetBytes(int64(len(batch)))
 	b.ReportAllocs()
 	for b.Loop() {
-		io.countOut(batch)
+		k.countOut(batch)
 	}
-	if io.publishOut.Load() != 64*int64(b.N) {
-		b.Fatalf("counted %d PUBLISH, want %d", io.publishOut.Load(), 64*b.N)
+	if k.publishOut.Load() != 64*int64(b.N) {
+		b.Fatalf("counted %d PUBLISH, want %d", k.publishOut.Load(), 64*b.N)
 	}
 }
 
@@ -39,9 +39,9 @@ func TestCountOut(t *testing.T) {
 		want += 2
 	}
 	batch, _ = (&packet.Pingresp{}).Append(batch)
-	var io ioCounters
-	io.countOut(batch)
-	if io.packetsOut.Load() != int64(want+1) || io.publishOut.Load() != 5 || io.bytesOut.Load() != int64(len(batch)) {
-		t.Errorf("counted %d packets, %d PUBLISH, %d bytes; want %d, 5, %d", io.packetsOut.Load(), io.publishOut.Load(), io.bytesOut.Load(), want+1, len(batch))
+	var k ioCounters
+	k.countOut(batch)
+	if k.packetsOut.Load() != int64(want+1) || k.publishOut.Load() != 5 || k.bytesOut.Load() != int64(len(batch)) {
+		t.Errorf("counted %d packets, %d PUBLISH, %d bytes; want %d, 5, %d", k.packetsOut.Load(), k.publishOut.Load(), k.bytesOut.Load(), want+1, len(batch))
 	}
 }

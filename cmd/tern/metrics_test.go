@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ternmq/mqtt/internal/mosquitto"
 	"github.com/ternmq/mqtt/packet"
 )
 
@@ -86,6 +89,73 @@ func TestBrokerMetrics(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("/other: %s", resp.Status)
+		}
+	}
+}
+
+// sysTopics subscribes to $SYS/# at addr and returns the retained values
+// that come at once, by topic.
+func sysTopics(t *testing.T, addr string) map[string]string {
+	t.Helper()
+	c := dialMQTT(t, addr, "sys-names", "", "")
+	c.subscribe("$SYS/#")
+	got := map[string]string{}
+	take := func(p *packet.Publish) {
+		if p.QoS != 1 {
+			t.Errorf("%s at QoS %d, want 1: the subscription's", p.Topic, p.QoS)
+		}
+		c.send(&packet.Puback{PacketID: p.PacketID})
+		if p.Retain {
+			got[string(p.Topic)] = string(p.Payload)
+		}
+	}
+	for _, p := range c.pending {
+		take(p)
+	}
+	for {
+		c.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		p, err := c.r.ReadPacket()
+		if err != nil {
+			return got // quiet: the retained values are in
+		}
+		if pub, ok := p.(*packet.Publish); ok {
+			take(pub)
+		}
+	}
+}
+
+// TestSysNamesAsMosquitto checks that every $SYS topic tern broker publishes
+// is one mosquitto 2.0.11 publishes too, under the same name, with a value
+// of the same form, retained, at the QoS of the subscription (both store
+// them at QoS 2).
+func TestSysNamesAsMosquitto(t *testing.T) {
+	mq := mosquitto.Start(t, mosquitto.Config{})
+	_, urls := startBrokerProcess(t, nil, "mqtt://127.0.0.1:0")
+	mosq := sysTopics(t, mq.Addr)
+	tern := sysTopics(t, strings.TrimPrefix(urls[0], "mqtt://"))
+	if len(tern) < 14 {
+		t.Errorf("tern published %d $SYS topics: %v", len(tern), tern)
+	}
+	uptime := regexp.MustCompile(`^[0-9]+ seconds$`)
+	for topic, v := range tern {
+		mv, ok := mosq[topic]
+		switch {
+		case !ok:
+			t.Errorf("%s = %q: mosquitto has no such topic", topic, v)
+		case topic == "$SYS/broker/version":
+			if !strings.HasPrefix(v, "tern version ") || !strings.HasPrefix(mv, "mosquitto version ") {
+				t.Errorf("%s: tern %q, mosquitto %q", topic, v, mv)
+			}
+		case topic == "$SYS/broker/uptime":
+			if !uptime.MatchString(v) || !uptime.MatchString(mv) {
+				t.Errorf("%s: tern %q, mosquitto %q", topic, v, mv)
+			}
+		default:
+			_, err1 := strconv.ParseInt(v, 10, 64)
+			_, err2 := strconv.ParseInt(mv, 10, 64)
+			if err1 != nil || err2 != nil {
+				t.Errorf("%s: tern %q, mosquitto %q: want integers", topic, v, mv)
+			}
 		}
 	}
 }
