@@ -152,6 +152,7 @@ func scrape(t testing.TB, url string) map[string]int64 {
 // messages flow, and checks the counters against what the clients sent and
 // received, byte for byte and packet for packet.
 func TestSysAndMetrics(t *testing.T) {
+	start := time.Now()
 	srv := newServer(t, func(o *broker.Options) { o.SysInterval = 20 * time.Millisecond })
 	web := httptest.NewServer(srv.Broker.MetricsHandler()) // 127.0.0.1
 	defer web.Close()
@@ -231,7 +232,7 @@ func TestSysAndMetrics(t *testing.T) {
 		}
 		if i%50 == 0 {
 			scrapes = append(scrapes, scrape(t, web.URL)) // while messages flow
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(25 * time.Millisecond)             // several $SYS publications during the traffic
 		}
 	}
 	// Everything routed: s has acknowledged all, w has read all.
@@ -281,8 +282,9 @@ func TestSysAndMetrics(t *testing.T) {
 			if !strings.HasPrefix(version, "tern version ") {
 				t.Errorf("%s = %q", broker.SysVersion, version)
 			}
-			if secs, ok := strings.CutSuffix(uptime, " seconds"); !ok || secs != "0" && secs != "1" && secs != "2" {
-				t.Errorf("%s = %q, want 0 to 2 seconds", broker.SysUptime, uptime)
+			secs, ok := strings.CutSuffix(uptime, " seconds")
+			if n, err := strconv.Atoi(secs); !ok || err != nil || n < 0 || n > int(time.Since(start).Seconds()) {
+				t.Errorf("%s = %q, want N seconds, N at most the test's time", broker.SysUptime, uptime)
 			}
 			break
 		}
@@ -328,7 +330,7 @@ func TestSysAndMetrics(t *testing.T) {
 	if _, ok := got["tern_uptime_seconds"]; !ok || len(got) != len(wantMetrics)+1 {
 		t.Errorf("metrics: %v", got)
 	}
-	if m.liveIn < 10 {
+	if m.liveIn < 5 {
 		t.Errorf("m got %d $SYS updates, want them every 20ms", m.liveIn)
 	}
 
@@ -375,7 +377,6 @@ func TestSysOff(t *testing.T) {
 // clients' retained messages.
 func TestSysRetained(t *testing.T) {
 	srv := newServer(t, func(o *broker.Options) { o.SysInterval = time.Hour })
-	waitFor(t, "the first $SYS publication", func() bool { return srv.Broker.Stats().Uptime > 0 })
 	s := connect(t, srv, "s", true, false)
 	var got *packet.Publish
 	for range 50 { // the first publication may still be on its way
