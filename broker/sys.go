@@ -15,18 +15,22 @@ import (
 // default -sys-interval. The zero Options publishes no $SYS topics.
 const DefaultSysInterval = 10 * time.Second
 
-// The $SYS topics the Server publishes, retained, under the names mosquitto
-// 2.0 gives them, and at QoS 2 as mosquitto does: each subscriber receives
-// them at the QoS of its subscription. Once the Server serves, it publishes all of them,
-// then every Options.SysInterval the uptime and the values that changed, as
-// mosquitto does. Only subscriptions to filters that start with "$SYS" (or
-// "$SYS/...") receive them: a filter starting with a wildcard matches no
-// topic starting with '$' [MQTT-4.7.2-1]. Options.AuthorizeRead applies to
-// them as to any message.
+// The $SYS topics the Server publishes when Options.SysInterval is set,
+// under the names mosquitto 2.0 gives them, retained and at QoS 2 as
+// mosquitto does (each subscriber receives them at the QoS of its
+// subscription). Once the Server serves, it publishes all of them, then
+// every Options.SysInterval the uptime and the values that changed. Only
+// filters that start with "$SYS" receive them: a filter starting with a
+// wildcard matches no topic starting with '$' [MQTT-4.7.2-1].
+// Options.AuthorizeRead applies to them as to any message. They are kept
+// apart from the clients' retained messages (Stats.Retained does not count
+// them; mosquitto's count does).
 //
 // While they are published, clients may not publish under $SYS/broker/:
-// such a PUBLISH is acknowledged and dropped, as an unauthorized one
-// (mosquitto refuses every client PUBLISH under $SYS).
+// such a PUBLISH (or will) is acknowledged and dropped, as an unauthorized
+// one (mosquitto refuses every client PUBLISH under $SYS). mosquitto's
+// other $SYS topics (clients/maximum, load/..., heap/..., store/...) are
+// not published.
 const (
 	SysVersion           = "$SYS/broker/version"                   // "tern version V" (the module's version), published once
 	SysUptime            = "$SYS/broker/uptime"                    // "N seconds" since New
