@@ -345,7 +345,7 @@ func (l *Log) readFile(p string, cut bool) (n int64, whole bool, err error) {
 		return 0, false, err
 	}
 	size := st.Size()
-	r := bufio.NewReaderSize(f, 1<<20)
+	r := bufio.NewReaderSize(f, int(min(size, 1<<20)))
 	var hdr [recHeader]byte
 	var body []byte
 	var off int64
@@ -389,8 +389,11 @@ func (l *Log) readFile(p string, cut bool) (n int64, whole bool, err error) {
 	if err := f.Truncate(off); err != nil {
 		return 0, false, err
 	}
-	if err := f.Sync(); err != nil {
-		return 0, false, err
+	if l.opts.Sync != SyncNever {
+		// Durably, so that no record appended later follows garbage.
+		if err := f.Sync(); err != nil {
+			return 0, false, err
+		}
 	}
 	return off, false, nil
 }
