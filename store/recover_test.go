@@ -33,7 +33,9 @@ func history(t *testing.T) (file []byte, sizes []int64, states []dump) {
 		},
 		func() error { return l.SetRetained(&Retained{Topic: []byte("r"), Payload: []byte("ret"), QoS: 1}) },
 		func() (err error) { b, err = l.Session("beta"); return },
-		func() error { return b.SaveMessage(&session.Message{Handle: 1, QoS: 1, Topic: []byte("b"), Payload: []byte("bb")}) },
+		func() error {
+			return b.SaveMessage(&session.Message{Handle: 1, QoS: 1, Topic: []byte("b"), Payload: []byte("bb")})
+		},
 		func() error { return a.UpdateMessage(1, 3, session.StatePublished) },
 		func() error { return a.SaveIncoming(session.Incoming{PacketID: 2, Tag: 5, Acked: true}) },
 		func() error { return b.Disconnected(timeAt(1000)) },
@@ -179,8 +181,8 @@ func TestWellFormedBadRecord(t *testing.T) {
 		{'Z'},
 		{recMessage, 0, 0, 0, 1},
 		{recUpdate, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 9}, // state 9
-		{recMarks, 0, 0, 0, 0},                                   // sid 0
-		{recRetained, 3, 0, 0},                                   // QoS 3
+		{recMarks, 0, 0, 0, 0}, // sid 0
+		{recRetained, 3, 0, 0}, // QoS 3
 	} {
 		rec := end(append(make([]byte, recHeader), body...), 0)
 		l, _ := openFile(t, append(clone(file), rec...))
