@@ -469,6 +469,9 @@ func (l *Log) SetRetained(m *Retained) error {
 	if len(m.Topic) > 65535 {
 		return errors.New("store: topic longer than 65535 bytes")
 	}
+	if len(m.Payload) > maxPayload {
+		return errTooLarge
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
