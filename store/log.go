@@ -208,7 +208,7 @@ func (l *Log) files() (snaps, segs []uint64, err error) {
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasSuffix(name, ".tmp") {
+		if strings.HasPrefix(name, "snap.") && strings.HasSuffix(name, ".tmp") {
 			os.Remove(filepath.Join(l.dir, name))
 			continue
 		}
@@ -255,6 +255,11 @@ func (l *Log) recover() error {
 		}
 	}
 	l.seg = first
+	if i, _ := slices.BinarySearch(segs, first); i < len(segs) && segs[i] != first {
+		// Segment first is made before its snapshot and never removed
+		// while it is the first: someone removed it.
+		return fmt.Errorf("store: %s is missing", l.path("log", first))
+	}
 	cut := false
 	for _, s := range segs {
 		p := l.path("log", s)
@@ -266,7 +271,8 @@ func (l *Log) recover() error {
 			continue
 		}
 		if s != l.seg {
-			// A missing segment: what follows cannot be applied.
+			// A segment missing: a recovery that cut the log was
+			// interrupted while it removed the segments after the cut.
 			cut = true
 			l.log.Warn("store: segment missing, later ones removed", "dir", l.dir, "segment", l.seg)
 			os.Remove(p)

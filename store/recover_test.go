@@ -258,3 +258,20 @@ func TestLeftovers(t *testing.T) {
 		t.Fatalf("files left: %v", names)
 	}
 }
+
+// TestFirstSegmentMissing: a log whose first segment is gone is an error,
+// not an empty state.
+func TestFirstSegmentMissing(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	check(t, mustSession(t, l, "x").Subscribe("f", 1))
+	check(t, l.Close())
+	seg := logFiles(t, dir)[0]
+	check(t, os.Rename(seg, filepath.Join(dir, "log.0000000000000001")))
+	if _, err := Open(dir, Options{}); err == nil {
+		t.Fatal("Open without the first segment succeeded")
+	}
+	if len(logFiles(t, dir)) != 1 {
+		t.Fatal("Open removed a segment")
+	}
+}
