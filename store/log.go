@@ -459,7 +459,9 @@ func (l *Log) Load(sess func(id string, subs []Subscription, lastSeen time.Time)
 	return nil
 }
 
-// Session implements Store.
+// Session implements Store. A new session is stored at once (a record
+// binds its id to the number its records carry): Load returns it after a
+// restart even if nothing else was written to it.
 func (l *Log) Session(id string) (Session, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
