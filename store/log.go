@@ -25,10 +25,10 @@ import (
 // with 2 cores shared by other builds (so the figures vary by half), one
 // operation being a 64-byte message stored, an older one deleted and Sync:
 //   - SyncBatch: 0.33 to 1.7 ms per message with one writer (an fsync
-//     each); with 8 writers, one fsync covered 4.2 messages on average
-//     (group commit) and a message took 130 to 170 µs.
-//   - SyncInterval and SyncNever: one write system call per Sync, 4 to 7
-//     µs per message with one writer, 3 to 4.5 µs with 8.
+//     each); with 8 writers, one fsync covered 4.1 to 4.2 messages on
+//     average (group commit) and a message took 130 to 320 µs.
+//   - SyncInterval and SyncNever: one write system call per Sync, 4 to 16
+//     µs per message with one writer, 3 to 10 µs with 8.
 type SyncPolicy uint8
 
 const (
