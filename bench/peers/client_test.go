@@ -25,8 +25,9 @@ import (
 // and received. Both libraries get the same window of messages in flight
 // (tern's MaxInflight and queue; for paho, which has no window of its own,
 // the benchmark waits for the token of the message window places earlier).
-// github.com/256dpi/gomqtt and github.com/soypat/natiu-mqtt are not
-// compared: the module proxy does not serve them here.
+// github.com/256dpi/gomqtt's client is not compared (only its codec, in
+// packet_test.go); github.com/soypat/natiu-mqtt, which the module proxy
+// does not serve here, not at all.
 
 const window = 100
 
