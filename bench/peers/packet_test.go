@@ -2,6 +2,8 @@ package peers_test
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"runtime"
 	"testing"
 
@@ -457,7 +459,7 @@ func TestStrictness(t *testing.T) {
 		return "ACCEPTS"
 	}
 	counts := map[string]int{}
-	t.Logf("| rule | packet | tern | paho | mochi |")
+	t.Logf("| rule | packet | tern | paho | mochi | gomqtt |")
 	for _, c := range invalidPackets {
 		_, terr := packet.Decode(c.wire)
 		if terr == nil {
@@ -465,14 +467,35 @@ func TestStrictness(t *testing.T) {
 		}
 		_, perr := paho.ReadPacket(bytes.NewReader(c.wire))
 		merr := mochiDecodeAny(c.wire)
-		for lib, err := range map[string]error{"tern": terr, "paho": perr, "mochi": merr} {
+		gerr := gomqttDecodeAny(c.wire)
+		for lib, err := range map[string]error{"tern": terr, "paho": perr, "mochi": merr, "gomqtt": gerr} {
 			if err == nil {
 				counts[lib]++
 			}
 		}
-		t.Logf("| %s | %s | %s | %s | %s |", c.rule, c.what, accepts(terr), accepts(perr), accepts(merr))
+		t.Logf("| %s | %s | %s | %s | %s | %s |", c.rule, c.what, accepts(terr), accepts(perr), accepts(merr), accepts(gerr))
 	}
-	t.Logf("accepted of %d: tern %d, paho %d, mochi %d", len(invalidPackets), counts["tern"], counts["paho"], counts["mochi"])
+	t.Logf("accepted of %d: tern %d, paho %d, mochi %d, gomqtt %d", len(invalidPackets),
+		counts["tern"], counts["paho"], counts["mochi"], counts["gomqtt"])
+}
+
+// gomqttDecodeAny decodes any packet with gomqtt, as its stream decoder does:
+// DetectPacket finds the type and length, then Decode reads the packet,
+// which must use all of its bytes.
+func gomqttDecodeAny(wire []byte) error {
+	n, t := gomqtt.DetectPacket(wire)
+	if n == 0 {
+		return errors.New("gomqtt: no packet detected")
+	}
+	p, err := t.New()
+	if err != nil {
+		return err
+	}
+	used, err := p.Decode(wire)
+	if err == nil && (used != len(wire) || n != len(wire)) {
+		return fmt.Errorf("gomqtt: decoded %d of %d bytes", used, len(wire))
+	}
+	return err
 }
 
 // mochiDecodeAny decodes any packet as the mochi server does, choosing the
