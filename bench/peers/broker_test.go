@@ -183,14 +183,17 @@ func brokerLoad(b *testing.B, br brokerProc, pubs, subs int, qos byte, endToEnd 
 	var got atomic.Int64
 	var last atomic.Int64 // time of the latest delivery, UnixNano
 	lat := make([][]int64, subs)
+	var latMu sync.Mutex
 	for i := range subs {
 		lat[i] = make([]int64, 0, b.N)
 		c := brokerClient(b, br, fmt.Sprintf("sub-%d-%d", run, i))
-		rec := &lat[i] // one paho goroutine calls the handler at a time
+		rec := &lat[i]
 		handler := func(_ pahomqtt.Client, m pahomqtt.Message) {
 			now := time.Now().UnixNano()
 			if p := m.Payload(); len(p) >= 8 {
+				latMu.Lock() // a late delivery may come while the results are read
 				*rec = append(*rec, now-int64(binary.LittleEndian.Uint64(p)))
+				latMu.Unlock()
 			}
 			last.Store(now)
 			got.Add(1)
@@ -241,9 +244,11 @@ func brokerLoad(b *testing.B, br brokerProc, pubs, subs int, qos byte, endToEnd 
 		b.Fatalf("%s: no message delivered", br.name)
 	}
 	var all []int64
+	latMu.Lock()
 	for _, l := range lat {
 		all = append(all, l...)
 	}
+	latMu.Unlock()
 	slices.Sort(all)
 	b.ReportMetric(float64(received)/end.Sub(start).Seconds(), "msg/s")
 	b.ReportMetric(float64(all[len(all)/2])/1e3, "p50-µs")
