@@ -46,9 +46,12 @@ import (
 //	driver-cpu-ns/msg    this process's (the paho clients') CPU time per delivery
 //	lost                 deliveries that never came (after 5 s without any)
 //
-// Run with a fixed count so that the brokers carry the same load:
+// Run with a fixed count so that the brokers carry the same load, and
+// repeat the whole benchmark rather than use -count, which would run each
+// broker's repeats back to back instead of in turn:
 //
-//	go test -run '^$' -bench '^BenchmarkBroker$' -benchtime 20000x -count 5
+//	go test -c -o peers.test .
+//	for i in 1 2 3 4 5; do ./peers.test -test.run '^$' -test.bench '^BenchmarkBroker$' -test.benchtime 20000x; done
 func BenchmarkBroker(b *testing.B) { benchBrokers(b, true) }
 
 // BenchmarkBrokerOverload is BenchmarkBroker with publishers that wait
