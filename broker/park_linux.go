@@ -148,6 +148,7 @@ func (c *conn) tryRead() (n int, err error, empty bool) {
 	case n == 0:
 		return 0, io.EOF, false
 	}
+	c.srv.traffic.bytesIn.Add(int64(n))
 	return n, nil, false
 }
 
