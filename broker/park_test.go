@@ -52,7 +52,7 @@ func TestPartialPacketKeepAlive(t *testing.T) {
 	s := dial(t, srv, "slow")
 	s.send(&packet.Connect{ClientID: []byte("slow"), CleanSession: true, KeepAlive: 1, Will: true, WillTopic: []byte("will"), WillMessage: []byte("late")})
 	s.expect(&packet.Connack{})
-	time.Sleep(300 * time.Millisecond) // parked meanwhile
+	time.Sleep(300 * time.Millisecond)  // parked meanwhile
 	s.sendRaw([]byte{0x30, 0x10, 0x00}) // a PUBLISH cut after 3 of its 18 bytes
 	s.expectClose()                     // within scriptTimeout, 5 s
 	checkPublish(t, w.expectPublish(), "will", "late", 0, false)
