@@ -51,6 +51,7 @@ type conn struct {
 	wclosed   bool          // no writer may start any more
 	wexit     chan struct{} // closed by the running writer when it ends, if set
 	wdeadline time.Time     // when the write deadline was last moved
+	wgen      uint32        // the generation of the net.Conn wdeadline is for
 
 	pr     *pooledReader   // lent while there are bytes to read, nil when idle
 	will   *packet.Publish // nil without a will, or after DISCONNECT
@@ -99,13 +100,13 @@ func (c *conn) stopWriter() {
 func (c *conn) shutdown(now bool) {
 	if now {
 		c.stop.Store(immediate)
-		c.nc.Close()
+		c.closeNet()
 		c.unpark()
 		return
 	}
 	if c.stop.CompareAndSwap(running, graceful) {
 		// Wake the reader; connReader sees stop and returns.
-		c.nc.SetReadDeadline(time.Unix(1, 0))
+		c.interruptRead()
 		c.unpark()
 	}
 }
@@ -125,7 +126,7 @@ func (c *conn) takeOver() {
 	done := c.done
 	s.mu.Unlock()
 	c.stop.CompareAndSwap(running, takenOver)
-	c.nc.Close()
+	c.closeNet()
 	c.unpark()
 	<-done
 }
@@ -538,11 +539,11 @@ func (c *conn) finish(why error) {
 		// by Shutdown's context), then close.
 		c.stopWriter()
 		c.flush()
-		c.nc.Close()
+		c.closeNet()
 	} else {
 		// Closing first unblocks a writer stuck on a client that
 		// does not read.
-		c.nc.Close()
+		c.closeNet()
 		c.stopWriter()
 	}
 	switch stop {
@@ -619,7 +620,7 @@ func (c *conn) writeLoop() {
 		if err != nil {
 			// Closing the connection ends the reader, which then
 			// cleans up.
-			c.nc.Close()
+			c.closeNet()
 			c.unpark()
 		} else {
 			c.shrinkIfParked()
@@ -658,14 +659,21 @@ func (c *conn) flush() error {
 		if len(buf) == 0 {
 			return nil
 		}
+		nc, gen, err := c.netConn() // made again if c was detached while parked
+		if err != nil {
+			return err
+		}
+		if gen != c.wgen {
+			c.wgen, c.wdeadline = gen, time.Time{}
+		}
 		if wt := s.opts.WriteTimeout; wt > 0 && now.Sub(c.wdeadline) > wt/2 {
 			// Moving the deadline once per half period keeps a
 			// stalled write bounded by WriteTimeout without a
 			// timer update per batch.
-			c.nc.SetWriteDeadline(now.Add(wt))
+			nc.SetWriteDeadline(now.Add(wt))
 			c.wdeadline = now
 		}
-		if _, err := c.nc.Write(buf); err != nil {
+		if _, err := nc.Write(buf); err != nil {
 			return err
 		}
 		s.traffic.countOut(buf)

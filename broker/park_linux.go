@@ -35,7 +35,26 @@ type parking struct {
 	kick  atomic.Bool // woken since the reader last looked
 	due   int64       // the keepalive deadline in the poller's heap, Unix nanoseconds
 	hidx  int32       // index in the poller's heap, or -1; guarded by the poller's mu
+
+	// A connection parked for detachAfter also gives back its net.Conn
+	// (detach): the Go runtime's state for a socket (its poll descriptor,
+	// 512 bytes, and the net.Conn's own structures) would be a third of
+	// an idle connection's memory. It keeps only the socket's descriptor,
+	// and makes a net.Conn again when bytes come or the writer has
+	// something to send (attach). mu guards c.nc and the fields below;
+	// it is taken before the poller's mu and before c.wmu.
+	mu     sync.Mutex
+	fd     int       // the socket while detached (c.nc nil); -1 once closed
+	closed bool      // closeNet was called: no net.Conn is made again
+	since  int64     // when c.nc was made, Unix nanoseconds
+	gen    uint32    // counts the net.Conns made: the writer moves its deadline on a new one
+	rdl    time.Time // the read deadline a new net.Conn gets
 }
+
+// detachAfter is how long a connection stays parked with its net.Conn
+// before detaching: a connection that talks several times a second
+// does not pay for making a net.Conn again each time.
+var detachAfter = 250 * time.Millisecond
 
 // init makes c able to park if its connection is plain TCP or Unix.
 func (pk *parking) init(c *conn) {
@@ -51,6 +70,7 @@ func (pk *parking) init(c *conn) {
 	if rc, err := sc.SyscallConn(); err == nil {
 		pk.rc = rc
 		pk.hidx = -1
+		pk.since = time.Now().UnixNano()
 	}
 }
 
@@ -87,6 +107,9 @@ func (c *conn) shrinkIfParked() {
 // reports parked when the connection is left waiting without a goroutine.
 func (c *conn) idleRead() (int, error, bool) {
 	for {
+		if err := c.attachReader(); err != nil {
+			return 0, err, false
+		}
 		if c.pk.rc == nil {
 			n, err := (*connReader)(c).Read(c.router.idle[:])
 			return n, err, false
@@ -164,7 +187,25 @@ func (c *conn) park(d time.Time) bool {
 	c.cl.mu.Lock()
 	c.cl.sess.Shrink()
 	c.cl.mu.Unlock()
-	if err := c.srv.park.arm(c, d); err != nil {
+	pk.mu.Lock()
+	due := d
+	if !c.detach(d) {
+		// Detach later: the poller wakes the reader, which parks again.
+		now := time.Now().UnixNano()
+		at := pk.since + int64(detachAfter)
+		if at <= now {
+			at = now + int64(detachAfter) // the writer ran: try again later
+		}
+		if t := time.Unix(0, at); d.IsZero() || t.Before(d) {
+			due = t
+		}
+	}
+	err := c.srv.park.arm(c, due)
+	if err != nil && c.nc == nil {
+		err = errors.Join(err, c.attach())
+	}
+	pk.mu.Unlock()
+	if err != nil {
 		pk.rc = nil // read with a goroutine from now on
 		c.srv.log.Debug("cannot park connection", "client", c.info.ID, "err", err)
 		c.router = getRouter()
@@ -198,7 +239,7 @@ type poller struct {
 var errPollerClosed = errors.New("broker: poller closed")
 
 // arm registers c's socket for one readiness event (EPOLLONESHOT), and its
-// deadline d (none if zero).
+// deadline d (none if zero). c.pk.mu is held.
 func (p *poller) arm(c *conn, d time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -222,6 +263,12 @@ func (p *poller) arm(c *conn, d time.Time) error {
 		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
 		Fd:     int32(uint32(pk.id)),
 		Pad:    int32(uint32(pk.id >> 32)),
+	}
+	if c.nc == nil {
+		// Detached: the descriptor is the connection's own.
+		err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, pk.fd, &ev)
+		pk.added = err == nil
+		return err
 	}
 	var err error
 	cerr := pk.rc.Control(func(fd uintptr) {
@@ -298,6 +345,16 @@ func (p *poller) run() {
 		}
 		p.expire()
 	}
+}
+
+// del removes descriptor fd from the epoll set, before it is closed: a
+// registration outlives a closed descriptor while a duplicate of it is open.
+func (p *poller) del(fd int) {
+	p.mu.Lock()
+	if p.started {
+		syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+	}
+	p.mu.Unlock()
 }
 
 func (p *poller) forget(id uint64) {

@@ -2,6 +2,11 @@
 
 package broker
 
+import (
+	"net"
+	"time"
+)
+
 // Outside Linux every connection keeps its reading goroutine while idle.
 
 type parking struct{}
@@ -18,3 +23,7 @@ func (c *conn) idleRead() (int, error, bool) {
 type poller struct{}
 
 func (p *poller) stop() {}
+
+func (c *conn) netConn() (net.Conn, uint32, error) { return c.nc, 0, nil }
+func (c *conn) closeNet()                          { c.nc.Close() }
+func (c *conn) interruptRead()                     { c.nc.SetReadDeadline(time.Unix(1, 0)) }
