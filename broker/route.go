@@ -26,7 +26,7 @@ type client struct {
 	mu    sync.Mutex
 	sess  *session.Session
 	conn  *conn           // the connection serving the session; nil while offline
-	subs  map[string]byte // filter -> granted QoS, mirrored in Server.subs
+	subs  subscriptionSet // filter -> granted QoS, mirrored in Server.subs
 	info  *Client         // of the last connection, for EventDrop
 	drops atomic.Int64    // messages dropped because the queue was full
 	nsub  atomic.Int32    // len(subs), read by routers without mu
@@ -241,14 +241,11 @@ func (s *Server) sendRetained(cl *client, info *Client, r *router, filter string
 // leaves, so the flow of messages is not interrupted; meanwhile a message
 // matches both and is delivered once at the higher QoS. cl.mu is held.
 func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
-	old, had := cl.subs[string(filter)]
+	old, had := cl.subs.get(filter)
 	if had && old == qos {
 		return nil
 	}
 	f := string(filter)
-	if cl.subs == nil {
-		cl.subs = make(map[string]byte) // only now: many clients never subscribe
-	}
 	if err := s.subs.Add(f, sub{cl, qos}); err != nil {
 		return err
 	}
@@ -257,8 +254,8 @@ func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
 	} else {
 		s.traffic.subs.Add(1)
 	}
-	cl.subs[f] = qos
-	cl.nsub.Store(int32(len(cl.subs)))
+	cl.subs.set(f, qos)
+	cl.nsub.Store(int32(cl.subs.len()))
 	return nil
 }
 
@@ -266,23 +263,23 @@ func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
 // [MQTT-3.10.4-1]; no new message is added for it afterwards
 // [MQTT-3.10.4-2]. cl.mu is held.
 func (s *Server) removeSub(cl *client, filter []byte) {
-	qos, ok := cl.subs[string(filter)]
+	qos, ok := cl.subs.get(filter)
 	if !ok {
 		return
 	}
 	f := string(filter)
 	s.subs.Remove(f, sub{cl, qos})
-	delete(cl.subs, f)
+	cl.subs.del(f)
 	s.traffic.subs.Add(-1)
-	cl.nsub.Store(int32(len(cl.subs)))
+	cl.nsub.Store(int32(cl.subs.len()))
 }
 
 // removeAllSubs deletes every subscription of cl. cl.mu is held.
 func (s *Server) removeAllSubs(cl *client) {
-	for f, qos := range cl.subs {
+	cl.subs.each(func(f string, qos byte) {
 		s.subs.Remove(f, sub{cl, qos})
-	}
-	s.traffic.subs.Add(-int64(len(cl.subs)))
-	clear(cl.subs)
+	})
+	s.traffic.subs.Add(-int64(cl.subs.len()))
+	cl.subs.clear()
 	cl.nsub.Store(0)
 }
