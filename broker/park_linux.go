@@ -69,8 +69,7 @@ func (pk *parking) init(c *conn) {
 	}
 	if rc, err := sc.SyscallConn(); err == nil {
 		pk.rc = rc
-		pk.hidx = -1
-		pk.since = time.Now().UnixNano()
+		pk.hidx = -1 // pk.since 0: a new connection detaches when it first parks
 	}
 }
 
@@ -95,10 +94,20 @@ func (c *conn) unpark() {
 // space of what the writer has just sent (the CONNACK and SUBACK of a
 // device that then goes quiet, say).
 func (c *conn) shrinkIfParked() {
-	if c.pk.state.Load() == parked {
-		c.cl.mu.Lock()
-		c.cl.sess.Shrink()
-		c.cl.mu.Unlock()
+	pk := &c.pk
+	if pk.state.Load() != parked {
+		return
+	}
+	c.cl.mu.Lock()
+	c.cl.sess.Shrink()
+	c.cl.mu.Unlock()
+	// The reader could not detach while the writer ran: wake it to
+	// park again, detaching, if it may.
+	pk.mu.Lock()
+	wake := c.nc != nil && pk.rc != nil && !pk.closed && time.Now().UnixNano()-pk.since >= int64(detachAfter)
+	pk.mu.Unlock()
+	if wake && pk.state.CompareAndSwap(parked, active) {
+		go c.loop()
 	}
 }
 
