@@ -63,7 +63,5 @@ func (s *Session) Shrink() {
 	if s.ackHead >= len(s.acks) {
 		s.acks, s.ackHead = nil, 0
 	}
-	clear(s.free)
-	s.free = nil
-	s.check = nil
+	s.spare = nil // its reusable messages and scratch: remade when messages flow
 }

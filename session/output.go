@@ -52,7 +52,7 @@ func (s *Session) AppendOutgoing(dst []byte, now time.Time) ([]byte, error) {
 
 // sent records that packets were handed out at now.
 func (s *Session) sent(now time.Time) {
-	s.lastSent = now
+	s.lastSent = stamp(now)
 	if s.pingQd {
 		s.pingQd = false
 		s.pingOut = true
@@ -136,10 +136,11 @@ func (s *Session) Next(now time.Time) (packet.Packet, error) {
 }
 
 func (s *Session) itemPacket(it *outItem) packet.Packet {
-	if s.sp == nil {
-		s.sp = new(scratchPackets) // only for callers of Next
+	x := s.spares()
+	if x.sp == nil {
+		x.sp = new(scratchPackets) // only for callers of Next
 	}
-	sp := s.sp
+	sp := x.sp
 	switch it.t {
 	case packet.PUBLISH:
 		if m := it.m; m != nil {
@@ -204,21 +205,15 @@ func (s *Session) Deadline() time.Time {
 	if s.keepAlive == 0 || s.state == offline {
 		return time.Time{}
 	}
-	d := s.lastRecv.Add(s.keepAlive * 3 / 2)
+	ka := int64(s.keepAlive)
+	d := s.lastRecv + ka*3/2
 	if s.role == Client && s.state == online && !s.pingQd {
-		d = earliest(d, s.lastSent.Add(s.keepAlive))
+		d = min(d, s.lastSent+ka)
 		if !s.pingOut {
-			d = earliest(d, s.lastRecv.Add(s.keepAlive))
+			d = min(d, s.lastRecv+ka)
 		}
 	}
-	return d
-}
-
-func earliest(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
+	return unstamp(d)
 }
 
 // Tick runs the keepalive at now. A client queues a PINGREQ when it has
@@ -232,11 +227,12 @@ func (s *Session) Tick(now time.Time) error {
 	if s.keepAlive == 0 || s.state == offline {
 		return nil
 	}
-	if now.Sub(s.lastRecv) >= s.keepAlive*3/2 {
+	ka, t := int64(s.keepAlive), stamp(now)
+	if t-s.lastRecv >= ka*3/2 {
 		return &Error{Kind: ErrTimeout, Rule: "MQTT-3.1.2-24", Reason: "nothing received for 1.5 times the keepalive period"}
 	}
 	if s.role == Client && s.state == online && !s.pingQd {
-		if now.Sub(s.lastSent) >= s.keepAlive || (!s.pingOut && now.Sub(s.lastRecv) >= s.keepAlive) {
+		if t-s.lastSent >= ka || (!s.pingOut && t-s.lastRecv >= ka) {
 			s.out = append(s.out, outItem{t: packet.PINGREQ})
 			s.pingQd = true
 		}

@@ -36,7 +36,7 @@ func (s *Session) Receive(p packet.Packet, now time.Time) error {
 			return violation(typeOf(p), "MQTT-3.14.4-2", "packet after DISCONNECT")
 		}
 	}
-	s.lastRecv = now
+	s.lastRecv = stamp(now)
 	switch p := p.(type) {
 	case *packet.Publish:
 		return s.recvPublish(p)

@@ -208,8 +208,8 @@ type Session struct {
 	state     connState
 	clean     bool // client: the current connection asked for a clean session
 	keepAlive time.Duration
-	lastSent  time.Time
-	lastRecv  time.Time
+	lastSent  int64
+	lastRecv  int64
 	pingOut   bool // client: PINGREQ sent, no PINGRESP yet
 	pingQd    bool // client: PINGREQ in the outbox
 
@@ -223,7 +223,6 @@ type Session struct {
 	subs     map[uint16]request  // SUBSCRIBE and UNSUBSCRIBE awaiting answers
 	bits     *[1024]uint64       // packet ids in use, made once many are
 	nextID   uint16              // the last packet id handed out
-	free     []*message          // reusable messages
 	in       map[uint16]inState  // incoming QoS 2 exchanges awaiting PUBREL
 	inQ1     map[uint16]Tag      // ManualAck: incoming QoS 1 awaiting Ack
 	acks     []pendingAck        // ManualAck: awaiting Ack, in arrival order
@@ -235,11 +234,34 @@ type Session struct {
 	pendQ0B  int                 // their encoded bytes
 	events   []Event             // events not yet returned by NextEvent
 	evHead   int                 // events[:evHead] are returned
-	storeMsg *Message            // passed to the Store without an allocation per call; made on first use
-	check    []byte              // scratch for validating topics
-	sp       *scratchPackets     // the values Next returns, made by its first call
+	spare    *spare              // made while messages flow, dropped by Shrink
 	_        [0]func()           // not comparable
 }
+
+// spare is what a session needs only while messages flow: made on first
+// use and dropped by Shrink, so that an idle session holds none of it.
+type spare struct {
+	free     []*message      // reusable messages
+	check    []byte          // scratch for validating topics
+	storeMsg *Message        // passed to the Store without an allocation per call; made on first use
+	sp       *scratchPackets // the values Next returns, made by its first call
+}
+
+func (s *Session) spares() *spare {
+	if s.spare == nil {
+		s.spare = new(spare)
+	}
+	return s.spare
+}
+
+// epoch is the origin of stamps: a session keeps its times (lastSent,
+// lastRecv) as durations since epoch (8 bytes, not time.Time's 24), which
+// keep the monotonic clock reading of the times they come from.
+var epoch = time.Now()
+
+func stamp(t time.Time) int64 { return int64(t.Sub(epoch)) }
+
+func unstamp(d int64) time.Time { return epoch.Add(time.Duration(d)) }
 
 // scratchPackets are the packet values handed out by Next.
 type scratchPackets struct {
@@ -443,7 +465,7 @@ func (s *Session) dropAllIncoming() error {
 
 func (s *Session) startKeepAlive(seconds uint16, now time.Time) {
 	s.keepAlive = time.Duration(seconds) * time.Second
-	s.lastSent, s.lastRecv = now, now
+	s.lastSent, s.lastRecv = stamp(now), stamp(now)
 	s.pingOut, s.pingQd = false, false
 }
 
@@ -640,7 +662,8 @@ func (s *Session) checkPublish(p *packet.Publish) error {
 	// wildcards, length.
 	t := packet.Publish{Topic: p.Topic}
 	var err error
-	s.check, err = t.Append(s.check[:0])
+	sp := s.spares()
+	sp.check, err = t.Append(sp.check[:0])
 	return err
 }
 
@@ -648,12 +671,13 @@ func (s *Session) saveMessage(m *message) error {
 	if s.store == nil {
 		return nil
 	}
-	if s.storeMsg == nil {
-		s.storeMsg = new(Message)
+	sp := s.spares()
+	if sp.storeMsg == nil {
+		sp.storeMsg = new(Message)
 	}
-	*s.storeMsg = Message{Handle: m.h, PacketID: m.id, State: m.state, QoS: m.qos, Retain: m.retain, Topic: m.topic(), Payload: m.payload()}
-	err := s.store.SaveMessage(s.storeMsg)
-	*s.storeMsg = Message{}
+	*sp.storeMsg = Message{Handle: m.h, PacketID: m.id, State: m.state, QoS: m.qos, Retain: m.retain, Topic: m.topic(), Payload: m.payload()}
+	err := s.store.SaveMessage(sp.storeMsg)
+	*sp.storeMsg = Message{}
 	if err == nil {
 		s.dirty = true
 	}
@@ -931,9 +955,11 @@ func (s *Session) newTag() (Tag, error) {
 
 func (s *Session) newMessage(h Handle, qos byte, retain bool, topic, payload []byte) *message {
 	var m *message
-	if n := len(s.free); n > 0 {
-		m = s.free[n-1]
-		s.free = s.free[:n-1]
+	if sp := s.spare; sp != nil && len(sp.free) > 0 {
+		n := len(sp.free)
+		m = sp.free[n-1]
+		sp.free[n-1] = nil
+		sp.free = sp.free[:n-1]
 	} else {
 		m = new(message)
 	}
@@ -954,8 +980,8 @@ func (s *Session) freeMessage(m *message) {
 		buf = nil
 	}
 	*m = message{buf: buf}
-	if len(s.free) < s.maxInflight+64 {
-		s.free = append(s.free, m)
+	if sp := s.spares(); len(sp.free) < s.maxInflight+64 {
+		sp.free = append(sp.free, m)
 	}
 }
 
