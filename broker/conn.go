@@ -49,9 +49,9 @@ type conn struct {
 	wrunning  bool          // a writer goroutine runs
 	wagain    bool          // woken while running: flush once more
 	wclosed   bool          // no writer may start any more
-	wexit     chan struct{} // closed by the running writer when it ends, if set
-	wdeadline time.Time     // when the write deadline was last moved
 	wgen      uint32        // the generation of the net.Conn wdeadline is for
+	wexit     chan struct{} // closed by the running writer when it ends, if set
+	wdeadline time.Duration // when the write deadline was last moved, since the Server started; 0 never
 
 	pr     *pooledReader   // lent while there are bytes to read, nil when idle
 	will   *packet.Publish // nil without a will, or after DISCONNECT
@@ -664,14 +664,14 @@ func (c *conn) flush() error {
 			return err
 		}
 		if gen != c.wgen {
-			c.wgen, c.wdeadline = gen, time.Time{}
+			c.wgen, c.wdeadline = gen, 0
 		}
-		if wt := s.opts.WriteTimeout; wt > 0 && now.Sub(c.wdeadline) > wt/2 {
+		if wt := s.opts.WriteTimeout; wt > 0 && (c.wdeadline == 0 || now.Sub(s.sys.start)-c.wdeadline > wt/2) {
 			// Moving the deadline once per half period keeps a
 			// stalled write bounded by WriteTimeout without a
 			// timer update per batch.
 			nc.SetWriteDeadline(now.Add(wt))
-			c.wdeadline = now
+			c.wdeadline = now.Sub(s.sys.start)
 		}
 		if _, err := nc.Write(buf); err != nil {
 			return err

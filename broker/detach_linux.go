@@ -10,8 +10,8 @@ import (
 // detach gives back the net.Conn of a connection about to park, keeping a
 // duplicate of its socket's descriptor, if it has been parked long enough
 // (detachAfter) and no writer runs. It reports whether c is detached. Only
-// the reader calls it, with c.pk.mu held; d is the read deadline to restore.
-func (c *conn) detach(d time.Time) bool {
+// the reader calls it, with c.pk.mu held.
+func (c *conn) detach() bool {
 	pk := &c.pk
 	if c.nc == nil {
 		return true
@@ -39,7 +39,7 @@ func (c *conn) detach(d time.Time) bool {
 	// open through fd.
 	c.nc.Close()
 	c.nc, pk.rc = nil, nil
-	pk.fd, pk.added, pk.rdl = fd, false, d
+	pk.fd, pk.added = int32(fd), false
 	return true
 }
 
@@ -63,7 +63,7 @@ func (c *conn) attach() error {
 	}
 	armed := pk.added
 	if armed {
-		c.srv.park.del(pk.fd)
+		c.srv.park.del(int(pk.fd))
 		pk.added = false
 	}
 	f := os.NewFile(uintptr(pk.fd), "")
@@ -85,11 +85,14 @@ func (c *conn) attach() error {
 		pk.closed = true
 		return err
 	}
+	// The keepalive bounds the wait for the rest of a packet (connReader).
+	c.cl.mu.Lock()
+	d := c.cl.sess.Deadline()
+	c.cl.mu.Unlock()
 	if c.stop.Load() != running {
-		nc.SetReadDeadline(time.Unix(1, 0)) // as shutdown does
-	} else {
-		nc.SetReadDeadline(pk.rdl)
+		d = time.Unix(1, 0) // as shutdown does
 	}
+	nc.SetReadDeadline(d)
 	c.nc, pk.rc = nc, rc
 	pk.since = time.Now().UnixNano()
 	pk.gen++
@@ -97,8 +100,8 @@ func (c *conn) attach() error {
 		// The writer attached a parked connection: the poller watches
 		// the new descriptor, and wakes the reader to detach again.
 		due := time.Unix(0, pk.since+int64(detachAfter))
-		if !pk.rdl.IsZero() && pk.rdl.Before(due) {
-			due = pk.rdl
+		if !d.IsZero() && d.Before(due) {
+			due = d
 		}
 		if err := c.srv.park.arm(c, due); err != nil {
 			c.nc.Close()
@@ -140,10 +143,10 @@ func (c *conn) closeNet() {
 	}
 	if pk.fd >= 0 {
 		if pk.added {
-			c.srv.park.del(pk.fd)
+			c.srv.park.del(int(pk.fd))
 			pk.added = false
 		}
-		syscall.Close(pk.fd)
+		syscall.Close(int(pk.fd))
 		pk.fd = -1
 	}
 }

@@ -27,28 +27,28 @@ const (
 )
 
 // parking is a connection's side of parking.
+//
+// A connection parked for detachAfter also gives back its net.Conn
+// (detach): the Go runtime's state for a socket (its poll descriptor, 512
+// bytes, and the net.Conn's own structures) would be a third of an idle
+// connection's memory. It keeps only the socket's descriptor, and makes a
+// net.Conn again when bytes come or the writer has something to send
+// (attach). mu guards c.nc, fd, closed, since and gen; it is taken
+// before the poller's mu and before c.wmu. The fields are ordered to pack.
 type parking struct {
 	rc    syscall.RawConn // nil: the connection cannot park
 	id    uint64          // its key in the poller, 0 until first parked
-	added bool            // registered with the poller's epoll
+	due   int64           // the keepalive deadline in the poller's heap, Unix nanoseconds
+	since int64           // when c.nc was made, Unix nanoseconds
+	mu    sync.Mutex
 	state atomic.Int32
-	kick  atomic.Bool // woken since the reader last looked
-	due   int64       // the keepalive deadline in the poller's heap, Unix nanoseconds
-	hidx  int32       // index in the poller's heap, or -1; guarded by the poller's mu
+	hidx  int32  // index in the poller's heap, or -1; guarded by the poller's mu
+	fd    int32  // the socket while detached (c.nc nil); -1 once closed
+	gen   uint32 // counts the net.Conns made: the writer moves its deadline on a new one
 
-	// A connection parked for detachAfter also gives back its net.Conn
-	// (detach): the Go runtime's state for a socket (its poll descriptor,
-	// 512 bytes, and the net.Conn's own structures) would be a third of
-	// an idle connection's memory. It keeps only the socket's descriptor,
-	// and makes a net.Conn again when bytes come or the writer has
-	// something to send (attach). mu guards c.nc and the fields below;
-	// it is taken before the poller's mu and before c.wmu.
-	mu     sync.Mutex
-	fd     int       // the socket while detached (c.nc nil); -1 once closed
-	closed bool      // closeNet was called: no net.Conn is made again
-	since  int64     // when c.nc was made, Unix nanoseconds
-	gen    uint32    // counts the net.Conns made: the writer moves its deadline on a new one
-	rdl    time.Time // the read deadline a new net.Conn gets
+	added  bool        // registered with the poller's epoll
+	kick   atomic.Bool // woken since the reader last looked
+	closed bool        // closeNet was called: no net.Conn is made again
 }
 
 // detachAfter is how long a connection stays parked with its net.Conn
@@ -198,7 +198,7 @@ func (c *conn) park(d time.Time) bool {
 	c.cl.mu.Unlock()
 	pk.mu.Lock()
 	due := d
-	if !c.detach(d) {
+	if !c.detach() {
 		// Detach later: the poller wakes the reader, which parks again.
 		now := time.Now().UnixNano()
 		at := pk.since + int64(detachAfter)
@@ -275,7 +275,7 @@ func (p *poller) arm(c *conn, d time.Time) error {
 	}
 	if c.nc == nil {
 		// Detached: the descriptor is the connection's own.
-		err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, pk.fd, &ev)
+		err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(pk.fd), &ev)
 		pk.added = err == nil
 		return err
 	}
