@@ -34,8 +34,8 @@ type client struct {
 	// Options.SessionExpiry (zero while connected).
 	stored *storedSession
 	since  time.Time
-	nsub atomic.Int32    // len(subs), read by routers without mu
-	on   atomic.Bool     // conn != nil, read by routers without mu
+	nsub   atomic.Int32 // len(subs), read by routers without mu
+	on     atomic.Bool  // conn != nil, read by routers without mu
 }
 
 func newClient(s *Server, id string, st session.Store) (*client, error) {
