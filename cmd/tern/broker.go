@@ -168,7 +168,7 @@ type brokerServer struct {
 	listenURL []string
 	tls       *tls.Config
 	listeners []net.Listener
-	urls      []string // where it listens, with the ports chosen
+	urls      []string   // where it listens, with the ports chosen
 	store     *store.Log // of -data, closed after the server
 
 	// The password and ACL files, reloaded on SIGHUP.
