@@ -302,3 +302,32 @@ func TestSessionExpiry(t *testing.T) {
 	waitFor(t, "the session to expire", func() bool { return srv.Broker.Stats().Expired == 1 })
 	connect(t, srv, "m", false, false)
 }
+
+// TestDurableIncomingAfterRouting: the packet id of an incoming QoS 2
+// message is written after the copies routed to the persistent sessions,
+// so that a crash between them cannot make the publisher's resend look
+// like a duplicate of a message that is not stored for every subscriber.
+func TestDurableIncomingAfterRouting(t *testing.T) {
+	fs := newFakeStore(t)
+	srv := storeServer(t, fs)
+	s := connect(t, srv, "s", false, false)
+	s.subscribe(1, "t/#", 2)
+	s.disconnect()
+	p := connect(t, srv, "p", false, false)
+	p.publish(pub("t/1", "m", 2, 9))
+
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	saved, incoming := -1, -1
+	for i, op := range fs.ops {
+		switch {
+		case op.kind == opSaveMessage && op.id == "s" && string(op.msg.Payload) == "m":
+			saved = i
+		case op.kind == opSaveIncoming && op.id == "p" && op.in.PacketID == 9:
+			incoming = i
+		}
+	}
+	if saved < 0 || incoming < 0 || incoming < saved {
+		t.Fatalf("the subscriber's copy is write %d, the publisher's incoming id write %d: want the copy first", saved, incoming)
+	}
+}
