@@ -47,11 +47,15 @@ import (
 // after a crash, the writes made before some instant (a log does). What
 // remains is narrower: a crash that keeps some of the routed copies and not
 // the packet id makes the resend route the message again, a duplicate for
-// the sessions whose copy was kept. Closing that needs the store to make
-// the writes of one routing atomic.
+// the sessions whose copy was kept. To make that rare, a Sync waits for the
+// routings under way to end (groups), so that it does not cut one in two;
+// a routing that starts between that wait and the store taking its buffer,
+// or a kill in the middle of the store's write, can still be cut. Closing
+// it needs the store to make the writes of one routing atomic.
 type durable struct {
 	st      store.Store
 	expiry  time.Duration
+	groups  sync.RWMutex  // read-held by each reader while it handles a packet
 	written atomic.Uint64 // writes returned so far
 	synced  atomic.Uint64 // writes known durable
 	failed  atomic.Pointer[error]
@@ -109,6 +113,8 @@ func (d *durable) syncTo(n uint64) error {
 		return nil
 	}
 	upTo := d.written.Load() // a Sync covers every write returned before it
+	d.groups.Lock() // let the routings under way end (see durable)
+	d.groups.Unlock()
 	if err := d.st.Sync(); err != nil {
 		return d.fail(err)
 	}
@@ -469,6 +475,7 @@ type ackGate struct {
 // holdAcks is called by the reader before it gives a packet to the session.
 func (c *conn) holdAcks() {
 	if c.srv.dur.st != nil {
+		c.srv.dur.groups.RLock()
 		c.gate.mu.Lock()
 		c.gate.held = true
 	}
@@ -485,6 +492,7 @@ func (c *conn) releaseAcks() {
 		c.gate.seq.Store(c.srv.dur.written.Load())
 		c.gate.held = false
 		c.gate.mu.Unlock()
+		c.srv.dur.groups.RUnlock()
 	}
 }
 

@@ -397,6 +397,7 @@ func runKillScenario(t *testing.T, b *killable, kills int, minGap, maxGap time.D
 			if n > 1 {
 				if min(byte(1+seq%2), s.qos) == 2 {
 					res.dupQoS2 += n - 1
+					t.Logf("%s (%s QoS %d) received %s QoS 2 %d times", s.id, s.filter, s.qos, payload, n)
 				} else {
 					res.dupQoS1 += n - 1
 				}
