@@ -113,7 +113,7 @@ func (d *durable) syncTo(n uint64) error {
 		return nil
 	}
 	upTo := d.written.Load() // a Sync covers every write returned before it
-	d.groups.Lock() // let the routings under way end (see durable)
+	d.groups.Lock()          // let the routings under way end (see durable)
 	d.groups.Unlock()
 	if err := d.st.Sync(); err != nil {
 		return d.fail(err)
