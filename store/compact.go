@@ -146,13 +146,13 @@ func (l *Log) snapshot() (int64, error) {
 			return fail(ErrClosed)
 		}
 		b = b[:0]
-		for len(sids) > 0 && len(b) < snapshotChunk {
+		for len(sids) > 0 && len(b) < l.chunk {
 			if s := l.x.sids[sids[0]]; s != nil {
 				b = appendSession(b, s)
 			}
 			sids = sids[1:]
 		}
-		for len(sids) == 0 && len(topics) > 0 && len(b) < snapshotChunk {
+		for len(sids) == 0 && len(topics) > 0 && len(b) < l.chunk {
 			if r, ok := l.x.retained[topics[0]]; ok {
 				b = appendRetained(b, []byte(topics[0]), r.payload, r.qos)
 			}
@@ -163,6 +163,9 @@ func (l *Log) snapshot() (int64, error) {
 			return fail(err)
 		}
 		size += int64(len(b))
+		if l.afterChunk != nil {
+			l.afterChunk()
+		}
 	}
 	if sync {
 		if err := f.Sync(); err != nil {

@@ -154,7 +154,9 @@ type Log struct {
 	msgSeq, msgSynced    uint64
 	stats                Stats
 	compacting, closing  bool
-	retryAt              int64 // total size before which no compaction is retried
+	retryAt              int64  // total size before which no compaction is retried
+	chunk                int    // snapshotChunk, smaller in tests
+	afterChunk           func() // a test's hook, called between chunks
 	wg                   sync.WaitGroup
 	tick                 chan struct{} // closed to stop the interval goroutine
 }
@@ -177,7 +179,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, opts: opts, lock: lock, log: opts.Logger, x: newIndex()}
+	l := &Log{dir: dir, opts: opts, lock: lock, log: opts.Logger, x: newIndex(), chunk: snapshotChunk}
 	l.cond.L = &l.mu
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
