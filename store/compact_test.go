@@ -226,3 +226,48 @@ func TestCompactInterleaved(t *testing.T) {
 	defer l.Close()
 	diffDump(t, want, loadDump(t, l))
 }
+
+// TestCompactLargeSession: a session with more messages than fit in a
+// chunk is written in parts, with writes between them, deletion of the
+// session included.
+func TestCompactLargeSession(t *testing.T) {
+	for _, deleteIt := range []bool{false, true} {
+		dir := t.TempDir()
+		l := open(t, dir, Options{CompactSize: 1 << 40})
+		big := mustSession(t, l, "big")
+		small := mustSession(t, l, "small")
+		for h := range session.Handle(500) {
+			check(t, big.SaveMessage(&session.Message{Handle: h + 1, QoS: 1, Topic: []byte("t"), Payload: []byte(fmt.Sprint(h))}))
+		}
+		check(t, small.SaveMessage(&session.Message{Handle: 1, QoS: 2, Topic: []byte("s")}))
+		l.chunk = 1024 // about 32 messages per chunk, split above 16
+		calls := 0
+		l.afterChunk = func() {
+			calls++
+			h := session.Handle(calls)
+			switch {
+			case calls == 3 && deleteIt:
+				check(t, big.Delete())
+				big = mustSession(t, l, "big")
+				check(t, big.SaveMessage(&session.Message{Handle: 1000, QoS: 1, Topic: []byte("new")}))
+			case calls < 10:
+				check(t, big.DeleteMessage(h*40))        // in parts written or not
+				check(t, big.UpdateMessage(500-h, 7, 1)) // not yet written
+				check(t, big.SaveMessage(&session.Message{Handle: 600 + h, QoS: 2, Topic: []byte("later")}))
+			}
+		}
+		check(t, l.Compact())
+		if calls < 4 || !deleteIt && calls < 10 {
+			t.Fatalf("%d chunks", calls)
+		}
+		want := loadDump(t, l)
+		check(t, l.Close())
+		l = open(t, dir, Options{})
+		diffDump(t, want, loadDump(t, l))
+		check(t, l.Close())
+		msgs := want.Sessions["big"].Msgs
+		if deleteIt && (len(msgs) == 0 || msgs[0].Handle < 600) || !deleteIt && len(msgs) < 500 {
+			t.Errorf("delete %v: %d messages, from %d", deleteIt, len(msgs), msgs[0].Handle)
+		}
+	}
+}
