@@ -183,6 +183,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 		}
 		return nil, false
 	}
+	s.traffic.packetsIn.Add(1)
 	cp, ok := p.(*packet.Connect)
 	if !ok {
 		// The first packet must be CONNECT [MQTT-3.1.0-1].
@@ -254,7 +255,9 @@ func (c *conn) refuse(rc packet.ReturnCode) {
 	var b [4]byte
 	out, _ := (&packet.Connack{ReturnCode: rc}).Append(b[:0])
 	c.nc.SetWriteDeadline(time.Now().Add(s.opts.ConnectTimeout))
-	c.nc.Write(out)
+	if _, err := c.nc.Write(out); err == nil {
+		s.traffic.countOut(out)
+	}
 	s.log.Debug("connect refused", "client", c.info.ID, "remote", c.info.RemoteAddr, "code", rc)
 	if s.opts.OnEvent != nil {
 		s.emit(&Event{Kind: EventRefuse, Client: &c.info, ReturnCode: byte(rc)})
@@ -294,6 +297,7 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 			cl.conn = c
 			cl.info = &c.info
 			cl.on.Store(true)
+			s.traffic.connected.Add(1)
 			if clean && present {
 				// A clean connection ends the kept session
 				// [MQTT-3.1.2-6]; Accept resets the session
@@ -353,6 +357,7 @@ func (c *conn) run(connect *packet.Connect) error {
 		if err != nil {
 			return err
 		}
+		s.traffic.packetsIn.Add(1)
 		c.holdAcks()
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
@@ -387,7 +392,7 @@ func (c *conn) handle(ev *session.Event) (bool, error) {
 	switch ev.Kind {
 	case session.EventMessage:
 		p := ev.Publish
-		if s.opts.AuthorizePublish != nil && !s.opts.AuthorizePublish(&c.info, p.Topic, p.QoS, p.Retain) {
+		if s.sysReserved(p.Topic) || s.opts.AuthorizePublish != nil && !s.opts.AuthorizePublish(&c.info, p.Topic, p.QoS, p.Retain) {
 			// Acknowledged by the session as usual, and dropped
 			// [MQTT-3.3.5-2].
 			return false, nil
@@ -463,12 +468,12 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 	c.codes = codes
 	cl.mu.Lock()
 	cl.sess.Suback(sp.PacketID, codes) // [MQTT-3.8.4-2]
+	cl.mu.Unlock()
 	for i, sb := range sp.Subscriptions {
 		if codes[i] != packet.SubackFailure && !topic.IsShared(sb.Filter) {
-			s.sendRetained(cl, &c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
+			s.sendRetained(cl, &c.info, &c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
 		}
 	}
-	cl.mu.Unlock()
 	c.wake()
 	return nil
 }
@@ -513,6 +518,7 @@ func (c *conn) finish(why error) {
 	}
 	cl.conn = nil
 	cl.on.Store(false)
+	s.traffic.connected.Add(-1)
 	if c.info.CleanSession && s.clients[cl.id] == cl {
 		// A clean session ends with its connection [MQTT-3.1.2-6].
 		delete(s.clients, cl.id)
@@ -533,7 +539,7 @@ func (c *conn) finish(why error) {
 
 	if w := c.will; w != nil && stop != graceful && stop != immediate {
 		c.will = nil
-		if s.opts.AuthorizePublish == nil || s.opts.AuthorizePublish(&c.info, w.Topic, w.QoS, w.Retain) {
+		if !s.sysReserved(w.Topic) && (s.opts.AuthorizePublish == nil || s.opts.AuthorizePublish(&c.info, w.Topic, w.QoS, w.Retain)) {
 			// Published as sent: retained or not [MQTT-3.1.2-16]
 			// [MQTT-3.1.2-17].
 			c.router.route(s, w)
@@ -625,6 +631,7 @@ func (c *conn) flush() error {
 		if _, err := c.nc.Write(buf); err != nil {
 			return err
 		}
+		s.traffic.countOut(buf)
 	}
 }
 
@@ -648,6 +655,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 	c.router.flushWakes()
 	for {
 		n, err := c.nc.Read(p)
+		if n > 0 {
+			c.srv.traffic.bytesIn.Add(int64(n))
+		}
 		if err == nil || n > 0 || c.cl == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
