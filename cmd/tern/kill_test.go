@@ -467,8 +467,14 @@ func TestKillDurable(t *testing.T) {
 	if res.acked[1] == 0 || res.acked[2] == 0 || res.retained == 0 {
 		t.Fatalf("the scenario acknowledged nothing at some QoS: %v", res)
 	}
-	if res.lost > 0 || res.dupQoS2 > 0 || res.unknown > 0 || res.sessionLost > 0 || res.retainedLost > 0 || res.retainedStale > 0 {
-		t.Errorf("tern lost or duplicated what it acknowledged: %v", res)
+	if res.lost > 0 || res.unknown > 0 || res.sessionLost > 0 || res.retainedLost > 0 || res.retainedStale > 0 {
+		t.Errorf("tern lost what it acknowledged: %v", res)
+	}
+	if res.dupQoS2 > 0 {
+		// Seen about once in 300 kills: a kill that cut the writes of
+		// one routing in two (see the doc of broker's durable type);
+		// closing it needs atomic groups of writes in the store.
+		t.Errorf("tern delivered QoS 2 messages twice [MQTT-4.3.3-1]: %v", res)
 	}
 }
 
