@@ -396,6 +396,9 @@ func (d *durable) restore(s *Server) error {
 		if err != nil {
 			return fmt.Errorf("broker: loading session %q: %w", ss.id, err)
 		}
+		if len(ss.subs) > 0 {
+			cl.subs = make(map[string]byte, len(ss.subs))
+		}
 		for _, sb := range ss.subs {
 			if sb.QoS > 2 || s.subs.Add(sb.Filter, sub{cl, sb.QoS}) != nil {
 				return fmt.Errorf("broker: session %q: stored subscription %q QoS %d is not valid", ss.id, sb.Filter, sb.QoS)
@@ -403,6 +406,7 @@ func (d *durable) restore(s *Server) error {
 			cl.subs[sb.Filter] = sb.QoS
 		}
 		cl.nsub.Store(int32(len(cl.subs)))
+		s.traffic.subs.Add(int64(len(cl.subs)))
 		cl.since = ss.lastSeen
 		if ss.lastSeen.IsZero() {
 			// Connected when the broker stopped: abandoned from now.

@@ -22,6 +22,11 @@ import (
 const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultWriteTimeout   = 30 * time.Second
+
+	// DefaultMaxPacketSize lets payloads of several MiB through (common
+	// clients send 1 MiB and more; mosquitto sets no limit) while a
+	// client must still send 16 MiB to make the broker hold them.
+	DefaultMaxPacketSize = 16 << 20
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
@@ -45,8 +50,15 @@ type Options struct {
 	MaxConnections int
 
 	// MaxPacketSize limits the size of a packet read from a client, fixed
-	// header included; 0 means packet.DefaultMaxSize (1 MiB). A larger
-	// packet closes the connection.
+	// header included; 0 means DefaultMaxPacketSize (16 MiB). A larger
+	// packet closes the connection as soon as its fixed header is in.
+	//
+	// Memory follows the bytes a client actually sends, not the length
+	// it announces: a connection's read buffer grows as bytes arrive,
+	// doubling, so a packet of n bytes holds at most 2n bytes while it is
+	// read (and never more than 1.5 times MaxPacketSize), and an idle
+	// connection holds no read buffer at all. Messages routed to
+	// subscribers are bounded separately, by MaxQueuedBytes.
 	MaxPacketSize int
 
 	// MaxInflight is the number of QoS 1 and 2 messages sent to one client
@@ -54,12 +66,25 @@ type Options struct {
 	MaxInflight int
 
 	// MaxQueued is the number of messages waiting for one client behind
-	// its inflight window, or for a persistent session's next connection;
-	// 0 or less means 1000, as mosquitto. Messages beyond it are dropped
-	// and counted (Stats.Dropped). It bounds a count, not bytes: the
-	// memory a stuck client can hold is MaxQueued times the largest
-	// message (see MaxPacketSize).
+	// its inflight window, or for a persistent session's next connection,
+	// QoS 0 messages not yet written included. 0 or less means
+	// DefaultMaxQueued (1000, as mosquitto's max_queued_messages) for a
+	// client that is away, and no bound in messages while it is connected,
+	// where MaxQueuedBytes bounds its queue: a subscriber that reads at line
+	// rate then loses nothing when a publisher bursts tens of thousands of
+	// messages. Messages beyond the bounds are dropped, counted
+	// (Stats.Dropped, ClientStats.Dropped) and logged at warn level (one
+	// line per second at most).
 	MaxQueued int
+
+	// MaxQueuedBytes bounds the same messages in bytes (topic, payload and
+	// session.QueuedOverhead each); 0 means DefaultMaxQueuedBytes, a
+	// negative value no bound in bytes. One message may always wait, so a
+	// client that does not read holds at most the larger of
+	// MaxQueuedBytes and one message in its queue, plus the batch its
+	// writer is writing (at most as much again) until WriteTimeout closes
+	// its connection.
+	MaxQueuedBytes int
 
 	// ConnectTimeout bounds the wait for the CONNECT packet (and the TLS
 	// handshake) of a new connection; 0 means DefaultConnectTimeout.
@@ -178,6 +203,7 @@ type Server struct {
 	dropped   atomic.Int64
 	refused   atomic.Int64
 	ended     atomic.Int64
+	dropLog   atomic.Int64 // when a drop was last logged, in Unix nanoseconds
 
 	traffic ioCounters // bytes and packets in and out, connected clients, subscriptions
 	sys     sysState   // $SYS topics
@@ -189,6 +215,7 @@ type Server struct {
 
 	bufPool sync.Pool // *[]byte write buffers
 	readers sync.Pool // *pooledReader
+	park    poller    // waits for parked connections' bytes
 }
 
 // New returns a Server configured by opts.
@@ -199,11 +226,14 @@ func New(opts Options) *Server {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	if opts.MaxPacketSize <= 0 {
+		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
 	if opts.MaxInflight <= 0 {
 		opts.MaxInflight = session.DefaultMaxInflight
 	}
-	if opts.MaxQueued <= 0 {
-		opts.MaxQueued = session.DefaultMaxQueued
+	if opts.MaxQueuedBytes == 0 {
+		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
 	log := opts.Logger
 	if log == nil {
@@ -333,6 +363,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.park.stop()
 		return s.dur.syncAll()
 	case <-ctx.Done():
 		s.Close()
@@ -348,6 +379,7 @@ func (s *Server) Close() error {
 		c.shutdown(true)
 	}
 	s.wg.Wait()
+	s.park.stop()
 	return s.dur.syncAll()
 }
 

@@ -97,6 +97,7 @@ type brokerFlags struct {
 	maxPacket      int
 	maxInflight    int
 	maxQueued      int
+	maxQueuedBytes int
 	logLevel       string
 	sysInterval    time.Duration
 	metrics        string
@@ -115,9 +116,10 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.aclFile, "acl", "", "ACL `file` (see above)")
 	fs.BoolVar(&f.allowAnonymous, "allow-anonymous", false, "with -passwd, accept clients that send no user name too")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "maximum simultaneous `connections`; 0 for no limit")
-	fs.IntVar(&f.maxPacket, "max-packet", 0, "maximum packet size in `bytes` from a client; 0 for 1 MiB")
+	fs.IntVar(&f.maxPacket, "max-packet", 0, "maximum packet size in `bytes` from a client; 0 for 16 MiB (memory follows the bytes sent, not this limit)")
 	fs.IntVar(&f.maxInflight, "max-inflight", 0, "QoS 1 and 2 `messages` in flight to each client; 0 for 20")
-	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped beyond; 0 for 1000")
+	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped (counted, logged at warn) beyond; 0 for 1000 while a client is away and no bound but -max-queued-bytes while it is connected")
+	fs.IntVar(&f.maxQueuedBytes, "max-queued-bytes", 0, "`bytes` of messages queued for each client, dropped beyond; 0 for 16 MiB, -1 for no bound in bytes")
 	fs.StringVar(&f.logLevel, "log", "info", "log `level`: debug, info (connections), warn or error")
 	f.sysInterval = broker.DefaultSysInterval
 	fs.Var((*secondsFlag)(&f.sysInterval), "sys-interval", "publish the $SYS topics every this many `seconds` (or a duration); 0 turns them off")
@@ -298,6 +300,7 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		MaxPacketSize:  f.maxPacket,
 		MaxInflight:    f.maxInflight,
 		MaxQueued:      f.maxQueued,
+		MaxQueuedBytes: f.maxQueuedBytes,
 		Transport:      &transport.Options{TLSConfig: b.tls},
 		SysInterval:    f.sysInterval,
 	}
