@@ -57,6 +57,7 @@ type conn struct {
 	will   *packet.Publish // nil without a will, or after DISCONNECT
 	router *router         // scratch lent from routerPool, except while parked
 	pk     parking         // how an idle connection waits without a goroutine
+	gate   ackGate         // with a store: the acknowledgements wait for routing
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -315,7 +316,7 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 		}
 		cl = s.clients[c.info.ID]
 		if cl == nil {
-			cl, err = newClient(s, c.info.ID)
+			cl, err = s.newSession(c.info.ID, clean)
 			if err != nil {
 				s.mu.Unlock()
 				return nil, false, err
@@ -327,6 +328,11 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 		cl.mu.Lock()
 		old := cl.conn
 		if old == nil {
+			if err := s.attached(cl, clean); err != nil {
+				cl.mu.Unlock()
+				s.mu.Unlock()
+				return nil, false, err
+			}
 			cl.conn = c
 			cl.info = &c.info
 			cl.on.Store(true)
@@ -404,6 +410,7 @@ func (c *conn) readLoop() (error, bool) {
 			return err, false
 		}
 		s.traffic.packetsIn.Add(1)
+		c.holdAcks()
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
 		evs := c.router.evs[:0]
@@ -426,6 +433,7 @@ func (c *conn) readLoop() (error, bool) {
 			}
 		}
 		clear(evs) // drop the references into the read buffer
+		c.releaseAcks()
 	}
 }
 
@@ -529,6 +537,7 @@ func (c *conn) finish(why error) {
 	s := c.srv
 	cl := c.cl
 	stop := c.stop.Load()
+	c.releaseAcks()
 	// Routers stop choosing this session for shared subscriptions before
 	// the client can see its connection closed: once it has, the group's
 	// messages go to the members still connected. No other connection can
@@ -566,6 +575,8 @@ func (c *conn) finish(why error) {
 		// A clean session ends with its connection [MQTT-3.1.2-6].
 		delete(s.clients, cl.id)
 		ended = true
+	} else if s.clients[cl.id] == cl {
+		s.detached(cl, time.Now())
 	}
 	cl.mu.Unlock()
 	s.mu.Unlock()
@@ -642,16 +653,17 @@ func (c *conn) flush() error {
 	}()
 	for {
 		now := time.Now()
-		cl.mu.Lock()
+		c.lockOut()
 		if !cl.sess.HasOutgoing() {
-			cl.mu.Unlock()
+			c.unlockOut()
 			return nil
 		}
 		if bp == nil {
 			bp = s.getBuf()
 		}
 		buf, err := cl.sess.AppendOutgoing((*bp)[:0], now)
-		cl.mu.Unlock()
+		mark := c.syncMark()
+		c.unlockOut()
 		*bp = buf
 		if err != nil {
 			return err
@@ -672,6 +684,11 @@ func (c *conn) flush() error {
 			// timer update per batch.
 			nc.SetWriteDeadline(now.Add(wt))
 			c.wdeadline = now.Sub(s.sys.start)
+		}
+		// What the batch acknowledges is durable before it leaves, the
+		// fsync outside the session's lock (see durable).
+		if err := s.dur.syncTo(mark); err != nil {
+			return err
 		}
 		if _, err := nc.Write(buf); err != nil {
 			return err

@@ -17,8 +17,8 @@ import (
 // parked connections of all of them detach and attach again.
 func init() { detachAfter = 20 * time.Millisecond }
 
-// detached counts the connections of s parked without a net.Conn.
-func (s *Server) detached() int {
+// detachedConns counts the connections of s parked without a net.Conn.
+func (s *Server) detachedConns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -36,7 +36,7 @@ func waitDetached(t *testing.T, s *Server, want int) {
 	t.Helper()
 	var n int
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if n = s.detached(); n >= want {
+		if n = s.detachedConns(); n >= want {
 			return
 		}
 	}

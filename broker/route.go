@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
@@ -31,14 +32,20 @@ type client struct {
 	drops atomic.Int64    // messages dropped because the queue was full
 	nsub  atomic.Int32    // len(subs), read by routers without mu
 	on    atomic.Bool     // conn != nil, read by routers without mu
+	// stored is the session's durable state with Options.Store, nil for
+	// clean sessions; since is when its last connection ended, for
+	// Options.SessionExpiry (zero while connected).
+	stored *storedSession
+	since  time.Time
 }
 
-func newClient(s *Server, id string) (*client, error) {
+func newClient(s *Server, id string, st session.Store) (*client, error) {
 	sess, err := session.New(session.Config{
 		Role:           session.Server,
 		MaxInflight:    s.opts.MaxInflight,
 		MaxQueued:      s.sessionQueued(),
 		MaxQueuedBytes: s.opts.MaxQueuedBytes,
+		Store:          st,
 	})
 	if err != nil {
 		return nil, err
@@ -203,6 +210,7 @@ func (s *Server) drop(cl *client, info *Client, p *packet.Publish) {
 // [MQTT-3.3.1-10] [MQTT-3.3.1-11]. Retained messages are kept apart from
 // sessions and outlive them [MQTT-3.1.2-7].
 func (s *Server) retain(p *packet.Publish) {
+	s.storeRetained(p)
 	if len(p.Payload) == 0 {
 		s.retained.Delete(string(p.Topic))
 		return
@@ -246,6 +254,9 @@ func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
 		return nil
 	}
 	f := string(filter)
+	if err := s.storeSubscribe(cl, f, qos); err != nil {
+		return err
+	}
 	if err := s.subs.Add(f, sub{cl, qos}); err != nil {
 		return err
 	}
@@ -268,6 +279,7 @@ func (s *Server) removeSub(cl *client, filter []byte) {
 		return
 	}
 	f := string(filter)
+	s.storeUnsubscribe(cl, f)
 	s.subs.Remove(f, sub{cl, qos})
 	cl.subs.del(f)
 	s.traffic.subs.Add(-1)

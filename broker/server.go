@@ -13,6 +13,7 @@ import (
 
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/store"
 	"github.com/ternmq/mqtt/topic"
 	"github.com/ternmq/mqtt/transport"
 )
@@ -136,6 +137,26 @@ type Options struct {
 	// messages received and messages dropped, for metrics and audit logs.
 	// It runs on the connection's goroutine and must return quickly.
 	OnEvent func(e *Event)
+
+	// Store, when set, keeps the persistent sessions (subscriptions,
+	// messages queued and in flight, incoming QoS 2 exchanges) and the
+	// retained messages across restarts; nil keeps them in memory only.
+	// Clean sessions are never written. The stored state is restored by
+	// the first call of Serve (or ListenAndServe, or Publish), which
+	// returns the error if it cannot be. The broker acknowledges a
+	// message (PUBACK, PUBREC) only once it is durable for every
+	// persistent session it was queued for and as retained, a
+	// subscription (SUBACK) once it is durable, and sends a PUBREL only
+	// once the PUBREC's state is durable [MQTT-4.3.3-1]. The Server does
+	// not close the Store: close it after Shutdown or Close returns.
+	Store store.Store
+
+	// SessionExpiry deletes a persistent session whose client has not
+	// connected for that long (its subscriptions and queued messages;
+	// counted in Stats.Expired), like mosquitto's
+	// persistent_client_expiration; 0 keeps sessions for ever. Time spent
+	// with the Server stopped counts.
+	SessionExpiry time.Duration
 }
 
 // Stats are counters of a Server since it was created.
@@ -148,6 +169,7 @@ type Stats struct {
 	Refused      int64 // CONNECTs refused with a non-zero CONNACK
 	Retained     int64 // retained messages held now
 	Disconnected int64 // connections that ended after an accepted CONNECT
+	Expired      int64 // persistent sessions deleted by Options.SessionExpiry
 
 	Connected       int64         // clients connected now, CONNECT accepted
 	Subscriptions   int64         // subscriptions held now, shared ones included
@@ -189,6 +211,8 @@ type Server struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 
+	dur *durable // Options.Store and SessionExpiry
+
 	bufPool sync.Pool // *[]byte write buffers
 	readers sync.Pool // *pooledReader
 	park    poller    // waits for parked connections' bytes
@@ -218,6 +242,7 @@ func New(opts Options) *Server {
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	return &Server{
+		dur:       newDurable(&opts),
 		opts:      opts,
 		log:       log,
 		clients:   make(map[string]*client),
@@ -246,6 +271,10 @@ func (s *Server) ListenAndServe(rawURL string) error {
 // The first Serve starts the publication of the $SYS/broker/... topics if
 // Options.SysInterval asks for it; Shutdown and Close stop it.
 func (s *Server) Serve(l net.Listener) error {
+	if err := s.dur.ready(s); err != nil {
+		l.Close()
+		return err
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -301,6 +330,7 @@ func (s *Server) isClosing() bool {
 
 // beginClose stops the listeners and returns the open connections.
 func (s *Server) beginClose() []*conn {
+	s.dur.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closing {
@@ -334,7 +364,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.park.stop()
-		return nil
+		return s.dur.syncAll()
 	case <-ctx.Done():
 		s.Close()
 		<-done
@@ -350,7 +380,7 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.park.stop()
-	return nil
+	return s.dur.syncAll()
 }
 
 // Stats returns the Server's counters.
@@ -367,6 +397,7 @@ func (s *Server) Stats() Stats {
 		Refused:      s.refused.Load(),
 		Retained:     int64(s.retained.Len()),
 		Disconnected: s.ended.Load(),
+		Expired:      s.dur.expired.Load(),
 
 		Connected:       s.traffic.connected.Load(),
 		Subscriptions:   s.traffic.subs.Load(),
@@ -382,8 +413,12 @@ func (s *Server) Stats() Stats {
 // Publish routes a message from the application embedding the Server to the
 // subscribers, as if a client had published it (no authorization hook is
 // called). With p.Retain set it is also stored, or cleared with an empty
-// payload. p is not kept: it may be reused when Publish returns.
+// payload. p is not kept: it may be reused when Publish returns. With
+// Options.Store, Publish returns once what it stored is durable.
 func (s *Server) Publish(p *packet.Publish) error {
+	if err := s.dur.ready(s); err != nil {
+		return err
+	}
 	if p.QoS > 2 {
 		return &packet.Error{Kind: packet.ErrMalformed, Type: packet.PUBLISH, Rule: "MQTT-3.3.1-4", Reason: "QoS 3"}
 	}
@@ -394,7 +429,7 @@ func (s *Server) Publish(p *packet.Publish) error {
 	r.route(s, p)
 	r.flushWakes()
 	putRouter(r)
-	return nil
+	return s.dur.syncAll()
 }
 
 // newClientID returns an identifier for a client that sent an empty one

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ternmq/mqtt/broker"
 	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/store"
 	"github.com/ternmq/mqtt/transport"
 )
 
@@ -26,7 +28,8 @@ const brokerUsage = `
 Usage: tern broker [-listen URL]... [flags]
 
 Runs an MQTT 3.1.1 broker: QoS 0, 1 and 2, retained messages, wills,
-persistent sessions (in memory), shared subscriptions ($share/group/filter).
+persistent sessions (in memory, or on disk with -data), shared
+subscriptions ($share/group/filter).
 It prints each address it listens on, then serves until interrupted.
 
 Listeners are URLs (-listen is repeatable; port 0 picks a free port):
@@ -69,6 +72,7 @@ Monitoring:
 
 Examples:
   tern broker
+  tern broker -data /var/lib/tern -session-expiry 720h
   tern broker -listen mqtt://:1883 -listen ws://:8080/mqtt
   tern broker -listen mqtts://:8883 -cert server.crt -key server.key
   tern broker -listen mqtts://:8883 -cert server.crt -key server.key -cafile ca.crt -require-cert
@@ -97,11 +101,12 @@ type brokerFlags struct {
 	logLevel       string
 	sysInterval    time.Duration
 	metrics        string
+	store          storeFlags
 }
 
 func runBroker(ctx context.Context, e *env, args []string) error {
 	var f brokerFlags
-	fs := newFlagSet(e, "broker", brokerUsage)
+	fs := newFlagSet(e, "broker", strings.Replace(brokerUsage, "\nExamples:", storeUsage+"\nExamples:", 1))
 	fs.Var(&f.listen, "listen", "listener `URL` (repeatable): mqtt://, mqtts://, ws://, wss://, unix://")
 	fs.StringVar(&f.certFile, "cert", "", "PEM `file` of the server certificate, for mqtts:// and wss://")
 	fs.StringVar(&f.keyFile, "key", "", "PEM `file` of the server private key")
@@ -119,6 +124,7 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	f.sysInterval = broker.DefaultSysInterval
 	fs.Var((*secondsFlag)(&f.sysInterval), "sys-interval", "publish the $SYS topics every this many `seconds` (or a duration); 0 turns them off")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port)")
+	f.store.register(fs)
 	if err := parseFlags(e, fs, args, false); err != nil {
 		return err
 	}
@@ -173,6 +179,11 @@ wait:
 	if err := b.srv.Shutdown(sctx); err != nil {
 		b.srv.Close()
 	}
+	if b.store != nil {
+		if err := b.store.Close(); err != nil && serveErr == nil {
+			serveErr = fmt.Errorf("-data: closing the store: %w", err)
+		}
+	}
 	if serveErr != nil && !errors.Is(serveErr, broker.ErrServerClosed) {
 		return serveErr
 	}
@@ -188,7 +199,8 @@ type brokerServer struct {
 	listenURL []string
 	tls       *tls.Config
 	listeners []net.Listener
-	urls      []string // where it listens, with the ports chosen
+	urls      []string   // where it listens, with the ports chosen
+	store     *store.Log // of -data, closed after the server
 
 	// The password and ACL files, reloaded on SIGHUP.
 	passwdFile, aclFile string
@@ -341,6 +353,9 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 			return b.acl.Load().canRead(aclClientOf(c), topic)
 		}
 	}
+	if b.store, err = f.store.open(&opts, log); err != nil {
+		return nil, err
+	}
 	b.srv = broker.New(opts)
 	return b, nil
 }
@@ -380,6 +395,9 @@ func (b *brokerServer) close() {
 		l.Close()
 	}
 	b.srv.Close()
+	if b.store != nil {
+		b.store.Close()
+	}
 }
 
 // listenerURL is raw with the port the system chose, for the banner.
