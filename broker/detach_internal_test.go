@@ -120,6 +120,39 @@ func TestDetachedConnections(t *testing.T) {
 	cs[1].Write([]byte{0x40, 0x02, p[9], p[10], 0xc0, 0x00}) // PUBACK, PINGREQ
 	expectBytes(t, cs[1], []byte{0xd0, 0x00})
 
+	// A connection written to more often than detachAfter stays attached:
+	// it does not make a net.Conn per message.
+	waitDetached(t, s, n)
+	var cl *client
+	s.mu.Lock()
+	for c := range s.conns {
+		if c.info.ID == "d" {
+			cl = c.cl
+		}
+	}
+	s.mu.Unlock()
+	gen := func() uint32 {
+		cl.mu.Lock()
+		c := cl.conn
+		cl.mu.Unlock()
+		c.pk.mu.Lock()
+		defer c.pk.mu.Unlock()
+		return c.pk.gen
+	}
+	g0 := gen()
+	const stream = 40 // one QoS 0 message every detachAfter/4
+	for range stream {
+		s.Publish(&packet.Publish{Topic: []byte("d/cmd"), Payload: []byte("x")})
+		time.Sleep(detachAfter / 4)
+	}
+	want := []byte{0x30, 0x08, 0x00, 0x05, 'd', '/', 'c', 'm', 'd', 'x'}
+	for range stream {
+		expectBytes(t, cs[3], want)
+	}
+	if g := gen() - g0; g > 4 {
+		t.Errorf("a connection written to every %v made %d net.Conns for %d messages", detachAfter/4, g, stream)
+	}
+
 	// A detached connection taken over is closed [MQTT-3.1.4-2].
 	waitDetached(t, s, n)
 	rawConnect(t, addr, "c", false)

@@ -7,8 +7,17 @@ import (
 	"time"
 )
 
+// busy records that bytes were read or written, which puts off detaching
+// by detachAfter; a connection that never detached detaches when it first
+// parks.
+func (pk *parking) busy() {
+	if pk.since.Load() != 0 {
+		pk.since.Store(time.Now().UnixNano())
+	}
+}
+
 // detach gives back the net.Conn of a connection about to park, keeping a
-// duplicate of its socket's descriptor, if it has been parked long enough
+// duplicate of its socket's descriptor, if it has been idle long enough
 // (detachAfter) and no writer runs. It reports whether c is detached. Only
 // the reader calls it, with c.pk.mu held.
 func (c *conn) detach() bool {
@@ -16,7 +25,7 @@ func (c *conn) detach() bool {
 	if c.nc == nil {
 		return true
 	}
-	if pk.closed || pk.rc == nil || time.Now().UnixNano()-pk.since < int64(detachAfter) {
+	if pk.closed || pk.rc == nil || time.Now().UnixNano()-pk.since.Load() < int64(detachAfter) {
 		return false
 	}
 	c.wmu.Lock()
@@ -94,12 +103,12 @@ func (c *conn) attach() error {
 	}
 	nc.SetReadDeadline(d)
 	c.nc, pk.rc = nc, rc
-	pk.since = time.Now().UnixNano()
+	pk.since.Store(time.Now().UnixNano())
 	pk.gen++
 	if armed && pk.state.Load() == parked {
 		// The writer attached a parked connection: the poller watches
 		// the new descriptor, and wakes the reader to detach again.
-		due := time.Unix(0, pk.since+int64(detachAfter))
+		due := time.Unix(0, pk.since.Load()+int64(detachAfter))
 		if !d.IsZero() && d.Before(due) {
 			due = d
 		}

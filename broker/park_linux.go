@@ -28,18 +28,18 @@ const (
 
 // parking is a connection's side of parking.
 //
-// A connection parked for detachAfter also gives back its net.Conn
-// (detach): the Go runtime's state for a socket (its poll descriptor, 512
+// A connection idle for detachAfter (a new one at once) also gives back its
+// net.Conn (detach): the Go runtime's state for a socket (its poll descriptor, 512
 // bytes, and the net.Conn's own structures) would be a third of an idle
 // connection's memory. It keeps only the socket's descriptor, and makes a
 // net.Conn again when bytes come or the writer has something to send
-// (attach). mu guards c.nc, fd, closed, since and gen; it is taken
+// (attach). mu guards c.nc, fd, closed and gen; it is taken
 // before the poller's mu and before c.wmu. The fields are ordered to pack.
 type parking struct {
 	rc    syscall.RawConn // nil: the connection cannot park
 	id    uint64          // its key in the poller, 0 until first parked
 	due   int64           // the keepalive deadline in the poller's heap, Unix nanoseconds
-	since int64           // when c.nc was made, Unix nanoseconds
+	since atomic.Int64    // the last bytes read or written, Unix nanoseconds; 0 until first detached
 	mu    sync.Mutex
 	state atomic.Int32
 	hidx  int32  // index in the poller's heap, or -1; guarded by the poller's mu
@@ -95,16 +95,21 @@ func (c *conn) unpark() {
 // device that then goes quiet, say).
 func (c *conn) shrinkIfParked() {
 	pk := &c.pk
+	fresh := pk.since.Load() == 0
+	pk.busy()
 	if pk.state.Load() != parked {
 		return
 	}
 	c.cl.mu.Lock()
 	c.cl.sess.Shrink()
 	c.cl.mu.Unlock()
-	// The reader could not detach while the writer ran: wake it to
-	// park again, detaching, if it may.
+	if !fresh {
+		return // the poller wakes the reader to detach once idle
+	}
+	// A new connection detaches at once, but its reader could not while
+	// the writer sent the CONNACK: wake it to park again, detaching.
 	pk.mu.Lock()
-	wake := c.nc != nil && pk.rc != nil && !pk.closed && time.Now().UnixNano()-pk.since >= int64(detachAfter)
+	wake := c.nc != nil && pk.rc != nil && !pk.closed
 	pk.mu.Unlock()
 	if wake && pk.state.CompareAndSwap(parked, active) {
 		go c.loop()
@@ -129,6 +134,7 @@ func (c *conn) idleRead() (int, error, bool) {
 		c.pk.kick.Store(false)
 		n, err, empty := c.tryRead()
 		if !empty {
+			c.pk.busy()
 			return n, err, false
 		}
 		if c.stop.Load() != running {
@@ -201,7 +207,7 @@ func (c *conn) park(d time.Time) bool {
 	if !c.detach() {
 		// Detach later: the poller wakes the reader, which parks again.
 		now := time.Now().UnixNano()
-		at := pk.since + int64(detachAfter)
+		at := pk.since.Load() + int64(detachAfter)
 		if at <= now {
 			at = now + int64(detachAfter) // the writer ran: try again later
 		}
