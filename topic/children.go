@@ -16,9 +16,15 @@ import "strings"
 // integer, zero-padded. Padding is unambiguous because valid topics never
 // hold U+0000; callers must not look up levels that do.
 type children[N any] struct {
-	list  []child[N]
-	short map[uint64]*N // keys of at most 8 bytes, by pre, past maxList
-	long  map[string]*N // longer keys, past maxList
+	list []child[N]
+	maps *childMaps[N] // past maxList; nil while the children fit in list
+}
+
+// childMaps hold the children of a node with many, apart from the node so
+// that the many nodes with few children stay small.
+type childMaps[N any] struct {
+	short map[uint64]*N // keys of at most 8 bytes, by pre
+	long  map[string]*N // longer keys
 }
 
 type child[N any] struct {
@@ -53,10 +59,13 @@ func getChild[N any, S ~string | ~[]byte](c *children[N], level S) *N {
 			return e.n
 		}
 	}
-	if short {
-		return c.short[pre] // nil maps are empty
+	if c.maps == nil {
+		return nil
 	}
-	return c.long[string(level)]
+	if short {
+		return c.maps.short[pre] // nil maps are empty
+	}
+	return c.maps.long[string(level)]
 }
 
 // add adds n under key, which must not be present. A long key is cloned so
@@ -66,11 +75,12 @@ func (c *children[N]) add(key string, n *N) {
 	if len(key) > 8 {
 		e.long = strings.Clone(key)
 	}
-	if c.short == nil && c.long == nil {
+	if c.maps == nil {
 		if len(c.list) < maxList {
 			c.list = append(c.list, e)
 			return
 		}
+		c.maps = new(childMaps[N])
 		for _, x := range c.list {
 			c.mapAdd(x)
 		}
@@ -80,38 +90,39 @@ func (c *children[N]) add(key string, n *N) {
 }
 
 func (c *children[N]) mapAdd(e child[N]) {
+	m := c.maps
 	if e.long == "" {
-		if c.short == nil {
-			c.short = make(map[uint64]*N)
+		if m.short == nil {
+			m.short = make(map[uint64]*N)
 		}
-		c.short[e.pre] = e.n
+		m.short[e.pre] = e.n
 		return
 	}
-	if c.long == nil {
-		c.long = make(map[string]*N)
+	if m.long == nil {
+		m.long = make(map[string]*N)
 	}
-	c.long[e.long] = e.n
+	m.long[e.long] = e.n
 }
 
 // del removes the child under key, if any.
 func (c *children[N]) del(key string) {
 	pre, short := prefix(key), len(key) <= 8
-	if c.short != nil || c.long != nil {
+	if m := c.maps; m != nil {
 		if short {
-			delete(c.short, pre)
+			delete(m.short, pre)
 		} else {
-			delete(c.long, key)
+			delete(m.long, key)
 		}
-		if n := len(c.short) + len(c.long); n <= minList {
+		if n := len(m.short) + len(m.long); n <= minList {
 			// Maps never shrink: move back to a slice.
 			c.list = make([]child[N], 0, n)
-			for pre, n := range c.short {
+			for pre, n := range m.short {
 				c.list = append(c.list, child[N]{pre: pre, n: n})
 			}
-			for k, n := range c.long {
+			for k, n := range m.long {
 				c.list = append(c.list, child[N]{pre: prefix(k), long: k, n: n})
 			}
-			c.short, c.long = nil, nil
+			c.maps = nil
 		}
 		return
 	}
@@ -131,7 +142,10 @@ func (c *children[N]) del(key string) {
 }
 
 func (c *children[N]) len() int {
-	return len(c.list) + len(c.short) + len(c.long)
+	if c.maps == nil {
+		return len(c.list)
+	}
+	return len(c.list) + len(c.maps.short) + len(c.maps.long)
 }
 
 // each calls fn for every child until fn returns false. dollar tells
@@ -142,12 +156,15 @@ func (c *children[N]) each(fn func(dollar bool, n *N) bool) bool {
 			return false
 		}
 	}
-	for pre, n := range c.short {
+	if c.maps == nil {
+		return true
+	}
+	for pre, n := range c.maps.short {
 		if !fn(byte(pre) == '$', n) {
 			return false
 		}
 	}
-	for k, n := range c.long {
+	for k, n := range c.maps.long {
 		if !fn(k[0] == '$', n) {
 			return false
 		}

@@ -28,7 +28,7 @@ func TestTreePrune(t *testing.T) {
 		t.Errorf("50 values of \"#\" have no index")
 	}
 	site := getChild(&tree.root.kids, "site")
-	if site == nil || site.kids.short == nil {
+	if site == nil || site.kids.maps == nil {
 		t.Fatalf("site has no map of children with %d of them", site.kids.len())
 	}
 	// Remove all but a few, and check the structures shrink.
@@ -64,13 +64,13 @@ func TestRetainedPrune(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if d := getChild(&r.root.kids, "dev"); d == nil || d.kids.short == nil {
+	if d := getChild(&r.root.kids, "dev"); d == nil || d.kids.maps == nil {
 		t.Fatalf("dev has no map of children")
 	}
 	for i := 10; i < len(names); i++ {
 		r.Delete(names[i])
 	}
-	if d := getChild(&r.root.kids, "dev"); d == nil || d.kids.short != nil || d.kids.len() != 4 {
+	if d := getChild(&r.root.kids, "dev"); d == nil || d.kids.maps != nil || d.kids.len() != 4 {
 		t.Fatalf("dev children did not shrink to a slice of 4")
 	}
 	for _, n := range names[:10] {
