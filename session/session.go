@@ -195,23 +195,27 @@ type outItem struct {
 }
 
 // Session is the state of one MQTT session. Create it with New.
+//
+// The small fields sit together, so that the struct packs.
 type Session struct {
-	role        Role
+	_           [0]func() // not comparable; first, where a field of size 0 takes no room
 	maxInflight int
 	maxQueued   int
 	maxBytes    int // Config.MaxQueuedBytes; 0 for no bound
+	role        Role
 	queueQoS0   bool
 	manualAck   bool
 	store       Store
 	dirty       bool // the store was written since its last Sync
 
 	state     connState
-	clean     bool // client: the current connection asked for a clean session
+	clean     bool   // client: the current connection asked for a clean session
+	pingOut   bool   // client: PINGREQ sent, no PINGRESP yet
+	pingQd    bool   // client: PINGREQ in the outbox
+	nextID    uint16 // the last packet id handed out
 	keepAlive time.Duration
 	lastSent  int64
 	lastRecv  int64
-	pingOut   bool // client: PINGREQ sent, no PINGRESP yet
-	pingQd    bool // client: PINGREQ in the outbox
 
 	lastHandle Handle
 	lastTag    Tag
@@ -222,7 +226,6 @@ type Session struct {
 	byID     map[uint16]*message // inflight by packet id
 	subs     map[uint16]request  // SUBSCRIBE and UNSUBSCRIBE awaiting answers
 	bits     *[1024]uint64       // packet ids in use, made once many are
-	nextID   uint16              // the last packet id handed out
 	in       map[uint16]inState  // incoming QoS 2 exchanges awaiting PUBREL
 	inQ1     map[uint16]Tag      // ManualAck: incoming QoS 1 awaiting Ack
 	acks     []pendingAck        // ManualAck: awaiting Ack, in arrival order
@@ -235,7 +238,6 @@ type Session struct {
 	events   []Event             // events not yet returned by NextEvent
 	evHead   int                 // events[:evHead] are returned
 	spare    *spare              // made while messages flow, dropped by Shrink
-	_        [0]func()           // not comparable
 }
 
 // spare is what a session needs only while messages flow: made on first
