@@ -42,13 +42,13 @@ type parking struct {
 	since atomic.Int64    // the last bytes read or written, Unix nanoseconds; 0 until first detached
 	mu    sync.Mutex
 	state atomic.Int32
-	hidx  int32  // index in the poller's heap, or -1; guarded by the poller's mu
-	fd    int32  // the socket while detached (c.nc nil); -1 once closed
-	gen   uint32 // counts the net.Conns made: the writer moves its deadline on a new one
+	kick  atomic.Bool // woken since the reader last looked
+	hidx  int32       // index in the poller's heap, or -1; guarded by the poller's mu
+	fd    int32       // the socket while detached (c.nc nil); -1 once closed
+	gen   uint32      // counts the net.Conns made: the writer moves its deadline on a new one
 
-	added  bool        // registered with the poller's epoll
-	kick   atomic.Bool // woken since the reader last looked
-	closed bool        // closeNet was called: no net.Conn is made again
+	added  bool // registered with the poller's epoll
+	closed bool // closeNet was called: no net.Conn is made again
 }
 
 // detachAfter is how long a connection stays parked with its net.Conn
