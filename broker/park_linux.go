@@ -244,10 +244,10 @@ type poller struct {
 	started bool
 	closed  bool
 	epfd    int
-	pipe    [2]int // a byte written to pipe[1] wakes the goroutine
-	conns   map[uint64]*conn
-	next    uint64
-	due     []*conn // parked connections with a deadline, earliest first (a heap)
+	pipe    [2]int   // a byte written to pipe[1] wakes the goroutine
+	conns   []*conn  // by id-1: a slice, not a map, costs a parked connection 8 bytes
+	free    []uint64 // ids of forgotten connections, given again
+	due     []*conn  // parked connections with a deadline, earliest first (a heap)
 	done    chan struct{}
 }
 
@@ -269,9 +269,14 @@ func (p *poller) arm(c *conn, d time.Time) error {
 	}
 	pk := &c.pk
 	if pk.id == 0 {
-		p.next++
-		pk.id = p.next
-		p.conns[pk.id] = c
+		if n := len(p.free); n > 0 {
+			pk.id = p.free[n-1]
+			p.free = p.free[:n-1]
+		} else {
+			p.conns = append(p.conns, nil)
+			pk.id = uint64(len(p.conns))
+		}
+		p.conns[pk.id-1] = c
 	}
 	p.setDue(c, d)
 	ev := syscall.EpollEvent{
@@ -320,7 +325,6 @@ func (p *poller) start() error {
 		return err
 	}
 	p.epfd = epfd
-	p.conns = make(map[uint64]*conn)
 	p.done = make(chan struct{})
 	p.started = true
 	go p.run()
@@ -351,8 +355,14 @@ func (p *poller) run() {
 				}
 				continue
 			}
+			// An event fetched before its connection was forgotten
+			// may find the id given to another: a spurious unpark,
+			// after which the reader finds nothing and parks again.
+			var c *conn
 			p.mu.Lock()
-			c := p.conns[id]
+			if id <= uint64(len(p.conns)) {
+				c = p.conns[id-1]
+			}
 			p.mu.Unlock()
 			if c != nil {
 				c.unpark()
@@ -374,10 +384,13 @@ func (p *poller) del(fd int) {
 
 func (p *poller) forget(id uint64) {
 	p.mu.Lock()
-	if c := p.conns[id]; c != nil && c.pk.hidx >= 0 {
-		heap.Remove((*dueHeap)(&p.due), int(c.pk.hidx))
+	if id <= uint64(len(p.conns)) {
+		if c := p.conns[id-1]; c != nil && c.pk.hidx >= 0 {
+			heap.Remove((*dueHeap)(&p.due), int(c.pk.hidx))
+		}
+		p.conns[id-1] = nil
+		p.free = append(p.free, id)
 	}
-	delete(p.conns, id)
 	p.mu.Unlock()
 }
 
@@ -395,6 +408,9 @@ func (p *poller) stop() {
 	<-p.done
 	clear(p.due)
 	p.due = nil
+	p.mu.Lock()
+	p.conns, p.free = nil, nil
+	p.mu.Unlock()
 	syscall.Close(p.epfd)
 	syscall.Close(p.pipe[0])
 	syscall.Close(p.pipe[1])
