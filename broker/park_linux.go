@@ -107,12 +107,13 @@ func (c *conn) shrinkIfParked() {
 		return // the poller wakes the reader to detach once idle
 	}
 	// A new connection detaches at once, but its reader could not while
-	// the writer sent the CONNACK: wake it to park again, detaching.
+	// the writer sent the CONNACK: run the reader again here, to park
+	// again, detaching.
 	pk.mu.Lock()
 	wake := c.nc != nil && pk.rc != nil && !pk.closed
 	pk.mu.Unlock()
 	if wake && pk.state.CompareAndSwap(parked, active) {
-		go c.loop()
+		c.loop() // on the writer's goroutine, which ends: one goroutine fewer
 	}
 }
 
