@@ -19,8 +19,9 @@ type Message struct {
 	Topic   string
 	Payload []byte
 	QoS     byte
-	Retain  bool // a retained message sent because a subscription was just made [MQTT-3.3.1-8]
-	Dup     bool // the broker may have sent it before
+	Retain  bool   // a retained message sent because a subscription was just made [MQTT-3.3.1-8]
+	Dup     bool   // the broker may have sent it before
+	ID      uint16 // the packet identifier it came with; 0 for QoS 0
 
 	c     *Client
 	tag   session.Tag
@@ -74,6 +75,7 @@ func (c *Client) newMessage(ev session.Event) *Message {
 		QoS:     p.QoS,
 		Retain:  p.Retain,
 		Dup:     p.Dup,
+		ID:      p.PacketID,
 		c:       c,
 		tag:     ev.Tag,
 	}
