@@ -150,10 +150,12 @@ func TestPrinter(t *testing.T) {
 		noNewline bool
 		want      string
 	}{
-		{"payload", false, "21.5\n\xff\xfe\n\nsay \"hi\"\n<&>\n"},
+		// An empty payload prints nothing, or "(null)" with the topic, as
+		// with mosquitto_sub.
+		{"payload", false, "21.5\n\xff\xfe\nsay \"hi\"\n<&>\n"},
 		{"payload", true, "21.5\xff\xfesay \"hi\"\n<&>"},
-		{"topic", false, "a/b 21.5\nc \xff\xfe\nd \ne say \"hi\"\n<&>\n"},
-		{"topic", true, "a/b 21.5c \xff\xfed e say \"hi\"\n<&>"},
+		{"topic", false, "a/b 21.5\nc \xff\xfe\nd (null)\ne say \"hi\"\n<&>\n"},
+		{"topic", true, "a/b 21.5c \xff\xfee say \"hi\"\n<&>"},
 		{"json", false, `{"topic":"a/b","qos":1,"retain":false,"payload":"21.5"}
 {"topic":"c","qos":2,"retain":true,"payload_base64":"//4="}
 {"topic":"d","qos":0,"retain":false,"payload":""}

@@ -184,7 +184,7 @@ func pad(b []byte, s string, op formatOp) []byte {
 // appendJSON writes %j (payload as a JSON string) or %J (payload as JSON),
 // field for field as mosquitto_sub 2.0 does, its "Z+0100" time included.
 func appendJSON(b []byte, m message, now time.Time, raw bool) ([]byte, error) {
-	if raw && !json.Valid(m.payload) {
+	if raw && len(m.payload) > 0 && !json.Valid(m.payload) {
 		return b, fmt.Errorf("message payload is not valid JSON on topic %s", m.topic)
 	}
 	b = fmt.Appendf(b, `{"tst":"%s.%06dZ%s","topic":"`, now.Format("2006-01-02T15:04:05"), now.Nanosecond()/1000, now.Format("-0700"))
@@ -194,8 +194,14 @@ func appendJSON(b []byte, m message, now time.Time, raw bool) ([]byte, error) {
 		b = fmt.Appendf(b, `"mid":%d,`, m.id)
 	}
 	b = append(b, `"payload":`...)
+	if len(m.payload) == 0 {
+		return append(b, `null}`...), nil
+	}
 	if raw {
-		b = append(b, m.payload...)
+		// mosquitto_sub parses the payload and prints it again, compact.
+		var c bytes.Buffer
+		json.Compact(&c, m.payload)
+		b = append(b, c.Bytes()...)
 	} else {
 		b = append(b, '"')
 		b = appendJSONString(b, m.payload)

@@ -27,7 +27,7 @@ func TestFormat(t *testing.T) {
 		{"%U", m, "1796297198.538970123"},
 		{"%j", m, `{"tst":"2026-12-03T12:26:38.538970Z+0100","topic":"a/b","qos":1,"retain":1,"payloadlen":17,"mid":7,"payload":"he said \"hi\"\ttab\u0001"}`},
 		{"%j", q0, `{"tst":"2026-12-03T12:26:38.538970Z+0100","topic":"c","qos":0,"retain":0,"payloadlen":2,"payload":"` + "\xffx" + `"}`},
-		{"%J", message{topic: "j", payload: []byte(`{"x": [1,2]}`)}, `{"tst":"2026-12-03T12:26:38.538970Z+0100","topic":"j","qos":0,"retain":0,"payloadlen":12,"payload":{"x": [1,2]}}`},
+		{"%J", message{topic: "j", payload: []byte(`{"x": [1,2]}`)}, `{"tst":"2026-12-03T12:26:38.538970Z+0100","topic":"j","qos":0,"retain":0,"payloadlen":12,"payload":{"x":[1,2]}}`},
 		{`a\tb\\c\e[0m\0\a\r\n`, m, "a\tb\\c\x1b[0m\x00\a\r\n"},
 		{"%%@@@Y-@m-@d @H:@M:@S @N", m, "%@2026-12-03 12:26:38 538970123"},
 		{"%A%C%D%E%F%P%R%S.", m, "."},

@@ -23,8 +23,8 @@ arrives, until interrupted, -C messages were printed, -W elapsed or the
 connection was lost. The flags follow mosquitto_sub where they mean the same.
 
 Output (a newline follows each message, unless -N):
-  (default)    the payload
-  -v           the topic, a space, the payload
+  (default)    the payload (nothing for an empty one, as mosquitto_sub)
+  -v           the topic, a space, the payload ("(null)" for an empty one)
   -F FORMAT    mosquitto_sub's format strings:
                  %t topic   %p payload   %q QoS   %r retained (0/1)
                  %l payload length   %m packet id   %x %X payload in hex
@@ -321,10 +321,21 @@ type jsonMessage struct {
 // other end of a pipe sees each message as it comes.
 func (p *printer) print(m message, now time.Time) error {
 	b := p.buf[:0]
+	newline := !p.noNewline
 	switch p.named {
 	case "payload":
+		// An empty payload prints nothing, not even the newline, as
+		// with mosquitto_sub.
 		b = append(b, m.payload...)
+		newline = newline && len(m.payload) > 0
 	case "topic":
+		if len(m.payload) == 0 {
+			// mosquitto_sub -v prints "(null)", or nothing with -N.
+			if newline {
+				b = append(append(b, m.topic...), " (null)"...)
+			}
+			break
+		}
 		b = append(append(append(b, m.topic...), ' '), m.payload...)
 	case "json":
 		j := jsonMessage{Topic: m.topic, QoS: m.qos, Retain: m.retain}
@@ -346,7 +357,7 @@ func (p *printer) print(m message, now time.Time) error {
 			fmt.Fprintf(p.stderr, "tern sub: %v\n", warn)
 		}
 	}
-	if !p.noNewline {
+	if newline {
 		b = append(b, '\n')
 	}
 	p.buf = b
