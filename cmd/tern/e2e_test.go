@@ -464,8 +464,11 @@ func TestBenchText(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	if strings.Contains(r.stdout, "\r") {
-		t.Error("progress redrawn in place when stdout is not a terminal")
+	if strings.Contains(r.stdout, "\r") || strings.Contains(r.stdout, "[rates:") {
+		t.Error("progress on standard output")
+	}
+	if !strings.Contains(r.stderr, "[rates: last 0.5s]") || strings.Contains(r.stderr, "\r") {
+		t.Errorf("progress on standard error, plain lines with labelled rates: %q", r.stderr)
 	}
 }
 
