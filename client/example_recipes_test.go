@@ -281,4 +281,3 @@ func Example_tlsCustomCA() {
 	// connected over TLS: true
 	// without the CA: true
 }
-
