@@ -28,6 +28,10 @@ type formatOp struct {
 	prec  int // maximum width, -1 when absent
 }
 
+// maxFieldWidth bounds the width of a field, and so the memory a message's
+// line takes.
+const maxFieldWidth = 10000
+
 // MQTT 5 properties mosquitto_sub prints when present: a 3.1.1 message has
 // none, so they print nothing.
 const v5Verbs = "ACDEFPRS"
@@ -56,16 +60,19 @@ func parseFormat(s string) (*format, error) {
 				}
 			}
 			for ; j < len(s) && s[j] >= '0' && s[j] <= '9'; j++ {
-				op.width = op.width*10 + int(s[j]-'0')
+				op.width = min(op.width*10+int(s[j]-'0'), maxFieldWidth+1)
 			}
 			if j < len(s) && s[j] == '.' {
 				op.prec = 0
 				for j++; j < len(s) && s[j] >= '0' && s[j] <= '9'; j++ {
-					op.prec = op.prec*10 + int(s[j]-'0')
+					op.prec = min(op.prec*10+int(s[j]-'0'), maxFieldWidth+1)
 				}
 			}
 			if j >= len(s) {
 				return nil, usagef("-F %q: incomplete format specifier at the end", s)
+			}
+			if op.width > maxFieldWidth || op.prec > maxFieldWidth {
+				return nil, usagef("-F %q: a field width over %d", s, maxFieldWidth)
 			}
 			op.verb = s[j]
 			i = j

@@ -53,3 +53,24 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFormat: any -F string either parses or is refused with an error;
+// a parsed one prints any message without panicking.
+func FuzzFormat(f *testing.F) {
+	for _, s := range []string{"%t %p", "%-05.3l|%10.2I", "%j%J", `\e[1m%t\e[0m\n`, "@Y-@m-@d @N", "%", "@", `\`, "%.t", "%99999999999999999999t"} {
+		f.Add(s, []byte("payload"))
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	f.Fuzz(func(t *testing.T, s string, payload []byte) {
+		fm, err := parseFormat(s)
+		if err != nil {
+			return
+		}
+		for _, m := range []message{{topic: "a/b", payload: payload, qos: 1, id: 1}, {topic: "c"}} {
+			out, _ := fm.append(nil, m, now)
+			if len(out) > 1<<20+len(s)*1000+len(payload)*20 {
+				t.Fatalf("%q printed %d bytes", s, len(out))
+			}
+		}
+	})
+}
