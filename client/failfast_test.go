@@ -314,6 +314,9 @@ func TestErrorPrefix(t *testing.T) {
 func TestDisconnectClosesConnection(t *testing.T) {
 	t.Parallel()
 	c, _, p := startScripted(t, client.Options{})
+	for !c.IsConnected() { // the CONNACK is on its way
+		time.Sleep(time.Millisecond)
+	}
 	done := make(chan error, 1)
 	go func() { done <- c.Disconnect(testCtx(t, 5*time.Second)) }()
 	p.expect(packet.DISCONNECT)
