@@ -40,6 +40,14 @@
 // the client subscribes again to every filter granted so far. With a
 // session.FileStore as Options.Store, messages in flight survive a restart of
 // the process, and a QoS 2 message is still delivered once.
+//
+// Every call ends: with Options.NoReconnect, the calls waiting on a lost
+// connection fail at once (ErrNotConnected, with the cause); with
+// reconnection, a message the broker closes the connection for
+// Options.MaxCuts times in a row fails with a *MessageError, and the
+// reconnection wait keeps growing while connections die young. Received
+// messages no handler takes are kept for Messages, within MaxPending, and
+// every one discarded is logged and counted (Stats).
 package client
 
 import (
