@@ -114,6 +114,7 @@ func shape(s string) string {
 // mosquitto_sub against the same mosquitto, and compares their output byte
 // for byte (times by their shape) and their exit codes.
 func TestFormatsLikeMosquittoSub(t *testing.T) {
+	t.Parallel() // each with its own brokers; after the sequential tests
 	w := &twins{t: t, mosqSub: lookMosquitto(t, "mosquitto_sub"), mosqPub: lookMosquitto(t, "mosquitto_pub")}
 	b := mosquitto.Start(t, mosquitto.Config{})
 	w.url = b.URL
@@ -202,6 +203,7 @@ func TestFormatsLikeMosquittoSub(t *testing.T) {
 // TestRemoveRetainedLikeMosquittoSub: --remove-retained clears what it
 // prints, as mosquitto_sub's does.
 func TestRemoveRetainedLikeMosquittoSub(t *testing.T) {
+	t.Parallel() // each with its own brokers; after the sequential tests
 	w := &twins{t: t, mosqSub: lookMosquitto(t, "mosquitto_sub"), mosqPub: lookMosquitto(t, "mosquitto_pub")}
 	b := mosquitto.Start(t, mosquitto.Config{})
 	w.url = b.URL
@@ -234,6 +236,7 @@ func TestRemoveRetainedLikeMosquittoSub(t *testing.T) {
 // TestUnsubscribeLikeMosquittoSub: -U removes a subscription from a
 // persistent session, which then queues nothing for it.
 func TestUnsubscribeLikeMosquittoSub(t *testing.T) {
+	t.Parallel() // each with its own brokers; after the sequential tests
 	w := &twins{t: t, mosqSub: lookMosquitto(t, "mosquitto_sub"), mosqPub: lookMosquitto(t, "mosquitto_pub")}
 	b := mosquitto.Start(t, mosquitto.Config{})
 	w.url = b.URL
@@ -262,6 +265,7 @@ func TestUnsubscribeLikeMosquittoSub(t *testing.T) {
 // TestExitCodesLikeMosquitto compares the exit codes of tern and
 // mosquitto's clients for refusals and timeouts against one mosquitto.
 func TestExitCodesLikeMosquitto(t *testing.T) {
+	t.Parallel() // each with its own brokers; after the sequential tests
 	w := &twins{t: t, mosqSub: lookMosquitto(t, "mosquitto_sub"), mosqPub: lookMosquitto(t, "mosquitto_pub")}
 	b := mosquitto.Start(t, mosquitto.Config{
 		Users: map[string]string{"alice": "secret"},
@@ -313,6 +317,7 @@ func TestExitCodesLikeMosquitto(t *testing.T) {
 // the filters refused, since it can receive nothing. With one filter
 // granted, both go on.
 func TestDeniedSubscriptionTernBroker(t *testing.T) {
+	t.Parallel() // each with its own brokers; after the sequential tests
 	mosqSub := lookMosquitto(t, "mosquitto_sub")
 	dir := t.TempDir()
 	pw, acl := dir+"/passwd", dir+"/acl"

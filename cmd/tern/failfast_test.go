@@ -64,6 +64,7 @@ func TestKillBroker(t *testing.T) {
 // tern pub exits 7 at once, as mosquitto_pub does, instead of sending it
 // again and again.
 func TestPubOverLimit(t *testing.T) {
+	t.Parallel() // each with its own brokers; after the sequential tests
 	file := filepath.Join(t.TempDir(), "big")
 	if err := os.WriteFile(file, make([]byte, 2<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -96,6 +97,7 @@ func TestPubOverLimit(t *testing.T) {
 // TestPubFileSizeChecked: -f refuses a file too large for one message
 // before reading it (a sparse file of 300 MB costs nothing to make).
 func TestPubFileSizeChecked(t *testing.T) {
+	t.Parallel() // each with its own brokers; after the sequential tests
 	file := filepath.Join(t.TempDir(), "huge")
 	f, err := os.Create(file)
 	if err != nil {
