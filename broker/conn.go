@@ -182,6 +182,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 		}
 		return nil, false
 	}
+	s.traffic.packetsIn.Add(1)
 	cp, ok := p.(*packet.Connect)
 	if !ok {
 		// The first packet must be CONNECT [MQTT-3.1.0-1].
@@ -253,7 +254,9 @@ func (c *conn) refuse(rc packet.ReturnCode) {
 	var b [4]byte
 	out, _ := (&packet.Connack{ReturnCode: rc}).Append(b[:0])
 	c.nc.SetWriteDeadline(time.Now().Add(s.opts.ConnectTimeout))
-	c.nc.Write(out)
+	if _, err := c.nc.Write(out); err == nil {
+		s.traffic.countOut(out)
+	}
 	s.log.Debug("connect refused", "client", c.info.ID, "remote", c.info.RemoteAddr, "code", rc)
 	if s.opts.OnEvent != nil {
 		s.emit(&Event{Kind: EventRefuse, Client: &c.info, ReturnCode: byte(rc)})
@@ -288,6 +291,7 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 			cl.conn = c
 			cl.info = &c.info
 			cl.on.Store(true)
+			s.traffic.connected.Add(1)
 			if clean && present {
 				// A clean connection ends the kept session
 				// [MQTT-3.1.2-6]; Accept resets the session
@@ -347,6 +351,7 @@ func (c *conn) run(connect *packet.Connect) error {
 		if err != nil {
 			return err
 		}
+		s.traffic.packetsIn.Add(1)
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
 		evs := c.evs[:0]
@@ -379,7 +384,7 @@ func (c *conn) handle(ev *session.Event) (bool, error) {
 	switch ev.Kind {
 	case session.EventMessage:
 		p := ev.Publish
-		if s.opts.AuthorizePublish != nil && !s.opts.AuthorizePublish(&c.info, p.Topic, p.QoS, p.Retain) {
+		if s.sysReserved(p.Topic) || s.opts.AuthorizePublish != nil && !s.opts.AuthorizePublish(&c.info, p.Topic, p.QoS, p.Retain) {
 			// Acknowledged by the session as usual, and dropped
 			// [MQTT-3.3.5-2].
 			return false, nil
@@ -455,12 +460,12 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 	c.codes = codes
 	cl.mu.Lock()
 	cl.sess.Suback(sp.PacketID, codes) // [MQTT-3.8.4-2]
+	cl.mu.Unlock()
 	for i, sb := range sp.Subscriptions {
 		if codes[i] != packet.SubackFailure && !topic.IsShared(sb.Filter) {
-			s.sendRetained(cl, &c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
+			s.sendRetained(cl, &c.info, &c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
 		}
 	}
-	cl.mu.Unlock()
 	c.wake()
 	return nil
 }
@@ -504,6 +509,7 @@ func (c *conn) finish(why error) {
 	}
 	cl.conn = nil
 	cl.on.Store(false)
+	s.traffic.connected.Add(-1)
 	if c.info.CleanSession && s.clients[cl.id] == cl {
 		// A clean session ends with its connection [MQTT-3.1.2-6].
 		delete(s.clients, cl.id)
@@ -522,7 +528,7 @@ func (c *conn) finish(why error) {
 
 	if w := c.will; w != nil && stop != graceful && stop != immediate {
 		c.will = nil
-		if s.opts.AuthorizePublish == nil || s.opts.AuthorizePublish(&c.info, w.Topic, w.QoS, w.Retain) {
+		if !s.sysReserved(w.Topic) && (s.opts.AuthorizePublish == nil || s.opts.AuthorizePublish(&c.info, w.Topic, w.QoS, w.Retain)) {
 			// Published as sent: retained or not [MQTT-3.1.2-16]
 			// [MQTT-3.1.2-17].
 			c.router.route(s, w)
@@ -608,6 +614,7 @@ func (c *conn) flush() error {
 		if _, err := c.nc.Write(buf); err != nil {
 			return err
 		}
+		s.traffic.countOut(buf)
 	}
 }
 
@@ -631,6 +638,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 	c.router.flushWakes()
 	for {
 		n, err := c.nc.Read(p)
+		if n > 0 {
+			c.srv.traffic.bytesIn.Add(int64(n))
+		}
 		if err == nil || n > 0 || c.cl == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}

@@ -48,6 +48,26 @@
 // turn among the connected members. Retained messages are not sent for shared
 // subscriptions.
 //
+// # Authorization
+//
+// Options.Authenticate decides who connects; Options.AuthorizePublish which
+// messages a client may publish (a refused PUBLISH is acknowledged and
+// dropped [MQTT-3.3.5-2]); Options.AuthorizeSubscribe which filters it may
+// subscribe to; Options.AuthorizeRead, for each delivery, whether a
+// subscriber may receive a message, retained messages included. With a read
+// check, a subscription such as "#" can be granted with some topics under it
+// denied, as mosquitto's ACLs work.
+//
+// # Monitoring
+//
+// Server.Stats returns the counters: connections, sessions, subscriptions,
+// messages and bytes in and out, drops. WriteMetrics writes them in the
+// Prometheus text format and Server.MetricsHandler serves them over HTTP.
+// With Options.SysInterval set, the Server publishes them on the
+// $SYS/broker/... topics mosquitto uses (see SysUptime and the other Sys
+// constants), retained, which only filters starting with "$SYS" receive
+// [MQTT-4.7.2-1].
+//
 // # Wills
 //
 // A will is published when a connection ends without DISCONNECT: the client

@@ -111,6 +111,9 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 	*out = packet.Publish{Topic: p.Topic, Payload: p.Payload} // RETAIN=0 [MQTT-3.3.1-9]
 	n := 0
 	for _, sb := range r.subs {
+		if s.opts.AuthorizeRead != nil && !s.mayRead(sb.c, p.Topic) {
+			continue
+		}
 		out.QoS = min(p.QoS, sb.qos) // [MQTT-3.8.4-6]
 		if s.deliver(r, sb.c, out) {
 			n++
@@ -120,6 +123,9 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 	r.groups = s.subs.MatchShared(p.Topic, r.groups[:0])
 	for _, g := range r.groups {
 		sb := pickMember(g)
+		if s.opts.AuthorizeRead != nil && !s.mayRead(sb.c, p.Topic) {
+			continue // as mosquitto: the member chosen may not read it
+		}
 		out.QoS = min(p.QoS, sb.qos)
 		if s.deliver(r, sb.c, out) {
 			n++
@@ -194,10 +200,18 @@ func (s *Server) retain(p *packet.Publish) {
 }
 
 // sendRetained hands cl's session the retained messages matching filter, with
-// RETAIN set [MQTT-3.3.1-6] [MQTT-3.3.1-8], at most at QoS granted. cl.mu is
-// held.
-func (s *Server) sendRetained(cl *client, r *router, filter string, granted byte) {
+// RETAIN set [MQTT-3.3.1-6] [MQTT-3.3.1-8], at most at QoS granted, those
+// info may read (Options.AuthorizeRead). cl.mu is not held.
+func (s *Server) sendRetained(cl *client, info *Client, r *router, filter string, granted byte) {
 	r.rets = s.retained.Match(filter, r.rets[:0])
+	if len(filter) > 0 && filter[0] == '$' {
+		r.rets = s.sys.retained.Match(filter, r.rets) // [MQTT-4.7.2-1]: only "$..." filters
+	}
+	if s.opts.AuthorizeRead != nil {
+		r.rets = s.readable(info, r.rets)
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
 	for _, m := range r.rets {
 		p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic, Payload: m.payload}
 		if _, err := cl.sess.Publish(&p); errors.Is(err, session.ErrFull) {
@@ -222,6 +236,8 @@ func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
 	}
 	if had {
 		s.subs.Remove(f, sub{cl, old})
+	} else {
+		s.traffic.subs.Add(1)
 	}
 	cl.subs[f] = qos
 	cl.nsub.Store(int32(len(cl.subs)))
@@ -239,6 +255,7 @@ func (s *Server) removeSub(cl *client, filter []byte) {
 	f := string(filter)
 	s.subs.Remove(f, sub{cl, qos})
 	delete(cl.subs, f)
+	s.traffic.subs.Add(-1)
 	cl.nsub.Store(int32(len(cl.subs)))
 }
 
@@ -247,6 +264,7 @@ func (s *Server) removeAllSubs(cl *client) {
 	for f, qos := range cl.subs {
 		s.subs.Remove(f, sub{cl, qos})
 	}
+	s.traffic.subs.Add(-int64(len(cl.subs)))
 	clear(cl.subs)
 	cl.nsub.Store(0)
 }

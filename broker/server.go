@@ -89,6 +89,24 @@ type Options struct {
 	// packet.SubackFailure (0x80) to refuse. Nil grants every request.
 	AuthorizeSubscribe func(c *Client, filter []byte, qos byte) byte
 
+	// AuthorizeRead decides whether c may receive a message published to
+	// topic (valid only during the call). It is asked for every delivery:
+	// each subscriber a message is routed to, and each retained message
+	// sent for a new subscription. A message c may not read is not
+	// delivered to c (nor counted as dropped). With it, AuthorizeSubscribe
+	// may grant a filter such as "#" under which some topics are denied,
+	// as mosquitto does. It runs on the publisher's goroutine for each
+	// subscriber, so it must be fast; c is the subscriber's last
+	// connection, also while a persistent session is offline. Nil allows
+	// every delivery, at the cost of a nil check.
+	AuthorizeRead func(c *Client, topic []byte) bool
+
+	// SysInterval, when positive, is how often the Server publishes its
+	// counters on the $SYS/broker/... topics, as mosquitto does (see
+	// SysUptime); 0 or less publishes nothing there. DefaultSysInterval is
+	// mosquitto's default.
+	SysInterval time.Duration
+
 	// OnEvent, when set, is called for connections, disconnections,
 	// messages received and messages dropped, for metrics and audit logs.
 	// It runs on the connection's goroutine and must return quickly.
@@ -105,6 +123,15 @@ type Stats struct {
 	Refused      int64 // CONNECTs refused with a non-zero CONNACK
 	Retained     int64 // retained messages held now
 	Disconnected int64 // connections that ended after an accepted CONNECT
+
+	Connected       int64         // clients connected now, CONNECT accepted
+	Subscriptions   int64         // subscriptions held now, shared ones included
+	PacketsReceived int64         // control packets of any type read from clients
+	PacketsSent     int64         // control packets of any type written to clients
+	PublishSent     int64         // PUBLISH packets written to clients, resends included
+	BytesReceived   int64         // bytes read from clients (MQTT packets, before any decoding)
+	BytesSent       int64         // bytes of MQTT packets written to clients
+	Uptime          time.Duration // since New
 }
 
 // A Server is an MQTT broker. Create it with New; it serves listeners with
@@ -129,6 +156,9 @@ type Server struct {
 	dropped   atomic.Int64
 	refused   atomic.Int64
 	ended     atomic.Int64
+
+	traffic ioCounters // bytes and packets in and out, connected clients, subscriptions
+	sys     sysState   // $SYS topics
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -164,6 +194,7 @@ func New(opts Options) *Server {
 		conns:     make(map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		idPrefix:  "tern-" + hex.EncodeToString(rnd[:]) + "-",
+		sys:       sysState{start: time.Now(), stop: make(chan struct{})},
 	}
 }
 
@@ -181,6 +212,9 @@ func (s *Server) ListenAndServe(rawURL string) error {
 // Serve accepts connections on l and serves each in its own goroutines,
 // until Shutdown or Close, when it closes l and returns ErrServerClosed.
 // Any other error from l.Accept ends Serve and is returned; l is closed.
+//
+// The first Serve starts the publication of the $SYS/broker/... topics if
+// Options.SysInterval asks for it; Shutdown and Close stop it.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
@@ -189,6 +223,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[l] = struct{}{}
+	s.startSys()
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -238,6 +273,9 @@ func (s *Server) isClosing() bool {
 func (s *Server) beginClose() []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.closing {
+		close(s.sys.stop)
+	}
 	s.closing = true
 	for l := range s.listeners {
 		l.Close()
@@ -297,6 +335,15 @@ func (s *Server) Stats() Stats {
 		Refused:      s.refused.Load(),
 		Retained:     int64(s.retained.Len()),
 		Disconnected: s.ended.Load(),
+
+		Connected:       s.traffic.connected.Load(),
+		Subscriptions:   s.traffic.subs.Load(),
+		PacketsReceived: s.traffic.packetsIn.Load(),
+		PacketsSent:     s.traffic.packetsOut.Load(),
+		PublishSent:     s.traffic.publishOut.Load(),
+		BytesReceived:   s.traffic.bytesIn.Load(),
+		BytesSent:       s.traffic.bytesOut.Load(),
+		Uptime:          time.Since(s.sys.start),
 	}
 }
 

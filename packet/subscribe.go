@@ -71,6 +71,31 @@ func (p *Subscribe) validate() error {
 
 // Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Subscribe) Append(dst []byte) ([]byte, error) {
+	n := p.remaining()
+	if p.PacketID == 0 || len(p.Subscriptions) == 0 || n > MaxRemainingLength {
+		return p.appendChecked(dst)
+	}
+	// The fast path checks each filter as it copies it, and leaves
+	// anything it cannot decide to appendChecked.
+	out, b := grow(dst, 1+lengthSize(n)+n)
+	i := putHeader(b, byte(SUBSCRIBE)<<4|2, n)
+	b[i], b[i+1] = byte(p.PacketID>>8), byte(p.PacketID)
+	i += 2
+	for _, s := range p.Subscriptions {
+		f := s.Filter
+		if len(f) > maxString || s.QoS > 2 || !copyASCII(b[i+2:], f, false) {
+			return p.appendChecked(dst)
+		}
+		b[i], b[i+1] = byte(len(f)>>8), byte(len(f))
+		i += 2 + len(f)
+		b[i] = s.QoS
+		i++
+	}
+	return out, nil
+}
+
+// appendChecked is Append without the fast path.
+func (p *Subscribe) appendChecked(dst []byte) ([]byte, error) {
 	if err := p.validate(); err != nil {
 		return dst, err
 	}

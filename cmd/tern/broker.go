@@ -47,11 +47,25 @@ Authentication and authorization:
                  denies a filter, "pattern ..." does the same for every client
                  with %u (user name) and %c (client id) replaced; rules before
                  the first user line are for clients without a user name.
-                 Whatever no rule grants is denied; deny wins. A filter is
-                 granted to a subscriber when a read rule covers all of it
-                 and no deny rule matches any topic it could match.
+                 Whatever no rule grants is denied; deny rules win over
+                 the others of the user's rules, and the user's rules are
+                 applied before the patterns, as in mosquitto 2.0.
+                 Each message is delivered to the subscribers that may
+                 read its topic (retained messages too): a subscription
+                 to # is granted, and receives what the rules let through.
+                 A filter none of whose topics may be read is refused
+                 (SUBACK 0x80; mosquitto grants it and delivers nothing).
   SIGHUP reloads both files, for the connections that come next (and the
   messages and subscriptions of every client, for -acl).
+
+Monitoring:
+  $SYS/broker/...  the counters under mosquitto's names (clients/connected,
+                 messages/received, bytes/sent, retained messages/count...),
+                 published retained every -sys-interval; a subscription to
+                 $SYS/# gets them (a filter starting with a wildcard does not,
+                 as the specification says). Clients cannot publish there.
+  -metrics ADDR  serves the same counters at http://ADDR/metrics in the
+                 Prometheus text format (tern_..._total counters and gauges).
 
 Examples:
   tern broker
@@ -60,6 +74,7 @@ Examples:
   tern broker -listen mqtts://:8883 -cert server.crt -key server.key -cafile ca.crt -require-cert
   tern broker -passwd users.txt -acl acl.txt -log debug
   tern broker -max-conns 10000 -max-queued 10000 -max-packet 262144
+  tern broker -metrics 127.0.0.1:9234 -sys-interval 60
 
 Exit status: 0 stopped by a signal; 1 error (a listener could not start, a
 file could not be read); 2 bad usage.
@@ -79,6 +94,8 @@ type brokerFlags struct {
 	maxInflight    int
 	maxQueued      int
 	logLevel       string
+	sysInterval    time.Duration
+	metrics        string
 }
 
 func runBroker(ctx context.Context, e *env, args []string) error {
@@ -97,6 +114,9 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.maxInflight, "max-inflight", 0, "QoS 1 and 2 `messages` in flight to each client; 0 for 20")
 	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped beyond; 0 for 1000")
 	fs.StringVar(&f.logLevel, "log", "info", "log `level`: debug, info (connections), warn or error")
+	f.sysInterval = broker.DefaultSysInterval
+	fs.Var((*secondsFlag)(&f.sysInterval), "sys-interval", "publish the $SYS topics every this many `seconds` (or a duration); 0 turns them off")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port)")
 	if err := parseFlags(e, fs, args, false); err != nil {
 		return err
 	}
@@ -110,6 +130,15 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	}
 	for _, u := range b.urls {
 		fmt.Fprintf(e.stdout, "tern broker: listening on %s\n", u)
+	}
+	if f.metrics != "" {
+		m, err := startMetrics(f.metrics, b.srv)
+		if err != nil {
+			b.close()
+			return err
+		}
+		defer m.close()
+		fmt.Fprintf(e.stdout, "tern broker: metrics on %s\n", m.url)
 	}
 	errc := make(chan error, len(b.listeners))
 	for _, l := range b.listeners {
@@ -258,6 +287,7 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		MaxInflight:    f.maxInflight,
 		MaxQueued:      f.maxQueued,
 		Transport:      &transport.Options{TLSConfig: b.tls},
+		SysInterval:    f.sysInterval,
 	}
 	if level <= slog.LevelDebug {
 		opts.Logger = log
@@ -296,17 +326,24 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		b.acl.Store(a)
 		b.aclFile = f.aclFile
 		opts.AuthorizePublish = func(c *broker.Client, topic []byte, qos byte, retain bool) bool {
-			return b.acl.Load().canPublish(c.Username, c.HasUsername, c.ID, string(topic))
+			return b.acl.Load().canPublish(aclClientOf(c), topic)
 		}
 		opts.AuthorizeSubscribe = func(c *broker.Client, filter []byte, qos byte) byte {
-			if b.acl.Load().canSubscribe(c.Username, c.HasUsername, c.ID, string(filter)) {
+			if b.acl.Load().canSubscribe(aclClientOf(c), string(filter)) {
 				return qos
 			}
 			return packet.SubackFailure
 		}
+		opts.AuthorizeRead = func(c *broker.Client, topic []byte) bool {
+			return b.acl.Load().canRead(aclClientOf(c), topic)
+		}
 	}
 	b.srv = broker.New(opts)
 	return b, nil
+}
+
+func aclClientOf(c *broker.Client) aclClient {
+	return aclClient{user: c.Username, hasUser: c.HasUsername, id: c.ID}
 }
 
 // loadFile opens name and parses it.
