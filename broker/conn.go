@@ -42,7 +42,8 @@ type conn struct {
 
 	stop        atomic.Int32
 	wakePending atomic.Bool   // in some router's wakes list
-	done        chan struct{} // closed when the connection is cleaned up
+	done        chan struct{} // made by takeOver, closed when the connection is cleaned up; guarded by srv.mu
+	ended       bool          // cleaned up; guarded by srv.mu
 
 	wmu       sync.Mutex
 	wrunning  bool          // a writer goroutine runs
@@ -51,22 +52,15 @@ type conn struct {
 	wexit     chan struct{} // closed by the running writer when it ends, if set
 	wdeadline time.Time     // when the write deadline was last moved
 
-	pr      *pooledReader   // lent while there are bytes to read, nil when idle
-	idle    [64]byte        // where an idle connection's next bytes land
-	pending []byte          // bytes read into idle, not yet taken by pr
-	readErr error           // the error that came with the pending bytes
-	will    *packet.Publish // nil without a will, or after DISCONNECT
-	router  router
-	evs     []session.Event
-	codes   []byte
+	pr     *pooledReader   // lent while there are bytes to read, nil when idle
+	will   *packet.Publish // nil without a will, or after DISCONNECT
+	router *router         // scratch lent from routerPool, except while parked
+	pk     parking         // how an idle connection waits without a goroutine
+	gate   ackGate         // with a store: the acknowledgements wait for routing
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{
-		srv:  s,
-		nc:   nc,
-		done: make(chan struct{}),
-	}
+	return &conn{srv: s, nc: nc}
 }
 
 // wake tells the writer that the session may have packets to send,
@@ -107,41 +101,86 @@ func (c *conn) shutdown(now bool) {
 	if now {
 		c.stop.Store(immediate)
 		c.nc.Close()
+		c.unpark()
 		return
 	}
 	if c.stop.CompareAndSwap(running, graceful) {
 		// Wake the reader; connReader sees stop and returns.
 		c.nc.SetReadDeadline(time.Unix(1, 0))
+		c.unpark()
 	}
 }
 
 // takeOver ends the connection because another one connected with the same
 // client identifier [MQTT-3.1.4-2], and waits until it is cleaned up.
 func (c *conn) takeOver() {
+	s := c.srv
+	s.mu.Lock()
+	if c.ended {
+		s.mu.Unlock()
+		return
+	}
+	if c.done == nil {
+		c.done = make(chan struct{}) // only now: most connections are never taken over
+	}
+	done := c.done
+	s.mu.Unlock()
 	c.stop.CompareAndSwap(running, takenOver)
 	c.nc.Close()
-	<-c.done
+	c.unpark()
+	<-done
 }
 
 // serve runs the connection: CONNECT, then the read loop, then cleanup.
 func (c *conn) serve() {
-	s := c.srv
-	s.nconns.Add(1)
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.nconns.Add(-1)
-		close(c.done)
-		s.wg.Done()
-	}()
+	c.srv.nconns.Add(1)
+	c.router = getRouter()
 	connect, ok := c.readConnect()
 	if !ok {
 		c.nc.Close()
+		c.end()
 		return
 	}
-	err := c.run(connect)
+	if err := c.start(connect); err != nil {
+		c.finish(err)
+		c.end()
+		return
+	}
+	c.loop()
+}
+
+// loop reads packets until the connection ends, then cleans up; or, when
+// the connection goes idle and can wait without a goroutine, returns
+// leaving it parked: the goroutine that unparks it calls loop again.
+func (c *conn) loop() {
+	if c.router == nil {
+		c.router = getRouter()
+	}
+	err, parked := c.readLoop()
+	if parked {
+		return
+	}
 	c.finish(err)
+	c.end()
+}
+
+// end forgets the connection once it is cleaned up.
+func (c *conn) end() {
+	s := c.srv
+	c.pk.forget(s)
+	c.router.pending, c.router.readErr = nil, nil
+	c.router.evs = c.router.evs[:0]
+	putRouter(c.router)
+	c.router = nil
+	s.nconns.Add(-1)
+	s.mu.Lock()
+	delete(s.conns, c)
+	c.ended = true
+	if c.done != nil {
+		close(c.done)
+	}
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // readConnect reads and checks the CONNECT, answers a refusal, and attaches
@@ -276,7 +315,7 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 		}
 		cl = s.clients[c.info.ID]
 		if cl == nil {
-			cl, err = newClient(s, c.info.ID)
+			cl, err = s.newSession(c.info.ID, clean)
 			if err != nil {
 				s.mu.Unlock()
 				return nil, false, err
@@ -288,6 +327,11 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 		cl.mu.Lock()
 		old := cl.conn
 		if old == nil {
+			if err := s.attached(cl, clean); err != nil {
+				cl.mu.Unlock()
+				s.mu.Unlock()
+				return nil, false, err
+			}
 			cl.conn = c
 			cl.info = &c.info
 			cl.on.Store(true)
@@ -310,9 +354,8 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 	}
 }
 
-// run starts the writer and reads packets until the connection ends, and
-// returns why (nil after DISCONNECT).
-func (c *conn) run(connect *packet.Connect) error {
+// start starts the writer and the keepalive of an accepted connection.
+func (c *conn) start(connect *packet.Connect) error {
 	s := c.srv
 	cl := c.cl
 	c.wake()
@@ -328,52 +371,68 @@ func (c *conn) run(connect *packet.Connect) error {
 	if c.stop.Load() != running {
 		return errShutdown
 	}
+	c.pk.init(c)
+	return nil
+}
+
+// readLoop reads packets until the connection ends, and returns why (nil
+// after DISCONNECT); or returns parked when the connection went idle and
+// waits without a goroutine.
+func (c *conn) readLoop() (error, bool) {
+	s := c.srv
+	cl := c.cl
 	for {
-		if c.pr == nil || c.pr.r.Buffered() == 0 && len(c.pending) == 0 {
+		if c.pr == nil || c.pr.r.Buffered() == 0 && len(c.router.pending) == 0 {
 			// Idle until the next bytes: the connection gives its
 			// Reader back, so that an idle connection holds no read
-			// buffer, and waits on a small one of its own.
+			// buffer, and waits on a small one of its own, or with
+			// no goroutine at all where it can (parking).
 			if c.pr != nil {
 				s.putReader(c.pr)
 				c.pr = nil
 			}
-			n, err := (*connReader)(c).Read(c.idle[:])
+			n, err, parked := c.idleRead()
+			if parked {
+				return nil, true
+			}
 			if n == 0 {
 				if err == nil {
 					continue // a read of nothing: read again
 				}
-				return err
+				return err, false
 			}
-			c.pending, c.readErr = c.idle[:n], err
+			c.router.pending, c.router.readErr = c.router.idle[:n], err
 			c.pr = s.getReader(c)
 		}
 		p, err := c.pr.r.ReadPacket()
 		if err != nil {
-			return err
+			return err, false
 		}
 		s.traffic.packetsIn.Add(1)
+		c.holdAcks()
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
-		evs := c.evs[:0]
+		evs := c.router.evs[:0]
 		for ev, ok := cl.sess.NextEvent(); ok; ev, ok = cl.sess.NextEvent() {
 			evs = append(evs, ev)
 		}
-		c.evs = evs
+		c.router.evs = evs
 		out := cl.sess.HasOutgoing()
 		cl.mu.Unlock()
 		if out {
 			c.router.later(c)
 		}
 		if err != nil {
-			return err // a protocol violation, a second CONNECT among them [MQTT-3.1.0-2]
+			return err, false // a protocol violation, a second CONNECT among them [MQTT-3.1.0-2]
 		}
 		for i := range evs {
 			if done, err := c.handle(&evs[i]); done || err != nil {
 				clear(evs)
-				return err
+				return err, false
 			}
 		}
 		clear(evs) // drop the references into the read buffer
+		c.releaseAcks()
 	}
 }
 
@@ -433,7 +492,7 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 			return err
 		}
 	}
-	codes := c.codes[:0]
+	codes := c.router.codes[:0]
 	for _, sb := range sp.Subscriptions {
 		g := sb.QoS
 		if topic.IsShared(sb.Filter) {
@@ -457,13 +516,13 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 		}
 		codes = append(codes, g)
 	}
-	c.codes = codes
+	c.router.codes = codes
 	cl.mu.Lock()
 	cl.sess.Suback(sp.PacketID, codes) // [MQTT-3.8.4-2]
 	cl.mu.Unlock()
 	for i, sb := range sp.Subscriptions {
 		if codes[i] != packet.SubackFailure && !topic.IsShared(sb.Filter) {
-			s.sendRetained(cl, &c.info, &c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
+			s.sendRetained(cl, &c.info, c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
 		}
 	}
 	c.wake()
@@ -477,6 +536,7 @@ func (c *conn) finish(why error) {
 	s := c.srv
 	cl := c.cl
 	stop := c.stop.Load()
+	c.releaseAcks()
 	// Routers stop choosing this session for shared subscriptions before
 	// the client can see its connection closed: once it has, the group's
 	// messages go to the members still connected. No other connection can
@@ -514,6 +574,8 @@ func (c *conn) finish(why error) {
 		// A clean session ends with its connection [MQTT-3.1.2-6].
 		delete(s.clients, cl.id)
 		ended = true
+	} else if s.clients[cl.id] == cl {
+		s.detached(cl, time.Now())
 	}
 	cl.mu.Unlock()
 	s.mu.Unlock()
@@ -569,6 +631,9 @@ func (c *conn) writeLoop() {
 			// Closing the connection ends the reader, which then
 			// cleans up.
 			c.nc.Close()
+			c.unpark()
+		} else {
+			c.shrinkIfParked()
 		}
 		return
 	}
@@ -587,16 +652,17 @@ func (c *conn) flush() error {
 	}()
 	for {
 		now := time.Now()
-		cl.mu.Lock()
+		c.lockOut()
 		if !cl.sess.HasOutgoing() {
-			cl.mu.Unlock()
+			c.unlockOut()
 			return nil
 		}
 		if bp == nil {
 			bp = s.getBuf()
 		}
 		buf, err := cl.sess.AppendOutgoing((*bp)[:0], now)
-		cl.mu.Unlock()
+		mark := c.syncMark()
+		c.unlockOut()
 		*bp = buf
 		if err != nil {
 			return err
@@ -610,6 +676,11 @@ func (c *conn) flush() error {
 			// timer update per batch.
 			c.nc.SetWriteDeadline(now.Add(wt))
 			c.wdeadline = now
+		}
+		// What the batch acknowledges is durable before it leaves, the
+		// fsync outside the session's lock (see durable).
+		if err := s.dur.syncTo(mark); err != nil {
+			return err
 		}
 		if _, err := c.nc.Write(buf); err != nil {
 			return err
@@ -625,12 +696,12 @@ type connReader conn
 
 func (r *connReader) Read(p []byte) (int, error) {
 	c := (*conn)(r)
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
+	if r := c.router; len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
 		return n, nil
 	}
-	if err := c.readErr; err != nil {
+	if err := c.router.readErr; err != nil {
 		return 0, err
 	}
 	// Every packet read so far is handled: wake the writers that have
@@ -690,8 +761,14 @@ func (s *Server) getReader(c *conn) *pooledReader {
 // that failed keeps its error, and is left to the garbage collector.
 func (s *Server) putReader(pr *pooledReader) {
 	pr.src.c = nil
+	if pr.r.Size() > maxPooledReader {
+		return // grown by a large packet: let its memory go
+	}
 	s.readers.Put(pr)
 }
+
+// maxPooledReader is the largest read buffer kept for the next connection.
+const maxPooledReader = 256 << 10
 
 // tlsConn returns the TLS connection under nc (mqtts://, or wss:// under a
 // WebSocket), or nil.

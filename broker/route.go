@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
@@ -23,25 +24,33 @@ type sub struct {
 type client struct {
 	id string
 
-	mu   sync.Mutex
-	sess *session.Session
-	conn *conn           // the connection serving the session; nil while offline
-	subs map[string]byte // filter -> granted QoS, mirrored in Server.subs
-	info *Client         // of the last connection, for EventDrop
-	nsub atomic.Int32    // len(subs), read by routers without mu
-	on   atomic.Bool     // conn != nil, read by routers without mu
+	mu    sync.Mutex
+	sess  *session.Session
+	conn  *conn           // the connection serving the session; nil while offline
+	subs  map[string]byte // filter -> granted QoS, mirrored in Server.subs
+	info  *Client         // of the last connection, for EventDrop
+	drops atomic.Int64    // messages dropped because the queue was full
+	nsub  atomic.Int32    // len(subs), read by routers without mu
+	on    atomic.Bool     // conn != nil, read by routers without mu
+	// stored is the session's durable state with Options.Store, nil for
+	// clean sessions; since is when its last connection ended, for
+	// Options.SessionExpiry (zero while connected).
+	stored *storedSession
+	since  time.Time
 }
 
-func newClient(s *Server, id string) (*client, error) {
+func newClient(s *Server, id string, st session.Store) (*client, error) {
 	sess, err := session.New(session.Config{
-		Role:        session.Server,
-		MaxInflight: s.opts.MaxInflight,
-		MaxQueued:   s.opts.MaxQueued,
+		Role:           session.Server,
+		MaxInflight:    s.opts.MaxInflight,
+		MaxQueued:      s.sessionQueued(),
+		MaxQueuedBytes: s.opts.MaxQueuedBytes,
+		Store:          st,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &client{id: id, sess: sess, subs: make(map[string]byte)}, nil
+	return &client{id: id, sess: sess}, nil
 }
 
 // retainedMsg is a retained message as the Server keeps it.
@@ -59,6 +68,14 @@ type router struct {
 	rets   []*retainedMsg
 	out    packet.Publish
 	wakes  []*conn // writers to wake at the end of the batch
+
+	// A connection's reader keeps its other scratch here too, so that a
+	// parked connection holds none of it.
+	idle    [64]byte        // where an idle connection's next bytes land
+	pending []byte          // bytes read into idle, not yet taken by the packet reader
+	readErr error           // the error that came with the pending bytes
+	evs     []session.Event // events of the packet being handled
+	codes   []byte          // SUBACK return codes
 }
 
 // later records that c's writer has something to send. Writers are woken
@@ -158,7 +175,12 @@ func pickMember(g topic.Group[sub]) sub {
 // The session copies the message; a full session drops it, counted.
 func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 	cl.mu.Lock()
-	_, err := cl.sess.Publish(p)
+	var err error
+	if cl.conn == nil && p.QoS > 0 && cl.sess.Queued() >= s.awayQueued() {
+		err = session.ErrFull // the bound of a client that is away
+	} else {
+		_, err = cl.sess.Publish(p)
+	}
 	c := cl.conn
 	info := cl.info
 	cl.mu.Unlock()
@@ -169,15 +191,15 @@ func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 		return true
 	}
 	if errors.Is(err, session.ErrFull) {
-		s.drop(info, p)
+		s.drop(cl, info, p)
 	}
 	// ErrNotConnected: a QoS 0 message for an offline persistent session,
 	// which the specification lets the server discard.
 	return false
 }
 
-func (s *Server) drop(info *Client, p *packet.Publish) {
-	s.dropped.Add(1)
+func (s *Server) drop(cl *client, info *Client, p *packet.Publish) {
+	s.countDrop(cl, p)
 	if s.opts.OnEvent != nil {
 		s.emit(&Event{Kind: EventDrop, Client: info, Topic: p.Topic, QoS: p.QoS, Retain: p.Retain, PayloadSize: len(p.Payload)})
 	}
@@ -188,6 +210,7 @@ func (s *Server) drop(info *Client, p *packet.Publish) {
 // [MQTT-3.3.1-10] [MQTT-3.3.1-11]. Retained messages are kept apart from
 // sessions and outlive them [MQTT-3.1.2-7].
 func (s *Server) retain(p *packet.Publish) {
+	s.storeRetained(p)
 	if len(p.Payload) == 0 {
 		s.retained.Delete(string(p.Topic))
 		return
@@ -215,7 +238,7 @@ func (s *Server) sendRetained(cl *client, info *Client, r *router, filter string
 	for _, m := range r.rets {
 		p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic, Payload: m.payload}
 		if _, err := cl.sess.Publish(&p); errors.Is(err, session.ErrFull) {
-			s.dropped.Add(1)
+			s.countDrop(cl, &p)
 		}
 	}
 	clear(r.rets)
@@ -231,6 +254,12 @@ func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
 		return nil
 	}
 	f := string(filter)
+	if err := s.storeSubscribe(cl, f, qos); err != nil {
+		return err
+	}
+	if cl.subs == nil {
+		cl.subs = make(map[string]byte) // only now: many clients never subscribe
+	}
 	if err := s.subs.Add(f, sub{cl, qos}); err != nil {
 		return err
 	}
@@ -253,6 +282,7 @@ func (s *Server) removeSub(cl *client, filter []byte) {
 		return
 	}
 	f := string(filter)
+	s.storeUnsubscribe(cl, f)
 	s.subs.Remove(f, sub{cl, qos})
 	delete(cl.subs, f)
 	s.traffic.subs.Add(-1)

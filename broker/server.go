@@ -13,6 +13,7 @@ import (
 
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/store"
 	"github.com/ternmq/mqtt/topic"
 	"github.com/ternmq/mqtt/transport"
 )
@@ -21,6 +22,11 @@ import (
 const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultWriteTimeout   = 30 * time.Second
+
+	// DefaultMaxPacketSize lets payloads of several MiB through (common
+	// clients send 1 MiB and more; mosquitto sets no limit) while a
+	// client must still send 16 MiB to make the broker hold them.
+	DefaultMaxPacketSize = 16 << 20
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
@@ -44,8 +50,15 @@ type Options struct {
 	MaxConnections int
 
 	// MaxPacketSize limits the size of a packet read from a client, fixed
-	// header included; 0 means packet.DefaultMaxSize (1 MiB). A larger
-	// packet closes the connection.
+	// header included; 0 means DefaultMaxPacketSize (16 MiB). A larger
+	// packet closes the connection as soon as its fixed header is in.
+	//
+	// Memory follows the bytes a client actually sends, not the length
+	// it announces: a connection's read buffer grows as bytes arrive,
+	// doubling, so a packet of n bytes holds at most 2n bytes while it is
+	// read (and never more than 1.5 times MaxPacketSize), and an idle
+	// connection holds no read buffer at all. Messages routed to
+	// subscribers are bounded separately, by MaxQueuedBytes.
 	MaxPacketSize int
 
 	// MaxInflight is the number of QoS 1 and 2 messages sent to one client
@@ -53,12 +66,25 @@ type Options struct {
 	MaxInflight int
 
 	// MaxQueued is the number of messages waiting for one client behind
-	// its inflight window, or for a persistent session's next connection;
-	// 0 or less means 1000, as mosquitto. Messages beyond it are dropped
-	// and counted (Stats.Dropped). It bounds a count, not bytes: the
-	// memory a stuck client can hold is MaxQueued times the largest
-	// message (see MaxPacketSize).
+	// its inflight window, or for a persistent session's next connection,
+	// QoS 0 messages not yet written included. 0 or less means
+	// DefaultMaxQueued (1000, as mosquitto's max_queued_messages) for a
+	// client that is away, and no bound in messages while it is connected,
+	// where MaxQueuedBytes bounds its queue: a subscriber that reads at line
+	// rate then loses nothing when a publisher bursts tens of thousands of
+	// messages. Messages beyond the bounds are dropped, counted
+	// (Stats.Dropped, ClientStats.Dropped) and logged at warn level (one
+	// line per second at most).
 	MaxQueued int
+
+	// MaxQueuedBytes bounds the same messages in bytes (topic, payload and
+	// session.QueuedOverhead each); 0 means DefaultMaxQueuedBytes, a
+	// negative value no bound in bytes. One message may always wait, so a
+	// client that does not read holds at most the larger of
+	// MaxQueuedBytes and one message in its queue, plus the batch its
+	// writer is writing (at most as much again) until WriteTimeout closes
+	// its connection.
+	MaxQueuedBytes int
 
 	// ConnectTimeout bounds the wait for the CONNECT packet (and the TLS
 	// handshake) of a new connection; 0 means DefaultConnectTimeout.
@@ -111,6 +137,26 @@ type Options struct {
 	// messages received and messages dropped, for metrics and audit logs.
 	// It runs on the connection's goroutine and must return quickly.
 	OnEvent func(e *Event)
+
+	// Store, when set, keeps the persistent sessions (subscriptions,
+	// messages queued and in flight, incoming QoS 2 exchanges) and the
+	// retained messages across restarts; nil keeps them in memory only.
+	// Clean sessions are never written. The stored state is restored by
+	// the first call of Serve (or ListenAndServe, or Publish), which
+	// returns the error if it cannot be. The broker acknowledges a
+	// message (PUBACK, PUBREC) only once it is durable for every
+	// persistent session it was queued for and as retained, a
+	// subscription (SUBACK) once it is durable, and sends a PUBREL only
+	// once the PUBREC's state is durable [MQTT-4.3.3-1]. The Server does
+	// not close the Store: close it after Shutdown or Close returns.
+	Store store.Store
+
+	// SessionExpiry deletes a persistent session whose client has not
+	// connected for that long (its subscriptions and queued messages;
+	// counted in Stats.Expired), like mosquitto's
+	// persistent_client_expiration; 0 keeps sessions for ever. Time spent
+	// with the Server stopped counts.
+	SessionExpiry time.Duration
 }
 
 // Stats are counters of a Server since it was created.
@@ -123,6 +169,7 @@ type Stats struct {
 	Refused      int64 // CONNECTs refused with a non-zero CONNACK
 	Retained     int64 // retained messages held now
 	Disconnected int64 // connections that ended after an accepted CONNECT
+	Expired      int64 // persistent sessions deleted by Options.SessionExpiry
 
 	Connected       int64         // clients connected now, CONNECT accepted
 	Subscriptions   int64         // subscriptions held now, shared ones included
@@ -156,6 +203,7 @@ type Server struct {
 	dropped   atomic.Int64
 	refused   atomic.Int64
 	ended     atomic.Int64
+	dropLog   atomic.Int64 // when a drop was last logged, in Unix nanoseconds
 
 	traffic ioCounters // bytes and packets in and out, connected clients, subscriptions
 	sys     sysState   // $SYS topics
@@ -163,8 +211,11 @@ type Server struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 
+	dur *durable // Options.Store and SessionExpiry
+
 	bufPool sync.Pool // *[]byte write buffers
 	readers sync.Pool // *pooledReader
+	park    poller    // waits for parked connections' bytes
 }
 
 // New returns a Server configured by opts.
@@ -175,11 +226,14 @@ func New(opts Options) *Server {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	if opts.MaxPacketSize <= 0 {
+		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
 	if opts.MaxInflight <= 0 {
 		opts.MaxInflight = session.DefaultMaxInflight
 	}
-	if opts.MaxQueued <= 0 {
-		opts.MaxQueued = session.DefaultMaxQueued
+	if opts.MaxQueuedBytes == 0 {
+		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
 	log := opts.Logger
 	if log == nil {
@@ -188,6 +242,7 @@ func New(opts Options) *Server {
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	return &Server{
+		dur:       newDurable(&opts),
 		opts:      opts,
 		log:       log,
 		clients:   make(map[string]*client),
@@ -216,6 +271,10 @@ func (s *Server) ListenAndServe(rawURL string) error {
 // The first Serve starts the publication of the $SYS/broker/... topics if
 // Options.SysInterval asks for it; Shutdown and Close stop it.
 func (s *Server) Serve(l net.Listener) error {
+	if err := s.dur.ready(s); err != nil {
+		l.Close()
+		return err
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -271,6 +330,7 @@ func (s *Server) isClosing() bool {
 
 // beginClose stops the listeners and returns the open connections.
 func (s *Server) beginClose() []*conn {
+	s.dur.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closing {
@@ -303,7 +363,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
+		s.park.stop()
+		return s.dur.syncAll()
 	case <-ctx.Done():
 		s.Close()
 		<-done
@@ -318,7 +379,8 @@ func (s *Server) Close() error {
 		c.shutdown(true)
 	}
 	s.wg.Wait()
-	return nil
+	s.park.stop()
+	return s.dur.syncAll()
 }
 
 // Stats returns the Server's counters.
@@ -335,6 +397,7 @@ func (s *Server) Stats() Stats {
 		Refused:      s.refused.Load(),
 		Retained:     int64(s.retained.Len()),
 		Disconnected: s.ended.Load(),
+		Expired:      s.dur.expired.Load(),
 
 		Connected:       s.traffic.connected.Load(),
 		Subscriptions:   s.traffic.subs.Load(),
@@ -350,8 +413,12 @@ func (s *Server) Stats() Stats {
 // Publish routes a message from the application embedding the Server to the
 // subscribers, as if a client had published it (no authorization hook is
 // called). With p.Retain set it is also stored, or cleared with an empty
-// payload. p is not kept: it may be reused when Publish returns.
+// payload. p is not kept: it may be reused when Publish returns. With
+// Options.Store, Publish returns once what it stored is durable.
 func (s *Server) Publish(p *packet.Publish) error {
+	if err := s.dur.ready(s); err != nil {
+		return err
+	}
 	if p.QoS > 2 {
 		return &packet.Error{Kind: packet.ErrMalformed, Type: packet.PUBLISH, Rule: "MQTT-3.3.1-4", Reason: "QoS 3"}
 	}
@@ -362,7 +429,7 @@ func (s *Server) Publish(p *packet.Publish) error {
 	r.route(s, p)
 	r.flushWakes()
 	putRouter(r)
-	return nil
+	return s.dur.syncAll()
 }
 
 // newClientID returns an identifier for a client that sent an empty one

@@ -24,6 +24,13 @@ func TestStringScanEncode(t *testing.T) {
 			return "MQTT-1.5.3-2"
 		case name && strings.ContainsAny(s, "+#"):
 			return "MQTT-3.3.2-2"
+		case !name && strings.Contains(s, "#"):
+			// The strings are one level: '#' passes only alone.
+			if s != "#" {
+				return "MQTT-4.7.1-2"
+			}
+		case !name && strings.Contains(s, "+") && s != "+":
+			return "MQTT-4.7.1-3"
 		}
 		return ""
 	}

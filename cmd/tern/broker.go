@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ternmq/mqtt/broker"
 	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/store"
 	"github.com/ternmq/mqtt/transport"
 )
 
@@ -26,7 +28,8 @@ const brokerUsage = `
 Usage: tern broker [-listen URL]... [flags]
 
 Runs an MQTT 3.1.1 broker: QoS 0, 1 and 2, retained messages, wills,
-persistent sessions (in memory), shared subscriptions ($share/group/filter).
+persistent sessions (in memory, or on disk with -data), shared
+subscriptions ($share/group/filter).
 It prints each address it listens on, then serves until interrupted.
 
 Listeners are URLs (-listen is repeatable; port 0 picks a free port):
@@ -69,6 +72,7 @@ Monitoring:
 
 Examples:
   tern broker
+  tern broker -data /var/lib/tern -session-expiry 720h
   tern broker -listen mqtt://:1883 -listen ws://:8080/mqtt
   tern broker -listen mqtts://:8883 -cert server.crt -key server.key
   tern broker -listen mqtts://:8883 -cert server.crt -key server.key -cafile ca.crt -require-cert
@@ -93,14 +97,16 @@ type brokerFlags struct {
 	maxPacket      int
 	maxInflight    int
 	maxQueued      int
+	maxQueuedBytes int
 	logLevel       string
 	sysInterval    time.Duration
 	metrics        string
+	store          storeFlags
 }
 
 func runBroker(ctx context.Context, e *env, args []string) error {
 	var f brokerFlags
-	fs := newFlagSet(e, "broker", brokerUsage)
+	fs := newFlagSet(e, "broker", strings.Replace(brokerUsage, "\nExamples:", storeUsage+"\nExamples:", 1))
 	fs.Var(&f.listen, "listen", "listener `URL` (repeatable): mqtt://, mqtts://, ws://, wss://, unix://")
 	fs.StringVar(&f.certFile, "cert", "", "PEM `file` of the server certificate, for mqtts:// and wss://")
 	fs.StringVar(&f.keyFile, "key", "", "PEM `file` of the server private key")
@@ -110,13 +116,15 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.aclFile, "acl", "", "ACL `file` (see above)")
 	fs.BoolVar(&f.allowAnonymous, "allow-anonymous", false, "with -passwd, accept clients that send no user name too")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "maximum simultaneous `connections`; 0 for no limit")
-	fs.IntVar(&f.maxPacket, "max-packet", 0, "maximum packet size in `bytes` from a client; 0 for 1 MiB")
+	fs.IntVar(&f.maxPacket, "max-packet", 0, "maximum packet size in `bytes` from a client; 0 for 16 MiB (memory follows the bytes sent, not this limit)")
 	fs.IntVar(&f.maxInflight, "max-inflight", 0, "QoS 1 and 2 `messages` in flight to each client; 0 for 20")
-	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped beyond; 0 for 1000")
+	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped (counted, logged at warn) beyond; 0 for 1000 while a client is away and no bound but -max-queued-bytes while it is connected")
+	fs.IntVar(&f.maxQueuedBytes, "max-queued-bytes", 0, "`bytes` of messages queued for each client, dropped beyond; 0 for 16 MiB, -1 for no bound in bytes")
 	fs.StringVar(&f.logLevel, "log", "info", "log `level`: debug, info (connections), warn or error")
 	f.sysInterval = broker.DefaultSysInterval
 	fs.Var((*secondsFlag)(&f.sysInterval), "sys-interval", "publish the $SYS topics every this many `seconds` (or a duration); 0 turns them off")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port)")
+	f.store.register(fs)
 	if err := parseFlags(e, fs, args, false); err != nil {
 		return err
 	}
@@ -171,6 +179,11 @@ wait:
 	if err := b.srv.Shutdown(sctx); err != nil {
 		b.srv.Close()
 	}
+	if b.store != nil {
+		if err := b.store.Close(); err != nil && serveErr == nil {
+			serveErr = fmt.Errorf("-data: closing the store: %w", err)
+		}
+	}
 	if serveErr != nil && !errors.Is(serveErr, broker.ErrServerClosed) {
 		return serveErr
 	}
@@ -186,7 +199,8 @@ type brokerServer struct {
 	listenURL []string
 	tls       *tls.Config
 	listeners []net.Listener
-	urls      []string // where it listens, with the ports chosen
+	urls      []string   // where it listens, with the ports chosen
+	store     *store.Log // of -data, closed after the server
 
 	// The password and ACL files, reloaded on SIGHUP.
 	passwdFile, aclFile string
@@ -286,6 +300,7 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		MaxPacketSize:  f.maxPacket,
 		MaxInflight:    f.maxInflight,
 		MaxQueued:      f.maxQueued,
+		MaxQueuedBytes: f.maxQueuedBytes,
 		Transport:      &transport.Options{TLSConfig: b.tls},
 		SysInterval:    f.sysInterval,
 	}
@@ -338,6 +353,9 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 			return b.acl.Load().canRead(aclClientOf(c), topic)
 		}
 	}
+	if b.store, err = f.store.open(&opts, log); err != nil {
+		return nil, err
+	}
 	b.srv = broker.New(opts)
 	return b, nil
 }
@@ -377,6 +395,9 @@ func (b *brokerServer) close() {
 		l.Close()
 	}
 	b.srv.Close()
+	if b.store != nil {
+		b.store.Close()
+	}
 }
 
 // listenerURL is raw with the port the system chose, for the banner.
