@@ -167,7 +167,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 		c.info.TLS = &st
 	}
 	pr := s.getReader(c)
-	p, err := pr.r.ReadPacket()
+	p, err := s.readConnect(pr.r)
 	if err != nil {
 		// The codec tells which refusals have a return code; every other
 		// broken CONNECT closes the connection without CONNACK
@@ -191,6 +191,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 	c.info.CleanSession = cp.CleanSession
 	c.info.KeepAlive = cp.KeepAlive
 	c.info.Level = cp.Level
+	c.info.Bridge = cp.Bridge
 	c.info.HasUsername = cp.HasUsername
 	c.info.Username = string(cp.Username)
 	if len(cp.ClientID) == 0 {
@@ -227,6 +228,9 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 	}
 	c.cl = cl
 	c.pr = pr
+	if cp.Bridge {
+		c.router.noLocal = cl // a bridge's messages do not come back to it
+	}
 	// The CONNACK and the session's resends wait in the session; the
 	// writer sends them first [MQTT-3.2.0-1].
 	cl.mu.Lock()

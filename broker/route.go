@@ -30,6 +30,7 @@ type client struct {
 	info *Client         // of the last connection, for EventDrop
 	nsub atomic.Int32    // len(subs), read by routers without mu
 	on   atomic.Bool     // conn != nil, read by routers without mu
+	sink *bridge         // a bridge's local subscriber: messages go to the bridge, sess is nil
 }
 
 func newClient(s *Server, id string) (*client, error) {
@@ -59,6 +60,12 @@ type router struct {
 	rets   []*retainedMsg
 	out    packet.Publish
 	wakes  []*conn // writers to wake at the end of the batch
+
+	// src is the message being routed, for bridges (RETAIN as published).
+	src *packet.Publish
+	// noLocal is the publisher's session when it is a bridge's: a bridge's
+	// own messages are not sent back to it, as mosquitto does.
+	noLocal *client
 }
 
 // later records that c's writer has something to send. Writers are woken
@@ -109,8 +116,12 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 	}
 	out := &r.out
 	*out = packet.Publish{Topic: p.Topic, Payload: p.Payload} // RETAIN=0 [MQTT-3.3.1-9]
+	r.src = p
 	n := 0
 	for _, sb := range r.subs {
+		if sb.c == r.noLocal {
+			continue
+		}
 		out.QoS = min(p.QoS, sb.qos) // [MQTT-3.8.4-6]
 		if s.deliver(r, sb.c, out) {
 			n++
@@ -120,6 +131,9 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 	r.groups = s.subs.MatchShared(p.Topic, r.groups[:0])
 	for _, g := range r.groups {
 		sb := pickMember(g)
+		if sb.c == r.noLocal {
+			continue
+		}
 		out.QoS = min(p.QoS, sb.qos)
 		if s.deliver(r, sb.c, out) {
 			n++
@@ -127,6 +141,7 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 	}
 	clear(r.groups)
 	*out = packet.Publish{}
+	r.src = nil
 	if n > 0 {
 		s.delivered.Add(int64(n))
 	}
@@ -151,6 +166,9 @@ func pickMember(g topic.Group[sub]) sub {
 // deliver hands p to cl's session and records its writer in r for waking.
 // The session copies the message; a full session drops it, counted.
 func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
+	if cl.sink != nil {
+		return cl.sink.forward(r, p)
+	}
 	cl.mu.Lock()
 	_, err := cl.sess.Publish(p)
 	c := cl.conn

@@ -93,6 +93,17 @@ type Options struct {
 	// messages received and messages dropped, for metrics and audit logs.
 	// It runs on the connection's goroutine and must return quickly.
 	OnEvent func(e *Event)
+
+	// Bridges are connections from this Server to remote brokers, each
+	// forwarding chosen topics one way or both (see Bridge). They start
+	// with New and stop with Shutdown or Close.
+	Bridges []Bridge
+
+	// AllowBridges lets clients connect with the bridge mark (protocol
+	// level 0x84, mosquitto's try_private): such a client is not sent its
+	// own messages back. Off, the mark is refused with CONNACK 0x01, as
+	// MQTT 3.1.1 requires of an unknown level [MQTT-3.1.2-2].
+	AllowBridges bool
 }
 
 // Stats are counters of a Server since it was created.
@@ -105,6 +116,8 @@ type Stats struct {
 	Refused      int64 // CONNECTs refused with a non-zero CONNACK
 	Retained     int64 // retained messages held now
 	Disconnected int64 // connections that ended after an accepted CONNECT
+
+	Bridges []BridgeStats // one per Options.Bridges, in order
 }
 
 // A Server is an MQTT broker. Create it with New; it serves listeners with
@@ -135,6 +148,8 @@ type Server struct {
 
 	bufPool sync.Pool // *[]byte write buffers
 	readers sync.Pool // *pooledReader
+
+	bridges []*bridge
 }
 
 // New returns a Server configured by opts.
@@ -157,7 +172,7 @@ func New(opts Options) *Server {
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
-	return &Server{
+	s := &Server{
 		opts:      opts,
 		log:       log,
 		clients:   make(map[string]*client),
@@ -165,6 +180,8 @@ func New(opts Options) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		idPrefix:  "tern-" + hex.EncodeToString(rnd[:]) + "-",
 	}
+	s.startBridges()
+	return s
 }
 
 // ListenAndServe listens on rawURL with transport.Listen (mqtt://, tcp://,
@@ -255,6 +272,7 @@ func (s *Server) beginClose() []*conn {
 // connections are closed at once as by Close, and ctx's error is returned
 // once they are gone.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopBridges(ctx)
 	for _, c := range s.beginClose() {
 		c.shutdown(false)
 	}
@@ -276,6 +294,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops the listeners, closes every connection at once (no will is
 // published) and waits for every goroutine of the Server to end.
 func (s *Server) Close() error {
+	s.stopBridges(nil)
 	for _, c := range s.beginClose() {
 		c.shutdown(true)
 	}
@@ -297,6 +316,7 @@ func (s *Server) Stats() Stats {
 		Refused:      s.refused.Load(),
 		Retained:     int64(s.retained.Len()),
 		Disconnected: s.ended.Load(),
+		Bridges:      s.bridgeStats(),
 	}
 }
 
