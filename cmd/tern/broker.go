@@ -53,6 +53,19 @@ Authentication and authorization:
   SIGHUP reloads both files, for the connections that come next (and the
   messages and subscriptions of every client, for -acl).
 
+Bridges (connections to other brokers, forwarding chosen topics):
+  -bridge FILE   mosquitto's bridge section: "connection NAME", "address
+                 HOST:PORT...", "topic PATTERN [out|in|both [QOS [LOCAL
+                 REMOTE]]]", remote_clientid, remote_username,
+                 remote_password, cleansession, keepalive_interval,
+                 try_private, bridge_cafile, bridge_certfile, bridge_keyfile,
+                 bridge_insecure, notifications, notification_topic,
+                 restart_timeout...; a key tern does not honour is refused.
+                 State: $SYS/broker/connection/CLIENTID/state, 1 up, 0 down.
+  -allow-bridges accept clients with the bridge mark (protocol level 0x84,
+                 mosquitto's try_private): their own messages are not sent
+                 back to them. Without it they are refused (CONNACK 0x01).
+
 Examples:
   tern broker
   tern broker -listen mqtt://:1883 -listen ws://:8080/mqtt
@@ -60,6 +73,7 @@ Examples:
   tern broker -listen mqtts://:8883 -cert server.crt -key server.key -cafile ca.crt -require-cert
   tern broker -passwd users.txt -acl acl.txt -log debug
   tern broker -max-conns 10000 -max-queued 10000 -max-packet 262144
+  tern broker -bridge bridges.conf
 
 Exit status: 0 stopped by a signal; 1 error (a listener could not start, a
 file could not be read); 2 bad usage.
@@ -79,6 +93,8 @@ type brokerFlags struct {
 	maxInflight    int
 	maxQueued      int
 	logLevel       string
+	bridgeFile     string
+	allowBridges   bool
 }
 
 func runBroker(ctx context.Context, e *env, args []string) error {
@@ -97,6 +113,8 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.maxInflight, "max-inflight", 0, "QoS 1 and 2 `messages` in flight to each client; 0 for 20")
 	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped beyond; 0 for 1000")
 	fs.StringVar(&f.logLevel, "log", "info", "log `level`: debug, info (connections), warn or error")
+	fs.StringVar(&f.bridgeFile, "bridge", "", "bridge configuration `file` (see above)")
+	fs.BoolVar(&f.allowBridges, "allow-bridges", false, "accept bridges that connect with the bridge mark (see above)")
 	if err := parseFlags(e, fs, args, false); err != nil {
 		return err
 	}
@@ -304,6 +322,9 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 			}
 			return packet.SubackFailure
 		}
+	}
+	if err := f.bridges(&opts, log); err != nil {
+		return nil, err
 	}
 	b.srv = broker.New(opts)
 	return b, nil
