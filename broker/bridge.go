@@ -163,6 +163,7 @@ type Bridge struct {
 type BridgeStats struct {
 	Name      string
 	Connected bool  // the link is up
+	Marked    bool  // the remote broker accepted the bridge mark
 	Forwarded int64 // messages taken to go out
 	Pending   int   // of those, QoS 1 and 2 ones not yet acknowledged by the remote broker
 	Received  int64 // messages that came in and were published locally
@@ -287,6 +288,7 @@ func (s *Server) bridgeStats() []BridgeStats {
 		st[i] = BridgeStats{
 			Name:      b.cfg.Name,
 			Connected: b.up.Load(),
+			Marked:    b.marked.Load(),
 			Forwarded: b.forwarded.Load(),
 			Pending:   b.c.Pending(),
 			Received:  b.received.Load(),
