@@ -14,6 +14,7 @@ import (
 	mqttclient "github.com/ternmq/mqtt/client"
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/store"
 	"github.com/ternmq/mqtt/topic"
 )
 
@@ -226,8 +227,13 @@ type bridge struct {
 	id    string  // client identifier on the remote broker
 	state string  // the notification topic
 	local *client // the subscriber inside the Server
-	c     *mqttclient.Client
 	rules []bridgeRule
+	opts  mqttclient.Options
+
+	// c is made by run once the Server's store is restored, and ready
+	// closed then: c may be used only after ready is.
+	c     *mqttclient.Client
+	ready chan struct{}
 
 	ctx    context.Context // ends when the bridge stops
 	cancel context.CancelFunc
@@ -290,12 +296,19 @@ func (s *Server) bridgeStats() []BridgeStats {
 			Connected: b.up.Load(),
 			Marked:    b.marked.Load(),
 			Forwarded: b.forwarded.Load(),
-			Pending:   b.c.Pending(),
+			Pending:   pending(b.client()),
 			Received:  b.received.Load(),
 			Dropped:   b.dropped.Load(),
 		}
 	}
 	return st
+}
+
+func pending(c *mqttclient.Client) int {
+	if c == nil {
+		return 0
+	}
+	return c.Pending()
 }
 
 func newBridge(s *Server, cfg Bridge) (*bridge, error) {
@@ -316,11 +329,7 @@ func newBridge(s *Server, cfg Bridge) (*bridge, error) {
 	if b.state == "" {
 		b.state = "$SYS/broker/connection/" + b.id + "/state"
 	}
-	st, err := s.bridgeStore(cfg.Name)
-	if err != nil {
-		return nil, err
-	}
-	opts := mqttclient.Options{
+	b.opts = mqttclient.Options{
 		Servers:        cfg.URLs,
 		ClientID:       b.id,
 		KeepSession:    !cfg.CleanSession,
@@ -330,7 +339,6 @@ func newBridge(s *Server, cfg Bridge) (*bridge, error) {
 		TLSConfig:      cfg.TLSConfig,
 		ReconnectMin:   orDefault(cfg.ReconnectMin, DefaultBridgeReconnectMin),
 		ReconnectMax:   orDefault(cfg.ReconnectMax, DefaultBridgeReconnectMax),
-		Store:          st,
 		MaxInflight:    cfg.MaxInflight,
 		MaxQueued:      orDefault(cfg.MaxQueued, DefaultBridgeMaxQueued),
 		BridgeMark:     !cfg.NoBridgeMark,
@@ -340,12 +348,9 @@ func newBridge(s *Server, cfg Bridge) (*bridge, error) {
 		BatchDelay:     -1, // forwarded at once: a bridge adds no latency of its own
 	}
 	if !cfg.NoNotifications && !cfg.NotificationsLocalOnly {
-		opts.Will = &mqttclient.Will{Topic: b.state, Payload: []byte("0"), QoS: 1, Retain: true}
+		b.opts.Will = &mqttclient.Will{Topic: b.state, Payload: []byte("0"), QoS: 1, Retain: true}
 	}
-	b.c, err = mqttclient.New(opts)
-	if err != nil {
-		return nil, err
-	}
+	b.ready = make(chan struct{})
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
 	// The subscriber inside the Server: never in s.clients, so no
@@ -355,13 +360,45 @@ func newBridge(s *Server, cfg Bridge) (*bridge, error) {
 	for _, t := range b.rules {
 		if t.Direction.out() {
 			if err := s.addSub(b.local, []byte(t.local), t.QoS); err != nil {
-				b.c.Close()
+				s.removeAllSubs(b.local)
+				b.cancel()
 				return nil, err
 			}
 		}
 	}
-	b.publishState(false)
 	return b, nil
+}
+
+// start makes the client, on the bridge's store once the Server's store is
+// restored, and reports whether the bridge can run.
+func (b *bridge) start(log interface{ Error(string, ...any) }) bool {
+	s := b.srv
+	if err := s.dur.ready(s); err != nil {
+		log.Error("bridge not started: the store is not restored", "err", err)
+		return false
+	}
+	st, err := s.bridgeStore(b.cfg.Name)
+	if err == nil {
+		b.opts.Store = st
+		b.c, err = mqttclient.New(b.opts)
+	}
+	if err != nil {
+		log.Error("bridge not started", "err", err)
+		return false
+	}
+	close(b.ready)
+	b.publishState(false)
+	return true
+}
+
+// client returns the bridge's client, or nil before it is made.
+func (b *bridge) client() *mqttclient.Client {
+	select {
+	case <-b.ready:
+		return b.c
+	default:
+		return nil
+	}
 }
 
 func orDefault[T int | time.Duration](v, d T) T {
@@ -376,6 +413,9 @@ func orDefault[T int | time.Duration](v, d T) T {
 func (b *bridge) run() {
 	defer close(b.done)
 	log := b.srv.log.With("bridge", b.cfg.Name)
+	if !b.start(log) {
+		return
+	}
 	wait := orDefault(b.cfg.ReconnectMin, DefaultBridgeReconnectMin)
 	maxWait := orDefault(b.cfg.ReconnectMax, DefaultBridgeReconnectMax)
 	// The client reconnects on its own once it has connected; the first
@@ -489,9 +529,9 @@ func (b *bridge) publishState(up bool) {
 	}
 	p := packet.Publish{QoS: 1, Retain: true, Topic: []byte(b.state), Payload: v}
 	b.publishLocal(&p)
-	if up && !b.cfg.NotificationsLocalOnly {
+	if c := b.client(); up && c != nil && !b.cfg.NotificationsLocalOnly {
 		ctx, cancel := context.WithTimeout(b.ctx, time.Second)
-		b.c.PublishAsync(ctx, b.state, 1, true, v)
+		c.PublishAsync(ctx, b.state, 1, true, v)
 		cancel()
 	}
 }
@@ -505,12 +545,16 @@ func (b *bridge) stop(ctx context.Context) {
 	b.local.mu.Unlock()
 	b.cancel()
 	<-b.done
+	c := b.client()
+	if c == nil {
+		return
+	}
 	if ctx != nil {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		b.c.Disconnect(dctx)
+		c.Disconnect(dctx)
 		cancel()
 	}
-	b.c.Close()
+	c.Close()
 	b.up.Store(false)
 	b.publishState(false)
 }
@@ -535,6 +579,21 @@ func (b *bridge) forward(r *router, p *packet.Publish) bool {
 		remote = rule.RemotePrefix
 	}
 	retain := r.src != nil && r.src.Retain && !b.cfg.NoOutgoingRetain
+	if b.client() == nil {
+		// Routed before run made the client: the store is being
+		// restored. Wait for it, as for room in a full queue.
+		t := time.NewTimer(orDefault(b.cfg.QueueTimeout, DefaultBridgeQueueTimeout))
+		select {
+		case <-b.ready:
+		case <-t.C:
+		case <-b.ctx.Done():
+		}
+		t.Stop()
+		if b.client() == nil {
+			b.drop("bridge not started", remote, p.QoS)
+			return false
+		}
+	}
 	if p.QoS == 0 && !b.up.Load() {
 		b.drop("link down", remote, 0)
 		return false
@@ -601,6 +660,13 @@ func (b *bridge) incoming(m *mqttclient.Message) {
 	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: []byte(local), Payload: m.Payload}
 	b.publishLocal(&p)
 	b.received.Add(1)
+	if m.QoS > 0 {
+		// Durable for the local persistent sessions before the client
+		// acknowledges it to the remote broker when this returns.
+		if err := b.srv.dur.syncAll(); err != nil {
+			b.srv.log.Error("bridge: store failed", "bridge", b.cfg.Name, "err", err)
+		}
+	}
 }
 
 // publishLocal routes p on the local broker as from the bridge: it does
@@ -615,10 +681,65 @@ func (b *bridge) publishLocal(p *packet.Publish) {
 	putRouter(r)
 }
 
-// bridgeStore returns the session store of bridge name's client: nil (in
-// memory) while the Server has no durable store.
+// bridgeStore returns the session store of bridge name's client: in the
+// Server's store as session "$bridge/NAME", or nil (in memory) without one.
 func (s *Server) bridgeStore(name string) (session.Store, error) {
-	return nil, nil
+	d := s.dur
+	if d.st == nil {
+		return nil, nil
+	}
+	id := bridgeIDPrefix + name
+	s.mu.Lock()
+	st := s.bridgeStores[id]
+	delete(s.bridgeStores, id)
+	s.mu.Unlock()
+	if st == nil {
+		var err error
+		if st, err = d.st.Session(id); err != nil {
+			return nil, d.fail(err)
+		}
+	}
+	return bridgeSession{&storedSession{d: d, st: st}}, nil
+}
+
+// reservedID reports whether a client may not use id: with a store, the
+// ids of bridges' queues are kept for them.
+func (s *Server) reservedID(id string) bool {
+	return s.dur.st != nil && strings.HasPrefix(id, bridgeIDPrefix)
+}
+
+// bridgeIDPrefix starts the store's session id of a bridge's queue.
+const bridgeIDPrefix = "$bridge/"
+
+// bridgeSession is a bridge's client session in the Server's store. Its
+// writes are counted like a client session's, so that a local publisher's
+// acknowledgement waits until the message is durable in the bridge's
+// queue; its Sync is real, since the bridge's client acknowledges and
+// releases messages of its own.
+type bridgeSession struct{ *storedSession }
+
+// Sync makes every write to the Server's store durable.
+func (b bridgeSession) Sync() error { return b.d.syncAll() }
+
+// bridgeSession keeps the stored session of a bridge's queue found while
+// the store is restored, for the bridge to take, and reports whether id is
+// a bridge's. s.mu is held.
+func (s *Server) bridgeSession(id string, st store.Session) bool {
+	if !strings.HasPrefix(id, bridgeIDPrefix) {
+		return false
+	}
+	if s.bridgeStores == nil {
+		s.bridgeStores = make(map[string]store.Session)
+	}
+	s.bridgeStores[id] = st
+	configured := false
+	for _, b := range s.opts.Bridges {
+		configured = configured || bridgeIDPrefix+b.Name == id
+	}
+	if !configured {
+		s.log.Warn("stored queue of a bridge that is not configured: kept, not sent", "bridge", id[len(bridgeIDPrefix):])
+	}
+	return true
 }
 
 // readConnect reads the first packet of a connection, with the bridge mark

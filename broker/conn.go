@@ -57,6 +57,7 @@ type conn struct {
 	readErr error           // the error that came with the pending bytes
 	will    *packet.Publish // nil without a will, or after DISCONNECT
 	router  router
+	gate    ackGate // with a store: the acknowledgements wait for routing
 	evs     []session.Event
 	codes   []byte
 }
@@ -201,6 +202,10 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 	} else {
 		c.info.ID = string(cp.ClientID)
 	}
+	if s.reservedID(c.info.ID) {
+		c.refuse(packet.RefusedIdentifierRejected)
+		return nil, false
+	}
 	if limit := s.opts.MaxConnections; limit > 0 && s.nconns.Load() > int64(limit) {
 		c.refuse(packet.RefusedServerUnavailable)
 		return nil, false
@@ -277,7 +282,7 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 		}
 		cl = s.clients[c.info.ID]
 		if cl == nil {
-			cl, err = newClient(s, c.info.ID)
+			cl, err = s.newSession(c.info.ID, clean)
 			if err != nil {
 				s.mu.Unlock()
 				return nil, false, err
@@ -289,6 +294,11 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 		cl.mu.Lock()
 		old := cl.conn
 		if old == nil {
+			if err := s.attached(cl, clean); err != nil {
+				cl.mu.Unlock()
+				s.mu.Unlock()
+				return nil, false, err
+			}
 			cl.conn = c
 			cl.info = &c.info
 			cl.on.Store(true)
@@ -351,6 +361,7 @@ func (c *conn) run(connect *packet.Connect) error {
 		if err != nil {
 			return err
 		}
+		c.holdAcks()
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
 		evs := c.evs[:0]
@@ -373,6 +384,7 @@ func (c *conn) run(connect *packet.Connect) error {
 			}
 		}
 		clear(evs) // drop the references into the read buffer
+		c.releaseAcks()
 	}
 }
 
@@ -476,6 +488,7 @@ func (c *conn) finish(why error) {
 	s := c.srv
 	cl := c.cl
 	stop := c.stop.Load()
+	c.releaseAcks()
 	// Routers stop choosing this session for shared subscriptions before
 	// the client can see its connection closed: once it has, the group's
 	// messages go to the members still connected. No other connection can
@@ -512,6 +525,8 @@ func (c *conn) finish(why error) {
 		// A clean session ends with its connection [MQTT-3.1.2-6].
 		delete(s.clients, cl.id)
 		ended = true
+	} else if s.clients[cl.id] == cl {
+		s.detached(cl, time.Now())
 	}
 	cl.mu.Unlock()
 	s.mu.Unlock()
@@ -585,16 +600,17 @@ func (c *conn) flush() error {
 	}()
 	for {
 		now := time.Now()
-		cl.mu.Lock()
+		c.lockOut()
 		if !cl.sess.HasOutgoing() {
-			cl.mu.Unlock()
+			c.unlockOut()
 			return nil
 		}
 		if bp == nil {
 			bp = s.getBuf()
 		}
 		buf, err := cl.sess.AppendOutgoing((*bp)[:0], now)
-		cl.mu.Unlock()
+		mark := c.syncMark()
+		c.unlockOut()
 		*bp = buf
 		if err != nil {
 			return err
@@ -608,6 +624,11 @@ func (c *conn) flush() error {
 			// timer update per batch.
 			c.nc.SetWriteDeadline(now.Add(wt))
 			c.wdeadline = now
+		}
+		// What the batch acknowledges is durable before it leaves, the
+		// fsync outside the session's lock (see durable).
+		if err := s.dur.syncTo(mark); err != nil {
+			return err
 		}
 		if _, err := c.nc.Write(buf); err != nil {
 			return err

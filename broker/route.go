@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
@@ -28,16 +29,22 @@ type client struct {
 	conn *conn           // the connection serving the session; nil while offline
 	subs map[string]byte // filter -> granted QoS, mirrored in Server.subs
 	info *Client         // of the last connection, for EventDrop
-	nsub atomic.Int32    // len(subs), read by routers without mu
-	on   atomic.Bool     // conn != nil, read by routers without mu
-	sink *bridge         // a bridge's local subscriber: messages go to the bridge, sess is nil
+	// stored is the session's durable state with Options.Store, nil for
+	// clean sessions; since is when its last connection ended, for
+	// Options.SessionExpiry (zero while connected).
+	stored *storedSession
+	since  time.Time
+	nsub   atomic.Int32 // len(subs), read by routers without mu
+	on     atomic.Bool  // conn != nil, read by routers without mu
+	sink   *bridge      // a bridge's local subscriber: messages go to the bridge, sess is nil
 }
 
-func newClient(s *Server, id string) (*client, error) {
+func newClient(s *Server, id string, st session.Store) (*client, error) {
 	sess, err := session.New(session.Config{
 		Role:        session.Server,
 		MaxInflight: s.opts.MaxInflight,
 		MaxQueued:   s.opts.MaxQueued,
+		Store:       st,
 	})
 	if err != nil {
 		return nil, err
@@ -200,6 +207,7 @@ func (s *Server) drop(info *Client, p *packet.Publish) {
 // [MQTT-3.3.1-10] [MQTT-3.3.1-11]. Retained messages are kept apart from
 // sessions and outlive them [MQTT-3.1.2-7].
 func (s *Server) retain(p *packet.Publish) {
+	s.storeRetained(p)
 	if len(p.Payload) == 0 {
 		s.retained.Delete(string(p.Topic))
 		return
@@ -235,6 +243,9 @@ func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
 		return nil
 	}
 	f := string(filter)
+	if err := s.storeSubscribe(cl, f, qos); err != nil {
+		return err
+	}
 	if err := s.subs.Add(f, sub{cl, qos}); err != nil {
 		return err
 	}
@@ -255,6 +266,7 @@ func (s *Server) removeSub(cl *client, filter []byte) {
 		return
 	}
 	f := string(filter)
+	s.storeUnsubscribe(cl, f)
 	s.subs.Remove(f, sub{cl, qos})
 	delete(cl.subs, f)
 	cl.nsub.Store(int32(len(cl.subs)))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/store"
 	"github.com/ternmq/mqtt/topic"
 	"github.com/ternmq/mqtt/transport"
 )
@@ -94,6 +95,26 @@ type Options struct {
 	// It runs on the connection's goroutine and must return quickly.
 	OnEvent func(e *Event)
 
+	// Store, when set, keeps the persistent sessions (subscriptions,
+	// messages queued and in flight, incoming QoS 2 exchanges) and the
+	// retained messages across restarts; nil keeps them in memory only.
+	// Clean sessions are never written. The stored state is restored by
+	// the first call of Serve (or ListenAndServe, or Publish), which
+	// returns the error if it cannot be. The broker acknowledges a
+	// message (PUBACK, PUBREC) only once it is durable for every
+	// persistent session it was queued for and as retained, a
+	// subscription (SUBACK) once it is durable, and sends a PUBREL only
+	// once the PUBREC's state is durable [MQTT-4.3.3-1]. The Server does
+	// not close the Store: close it after Shutdown or Close returns.
+	Store store.Store
+
+	// SessionExpiry deletes a persistent session whose client has not
+	// connected for that long (its subscriptions and queued messages;
+	// counted in Stats.Expired), like mosquitto's
+	// persistent_client_expiration; 0 keeps sessions for ever. Time spent
+	// with the Server stopped counts.
+	SessionExpiry time.Duration
+
 	// Bridges are connections from this Server to remote brokers, each
 	// forwarding chosen topics one way or both (see Bridge). They start
 	// with New and stop with Shutdown or Close.
@@ -116,6 +137,7 @@ type Stats struct {
 	Refused      int64 // CONNECTs refused with a non-zero CONNACK
 	Retained     int64 // retained messages held now
 	Disconnected int64 // connections that ended after an accepted CONNECT
+	Expired      int64 // persistent sessions deleted by Options.SessionExpiry
 
 	Bridges []BridgeStats // one per Options.Bridges, in order
 }
@@ -146,10 +168,13 @@ type Server struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 
+	dur *durable // Options.Store and SessionExpiry
+
 	bufPool sync.Pool // *[]byte write buffers
 	readers sync.Pool // *pooledReader
 
-	bridges []*bridge
+	bridges      []*bridge
+	bridgeStores map[string]store.Session // restored, for the bridges to take; under mu
 }
 
 // New returns a Server configured by opts.
@@ -173,6 +198,7 @@ func New(opts Options) *Server {
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	s := &Server{
+		dur:       newDurable(&opts),
 		opts:      opts,
 		log:       log,
 		clients:   make(map[string]*client),
@@ -199,6 +225,10 @@ func (s *Server) ListenAndServe(rawURL string) error {
 // until Shutdown or Close, when it closes l and returns ErrServerClosed.
 // Any other error from l.Accept ends Serve and is returned; l is closed.
 func (s *Server) Serve(l net.Listener) error {
+	if err := s.dur.ready(s); err != nil {
+		l.Close()
+		return err
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -253,6 +283,7 @@ func (s *Server) isClosing() bool {
 
 // beginClose stops the listeners and returns the open connections.
 func (s *Server) beginClose() []*conn {
+	s.dur.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closing = true
@@ -283,7 +314,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
+		return s.dur.syncAll()
 	case <-ctx.Done():
 		s.Close()
 		<-done
@@ -299,7 +330,7 @@ func (s *Server) Close() error {
 		c.shutdown(true)
 	}
 	s.wg.Wait()
-	return nil
+	return s.dur.syncAll()
 }
 
 // Stats returns the Server's counters.
@@ -316,6 +347,7 @@ func (s *Server) Stats() Stats {
 		Refused:      s.refused.Load(),
 		Retained:     int64(s.retained.Len()),
 		Disconnected: s.ended.Load(),
+		Expired:      s.dur.expired.Load(),
 		Bridges:      s.bridgeStats(),
 	}
 }
@@ -323,8 +355,12 @@ func (s *Server) Stats() Stats {
 // Publish routes a message from the application embedding the Server to the
 // subscribers, as if a client had published it (no authorization hook is
 // called). With p.Retain set it is also stored, or cleared with an empty
-// payload. p is not kept: it may be reused when Publish returns.
+// payload. p is not kept: it may be reused when Publish returns. With
+// Options.Store, Publish returns once what it stored is durable.
 func (s *Server) Publish(p *packet.Publish) error {
+	if err := s.dur.ready(s); err != nil {
+		return err
+	}
 	if p.QoS > 2 {
 		return &packet.Error{Kind: packet.ErrMalformed, Type: packet.PUBLISH, Rule: "MQTT-3.3.1-4", Reason: "QoS 3"}
 	}
@@ -335,7 +371,7 @@ func (s *Server) Publish(p *packet.Publish) error {
 	r.route(s, p)
 	r.flushWakes()
 	putRouter(r)
-	return nil
+	return s.dur.syncAll()
 }
 
 // newClientID returns an identifier for a client that sent an empty one

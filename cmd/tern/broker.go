@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ternmq/mqtt/broker"
 	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/store"
 	"github.com/ternmq/mqtt/transport"
 )
 
@@ -26,7 +28,8 @@ const brokerUsage = `
 Usage: tern broker [-listen URL]... [flags]
 
 Runs an MQTT 3.1.1 broker: QoS 0, 1 and 2, retained messages, wills,
-persistent sessions (in memory), shared subscriptions ($share/group/filter).
+persistent sessions (in memory, or on disk with -data), shared
+subscriptions ($share/group/filter).
 It prints each address it listens on, then serves until interrupted.
 
 Listeners are URLs (-listen is repeatable; port 0 picks a free port):
@@ -68,6 +71,7 @@ Bridges (connections to other brokers, forwarding chosen topics):
 
 Examples:
   tern broker
+  tern broker -data /var/lib/tern -session-expiry 720h
   tern broker -listen mqtt://:1883 -listen ws://:8080/mqtt
   tern broker -listen mqtts://:8883 -cert server.crt -key server.key
   tern broker -listen mqtts://:8883 -cert server.crt -key server.key -cafile ca.crt -require-cert
@@ -93,13 +97,14 @@ type brokerFlags struct {
 	maxInflight    int
 	maxQueued      int
 	logLevel       string
+	store          storeFlags
 	bridgeFile     string
 	allowBridges   bool
 }
 
 func runBroker(ctx context.Context, e *env, args []string) error {
 	var f brokerFlags
-	fs := newFlagSet(e, "broker", brokerUsage)
+	fs := newFlagSet(e, "broker", strings.Replace(brokerUsage, "\nExamples:", storeUsage+"\nExamples:", 1))
 	fs.Var(&f.listen, "listen", "listener `URL` (repeatable): mqtt://, mqtts://, ws://, wss://, unix://")
 	fs.StringVar(&f.certFile, "cert", "", "PEM `file` of the server certificate, for mqtts:// and wss://")
 	fs.StringVar(&f.keyFile, "key", "", "PEM `file` of the server private key")
@@ -113,6 +118,7 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.maxInflight, "max-inflight", 0, "QoS 1 and 2 `messages` in flight to each client; 0 for 20")
 	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped beyond; 0 for 1000")
 	fs.StringVar(&f.logLevel, "log", "info", "log `level`: debug, info (connections), warn or error")
+	f.store.register(fs)
 	fs.StringVar(&f.bridgeFile, "bridge", "", "bridge configuration `file` (see above)")
 	fs.BoolVar(&f.allowBridges, "allow-bridges", false, "accept bridges that connect with the bridge mark (see above)")
 	if err := parseFlags(e, fs, args, false); err != nil {
@@ -160,6 +166,11 @@ wait:
 	if err := b.srv.Shutdown(sctx); err != nil {
 		b.srv.Close()
 	}
+	if b.store != nil {
+		if err := b.store.Close(); err != nil && serveErr == nil {
+			serveErr = fmt.Errorf("-data: closing the store: %w", err)
+		}
+	}
 	if serveErr != nil && !errors.Is(serveErr, broker.ErrServerClosed) {
 		return serveErr
 	}
@@ -175,7 +186,8 @@ type brokerServer struct {
 	listenURL []string
 	tls       *tls.Config
 	listeners []net.Listener
-	urls      []string // where it listens, with the ports chosen
+	urls      []string   // where it listens, with the ports chosen
+	store     *store.Log // of -data, closed after the server
 
 	// The password and ACL files, reloaded on SIGHUP.
 	passwdFile, aclFile string
@@ -326,6 +338,9 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 	if err := f.bridges(&opts, log); err != nil {
 		return nil, err
 	}
+	if b.store, err = f.store.open(&opts, log); err != nil {
+		return nil, err
+	}
 	b.srv = broker.New(opts)
 	return b, nil
 }
@@ -361,6 +376,9 @@ func (b *brokerServer) close() {
 		l.Close()
 	}
 	b.srv.Close()
+	if b.store != nil {
+		b.store.Close()
+	}
 }
 
 // listenerURL is raw with the port the system chose, for the banner.

@@ -1,0 +1,489 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/store"
+	"github.com/ternmq/mqtt/topic"
+)
+
+// durable is the Server's side of Options.Store: it restores the state at
+// start, counts the writes, and syncs the store before any packet that
+// depends on them leaves.
+//
+// The rule it keeps: the broker answers PUBACK or PUBREC to a publisher only
+// once the message is durable for every persistent session it was queued for
+// (and as retained when it is retained), SUBACK once the subscriptions are
+// durable, and sends a PUBLISH or PUBREL to a subscriber only once the state
+// they leave behind is durable, so that after a restart it resends a PUBREL,
+// never the PUBLISH [MQTT-4.3.3-1].
+//
+// How: every write is counted (written) after it returns; a connection's
+// writer, having taken its batch from the session, syncs the store up to
+// the count its batch depends on, outside the session's lock, before it
+// writes; the count synced is kept (synced) so that writers whose writes a
+// sync has already covered do not sync again, and writers syncing at the
+// same time share the store's group commit. The session's own Sync, which
+// it calls under the client's lock, therefore does nothing: an fsync never
+// blocks the routers that deliver to that client. A publisher's reader holds
+// its connection's gate from the moment the session queues the PUBACK until
+// the message is routed, so that the writer cannot take the PUBACK before
+// the writes it depends on are made.
+//
+// The session's Sync before it hands a QoS 2 message to the application
+// (the broker's routing) is the one place where the order of writes matters
+// rather than a Sync: the incoming packet id is written before the routed
+// copies, and a crash keeps the writes made before some instant, in order,
+// in the store's log.
+type durable struct {
+	st      store.Store
+	expiry  time.Duration
+	written atomic.Uint64 // writes returned so far
+	synced  atomic.Uint64 // writes known durable
+	failed  atomic.Pointer[error]
+	expired atomic.Int64
+
+	once    sync.Once
+	loadErr error
+	stop    chan struct{} // closed by Shutdown and Close: ends the expiry loop
+	stopped sync.Once
+}
+
+// errStoreFailed wraps the first error of the store: from then on nothing
+// that depends on the store is acknowledged.
+var errStoreFailed = errors.New("broker: store failed")
+
+func newDurable(opts *Options) *durable {
+	return &durable{st: opts.Store, expiry: opts.SessionExpiry, stop: make(chan struct{})}
+}
+
+// fail records the store's first error. A store that failed a write may
+// have lost it: the broker keeps serving, but no acknowledgement that
+// depends on the store leaves again (the writers fail, which closes their
+// connections), so that nothing acknowledged is lost.
+func (d *durable) fail(err error) error {
+	err = fmt.Errorf("%w: %w", errStoreFailed, err)
+	d.failed.CompareAndSwap(nil, &err)
+	return *d.failed.Load()
+}
+
+func (d *durable) err() error {
+	if p := d.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// wrote counts a write that returned err and returns its number.
+func (d *durable) wrote(err error) (uint64, error) {
+	if err != nil {
+		return 0, d.fail(err)
+	}
+	return d.written.Add(1), nil
+}
+
+// syncTo makes the writes up to number n durable. Without a store, or with
+// n synced already, it costs a load or two.
+func (d *durable) syncTo(n uint64) error {
+	if d.st == nil {
+		return nil
+	}
+	if err := d.err(); err != nil {
+		return err
+	}
+	if d.synced.Load() >= n {
+		return nil
+	}
+	upTo := d.written.Load() // a Sync covers every write returned before it
+	if err := d.st.Sync(); err != nil {
+		return d.fail(err)
+	}
+	for {
+		cur := d.synced.Load()
+		if cur >= upTo || d.synced.CompareAndSwap(cur, upTo) {
+			return nil
+		}
+	}
+}
+
+// syncAll makes every write so far durable.
+func (d *durable) syncAll() error {
+	if d.st == nil {
+		return nil
+	}
+	return d.syncTo(d.written.Load())
+}
+
+// storedSession is the store.Session of a persistent client as its
+// session.Session sees it: writes are counted, Sync is left to the writer
+// (see durable), and once the session is deleted, writes do nothing.
+// Every method is called with the client's mu held.
+type storedSession struct {
+	d       *durable
+	st      store.Session
+	last    atomic.Uint64 // number of this session's last write
+	deleted bool
+}
+
+func (s *storedSession) wrote(err error) error {
+	n, err := s.d.wrote(err)
+	if err == nil {
+		s.last.Store(n)
+	}
+	return err
+}
+
+func (s *storedSession) Load(msg func(*session.Message) error, in func(session.Incoming) error) (session.Handle, session.Tag, error) {
+	return s.st.Load(msg, in)
+}
+
+func (s *storedSession) SaveMessage(m *session.Message) error {
+	if s.deleted {
+		return nil
+	}
+	return s.wrote(s.st.SaveMessage(m))
+}
+
+func (s *storedSession) UpdateMessage(h session.Handle, id uint16, st session.State) error {
+	if s.deleted {
+		return nil
+	}
+	return s.wrote(s.st.UpdateMessage(h, id, st))
+}
+
+func (s *storedSession) DeleteMessage(h session.Handle) error {
+	if s.deleted {
+		return nil
+	}
+	return s.wrote(s.st.DeleteMessage(h))
+}
+
+func (s *storedSession) SaveIncoming(in session.Incoming) error {
+	if s.deleted {
+		return nil
+	}
+	return s.wrote(s.st.SaveIncoming(in))
+}
+
+func (s *storedSession) DeleteIncoming(id uint16) error {
+	if s.deleted {
+		return nil
+	}
+	return s.wrote(s.st.DeleteIncoming(id))
+}
+
+func (s *storedSession) Clear() error {
+	if s.deleted {
+		return nil
+	}
+	return s.wrote(s.st.Clear())
+}
+
+func (s *storedSession) SaveMarks(h session.Handle, t session.Tag) error {
+	if s.deleted {
+		return nil
+	}
+	return s.wrote(s.st.SaveMarks(h, t))
+}
+
+// Sync does nothing but report a failed store: the connection's writer
+// syncs, outside the client's lock, before it writes (see durable).
+func (s *storedSession) Sync() error { return s.d.err() }
+
+// live returns cl's stored session unless it is deleted, or nil. cl.mu is
+// held.
+func (cl *client) live() *storedSession {
+	if ss := cl.stored; ss != nil && !ss.deleted {
+		return ss
+	}
+	return nil
+}
+
+// delete removes the session from the store; later writes do nothing.
+func (s *storedSession) delete() {
+	if s.deleted {
+		return
+	}
+	s.deleted = true
+	s.wrote(s.st.Delete())
+}
+
+// newSession returns a new client for id: with a stored session when the
+// Server has a store and the session is persistent. Clean sessions are
+// never written. s.mu is held.
+func (s *Server) newSession(id string, clean bool) (*client, error) {
+	d := s.dur
+	if d.st == nil || clean {
+		return newClient(s, id, nil)
+	}
+	st, err := d.st.Session(id)
+	if err != nil {
+		return nil, d.fail(err)
+	}
+	ss := &storedSession{d: d, st: st}
+	cl, err := newClient(s, id, ss)
+	if err != nil {
+		return nil, err
+	}
+	cl.stored = ss
+	return cl, nil
+}
+
+// attached records that cl (persistent, or clean when ending a kept
+// session) is served by a connection again. cl.mu is held.
+func (s *Server) attached(cl *client, clean bool) error {
+	cl.since = time.Time{}
+	ss := cl.live()
+	if ss == nil {
+		return nil
+	}
+	if clean {
+		// A clean connection ends the kept session [MQTT-3.1.2-6]:
+		// deleted now, so that a crash during the clean connection does
+		// not bring it back. The session goes on in memory; cl.stored
+		// stays, so that the CONNACK waits for the deletion to be
+		// durable.
+		ss.delete()
+		return ss.d.err()
+	}
+	return ss.wrote(ss.st.Connected())
+}
+
+// detached records that the connection serving the persistent session cl
+// ended at now, for the expiry of abandoned sessions. cl.mu is held.
+func (s *Server) detached(cl *client, now time.Time) {
+	cl.since = now
+	if ss := cl.live(); ss != nil {
+		ss.wrote(ss.st.Disconnected(now))
+	}
+}
+
+// storeSubscribe and storeUnsubscribe write a subscription change of a
+// persistent session; cl.mu is held.
+func (s *Server) storeSubscribe(cl *client, filter string, qos byte) error {
+	if ss := cl.live(); ss != nil {
+		return ss.wrote(ss.st.Subscribe(filter, qos))
+	}
+	return nil
+}
+
+func (s *Server) storeUnsubscribe(cl *client, filter string) {
+	if ss := cl.live(); ss != nil {
+		ss.wrote(ss.st.Unsubscribe(filter))
+	}
+}
+
+// storeRetained writes a retained message, or its removal.
+func (s *Server) storeRetained(p *packet.Publish) {
+	d := s.dur
+	if d.st == nil {
+		return
+	}
+	if len(p.Payload) == 0 {
+		d.wrote(d.st.DeleteRetained(p.Topic))
+		return
+	}
+	d.wrote(d.st.SetRetained(&store.Retained{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS}))
+}
+
+// ready restores the stored state, once, before the Server serves or
+// publishes anything; it returns the error of that restore.
+func (d *durable) ready(s *Server) error {
+	d.once.Do(func() {
+		if d.st != nil {
+			d.loadErr = d.restore(s)
+		}
+		if d.loadErr == nil && d.expiry > 0 {
+			s.mu.Lock()
+			if !s.closing {
+				s.wg.Add(1)
+				go d.expireLoop(s)
+			}
+			s.mu.Unlock()
+		}
+	})
+	return d.loadErr
+}
+
+// restore loads the persistent sessions (their subscriptions into the tree;
+// their messages and incoming QoS 2 exchanges into session.New) and the
+// retained messages. Sessions abandoned for longer than the expiry are
+// deleted instead.
+func (d *durable) restore(s *Server) error {
+	type stored struct {
+		id       string
+		subs     []store.Subscription
+		lastSeen time.Time
+	}
+	var sessions []stored
+	err := d.st.Load(func(id string, subs []store.Subscription, lastSeen time.Time) error {
+		sessions = append(sessions, stored{id, slices.Clone(subs), lastSeen})
+		return nil
+	}, func(r *store.Retained) error {
+		if err := topic.ValidName(r.Topic); err != nil || r.QoS > 2 || len(r.Payload) == 0 {
+			return fmt.Errorf("broker: stored retained message on %q is not valid", r.Topic)
+		}
+		buf := make([]byte, len(r.Topic)+len(r.Payload))
+		n := copy(buf, r.Topic)
+		copy(buf[n:], r.Payload)
+		m := &retainedMsg{topic: buf[:n:n], payload: buf[n:], qos: r.QoS}
+		s.retained.Set(string(m.topic), m)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("broker: loading the store: %w", err)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range sessions {
+		st, err := d.st.Session(ss.id)
+		if err != nil {
+			return fmt.Errorf("broker: loading session %q: %w", ss.id, err)
+		}
+		if s.bridgeSession(ss.id, st) {
+			continue // a bridge's outgoing queue, not a client's session
+		}
+		if d.expiry > 0 && !ss.lastSeen.IsZero() && now.Sub(ss.lastSeen) >= d.expiry {
+			if _, err := d.wrote(st.Delete()); err != nil {
+				return err
+			}
+			d.expired.Add(1)
+			continue
+		}
+		cl, err := s.newStored(ss.id, st)
+		if err != nil {
+			return fmt.Errorf("broker: loading session %q: %w", ss.id, err)
+		}
+		for _, sb := range ss.subs {
+			if sb.QoS > 2 || s.subs.Add(sb.Filter, sub{cl, sb.QoS}) != nil {
+				return fmt.Errorf("broker: session %q: stored subscription %q QoS %d is not valid", ss.id, sb.Filter, sb.QoS)
+			}
+			cl.subs[sb.Filter] = sb.QoS
+		}
+		cl.nsub.Store(int32(len(cl.subs)))
+		cl.since = ss.lastSeen
+		if ss.lastSeen.IsZero() {
+			// Connected when the broker stopped: abandoned from now.
+			cl.since = now
+			if _, err := d.wrote(st.Disconnected(now)); err != nil {
+				return err
+			}
+		}
+		s.clients[ss.id] = cl
+	}
+	return d.syncAll()
+}
+
+// newStored makes the client of a stored session.
+func (s *Server) newStored(id string, st store.Session) (*client, error) {
+	ss := &storedSession{d: s.dur, st: st}
+	cl, err := newClient(s, id, ss)
+	if err != nil {
+		return nil, err
+	}
+	cl.stored = ss
+	cl.info = &Client{ID: id} // for events about it before it connects
+	return cl, nil
+}
+
+// expireLoop deletes the persistent sessions whose connection ended more
+// than the expiry ago, until the Server closes.
+func (d *durable) expireLoop(s *Server) {
+	defer s.wg.Done()
+	t := time.NewTicker(min(max(d.expiry/4, 10*time.Millisecond), time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case now := <-t.C:
+			s.expire(now)
+		}
+	}
+}
+
+// expire deletes the persistent sessions abandoned for longer than the
+// expiry at now: their subscriptions, their messages, their stored state.
+func (s *Server) expire(now time.Time) {
+	d := s.dur
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, cl := range s.clients {
+		cl.mu.Lock()
+		if cl.conn == nil && !cl.since.IsZero() && now.Sub(cl.since) >= d.expiry {
+			delete(s.clients, id)
+			s.removeAllSubs(cl)
+			if ss := cl.live(); ss != nil {
+				ss.delete()
+			}
+			d.expired.Add(1)
+			s.log.Debug("session expired", "client", id, "offline since", cl.since)
+		}
+		cl.mu.Unlock()
+	}
+}
+
+// close ends the expiry loop; Shutdown and Close call it.
+func (d *durable) close() {
+	d.stopped.Do(func() { close(d.stop) })
+}
+
+// ackGate keeps a connection's writer from taking the acknowledgement of a
+// PUBLISH before the message is routed (see durable). It is used only with a
+// store.
+type ackGate struct {
+	mu   sync.Mutex
+	held bool          // by the reader; read and written by the reader only
+	seq  atomic.Uint64 // writes made when the reader's last packet was handled
+}
+
+// holdAcks is called by the reader before it gives a packet to the session.
+func (c *conn) holdAcks() {
+	if c.srv.dur.st != nil {
+		c.gate.mu.Lock()
+		c.gate.held = true
+	}
+}
+
+// releaseAcks is called by the reader once the packet's events are handled.
+func (c *conn) releaseAcks() {
+	if c.gate.held {
+		c.gate.seq.Store(c.srv.dur.written.Load())
+		c.gate.held = false
+		c.gate.mu.Unlock()
+	}
+}
+
+// lockOut and unlockOut lock the session for the writer, and keep the
+// reader from queueing an acknowledgement meanwhile.
+func (c *conn) lockOut() {
+	if c.srv.dur.st != nil {
+		c.gate.mu.Lock()
+	}
+	c.cl.mu.Lock()
+}
+
+func (c *conn) unlockOut() {
+	c.cl.mu.Unlock()
+	if c.srv.dur.st != nil {
+		c.gate.mu.Unlock()
+	}
+}
+
+// syncMark returns the number of the last write that the packets the writer
+// just took depend on. Called with lockOut held.
+func (c *conn) syncMark() uint64 {
+	n := c.gate.seq.Load()
+	if ss := c.cl.stored; ss != nil {
+		n = max(n, ss.last.Load())
+	}
+	return n
+}

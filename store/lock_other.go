@@ -1,0 +1,16 @@
+//go:build !unix
+
+package store
+
+import "os"
+
+// lockDir opens the lock file without locking it: this system has no
+// flock in the standard library, and a lock file created exclusively would
+// outlive a process killed while holding it, and keep the log closed until
+// removed by hand. Here the caller must make sure that one process at a
+// time opens a directory.
+func lockDir(p string) (*os.File, error) {
+	return os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+}
+
+func unlockDir(f *os.File) error { return f.Close() }
