@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ternmq/mqtt/broker"
+	"github.com/ternmq/mqtt/client"
+	"github.com/ternmq/mqtt/internal/mosquitto"
+	"github.com/ternmq/mqtt/mqtttest"
+)
+
+// TestBridgeKill runs `tern broker -data DIR -bridge FILE` as a child
+// process bridged to a remote broker (mosquitto, then tern), while a local
+// publisher sends QoS 1 and QoS 2 messages; the broker is SIGKILLed and
+// restarted on its data directory mid-run. At a subscriber of the remote
+// broker, no QoS 1 message is missing and no QoS 2 message arrives twice.
+// TERN_BRIDGE_KILL_LONG=1 sends 10,000 of each through three kills.
+func TestBridgeKill(t *testing.T) {
+	n, kills := 1000, 1
+	if os.Getenv("TERN_BRIDGE_KILL_LONG") == "1" {
+		n, kills = 10000, 3
+	}
+	t.Run("mosquitto", func(t *testing.T) {
+		m := mosquitto.Start(t, mosquitto.Config{Extra: []string{"max_inflight_messages 0", "max_queued_messages 0"}})
+		bridgeKill(t, m.URL, m.Addr, n, kills)
+	})
+	t.Run("tern", func(t *testing.T) {
+		srv := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true })
+		bridgeKill(t, srv.URL, srv.Addr, n, kills)
+	})
+}
+
+// seqs counts the arrivals of each numbered message of one topic.
+type seqs struct {
+	mu   sync.Mutex
+	seen []int
+	all  int // numbers seen at least once
+	dups int
+}
+
+func (s *seqs) add(payload []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := int(binary.BigEndian.Uint64(payload))
+	if i >= len(s.seen) {
+		return
+	}
+	s.seen[i]++
+	if s.seen[i] == 1 {
+		s.all++
+	} else {
+		s.dups++
+	}
+}
+
+func (s *seqs) counts() (all, dups int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.all, s.dups
+}
+
+func bridgeKill(t *testing.T, remoteURL, remoteAddr string, n, kills int) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "bridges.conf")
+	os.WriteFile(conf, []byte(strings.Join([]string{
+		"connection kill",
+		"address " + remoteAddr,
+		"remote_clientid kill-bridge",
+		"cleansession false",
+		"restart_timeout 1",
+		"topic k/# out 2",
+		"",
+	}, "\n")), 0o600)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := "mqtt://" + l.Addr().String()
+	l.Close()
+	args := []string{"broker", "-log", "warn", "-listen", listen, "-data", filepath.Join(dir, "data"), "-bridge", conf}
+
+	q1, q2 := &seqs{seen: make([]int, n)}, &seqs{seen: make([]int, n)}
+	sub, err := client.New(client.Options{
+		Servers: []string{remoteURL}, ClientID: "kill-sub", KeepSession: true, MaxPending: 1000,
+		DefaultHandler: func(m *client.Message) {
+			if m.Topic == "k/q1" {
+				q1.add(m.Payload)
+			} else if m.Topic == "k/q2" {
+				q2.add(m.Payload)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := sub.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if _, err := sub.Subscribe(ctx, client.Subscription{Filter: "k/#", QoS: 2}); err != nil {
+		t.Fatal(err)
+	}
+
+	p := startTern(t, args...)
+	p.waitFor(t, "listening", func() bool { return strings.Contains(p.stdout.String(), "listening on") })
+	pub, err := client.New(client.Options{
+		Servers: []string{listen}, ClientID: "kill-pub", KeepSession: true,
+		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+
+	var acked sync.WaitGroup
+	var mu sync.Mutex
+	var done int
+	var pubErr error
+	go func() {
+		for i := range n {
+			var b [8]byte
+			binary.BigEndian.PutUint64(b[:], uint64(i))
+			for _, q := range []byte{1, 2} {
+				tk := pub.PublishAsync(ctx, fmt.Sprintf("k/q%d", q), q, false, b[:])
+				acked.Add(1)
+				go func() {
+					defer acked.Done()
+					err := tk.Wait(ctx)
+					mu.Lock()
+					done++
+					if err != nil && pubErr == nil {
+						pubErr = err
+					}
+					mu.Unlock()
+				}()
+			}
+		}
+	}()
+	acks := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return done
+	}
+	for k := 1; k <= kills; k++ {
+		at := 2 * n * k / (kills + 1)
+		bwait(t, 2*time.Minute, fmt.Sprintf("%d acknowledgements", at), func() bool { return acks() >= at })
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		all1, _ := q1.counts()
+		all2, _ := q2.counts()
+		t.Logf("kill %d after %d acknowledgements; remote had %d QoS 1 and %d QoS 2", k, acks(), all1, all2)
+		time.Sleep(300 * time.Millisecond)
+		p = startTern(t, args...)
+		p.waitFor(t, "listening", func() bool { return strings.Contains(p.stdout.String(), "listening on") })
+	}
+	bwait(t, 2*time.Minute, "every acknowledgement", func() bool { return acks() == 2*n })
+	acked.Wait()
+	if pubErr != nil {
+		t.Fatalf("local publish: %v", pubErr)
+	}
+	bwait(t, 2*time.Minute, "every message at the remote", func() bool {
+		a1, _ := q1.counts()
+		a2, _ := q2.counts()
+		return a1 == n && a2 == n
+	})
+	time.Sleep(500 * time.Millisecond) // time for a late duplicate
+	a1, d1 := q1.counts()
+	a2, d2 := q2.counts()
+	t.Logf("remote subscriber: QoS 1 %d of %d (%d duplicates), QoS 2 %d of %d (%d duplicates)", a1, n, d1, a2, n, d2)
+	if d2 != 0 {
+		q2.mu.Lock()
+		for i, c := range q2.seen {
+			if c > 1 {
+				t.Errorf("QoS 2 message %d arrived %d times", i, c)
+			}
+		}
+		q2.mu.Unlock()
+	}
+}
+
+func bwait(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
