@@ -275,3 +275,40 @@ func TestBridgeTopics(t *testing.T) {
 		}
 	})
 }
+
+// TestBridgeRetain checks that RETAIN crosses the bridge as published, as
+// with mosquitto's bridges: a retained message published on either side is
+// kept as retained on the other, for subscribers that come later. Coming in,
+// this needs a remote that accepted the bridge mark (both remotes here).
+func TestBridgeRetain(t *testing.T) {
+	eachRemote(t, func(t *testing.T, r remoteBroker) {
+		local := bridged(t, r.url, nil,
+			broker.BridgeTopic{Pattern: "r/#", Direction: broker.BridgeBoth, QoS: 1, LocalPrefix: "l/", RemotePrefix: "x/"})
+		lsub := collect(t, local.URL, "lsub", "l/#", 1)
+		rsub := collect(t, r.url, "rsub", "x/#", 1)
+		lpub := conn(t, local.URL, "lpub", nil)
+		rpub := conn(t, r.url, "rpub", nil)
+		probe(t, rpub, lsub, "x/r/probe", "l/r/probe")
+		publish(t, lpub, "l/r/from-local", 1, true, "L")
+		publish(t, rpub, "x/r/from-remote", 1, true, "R")
+		bwait(t, 10*time.Second, "both live", func() bool {
+			return rsub.count("x/r/from-local", "L") == 1 && lsub.count("l/r/from-remote", "R") == 1
+		})
+		// Live, the subscribers of the far side get RETAIN 0 [MQTT-3.3.1-9];
+		// late subscribers get the retained copies [MQTT-3.3.1-6].
+		late := collect(t, r.url, "rlate", "x/r/from-local", 1)
+		llate := collect(t, local.URL, "llate", "l/r/from-remote", 1)
+		bwait(t, 10*time.Second, "retained copies", func() bool {
+			return late.count("x/r/from-local", "L") == 1 && llate.count("l/r/from-remote", "R") == 1
+		})
+		if m, _ := late.find("x/r/from-local", "L"); !m.Retain {
+			t.Error("remote late subscriber: RETAIN 0, want 1")
+		}
+		if m, _ := llate.find("l/r/from-remote", "R"); !m.Retain {
+			t.Error("local late subscriber: RETAIN 0, want 1")
+		}
+		if m, _ := rsub.find("x/r/from-local", "L"); m.Retain {
+			t.Error("remote live subscriber: RETAIN 1, want 0")
+		}
+	})
+}

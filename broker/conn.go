@@ -236,6 +236,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 	if cp.Bridge {
 		c.router.noLocal = cl // a bridge's messages do not come back to it
 	}
+	cl.bridge.Store(cp.Bridge) // and it gets RETAIN as published, as from mosquitto
 	// The CONNACK and the session's resends wait in the session; the
 	// writer sends them first [MQTT-3.2.0-1].
 	cl.mu.Lock()

@@ -37,6 +37,7 @@ type client struct {
 	nsub   atomic.Int32 // len(subs), read by routers without mu
 	on     atomic.Bool  // conn != nil, read by routers without mu
 	sink   *bridge      // a bridge's local subscriber: messages go to the bridge, sess is nil
+	bridge atomic.Bool  // served by a connection with the bridge mark: RETAIN as published
 }
 
 func newClient(s *Server, id string, st session.Store) (*client, error) {
@@ -122,7 +123,9 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 		}
 	}
 	out := &r.out
-	*out = packet.Publish{Topic: p.Topic, Payload: p.Payload} // RETAIN=0 [MQTT-3.3.1-9]
+	// RETAIN=0 [MQTT-3.3.1-9], except to bridges, which get it as
+	// published (mosquitto's retain-as-published for bridges).
+	*out = packet.Publish{Topic: p.Topic, Payload: p.Payload}
 	r.src = p
 	n := 0
 	for _, sb := range r.subs {
@@ -130,6 +133,7 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 			continue
 		}
 		out.QoS = min(p.QoS, sb.qos) // [MQTT-3.8.4-6]
+		out.Retain = p.Retain && sb.c.bridge.Load()
 		if s.deliver(r, sb.c, out) {
 			n++
 		}
@@ -142,6 +146,7 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 			continue
 		}
 		out.QoS = min(p.QoS, sb.qos)
+		out.Retain = p.Retain && sb.c.bridge.Load()
 		if s.deliver(r, sb.c, out) {
 			n++
 		}
