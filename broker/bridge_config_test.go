@@ -10,7 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/ternmq/mqtt/broker"
+	"github.com/ternmq/mqtt/internal/mosquitto"
 	"github.com/ternmq/mqtt/internal/testcert"
+	"github.com/ternmq/mqtt/mqtttest"
 )
 
 // TestParseBridges reads mosquitto bridge sections into Bridges.
@@ -192,4 +194,52 @@ func TestParseBridgesTLS(t *testing.T) {
 	if _, err := broker.ParseBridges(strings.NewReader("connection a\naddress h\ntopic #\nbridge_cafile "+bad+"\n"), "b.conf"); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Errorf("a CA file without PEM: %v", err)
 	}
+}
+
+// TestBridgeTransports connects bridges read from files to mosquitto over
+// TLS with a client certificate (bridge_cafile, bridge_certfile,
+// bridge_keyfile) and over WebSocket (an address given as a ws:// URL), and
+// forwards a message over each.
+func TestBridgeTransports(t *testing.T) {
+	m := mosquitto.Start(t, mosquitto.Config{RequireClientCert: true, WebSockets: true})
+	cases := []struct{ name, conf string }{
+		{"tls", "address " + strings.TrimPrefix(m.TLSURL, "mqtts://") +
+			"\nbridge_cafile " + m.Files.CACert + "\nbridge_certfile " + m.Files.ClientCert +
+			"\nbridge_keyfile " + m.Files.ClientKey + "\n"},
+		{"tls-wrong-ca", "address " + strings.TrimPrefix(m.TLSURL, "mqtts://") +
+			"\nbridge_cafile " + wrongCA(t) + "\nbridge_certfile " + m.Files.ClientCert +
+			"\nbridge_keyfile " + m.Files.ClientKey + "\n"},
+		{"ws", "address " + m.WSURL + "\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := "connection " + tc.name + "\nremote_clientid bridge-" + tc.name +
+				"\ntopic t/# out 1 \"\" " + tc.name + "/\nrestart_timeout 1\n" + tc.conf
+			bs, err := broker.ParseBridges(strings.NewReader(conf), "b.conf")
+			if err != nil {
+				t.Fatal(err)
+			}
+			local := mqtttest.NewServer(t, func(o *broker.Options) { o.Bridges = bs })
+			if tc.name == "tls-wrong-ca" {
+				time.Sleep(time.Second)
+				if st := local.Broker.Stats().Bridges[0]; st.Connected {
+					t.Fatal("connected to a server whose certificate the CA did not sign")
+				}
+				return
+			}
+			bwait(t, 10*time.Second, "bridge up", func() bool { return local.Broker.Stats().Bridges[0].Connected })
+			rsub := collect(t, m.URL, "rsub-"+tc.name, tc.name+"/#", 1)
+			lpub := conn(t, local.URL, "lpub", nil)
+			probe(t, lpub, rsub, "t/x", tc.name+"/t/x")
+		})
+	}
+}
+
+// wrongCA writes the certificate of a CA that signed nothing mosquitto has.
+func wrongCA(t *testing.T) string {
+	files, err := testcert.Must(t).WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files.CACert
 }
