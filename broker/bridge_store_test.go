@@ -1,0 +1,100 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/ternmq/mqtt/broker"
+	"github.com/ternmq/mqtt/client"
+	"github.com/ternmq/mqtt/mqtttest"
+	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/store"
+)
+
+// TestBridgeStore keeps a bridge's outgoing queue in the Server's store:
+// messages acknowledged to the local publisher while the remote broker is
+// unreachable are sent after the local broker is closed and started again
+// on the same store, each QoS 2 one once.
+func TestBridgeStore(t *testing.T) {
+	const n = 200
+	remote := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true })
+	proxy := mqtttest.NewProxy(t, remote.URL)
+	proxy.SetFilter(mqtttest.OnType(mqtttest.ClientToServer, packet.CONNECT, mqtttest.Cut)) // unreachable
+	seq1, seq2 := newSeqCounter(n), newSeqCounter(n)
+	rsub := conn(t, remote.URL, "rsub", func(o *client.Options) {
+		o.DefaultHandler = func(m *client.Message) {
+			if m.Topic == "q1" {
+				seq1.add(m.Payload)
+			} else {
+				seq2.add(m.Payload)
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := rsub.Subscribe(ctx, client.Subscription{Filter: "+", QoS: 2}); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	bridges := []broker.Bridge{{
+		Name: "stored", URLs: []string{proxy.URL()}, ClientID: "stored-bridge",
+		Topics:       []broker.BridgeTopic{{Pattern: "+", Direction: broker.BridgeOut, QoS: 2}},
+		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 100 * time.Millisecond,
+	}}
+	start := func() (*mqtttest.Server, *store.Log) {
+		st, err := store.Open(dir, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := mqtttest.NewServer(t, func(o *broker.Options) { o.Store = st; o.Bridges = bridges })
+		return srv, st
+	}
+	local, st := start()
+	pub := conn(t, local.URL, "lpub", nil)
+	for i := range n {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(i))
+		for _, q := range []byte{1, 2} {
+			if err := pub.Publish(ctx, map[byte]string{1: "q1", 2: "q2"}[q], q, false, b[:]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := local.Broker.Stats().Bridges[0]; got.Pending != 2*n || got.Connected {
+		t.Fatalf("before the restart: %+v, want %d pending, not connected", got, 2*n)
+	}
+	// The id of a bridge's queue is not a client's to take.
+	if rc := connackOf(t, local.Addr, mustAppend(t, &packet.Connect{Level: 4, ClientID: []byte("$bridge/stored")})); rc != packet.RefusedIdentifierRejected {
+		t.Errorf("client id $bridge/stored: CONNACK %v, want 0x02", rc)
+	}
+	pub.Close()
+	local.Close()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.SetFilter(nil)
+	local, st = start()
+	defer st.Close()
+	defer local.Close()
+	bwait(t, 20*time.Second, "every message at the remote", func() bool { return seq1.complete() == n && seq2.complete() == n })
+	time.Sleep(200 * time.Millisecond)
+	seq2.mu.Lock()
+	if seq2.dups != 0 || seq2.outOrder != 0 {
+		t.Errorf("QoS 2: %d duplicates, %d out of order", seq2.dups, seq2.outOrder)
+	}
+	seq2.mu.Unlock()
+	bwait(t, 5*time.Second, "pending 0", func() bool { return local.Broker.Stats().Bridges[0].Pending == 0 })
+}
+
+func mustAppend(t *testing.T, p packet.Packet) []byte {
+	t.Helper()
+	b, err := p.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
