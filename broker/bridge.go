@@ -505,9 +505,8 @@ func (b *bridge) onEvent(ev mqttclient.Event) {
 	if ev.Kind != mqttclient.Connected && ev.Kind != mqttclient.ConnectionLost {
 		return
 	}
-	if ev.Kind == mqttclient.ConnectionLost {
-		b.up.Store(false)
-	}
+	// Set here, not in run, so that forward sees the link as it is.
+	b.up.Store(ev.Kind == mqttclient.Connected)
 	b.mu.Lock()
 	b.events = append(b.events, ev)
 	b.mu.Unlock()

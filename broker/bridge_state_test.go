@@ -1,0 +1,82 @@
+package broker_test
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ternmq/mqtt/broker"
+	"github.com/ternmq/mqtt/mqtttest"
+	"github.com/ternmq/mqtt/packet"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestBridgeState checks what shows the state of a bridge: the retained
+// notification, 1 up and 0 down, on the local broker and on the remote one
+// (where 0 is the bridge's will), the log lines with the cause, and Stats.
+func TestBridgeState(t *testing.T) {
+	remote := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true })
+	proxy := mqtttest.NewProxy(t, remote.URL)
+	var logs lockedBuffer
+	local := mqtttest.NewServer(t, func(o *broker.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		o.Bridges = []broker.Bridge{{
+			Name: "up", URLs: []string{proxy.URL()}, ClientID: "state-bridge",
+			Topics:       []broker.BridgeTopic{{Pattern: "a", Direction: broker.BridgeOut}},
+			ReconnectMin: 20 * time.Millisecond, ReconnectMax: 100 * time.Millisecond,
+		}}
+	})
+	const topic = "$SYS/broker/connection/state-bridge/state"
+	bwait(t, 10*time.Second, "bridge up", func() bool { return local.Broker.Stats().Bridges[0].Connected })
+	lstate := collect(t, local.URL, "lstate", topic, 1)
+	rstate := collect(t, remote.URL, "rstate", topic, 1)
+	payloads := func(c *collector) string {
+		var s []string
+		for _, m := range c.all() {
+			s = append(s, string(m.Payload))
+		}
+		return strings.Join(s, ",")
+	}
+	bwait(t, 5*time.Second, "state 1 on both sides", func() bool { return payloads(lstate) == "1" && payloads(rstate) == "1" })
+	if m := lstate.all()[0]; !m.Retain {
+		t.Error("local state not retained")
+	}
+
+	proxy.SetFilter(mqtttest.OnType(mqtttest.ClientToServer, packet.CONNECT, mqtttest.Cut))
+	proxy.CutAll()
+	bwait(t, 5*time.Second, "state 0 on both sides", func() bool {
+		return payloads(lstate) == "1,0" && payloads(rstate) == "1,0" // remote: the will
+	})
+	if st := local.Broker.Stats().Bridges[0]; st.Connected || st.Name != "up" {
+		t.Errorf("stats while down: %+v", st)
+	}
+	proxy.SetFilter(nil)
+	bwait(t, 5*time.Second, "state 1 again", func() bool {
+		return strings.HasSuffix(payloads(lstate), ",1") && strings.HasSuffix(payloads(rstate), ",1")
+	})
+	log := logs.String()
+	for _, want := range []string{`msg="bridge up" bridge=up url=` + proxy.URL(), `msg="bridge down" bridge=up url=` + proxy.URL() + " err="} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log has no %q:\n%s", want, log)
+		}
+	}
+}
