@@ -1,0 +1,479 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqttclient "github.com/ternmq/mqtt/client"
+	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/topic"
+)
+
+// bridge is a running Bridge.
+type bridge struct {
+	srv   *Server
+	cfg   Bridge
+	id    string  // client identifier on the remote broker
+	state string  // the notification topic
+	local *client // the subscriber inside the Server
+	rules []bridgeRule
+	opts  mqttclient.Options
+
+	// c is made by run once the Server's store is restored, and ready
+	// closed then: c may be used only after ready is.
+	c     *mqttclient.Client
+	ready chan struct{}
+
+	ctx    context.Context // ends when the bridge stops
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
+	notify chan struct{} // the link went up or down
+
+	mu     sync.Mutex
+	events []mqttclient.Event // link changes not yet handled by run
+
+	up        atomic.Bool
+	marked    atomic.Bool // the remote accepted the bridge mark
+	forwarded atomic.Int64
+	received  atomic.Int64
+	dropped   atomic.Int64
+
+	echo echoFilter
+}
+
+// bridgeRule is a BridgeTopic with its filters made once.
+type bridgeRule struct {
+	BridgeTopic
+	local, remote string // the filters
+}
+
+// startBridges starts the bridges of Options; one that cannot start is
+// logged and left out.
+func (s *Server) startBridges() {
+	names := make(map[string]bool)
+	for _, cfg := range s.opts.Bridges {
+		if names[cfg.Name] {
+			s.log.Error("bridge not started: duplicate name", "bridge", cfg.Name)
+			continue
+		}
+		names[cfg.Name] = true
+		b, err := newBridge(s, cfg)
+		if err != nil {
+			s.log.Error("bridge not started", "bridge", cfg.Name, "err", err)
+			continue
+		}
+		s.bridges = append(s.bridges, b)
+		go b.run()
+	}
+}
+
+// stopBridges stops the bridges, bounded by ctx (nil: at once).
+func (s *Server) stopBridges(ctx context.Context) {
+	for _, b := range s.bridges {
+		b.stop(ctx)
+	}
+}
+
+func (s *Server) bridgeStats() []BridgeStats {
+	if len(s.bridges) == 0 {
+		return nil
+	}
+	st := make([]BridgeStats, len(s.bridges))
+	for i, b := range s.bridges {
+		st[i] = BridgeStats{
+			Name:      b.cfg.Name,
+			Connected: b.up.Load(),
+			Marked:    b.marked.Load(),
+			Forwarded: b.forwarded.Load(),
+			Pending:   pending(b.client()),
+			Received:  b.received.Load(),
+			Dropped:   b.dropped.Load(),
+		}
+	}
+	return st
+}
+
+func pending(c *mqttclient.Client) int {
+	if c == nil {
+		return 0
+	}
+	return c.Pending()
+}
+
+func newBridge(s *Server, cfg Bridge) (*bridge, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.Topics = append([]BridgeTopic(nil), cfg.Topics...)
+	b := &bridge{srv: s, cfg: cfg, done: make(chan struct{}), notify: make(chan struct{}, 1)}
+	b.id = cfg.ClientID
+	if b.id == "" {
+		host, _ := os.Hostname()
+		b.id = host + "." + cfg.Name
+	}
+	for _, t := range cfg.Topics {
+		b.rules = append(b.rules, bridgeRule{t, t.localFilter(), t.remoteFilter()})
+	}
+	b.state = cfg.NotificationTopic
+	if b.state == "" {
+		b.state = "$SYS/broker/connection/" + b.id + "/state"
+	}
+	b.opts = mqttclient.Options{
+		Servers:        cfg.URLs,
+		ClientID:       b.id,
+		KeepSession:    !cfg.CleanSession,
+		KeepAlive:      cfg.KeepAlive,
+		Username:       cfg.Username,
+		Password:       cfg.Password,
+		TLSConfig:      cfg.TLSConfig,
+		ReconnectMin:   orDefault(cfg.ReconnectMin, DefaultBridgeReconnectMin),
+		ReconnectMax:   orDefault(cfg.ReconnectMax, DefaultBridgeReconnectMax),
+		MaxInflight:    cfg.MaxInflight,
+		MaxQueued:      orDefault(cfg.MaxQueued, DefaultBridgeMaxQueued),
+		BridgeMark:     !cfg.NoBridgeMark,
+		DefaultHandler: b.incoming,
+		OnEvent:        b.onEvent,
+		Logger:         s.log.With("bridge", cfg.Name),
+		BatchDelay:     -1, // forwarded at once: a bridge adds no latency of its own
+	}
+	if !cfg.NoNotifications && !cfg.NotificationsLocalOnly {
+		b.opts.Will = &mqttclient.Will{Topic: b.state, Payload: []byte("0"), QoS: 1, Retain: true}
+	}
+	b.ready = make(chan struct{})
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+
+	// The subscriber inside the Server: never in s.clients, so no
+	// connection can take it over.
+	b.local = &client{id: "$bridge/" + cfg.Name, subs: make(map[string]byte), sink: b}
+	b.local.on.Store(true)
+	for _, t := range b.rules {
+		if t.Direction.out() {
+			if err := s.addSub(b.local, []byte(t.local), t.QoS); err != nil {
+				s.removeAllSubs(b.local)
+				b.cancel()
+				return nil, err
+			}
+		}
+	}
+	return b, nil
+}
+
+// start makes the client, on the bridge's store once the Server's store is
+// restored, and reports whether the bridge can run.
+func (b *bridge) start(log interface{ Error(string, ...any) }) bool {
+	s := b.srv
+	if err := s.dur.ready(s); err != nil {
+		log.Error("bridge not started: the store is not restored", "err", err)
+		return false
+	}
+	st, err := s.bridgeStore(b.cfg.Name)
+	if err == nil {
+		b.opts.Store = st
+		b.c, err = mqttclient.New(b.opts)
+	}
+	if err != nil {
+		log.Error("bridge not started", "err", err)
+		return false
+	}
+	close(b.ready)
+	b.publishState(false)
+	return true
+}
+
+// client returns the bridge's client, or nil before it is made.
+func (b *bridge) client() *mqttclient.Client {
+	select {
+	case <-b.ready:
+		return b.c
+	default:
+		return nil
+	}
+}
+
+func orDefault[T int | time.Duration](v, d T) T {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+// run connects, subscribes on the remote broker, and reports the link's
+// changes, until the bridge stops.
+func (b *bridge) run() {
+	defer close(b.done)
+	log := b.srv.log.With("bridge", b.cfg.Name)
+	if !b.start(log) {
+		// Nothing more is routed to it; what was waits no longer.
+		b.local.mu.Lock()
+		b.srv.removeAllSubs(b.local)
+		b.local.mu.Unlock()
+		b.cancel()
+		return
+	}
+	wait := orDefault(b.cfg.ReconnectMin, DefaultBridgeReconnectMin)
+	maxWait := orDefault(b.cfg.ReconnectMax, DefaultBridgeReconnectMax)
+	// The client reconnects on its own once it has connected; the first
+	// connection is this loop's.
+	for {
+		err := b.c.Connect(b.ctx)
+		if err == nil {
+			break
+		}
+		if b.ctx.Err() != nil {
+			return
+		}
+		log.Warn("bridge down", "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+			t.Stop()
+			return
+		}
+		wait = min(2*wait, maxWait)
+	}
+	subscribed := false
+	for {
+		select {
+		case <-b.notify:
+		case <-b.ctx.Done():
+			return
+		}
+		b.mu.Lock()
+		evs := b.events
+		b.events = nil
+		b.mu.Unlock()
+		for _, ev := range evs {
+			switch ev.Kind {
+			case mqttclient.Connected:
+				b.marked.Store(b.c.BridgeMark())
+				log.Info("bridge up", "url", ev.URL, "session_present", ev.SessionPresent, "bridge_mark", b.marked.Load())
+				b.up.Store(true)
+				b.publishState(true)
+			case mqttclient.ConnectionLost:
+				log.Warn("bridge down", "url", ev.URL, "err", ev.Err)
+				b.up.Store(false)
+				b.publishState(false)
+			}
+		}
+		if !subscribed && b.up.Load() {
+			// Once: the client subscribes again by itself on every
+			// connection whose session the broker did not keep.
+			subscribed = b.subscribe(log)
+		}
+	}
+}
+
+// subscribe asks the remote broker for the incoming topics, and drops the
+// subscriptions of outgoing-only ones a kept session may hold. It reports
+// whether it got its answers.
+func (b *bridge) subscribe(log interface{ Warn(string, ...any) }) bool {
+	ctx, cancel := context.WithTimeout(b.ctx, DefaultConnectTimeout)
+	defer cancel()
+	var subs []mqttclient.Subscription
+	var unsubs []string
+	for _, t := range b.rules {
+		if t.Direction.in() {
+			subs = append(subs, mqttclient.Subscription{Filter: t.remote, QoS: t.QoS})
+		} else if !b.cfg.NoUnsubscribe {
+			unsubs = append(unsubs, t.remote)
+		}
+	}
+	if len(unsubs) > 0 {
+		if err := b.c.Unsubscribe(ctx, unsubs...); err != nil {
+			log.Warn("bridge unsubscribe failed", "err", err)
+			return false
+		}
+	}
+	if len(subs) > 0 {
+		if _, err := b.c.Subscribe(ctx, subs...); err != nil {
+			log.Warn("bridge subscribe failed", "err", err)
+			return !errors.Is(err, mqttclient.ErrConnectionLost) && ctx.Err() == nil
+		}
+	}
+	return true
+}
+
+// onEvent hands the client's connection events to run.
+func (b *bridge) onEvent(ev mqttclient.Event) {
+	if ev.Kind != mqttclient.Connected && ev.Kind != mqttclient.ConnectionLost {
+		return
+	}
+	// Set here, not in run, so that forward sees the link as it is.
+	b.up.Store(ev.Kind == mqttclient.Connected)
+	b.mu.Lock()
+	b.events = append(b.events, ev)
+	b.mu.Unlock()
+	select {
+	case b.notify <- struct{}{}:
+	default:
+	}
+}
+
+// publishState publishes the notification: locally, and on the remote
+// broker when the link is up.
+func (b *bridge) publishState(up bool) {
+	if b.cfg.NoNotifications {
+		return
+	}
+	v := []byte("0")
+	if up {
+		v[0] = '1'
+	}
+	p := packet.Publish{QoS: 1, Retain: true, Topic: []byte(b.state), Payload: v}
+	b.publishLocal(&p)
+	if c := b.client(); up && c != nil && !b.cfg.NotificationsLocalOnly {
+		ctx, cancel := context.WithTimeout(b.ctx, time.Second)
+		c.PublishAsync(ctx, b.state, 1, true, v)
+		cancel()
+	}
+}
+
+// stop stops the bridge: the subscriber leaves the Server, the client
+// disconnects (bounded by ctx; nil: at once), and the state goes to 0.
+func (b *bridge) stop(ctx context.Context) {
+	s := b.srv
+	b.local.mu.Lock()
+	s.removeAllSubs(b.local)
+	b.local.mu.Unlock()
+	b.cancel()
+	<-b.done
+	c := b.client()
+	if c == nil {
+		return
+	}
+	if ctx != nil {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c.Disconnect(dctx)
+		cancel()
+	}
+	c.Close()
+	b.up.Store(false)
+	b.publishState(false)
+}
+
+// forward takes a message routed to the bridge's subscriber. It runs in
+// the publisher's router, before the publisher's acknowledgement: a QoS 1
+// or 2 message is in the bridge's queue (and its store) when it returns.
+func (b *bridge) forward(r *router, p *packet.Publish) bool {
+	var rule *bridgeRule
+	for i := range b.rules {
+		t := &b.rules[i]
+		if t.Direction.out() && topic.Match(t.local, p.Topic) {
+			rule = t
+			break
+		}
+	}
+	if rule == nil {
+		return false
+	}
+	remote := rule.RemotePrefix + string(p.Topic[len(rule.LocalPrefix):])
+	if rule.Pattern == "" {
+		remote = rule.RemotePrefix
+	}
+	retain := r.src != nil && r.src.Retain && !b.cfg.NoOutgoingRetain
+	if b.client() == nil {
+		// Routed before run made the client: the store is being
+		// restored. Wait for it, as for room in a full queue.
+		t := time.NewTimer(orDefault(b.cfg.QueueTimeout, DefaultBridgeQueueTimeout))
+		select {
+		case <-b.ready:
+		case <-t.C:
+		case <-b.ctx.Done():
+		}
+		t.Stop()
+		if b.client() == nil {
+			b.drop("bridge not started", remote, p.QoS)
+			return false
+		}
+	}
+	if p.QoS == 0 && !b.up.Load() {
+		b.drop("link down", remote, 0)
+		return false
+	}
+	if !b.marked.Load() {
+		b.echo.add(remote, p.Payload)
+	}
+	// A first try that does not wait: the common case allocates no
+	// context; a full queue then waits up to QueueTimeout.
+	t := b.c.PublishAsync(doneCtx, remote, p.QoS, retain, p.Payload)
+	if err := t.Err(); errors.Is(err, context.Canceled) {
+		ctx, cancel := context.WithTimeout(b.ctx, orDefault(b.cfg.QueueTimeout, DefaultBridgeQueueTimeout))
+		t = b.c.PublishAsync(ctx, remote, p.QoS, retain, p.Payload)
+		cancel()
+	}
+	if err := t.Err(); err != nil {
+		b.drop(err.Error(), remote, p.QoS)
+		return false
+	}
+	b.forwarded.Add(1)
+	return true
+}
+
+// doneCtx is a context that has ended: PublishAsync with it fails at once
+// rather than wait for room.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+func (b *bridge) drop(why, remote string, qos byte) {
+	n := b.dropped.Add(1)
+	if n == 1 || n%1000 == 0 {
+		b.srv.log.Warn("bridge dropped a message", "bridge", b.cfg.Name, "why", why, "topic", remote, "qos", qos, "dropped", n)
+	}
+}
+
+// incoming publishes a message from the remote broker on the local one.
+func (b *bridge) incoming(m *mqttclient.Message) {
+	if !b.marked.Load() && b.echo.take(m.Topic, m.Payload) {
+		b.dropped.Add(1)
+		return
+	}
+	var rule *bridgeRule
+	for i := range b.rules {
+		t := &b.rules[i]
+		if t.Direction.in() && topic.Match(t.remote, m.Topic) {
+			rule = t
+			break
+		}
+	}
+	if rule == nil {
+		return // a subscription the remote session kept from an older configuration
+	}
+	local := rule.LocalPrefix + m.Topic[len(rule.RemotePrefix):]
+	if rule.Pattern == "" {
+		local = rule.LocalPrefix
+	}
+	if err := topic.ValidName([]byte(local)); err != nil {
+		b.drop("bad local topic: "+err.Error(), local, m.QoS)
+		return
+	}
+	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: []byte(local), Payload: m.Payload}
+	b.publishLocal(&p)
+	b.received.Add(1)
+	if m.QoS > 0 {
+		// Durable for the local persistent sessions before the client
+		// acknowledges it to the remote broker when this returns.
+		if err := b.srv.dur.syncAll(); err != nil {
+			b.srv.log.Error("bridge: store failed", "bridge", b.cfg.Name, "err", err)
+		}
+	}
+}
+
+// publishLocal routes p on the local broker as from the bridge: it does
+// not go back out through it.
+func (b *bridge) publishLocal(p *packet.Publish) {
+	s := b.srv
+	r := getRouter()
+	r.noLocal = b.local
+	r.route(s, p)
+	r.noLocal = nil
+	r.flushWakes()
+	putRouter(r)
+}
