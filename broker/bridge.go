@@ -72,8 +72,11 @@ func (t *BridgeTopic) remoteFilter() string { return t.RemotePrefix + t.Pattern 
 // message is taken into the bridge's queue, QoS 1 and 2 ones until the
 // remote broker acknowledges them, through outages of the link. A QoS 0
 // message is sent if the link is up, and dropped (counted) if not.
-// Messages keep their RETAIN flag as published, as mosquitto's bridges do
-// (Remote retained messages stay right), unless NoOutgoingRetain.
+// Messages keep their RETAIN flag as published, as mosquitto's bridges do,
+// unless NoOutgoingRetain; and on every connection the local retained
+// messages of the outgoing topics are sent again with RETAIN set (as
+// mosquitto does), so that the remote broker holds what was retained here
+// while the link was down.
 //
 // Coming in, a message is published on the local broker as if a client had
 // published it, with its RETAIN flag as received: a remote broker that

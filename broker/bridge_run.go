@@ -254,6 +254,7 @@ func (b *bridge) run() {
 				log.Info("bridge up", "url", ev.URL, "session_present", ev.SessionPresent, "bridge_mark", b.marked.Load())
 				b.up.Store(true)
 				b.publishState(true)
+				b.sendRetained()
 			case mqttclient.ConnectionLost:
 				log.Warn("bridge down", "url", ev.URL, "err", ev.Err)
 				b.up.Store(false)
@@ -476,4 +477,24 @@ func (b *bridge) publishLocal(p *packet.Publish) {
 	r.noLocal = nil
 	r.flushWakes()
 	putRouter(r)
+}
+
+// sendRetained forwards the local retained messages of the outgoing
+// topics, with RETAIN set, as mosquitto's bridge does on every connection:
+// the remote broker then holds what was retained here while the link was
+// down.
+func (b *bridge) sendRetained() {
+	var r router
+	for i := range b.rules {
+		t := &b.rules[i]
+		if !t.Direction.out() {
+			continue
+		}
+		r.rets = b.srv.retained.Match(t.local, r.rets[:0])
+		for _, m := range r.rets {
+			p := packet.Publish{QoS: min(m.qos, t.QoS), Retain: true, Topic: m.topic, Payload: m.payload}
+			r.src = &p
+			b.forward(&r, &p)
+		}
+	}
 }

@@ -80,3 +80,33 @@ func TestBridgeState(t *testing.T) {
 		}
 	}
 }
+
+// TestBridgeRetainedOnConnect checks that the local retained messages of
+// outgoing topics are sent on every connection, as mosquitto's bridge does:
+// one retained while the link was down (QoS 0, so not queued, and counted
+// as dropped) is retained on the remote broker once the link is up.
+func TestBridgeRetainedOnConnect(t *testing.T) {
+	remote := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true })
+	proxy := mqtttest.NewProxy(t, remote.URL)
+	proxy.SetFilter(mqtttest.OnType(mqtttest.ClientToServer, packet.CONNECT, mqtttest.Cut))
+	local := mqtttest.NewServer(t, func(o *broker.Options) {
+		o.Bridges = []broker.Bridge{{
+			Name: "ret", URLs: []string{proxy.URL()}, ClientID: "ret-bridge",
+			Topics:       []broker.BridgeTopic{{Pattern: "s/#", Direction: broker.BridgeOut, QoS: 1, RemotePrefix: "r/"}},
+			ReconnectMin: 20 * time.Millisecond, ReconnectMax: 100 * time.Millisecond,
+		}}
+	})
+	if err := local.Broker.Publish(&packet.Publish{Topic: []byte("s/sticky"), Payload: []byte("kept"), Retain: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st := local.Broker.Stats().Bridges[0]; st.Dropped != 1 || st.Connected {
+		t.Fatalf("stats %+v: want the QoS 0 message dropped while down", st)
+	}
+	proxy.SetFilter(nil)
+	bwait(t, 10*time.Second, "bridge up", func() bool { return local.Broker.Stats().Bridges[0].Connected })
+	late := collect(t, remote.URL, "late", "r/#", 1)
+	bwait(t, 10*time.Second, "the retained message on the remote", func() bool { return late.count("r/s/sticky", "kept") == 1 })
+	if m, _ := late.find("r/s/sticky", "kept"); !m.Retain {
+		t.Error("not retained on the remote")
+	}
+}
