@@ -36,9 +36,14 @@
 // A client that connects with CleanSession 0 keeps its subscriptions and its
 // undelivered QoS 1 and 2 messages while it is away [MQTT-3.1.2-4]
 // [MQTT-3.1.2-5]; QoS 0 messages for it are not kept. Sessions live in memory
-// and end with the Server. A second connection with the client identifier of
-// a connected client takes over: the first connection is closed (its will,
-// if any, is published) [MQTT-3.1.4-2].
+// and end with the Server, unless Options.Store keeps them: then persistent
+// sessions and retained messages are restored when the Server starts again,
+// after a clean stop or a kill -9, and a message is acknowledged only once
+// it is durable for every persistent session it was queued for (see
+// Options.Store and package store). Options.SessionExpiry deletes the
+// sessions of clients gone for too long. A second connection with the client
+// identifier of a connected client takes over: the first connection is
+// closed (its will, if any, is published) [MQTT-3.1.4-2].
 //
 // # Shared subscriptions
 //

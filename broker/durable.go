@@ -38,13 +38,24 @@ import (
 // the writes it depends on are made.
 //
 // The session's Sync before it hands a QoS 2 message to the application
-// (the broker's routing) is the one place where the order of writes matters
-// rather than a Sync: the incoming packet id is written before the routed
-// copies, and a crash keeps the writes made before some instant, in order,
-// in the store's log.
+// (the broker's routing) is the one place where a Sync does not do: the
+// incoming packet id says that the message was routed, so it must not be
+// durable before the copies routed to the persistent sessions are, or a
+// crash in between would lose them (the publisher's resend would be taken
+// for a duplicate). The broker therefore writes it after the routing
+// (storedSession.SaveIncoming holds it), and relies on the store keeping,
+// after a crash, the writes made before some instant (a log does). What
+// remains is narrower: a crash that keeps some of the routed copies and not
+// the packet id makes the resend route the message again, a duplicate for
+// the sessions whose copy was kept. To make that rare, a Sync waits for the
+// routings under way to end (groups), so that it does not cut one in two;
+// a routing that starts between that wait and the store taking its buffer,
+// or a kill in the middle of the store's write, can still be cut. Closing
+// it needs the store to make the writes of one routing atomic.
 type durable struct {
 	st      store.Store
 	expiry  time.Duration
+	groups  sync.RWMutex  // read-held by each reader while it handles a packet
 	written atomic.Uint64 // writes returned so far
 	synced  atomic.Uint64 // writes known durable
 	failed  atomic.Pointer[error]
@@ -102,6 +113,8 @@ func (d *durable) syncTo(n uint64) error {
 		return nil
 	}
 	upTo := d.written.Load() // a Sync covers every write returned before it
+	d.groups.Lock()          // let the routings under way end (see durable)
+	d.groups.Unlock()
 	if err := d.st.Sync(); err != nil {
 		return d.fail(err)
 	}
@@ -130,6 +143,9 @@ type storedSession struct {
 	st      store.Session
 	last    atomic.Uint64 // number of this session's last write
 	deleted bool
+	// incoming holds the SaveIncoming calls of the packet the reader is
+	// handling, written once its message is routed (see durable).
+	incoming []session.Incoming
 }
 
 func (s *storedSession) wrote(err error) error {
@@ -169,7 +185,21 @@ func (s *storedSession) SaveIncoming(in session.Incoming) error {
 	if s.deleted {
 		return nil
 	}
-	return s.wrote(s.st.SaveIncoming(in))
+	if err := s.d.err(); err != nil {
+		return err
+	}
+	s.incoming = append(s.incoming, in)
+	return nil
+}
+
+// writeIncoming writes the SaveIncoming calls held. cl.mu is held.
+func (s *storedSession) writeIncoming() {
+	for _, in := range s.incoming {
+		if !s.deleted {
+			s.wrote(s.st.SaveIncoming(in))
+		}
+	}
+	s.incoming = s.incoming[:0]
 }
 
 func (s *storedSession) DeleteIncoming(id uint16) error {
@@ -448,6 +478,7 @@ type ackGate struct {
 // holdAcks is called by the reader before it gives a packet to the session.
 func (c *conn) holdAcks() {
 	if c.srv.dur.st != nil {
+		c.srv.dur.groups.RLock()
 		c.gate.mu.Lock()
 		c.gate.held = true
 	}
@@ -456,9 +487,15 @@ func (c *conn) holdAcks() {
 // releaseAcks is called by the reader once the packet's events are handled.
 func (c *conn) releaseAcks() {
 	if c.gate.held {
+		if cl := c.cl; cl.stored != nil && len(cl.stored.incoming) > 0 {
+			cl.mu.Lock()
+			cl.stored.writeIncoming()
+			cl.mu.Unlock()
+		}
 		c.gate.seq.Store(c.srv.dur.written.Load())
 		c.gate.held = false
 		c.gate.mu.Unlock()
+		c.srv.dur.groups.RUnlock()
 	}
 }
 

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -301,4 +302,81 @@ func TestSessionExpiry(t *testing.T) {
 	s.disconnect()
 	waitFor(t, "the session to expire", func() bool { return srv.Broker.Stats().Expired == 1 })
 	connect(t, srv, "m", false, false)
+}
+
+// TestDurableIncomingAfterRouting: the packet id of an incoming QoS 2
+// message is written after the copies routed to the persistent sessions,
+// so that a crash between them cannot make the publisher's resend look
+// like a duplicate of a message that is not stored for every subscriber.
+func TestDurableIncomingAfterRouting(t *testing.T) {
+	fs := newFakeStore(t)
+	srv := storeServer(t, fs)
+	s := connect(t, srv, "s", false, false)
+	s.subscribe(1, "t/#", 2)
+	s.disconnect()
+	p := connect(t, srv, "p", false, false)
+	p.publish(pub("t/1", "m", 2, 9))
+
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	saved, incoming := -1, -1
+	for i, op := range fs.ops {
+		switch {
+		case op.kind == opSaveMessage && op.id == "s" && string(op.msg.Payload) == "m":
+			saved = i
+		case op.kind == opSaveIncoming && op.id == "p" && op.in.PacketID == 9:
+			incoming = i
+		}
+	}
+	if saved < 0 || incoming < 0 || incoming < saved {
+		t.Fatalf("the subscriber's copy is write %d, the publisher's incoming id write %d: want the copy first", saved, incoming)
+	}
+}
+
+// TestDurableSyncOutsideLocks: while the store's Sync is stuck (a slow
+// fsync), routers still deliver to the clients whose writer waits for it,
+// and clients whose packets do not depend on it still get them: the sync
+// runs in the writer, outside every lock.
+func TestDurableSyncOutsideLocks(t *testing.T) {
+	fs := newFakeStore(t)
+	srv := storeServer(t, fs)
+	q0 := connect(t, srv, "q0", true, false)
+	q0.subscribe(1, "t", 0)
+	ps := connect(t, srv, "ps", false, false)
+	ps.subscribe(1, "t", 1)
+
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	fs.mu.Lock()
+	fs.beforeSync = func() {
+		once.Do(func() {
+			entered <- struct{}{}
+			<-release
+		})
+	}
+	fs.mu.Unlock()
+	defer once.Do(func() {}) // a Sync after the test does not wait
+	defer close(release)
+
+	p1 := connect(t, srv, "p1", true, false)
+	p1.send(pub("t", "first", 1, 1)) // stored for ps: its PUBACK waits for the Sync
+	select {
+	case <-entered:
+	case <-time.After(scriptTimeout):
+		t.Fatal("no Sync before the PUBACK")
+	}
+	// The Sync is stuck. Another publisher's messages are still routed
+	// to ps (stored, under its lock) and to q0, which gets them.
+	p2 := connect(t, srv, "p2", true, false)
+	for i := range 3 {
+		p2.send(pub("t", fmt.Sprint(i), 0, 0))
+	}
+	checkPublish(t, q0.expectPublish(), "t", "first", 0, false)
+	for i := range 3 {
+		checkPublish(t, q0.expectPublish(), "t", fmt.Sprint(i), 0, false)
+	}
+	p1.expectNothing() // its PUBACK waits for the Sync
+	release <- struct{}{}
+	p1.expect(&packet.Puback{PacketID: 1})
 }

@@ -45,7 +45,9 @@ func (l *Log) Compact() error {
 		return ErrClosed
 	}
 	l.compacting = true
+	l.wg.Add(1) // Close waits for it too
 	l.mu.Unlock()
+	defer l.wg.Done()
 	return l.compact()
 }
 

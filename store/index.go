@@ -74,13 +74,9 @@ func (x *index) intern(sid uint32, id string) *sessState {
 	if s := x.ids[id]; s != nil {
 		x.drop(s)
 	}
-	s := &sessState{
-		id:   id,
-		sid:  sid,
-		msgs: make(map[session.Handle]message),
-		in:   make(map[uint16]session.Incoming),
-		subs: make(map[string]byte),
-	}
+	// The maps of incoming exchanges and subscriptions are made when
+	// first needed: many sessions have none.
+	s := &sessState{id: id, sid: sid, msgs: make(map[session.Handle]message)}
 	x.sids[sid] = s
 	x.ids[id] = s
 	x.grow(s, int64(sizeSessionBase+len(id)+sizeMarks))
@@ -202,6 +198,9 @@ func (x *index) apply(body []byte) error {
 			break
 		}
 		in.Acked = acked == 1
+		if s.in == nil {
+			s.in = make(map[uint16]session.Incoming)
+		}
 		if _, ok := s.in[in.PacketID]; !ok {
 			x.grow(s, sizeIncoming)
 		}
@@ -251,6 +250,9 @@ func (x *index) apply(body []byte) error {
 			break
 		}
 		filter := string(f.rest())
+		if s.subs == nil {
+			s.subs = make(map[string]byte)
+		}
 		if _, ok := s.subs[filter]; !ok {
 			x.grow(s, int64(sizeSessionBase+1+len(filter)))
 		}

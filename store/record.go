@@ -36,7 +36,12 @@ const (
 	// maxRecord bounds a record's body: an MQTT packet is at most 256 MB,
 	// so no record written is larger, and recovery never allocates more.
 	maxRecord = 1<<28 + 64
+	// maxPayload is the largest payload a record can hold with the
+	// largest topic.
+	maxPayload = maxRecord - 65535 - 32
 )
+
+var errTooLarge = errors.New("store: message larger than 256 MB")
 
 // Sizes of whole records (header included), for the live-state account.
 const (

@@ -138,7 +138,11 @@ func TestTruncateEverywhere(t *testing.T) {
 func TestCorruptEverywhere(t *testing.T) {
 	file, sizes, states := history(t)
 	for off := range int64(len(file)) {
-		for _, x := range []byte{0x01, 0x80, 0xff} {
+		xs := []byte{0x01, 0x80, 0xff}
+		if raceEnabled {
+			xs = xs[1:2]
+		}
+		for _, x := range xs {
 			b := clone(file)
 			b[off] ^= x
 			l, _ := openFile(t, b)

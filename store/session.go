@@ -82,6 +82,8 @@ func (ls *logSession) SaveMessage(m *session.Message) error {
 	switch {
 	case len(m.Topic) > 65535:
 		return errors.New("store: topic longer than 65535 bytes")
+	case len(m.Payload) > maxPayload:
+		return errTooLarge
 	case m.QoS < 1 || m.QoS > 2:
 		return errors.New("store: a stored message has QoS 1 or 2")
 	case m.State > session.StateReleased:

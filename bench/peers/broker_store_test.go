@@ -1,0 +1,208 @@
+package peers
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	pahomqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/ternmq/mqtt/broker"
+	"github.com/ternmq/mqtt/store"
+)
+
+// BenchmarkBrokerStore measures persistent QoS 1 fan-in through a broker:
+// storePublishers paho clients with persistent sessions publish QoS 1
+// messages of 64 bytes, each with window messages in flight, to one paho
+// subscriber with a persistent session and a wildcard subscription. One op
+// is one message published, acknowledged to its publisher, delivered and
+// acknowledged by the subscriber. The load generator is paho, not tern.
+//
+// Rows, in the same run: tern's broker (in this process) without a store;
+// with store.Log and SyncBatch (an fsync before each batch of
+// acknowledgements, shared by all connections); with SyncNever (written to
+// the operating system, never fsynced); and mosquitto with persistence
+// true (which writes its database at autosave_interval, 30 minutes by
+// default, and at a clean stop: it syncs nothing per message). Each row
+// reports msgs/s, and the tern rows with a store msgs/fsync: the messages
+// saved per fsync of the log (group commit).
+func BenchmarkBrokerStore(b *testing.B) {
+	b.Run("tern/memory", func(b *testing.B) { ternStoreFanIn(b, false, 0) })
+	b.Run("tern/sync-batch", func(b *testing.B) { ternStoreFanIn(b, true, store.SyncBatch) })
+	b.Run("tern/sync-never", func(b *testing.B) { ternStoreFanIn(b, true, store.SyncNever) })
+	b.Run("mosquitto/persistence", func(b *testing.B) {
+		url := startMosquittoPersistent(b)
+		fanIn(b, url)
+	})
+}
+
+const storePublishers = 4
+
+// ternStoreFanIn runs the fan-in through tern's broker, with a store.Log of
+// the policy if withStore.
+func ternStoreFanIn(b *testing.B, withStore bool, policy store.SyncPolicy) {
+	opts := broker.Options{MaxInflight: 65535, MaxQueued: 1 << 20}
+	var lg *store.Log
+	if withStore {
+		var err error
+		lg, err = store.Open(filepath.Join(b.TempDir(), "data"), store.Options{Sync: policy})
+		if err != nil {
+			b.Fatal(err)
+		}
+		opts.Store = lg
+	}
+	srv := broker.New(opts)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		srv.Serve(l)
+		close(done)
+	}()
+	b.Cleanup(func() {
+		srv.Close()
+		<-done
+		if lg != nil {
+			lg.Close()
+		}
+	})
+	var before store.Stats
+	if lg != nil {
+		before = lg.Stats()
+	}
+	fanIn(b, "mqtt://"+l.Addr().String())
+	if lg != nil {
+		st := lg.Stats()
+		if syncs := st.Syncs - before.Syncs; syncs > 0 {
+			b.ReportMetric(float64(st.SyncedMessages-before.SyncedMessages)/float64(syncs), "msgs/fsync")
+		}
+	}
+}
+
+// fanIn publishes b.N QoS 1 messages from storePublishers persistent
+// clients to one persistent subscriber through the broker at url.
+func fanIn(b *testing.B, url string) {
+	var wg sync.WaitGroup
+	wg.Add(b.N)
+	sub := pahoPersistent(b, url, "store-sub")
+	if t := sub.Subscribe("fan/#", 1, func(pahomqtt.Client, pahomqtt.Message) { wg.Done() }); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		b.Fatalf("paho subscribe: %v", t.Error())
+	}
+	pubs := make([]pahomqtt.Client, storePublishers)
+	for i := range pubs {
+		pubs[i] = pahoPersistent(b, url, fmt.Sprintf("store-pub%d", i))
+	}
+	payload := make([]byte, 64)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	var pwg sync.WaitGroup
+	for i, pub := range pubs {
+		n := b.N / storePublishers
+		if i < b.N%storePublishers {
+			n++
+		}
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			topic := fmt.Sprintf("fan/%d", i)
+			toks := make([]pahomqtt.Token, window)
+			for j := range n {
+				k := j % window
+				if t := toks[k]; t != nil {
+					t.Wait()
+				}
+				toks[k] = pub.Publish(topic, 1, false, payload)
+			}
+			for _, t := range toks {
+				if t != nil {
+					t.Wait()
+				}
+			}
+		}()
+	}
+	pwg.Wait()
+	waited := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(2 * time.Minute):
+		b.Fatal("the subscriber did not get every message in 2 minutes")
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+func pahoPersistent(b *testing.B, url, id string) pahomqtt.Client {
+	o := pahomqtt.NewClientOptions().AddBroker(url).SetClientID(id).
+		SetCleanSession(false).SetAutoReconnect(false)
+	c := pahomqtt.NewClient(o)
+	if t := c.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		b.Fatalf("paho connect: %v", t.Error())
+	}
+	b.Cleanup(func() { c.Disconnect(0) })
+	return c
+}
+
+// startMosquittoPersistent runs a mosquitto with persistence true in a
+// temporary directory, with its stock autosave_interval, no inflight or
+// queue limits and TCP_NODELAY, and returns its URL.
+func startMosquittoPersistent(b *testing.B) string {
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		bin = "/usr/sbin/mosquitto"
+		if _, err := os.Stat(bin); err != nil {
+			if os.Getenv("TERN_REQUIRE_PEERS") == "1" {
+				b.Fatal("mosquitto not installed (apt-get install -y mosquitto)")
+			}
+			b.Skip("mosquitto not installed (apt-get install -y mosquitto)")
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	dir := b.TempDir()
+	// Started as root, mosquitto drops to user mosquitto: it must be able
+	// to write its database there.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		os.Chmod(d, 0o777)
+	}
+	conf := filepath.Join(dir, "mosquitto.conf")
+	cfg := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\n"+
+		"max_inflight_messages 0\nmax_queued_messages 0\nset_tcp_nodelay true\n", port, dir)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return "mqtt://" + addr
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("mosquitto did not start: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
