@@ -250,7 +250,6 @@ func (b *bridge) run() {
 		for _, ev := range evs {
 			switch ev.Kind {
 			case mqttclient.Connected:
-				b.marked.Store(b.c.BridgeMark())
 				log.Info("bridge up", "url", ev.URL, "session_present", ev.SessionPresent, "bridge_mark", b.marked.Load())
 				b.up.Store(true)
 				b.publishState(true)
@@ -304,7 +303,11 @@ func (b *bridge) onEvent(ev mqttclient.Event) {
 	if ev.Kind != mqttclient.Connected && ev.Kind != mqttclient.ConnectionLost {
 		return
 	}
-	// Set here, not in run, so that forward sees the link as it is.
+	// Set here, not in run, so that forward and incoming see the link as
+	// it is.
+	if ev.Kind == mqttclient.Connected {
+		b.marked.Store(b.c.BridgeMark())
+	}
 	b.up.Store(ev.Kind == mqttclient.Connected)
 	b.mu.Lock()
 	b.events = append(b.events, ev)

@@ -103,7 +103,8 @@ func TestBridgeRetainedOnConnect(t *testing.T) {
 		t.Fatalf("stats %+v: want the QoS 0 message dropped while down", st)
 	}
 	proxy.SetFilter(nil)
-	bwait(t, 10*time.Second, "bridge up", func() bool { return local.Broker.Stats().Bridges[0].Connected })
+	// Retained on the remote: the bridge's state and the message.
+	bwait(t, 10*time.Second, "two retained messages on the remote", func() bool { return remote.Broker.Stats().Retained == 2 })
 	late := collect(t, remote.URL, "late", "r/#", 1)
 	bwait(t, 10*time.Second, "the retained message on the remote", func() bool { return late.count("r/s/sticky", "kept") == 1 })
 	if m, _ := late.find("r/s/sticky", "kept"); !m.Retain {
