@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -242,4 +243,36 @@ func wrongCA(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return files.CACert
+}
+
+// TestBridgeAuth connects bridges read from files to a mosquitto that
+// checks passwords: remote_username and remote_password get in, a wrong
+// password does not, and the refusal is logged.
+func TestBridgeAuth(t *testing.T) {
+	m := mosquitto.Start(t, mosquitto.Config{Users: map[string]string{"gw": "s3cret"}})
+	for _, pw := range []string{"s3cret", "wrong"} {
+		t.Run(pw, func(t *testing.T) {
+			conf := "connection auth\naddress " + m.Addr + "\nremote_clientid auth-" + pw +
+				"\nremote_username gw\nremote_password " + pw + "\ntopic t out 1\nrestart_timeout 1\n"
+			bs, err := broker.ParseBridges(strings.NewReader(conf), "b.conf")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs lockedBuffer
+			local := mqtttest.NewServer(t, func(o *broker.Options) {
+				o.Bridges = bs
+				o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			})
+			if pw == "wrong" {
+				bwait(t, 10*time.Second, "the refusal logged", func() bool {
+					return strings.Contains(logs.String(), "refused the connection")
+				})
+				if local.Broker.Stats().Bridges[0].Connected {
+					t.Error("connected with a wrong password")
+				}
+				return
+			}
+			bwait(t, 10*time.Second, "bridge up", func() bool { return local.Broker.Stats().Bridges[0].Connected })
+		})
+	}
 }
