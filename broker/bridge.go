@@ -13,7 +13,6 @@ import (
 // Defaults of Bridge.
 const (
 	DefaultBridgeMaxQueued    = 10000
-	DefaultBridgeQueueTimeout = 10 * time.Second
 	DefaultBridgeReconnectMin = 5 * time.Second  // mosquitto's restart_timeout base
 	DefaultBridgeReconnectMax = 30 * time.Second // mosquitto's restart_timeout cap
 )
@@ -147,12 +146,12 @@ type Bridge struct {
 	// acknowledgement; 0 means 20.
 	MaxInflight int
 	// MaxQueued bounds the outgoing messages waiting behind the inflight
-	// window or for the link; 0 means DefaultBridgeMaxQueued. When it is
-	// full, a local publisher waits (up to QueueTimeout; 0 means
-	// DefaultBridgeQueueTimeout), then the message is dropped for this
-	// bridge, logged and counted.
-	MaxQueued    int
-	QueueTimeout time.Duration
+	// window or for the link (in memory, and in the store when there is
+	// one); 0 means DefaultBridgeMaxQueued. A message for a full queue is
+	// dropped for this bridge, logged and counted (BridgeStats.Dropped),
+	// as with mosquitto's max_queued_messages: a local publisher is never
+	// held up by the link.
+	MaxQueued int
 }
 
 // BridgeStats are the counters of one bridge.

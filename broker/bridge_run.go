@@ -381,9 +381,9 @@ func (b *bridge) forward(r *router, p *packet.Publish) bool {
 	}
 	retain := r.src != nil && r.src.Retain && !b.cfg.NoOutgoingRetain
 	if b.client() == nil {
-		// Routed before run made the client: the store is being
-		// restored. Wait for it, as for room in a full queue.
-		t := time.NewTimer(orDefault(b.cfg.QueueTimeout, DefaultBridgeQueueTimeout))
+		// Routed before run made the client, which it does as soon
+		// as the store is restored: wait for it, briefly.
+		t := time.NewTimer(bridgeStartWait)
 		select {
 		case <-b.ready:
 		case <-t.C:
@@ -402,21 +402,25 @@ func (b *bridge) forward(r *router, p *packet.Publish) bool {
 	if !b.marked.Load() {
 		b.echo.add(remote, p.Payload)
 	}
-	// A first try that does not wait: the common case allocates no
-	// context; a full queue then waits up to QueueTimeout.
+	// Never a wait for room: the publisher's reader routes this while
+	// the store's syncs wait for it (see durable), so a full queue drops
+	// the message, counted and logged, as mosquitto's max_queued_messages.
 	t := b.c.PublishAsync(doneCtx, remote, p.QoS, retain, p.Payload)
-	if err := t.Err(); errors.Is(err, context.Canceled) {
-		ctx, cancel := context.WithTimeout(b.ctx, orDefault(b.cfg.QueueTimeout, DefaultBridgeQueueTimeout))
-		t = b.c.PublishAsync(ctx, remote, p.QoS, retain, p.Payload)
-		cancel()
-	}
 	if err := t.Err(); err != nil {
-		b.drop(err.Error(), remote, p.QoS)
+		why := err.Error()
+		if errors.Is(err, context.Canceled) {
+			why = "queue full"
+		}
+		b.drop(why, remote, p.QoS)
 		return false
 	}
 	b.forwarded.Add(1)
 	return true
 }
+
+// bridgeStartWait bounds the wait of a message routed to a bridge before
+// its client is made.
+const bridgeStartWait = 10 * time.Second
 
 // doneCtx is a context that has ended: PublishAsync with it fails at once
 // rather than wait for room.

@@ -46,8 +46,20 @@ const bridgeIDPrefix = "$bridge/"
 // releases messages of its own.
 type bridgeSession struct{ *storedSession }
 
-// Sync makes every write to the Server's store durable.
-func (b bridgeSession) Sync() error { return b.d.syncAll() }
+// Sync makes every write to the Server's store durable. It syncs the
+// store itself, not through durable.syncTo, which waits for the routings
+// under way: the client calls Sync holding its lock, which a routing may
+// be waiting for (forward).
+func (b bridgeSession) Sync() error {
+	d := b.d
+	if err := d.err(); err != nil {
+		return err
+	}
+	if err := d.st.Sync(); err != nil {
+		return d.fail(err)
+	}
+	return nil
+}
 
 // bridgeSession keeps the stored session of a bridge's queue found while
 // the store is restored, for the bridge to take, and reports whether id is

@@ -98,3 +98,70 @@ func mustAppend(t *testing.T, p packet.Packet) []byte {
 	}
 	return b
 }
+
+// TestBridgeStoreBusy sends QoS 1 and 2 messages from several publishers
+// through a bridge whose queue is in the Server's store, with the link up:
+// the bridge's client syncs the store while publishers' routings hand it
+// messages, and nothing waits on the other (a deadlock of the first
+// version). Every message arrives.
+func TestBridgeStoreBusy(t *testing.T) {
+	const pubs, n = 4, 500
+	remote := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true })
+	seq := newSeqCounter(pubs * n)
+	rsub := conn(t, remote.URL, "rsub", func(o *client.Options) {
+		o.DefaultHandler = func(m *client.Message) { seq.add(m.Payload) }
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := rsub.Subscribe(ctx, client.Subscription{Filter: "busy/+", QoS: 2}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	local := mqtttest.NewServer(t, func(o *broker.Options) {
+		o.Store = st
+		o.Bridges = []broker.Bridge{{Name: "busy", URLs: []string{remote.URL}, ClientID: "busy-bridge",
+			Topics: []broker.BridgeTopic{{Pattern: "busy/+", Direction: broker.BridgeOut, QoS: 2}}}}
+	})
+	bwait(t, 10*time.Second, "bridge up", func() bool { return local.Broker.Stats().Bridges[0].Connected })
+	errs := make(chan error, pubs)
+	for p := range pubs {
+		pub := conn(t, local.URL, "pub"+string(rune('a'+p)), nil)
+		go func() {
+			var toks []*client.Token
+			for i := range n {
+				var b [8]byte
+				binary.BigEndian.PutUint64(b[:], uint64(p*n+i))
+				toks = append(toks, pub.PublishAsync(ctx, "busy/"+string(rune('a'+p)), byte(1+i%2), false, b[:]))
+			}
+			for _, tk := range toks {
+				if err := tk.Wait(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range pubs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	bwait(t, 30*time.Second, "every message at the remote", func() bool {
+		seq.mu.Lock()
+		defer seq.mu.Unlock()
+		for _, c := range seq.seen {
+			if c == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if st := local.Broker.Stats().Bridges[0]; st.Dropped != 0 {
+		t.Errorf("dropped %d", st.Dropped)
+	}
+}

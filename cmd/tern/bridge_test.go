@@ -203,3 +203,14 @@ func bwait(t *testing.T, d time.Duration, what string, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestBridgeFileRefused checks that tern broker refuses a bridge file with
+// a key it cannot honour, naming the line, and starts nothing.
+func TestBridgeFileRefused(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "bridges.conf")
+	os.WriteFile(conf, []byte("connection a\naddress 127.0.0.1:1\ntopic # out\nlocal_username x\n"), 0o600)
+	r := runTern(t, "", "broker", "-listen", "mqtt://127.0.0.1:0", "-bridge", conf)
+	if r.code != 1 || !strings.Contains(r.stderr, "bridges.conf:4: local_username: not supported") || strings.Contains(r.stdout, "listening") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 1 and the line", r.code, r.stdout, r.stderr)
+	}
+}
