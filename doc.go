@@ -13,6 +13,8 @@
 //   - session: the protocol state machine without I/O: packet identifiers,
 //     the QoS 1 and 2 inflight maps, resending on resume, keepalive
 //     deadlines, and stores that survive a crash.
+//   - store: the durable state of a server, all its sessions and retained
+//     messages in one checksummed log with group commit and compaction.
 //   - transport: connections by URL over TCP, TLS, WebSocket and unix
 //     sockets, for clients and servers.
 //   - client: blocking calls with contexts, a channel and handlers for

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ternmq/mqtt/session"
 	"github.com/ternmq/mqtt/store"
@@ -203,4 +204,93 @@ func vmRSS() int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkStoreCompactStall measures a compaction of 100k sessions with
+// 1M queued messages while a writer goes on writing (and syncing, without
+// fsync): how long the compaction takes, and the longest a write waited
+// meanwhile, since the compaction holds the lock while it encodes each
+// chunk of the snapshot. Only with TERN_BENCH_LARGE=1.
+func BenchmarkStoreCompactStall(b *testing.B) {
+	if os.Getenv("TERN_BENCH_LARGE") == "" {
+		b.Skip("set TERN_BENCH_LARGE=1 to write 100k sessions and 1M messages")
+	}
+	l, err := store.Open(b.TempDir(), store.Options{Sync: store.SyncNever, CompactSize: 1 << 40})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	payload := bytes.Repeat([]byte{'p'}, 64)
+	for i := range 100_000 {
+		s, err := l.Session("client-" + strconv.Itoa(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for h := range 10 {
+			if err := s.SaveMessage(&session.Message{Handle: session.Handle(h + 1), QoS: 1, Topic: []byte("devices/x/cmd"), Payload: payload}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	w, err := l.Session("writer")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var longest, total time.Duration
+	writes := 0
+	b.ResetTimer()
+	for i := range b.N + 1 {
+		// Round 0 measures the writer alone, for comparison: on a loaded
+		// machine the scheduler stalls it too.
+		if i == 0 {
+			b.StopTimer()
+		} else {
+			b.StartTimer()
+		}
+		stop := make(chan struct{})
+		done := make(chan error)
+		go func() {
+			for h := session.Handle(1); ; h++ {
+				select {
+				case <-stop:
+					done <- nil
+					return
+				default:
+				}
+				start := time.Now()
+				err := w.SaveMessage(&session.Message{Handle: h, QoS: 1, Topic: []byte("t"), Payload: payload})
+				if err == nil {
+					err = w.DeleteMessage(h)
+				}
+				if err == nil {
+					err = w.Sync()
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+				longest = max(longest, time.Since(start))
+				writes++
+			}
+		}()
+		start := time.Now()
+		if i == 0 {
+			time.Sleep(time.Second)
+		} else if err := l.Compact(); err != nil {
+			b.Fatal(err)
+		}
+		close(stop)
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			b.ReportMetric(float64(longest.Microseconds())/1000, "max-stall-alone-ms")
+			longest, writes = 0, 0
+			continue
+		}
+		total += time.Since(start)
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "compact-s")
+	b.ReportMetric(float64(longest.Microseconds())/1000, "max-stall-ms")
+	b.ReportMetric(float64(writes)/total.Seconds(), "writes/s")
 }

@@ -47,14 +47,17 @@ import (
 // after a crash, the writes made before some instant (a log does). What
 // remains is narrower: a crash that keeps some of the routed copies and not
 // the packet id makes the resend route the message again, a duplicate for
-// the sessions whose copy was kept. To make that rare, a Sync waits for the
-// routings under way to end (groups), so that it does not cut one in two;
-// a routing that starts between that wait and the store taking its buffer,
-// or a kill in the middle of the store's write, can still be cut. Closing
-// it needs the store to make the writes of one routing atomic.
+// the sessions whose copy was kept. To make that rare, the broker calls one
+// Sync at a time (the others wait, and most find their writes synced when
+// their turn comes: group commit), and each waits first for the routings
+// under way to end (groups), so that the store takes its buffer between
+// two routings; a routing that starts in the microseconds between that wait
+// and the take, or a kill in the middle of the store's write, can still be
+// cut. Closing it needs the store to make the writes of one routing atomic.
 type durable struct {
 	st      store.Store
 	expiry  time.Duration
+	syncMu  sync.Mutex    // held by the one caller of the store's Sync
 	groups  sync.RWMutex  // read-held by each reader while it handles a packet
 	written atomic.Uint64 // writes returned so far
 	synced  atomic.Uint64 // writes known durable
@@ -112,18 +115,19 @@ func (d *durable) syncTo(n uint64) error {
 	if d.synced.Load() >= n {
 		return nil
 	}
+	d.syncMu.Lock()
+	defer d.syncMu.Unlock()
+	if d.synced.Load() >= n {
+		return d.err() // synced by the caller before
+	}
 	upTo := d.written.Load() // a Sync covers every write returned before it
 	d.groups.Lock()          // let the routings under way end (see durable)
 	d.groups.Unlock()
 	if err := d.st.Sync(); err != nil {
 		return d.fail(err)
 	}
-	for {
-		cur := d.synced.Load()
-		if cur >= upTo || d.synced.CompareAndSwap(cur, upTo) {
-			return nil
-		}
-	}
+	d.synced.Store(upTo) // only the holder of syncMu stores
+	return nil
 }
 
 // syncAll makes every write so far durable.

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/ternmq/mqtt/mqtttest"
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/store"
 )
 
 // These tests run the broker over fakeStore, which can show what a restart
@@ -379,4 +381,51 @@ func TestDurableSyncOutsideLocks(t *testing.T) {
 	p1.expectNothing() // its PUBACK waits for the Sync
 	release <- struct{}{}
 	p1.expect(&packet.Puback{PacketID: 1})
+}
+
+// TestDurableLog: the same restart with store.Log on disk, stopped cleanly
+// (Shutdown, then the Log's Close) and opened again.
+func TestDurableLog(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *store.Log {
+		lg, err := store.Open(dir, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lg
+	}
+	lg := open()
+	srv := newServer(t, func(o *broker.Options) { o.Store = lg })
+	s := connect(t, srv, "s", false, false)
+	s.subscribe(1, "a/#", 2)
+	s.disconnect()
+	p := connect(t, srv, "p", true, false)
+	p.publish(pub("a/1", "one", 1, 1))
+	p.publish(pub("a/2", "two", 2, 2))
+	p.publish(&packet.Publish{Topic: []byte("a/r"), Payload: []byte("kept"), QoS: 1, Retain: true, PacketID: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
+	defer cancel()
+	if err := srv.Broker.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	lg = open()
+	defer lg.Close()
+	srv = newServer(t, func(o *broker.Options) { o.Store = lg })
+	s = connect(t, srv, "s", false, true)
+	for _, want := range []struct {
+		topic, payload string
+		qos            byte
+	}{{"a/1", "one", 1}, {"a/2", "two", 2}, {"a/r", "kept", 1}} {
+		got := s.expectPublish()
+		checkPublish(t, got, want.topic, want.payload, want.qos, false)
+		s.ack(got)
+	}
+	s.expectNothing()
+	if st := srv.Broker.Stats(); st.Retained != 1 || st.Sessions != 1 {
+		t.Errorf("Stats after restart: %d retained, %d sessions; want 1 and 1", st.Retained, st.Sessions)
+	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -104,5 +105,33 @@ func TestBufferBound(t *testing.T) {
 	}
 	if st := l.Stats(); st.Writes == 0 || st.TotalBytes-int64(st.Bytes) > maxBuffered {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestNoGoroutineAfterClose: the interval syncer and compactions end with
+// Close, even while a compaction is under way.
+func TestNoGoroutineAfterClose(t *testing.T) {
+	// The runtime starts the goroutine that closes lost files lazily.
+	check(t, open(t, t.TempDir(), Options{}).Close())
+	before := runtime.NumGoroutine()
+	l := open(t, t.TempDir(), Options{Sync: SyncInterval, Interval: time.Millisecond, CompactSize: 4 << 10})
+	s := mustSession(t, l, "x")
+	for h := range session.Handle(2000) {
+		check(t, s.SaveMessage(&session.Message{Handle: h + 1, QoS: 1, Payload: make([]byte, 32)}))
+		check(t, s.DeleteMessage(h+1))
+	}
+	l.mu.Lock()
+	started := l.compacting || l.stats.Compactions > 0
+	l.mu.Unlock()
+	check(t, l.Close())
+	// A goroutine that called wg.Done may not have returned yet.
+	for i := 0; runtime.NumGoroutine() > before; i++ {
+		if i == 1000 {
+			t.Fatalf("%d goroutines before Open, %d after Close", before, runtime.NumGoroutine())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !started {
+		t.Error("no compaction started")
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"slices"
+
+	"github.com/ternmq/mqtt/session"
 )
 
 // snapshotChunk is about how many bytes of snapshot a compaction encodes
@@ -124,9 +126,11 @@ func (l *Log) snapshot() (int64, error) {
 	l.mu.Unlock()
 	slices.Sort(sids)
 
-	// Write the state, a chunk at a time, each taken under the lock: a
-	// session's records are those of one instant, later than the switch,
-	// and the new segment holds every write made since the switch.
+	// Write the state, a chunk at a time, each taken under the lock, so
+	// that writers wait for one chunk at most. A session's records are
+	// those of one instant later than the switch (a large session's
+	// messages, of a few), and the new segment holds every write made
+	// since the switch, which recovery replays over them.
 	tmp := l.path("snap", seg) + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -139,20 +143,33 @@ func (l *Log) snapshot() (int64, error) {
 	}
 	var b []byte
 	var size int64
-	for len(sids) > 0 || len(topics) > 0 {
+	var large *sessState    // a session whose messages are written in parts
+	var hs []session.Handle // its messages still to write
+	for len(sids) > 0 || len(topics) > 0 || large != nil {
 		l.mu.Lock()
 		if l.closing || l.err != nil {
 			l.mu.Unlock()
 			return fail(ErrClosed)
 		}
 		b = b[:0]
-		for len(sids) > 0 && len(b) < snapshotChunk {
+		for (large != nil || len(sids) > 0) && len(b) < l.chunk {
+			if large != nil {
+				if !large.deleted {
+					b, hs = appendMessages(b, large, hs, l.chunk)
+				}
+				if len(hs) == 0 || large.deleted {
+					large, hs = nil, nil
+				}
+				continue
+			}
 			if s := l.x.sids[sids[0]]; s != nil {
-				b = appendSession(b, s)
+				if b, hs = appendSession(b, s, l.chunk/64); hs != nil {
+					large = s
+				}
 			}
 			sids = sids[1:]
 		}
-		for len(sids) == 0 && len(topics) > 0 && len(b) < snapshotChunk {
+		for large == nil && len(sids) == 0 && len(topics) > 0 && len(b) < l.chunk {
 			if r, ok := l.x.retained[topics[0]]; ok {
 				b = appendRetained(b, []byte(topics[0]), r.payload, r.qos)
 			}
@@ -163,6 +180,9 @@ func (l *Log) snapshot() (int64, error) {
 			return fail(err)
 		}
 		size += int64(len(b))
+		if l.afterChunk != nil {
+			l.afterChunk()
+		}
 	}
 	if sync {
 		if err := f.Sync(); err != nil {

@@ -146,3 +146,128 @@ func TestCompactConcurrent(t *testing.T) {
 		t.Errorf("reopened: %+v", st)
 	}
 }
+
+// TestCompactInterleaved writes between the chunks of a snapshot, one
+// session per chunk, to sessions already in it and to sessions not yet:
+// every kind of write, a Clear, a session deleted and made again with the
+// same id, a new session. The new segment replays over the snapshot to the
+// same state, before and after a reopen.
+func TestCompactInterleaved(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{CompactSize: 1 << 40})
+	ss := map[string]Session{}
+	for _, id := range []string{"a", "b", "c", "d", "e", "g"} {
+		s := mustSession(t, l, id)
+		ss[id] = s
+		check(t, s.Subscribe(id+"/#", 1))
+		for h := range session.Handle(4) {
+			check(t, s.SaveMessage(&session.Message{Handle: h + 1, QoS: 2, Topic: []byte(id), Payload: []byte{byte(h)}}))
+		}
+		check(t, s.SaveIncoming(session.Incoming{PacketID: 1, Tag: 3}))
+		check(t, l.SetRetained(&Retained{Topic: []byte("r/" + id), Payload: []byte(id)}))
+	}
+	steps := []func(){
+		func() {
+			check(t, ss["a"].Clear())
+			check(t, ss["g"].SaveMessage(&session.Message{Handle: 20, QoS: 1}))
+		},
+		func() {
+			check(t, ss["b"].Delete())
+			check(t, ss["g"].Delete()) // before its chunk: its records are replayed for no session
+			ss["b"] = mustSession(t, l, "b")
+			check(t, ss["b"].SaveMessage(&session.Message{Handle: 9, QoS: 1, Topic: []byte("again")}))
+		},
+		func() {
+			check(t, ss["c"].UpdateMessage(2, 5, session.StateReleased))
+			check(t, ss["d"].UpdateMessage(3, 6, session.StatePublished))
+			check(t, ss["e"].DeleteMessage(1))
+		},
+		func() {
+			check(t, ss["a"].SaveMessage(&session.Message{Handle: 7, QoS: 1, Topic: []byte("after clear")}))
+			check(t, ss["e"].Clear())
+			check(t, ss["e"].SaveIncoming(session.Incoming{PacketID: 2, Tag: 8}))
+		},
+		func() {
+			ss["f"] = mustSession(t, l, "f")
+			check(t, ss["f"].Subscribe("f", 2))
+			check(t, ss["d"].Delete())
+			check(t, ss["c"].Unsubscribe("c/#"))
+			check(t, ss["c"].Disconnected(timeAt(9)))
+		},
+		func() {
+			check(t, l.DeleteRetained([]byte("r/a")))
+			check(t, l.SetRetained(&Retained{Topic: []byte("r/e"), Payload: []byte("new"), QoS: 2}))
+			check(t, l.SetRetained(&Retained{Topic: []byte("r/z"), Payload: []byte("z")}))
+		},
+	}
+	l.chunk = 1
+	calls := 0
+	l.afterChunk = func() {
+		if calls < len(steps) {
+			steps[calls]()
+		}
+		calls++
+	}
+	check(t, l.Compact())
+	if calls < len(steps) {
+		t.Fatalf("%d chunks for %d steps", calls, len(steps))
+	}
+	want := loadDump(t, l)
+	_, d := want.Sessions["d"]
+	_, g := want.Sessions["g"]
+	d = d || g
+	_, f := want.Sessions["f"]
+	a, b, e := want.Sessions["a"], want.Sessions["b"], want.Sessions["e"]
+	if d || !f || len(a.Msgs) != 1 || len(b.Msgs) != 1 || b.Msgs[0].Handle != 9 || len(e.In) != 1 || e.In[0].Tag != 8 {
+		t.Fatalf("the steps did not happen: %+v", want)
+	}
+	check(t, l.Close())
+	l = open(t, dir, Options{})
+	defer l.Close()
+	diffDump(t, want, loadDump(t, l))
+}
+
+// TestCompactLargeSession: a session with more messages than fit in a
+// chunk is written in parts, with writes between them, deletion of the
+// session included.
+func TestCompactLargeSession(t *testing.T) {
+	for _, deleteIt := range []bool{false, true} {
+		dir := t.TempDir()
+		l := open(t, dir, Options{CompactSize: 1 << 40})
+		big := mustSession(t, l, "big")
+		small := mustSession(t, l, "small")
+		for h := range session.Handle(500) {
+			check(t, big.SaveMessage(&session.Message{Handle: h + 1, QoS: 1, Topic: []byte("t"), Payload: []byte(fmt.Sprint(h))}))
+		}
+		check(t, small.SaveMessage(&session.Message{Handle: 1, QoS: 2, Topic: []byte("s")}))
+		l.chunk = 1024 // about 32 messages per chunk, split above 16
+		calls := 0
+		l.afterChunk = func() {
+			calls++
+			h := session.Handle(calls)
+			switch {
+			case calls == 3 && deleteIt:
+				check(t, big.Delete())
+				big = mustSession(t, l, "big")
+				check(t, big.SaveMessage(&session.Message{Handle: 1000, QoS: 1, Topic: []byte("new")}))
+			case calls < 10:
+				check(t, big.DeleteMessage(h*40))        // in parts written or not
+				check(t, big.UpdateMessage(500-h, 7, 1)) // not yet written
+				check(t, big.SaveMessage(&session.Message{Handle: 600 + h, QoS: 2, Topic: []byte("later")}))
+			}
+		}
+		check(t, l.Compact())
+		if calls < 4 || !deleteIt && calls < 10 {
+			t.Fatalf("%d chunks", calls)
+		}
+		want := loadDump(t, l)
+		check(t, l.Close())
+		l = open(t, dir, Options{})
+		diffDump(t, want, loadDump(t, l))
+		check(t, l.Close())
+		msgs := want.Sessions["big"].Msgs
+		if deleteIt && (len(msgs) == 0 || msgs[0].Handle < 600) || !deleteIt && len(msgs) < 500 {
+			t.Errorf("delete %v: %d messages, from %d", deleteIt, len(msgs), msgs[0].Handle)
+		}
+	}
+}

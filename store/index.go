@@ -294,8 +294,10 @@ func (x *index) apply(body []byte) error {
 }
 
 // appendSession appends the records that recreate s to b: what a
-// snapshot holds for it.
-func appendSession(b []byte, s *sessState) []byte {
+// snapshot holds for it. If s holds more than split messages, it appends
+// only the session's other records and returns the handles of its
+// messages, for appendMessages to write later, in parts.
+func appendSession(b []byte, s *sessState, split int) ([]byte, []session.Handle) {
 	b = appendSessionRec(b, recIntern, s.sid, s.id)
 	b = appendMarks(b, s.sid, s.lastHandle, s.lastTag)
 	if !s.lastSeen.IsZero() {
@@ -304,11 +306,30 @@ func appendSession(b []byte, s *sessState) []byte {
 	for filter, qos := range s.subs {
 		b = appendSubscribe(b, s.sid, filter, qos)
 	}
-	for h, m := range s.msgs {
-		b = appendMessage(b, s.sid, h, m.id, m.state, m.qos, m.retain, m.data[:m.tlen], m.data[m.tlen:])
-	}
 	for _, in := range s.in {
 		b = appendIncoming(b, s.sid, in)
 	}
-	return b
+	if len(s.msgs) > split {
+		hs := make([]session.Handle, 0, len(s.msgs))
+		for h := range s.msgs {
+			hs = append(hs, h)
+		}
+		return b, hs
+	}
+	for h, m := range s.msgs {
+		b = appendMessage(b, s.sid, h, m.id, m.state, m.qos, m.retain, m.data[:m.tlen], m.data[m.tlen:])
+	}
+	return b, nil
+}
+
+// appendMessages appends the records of the messages of s among hs, until
+// b holds limit bytes, and returns the handles left.
+func appendMessages(b []byte, s *sessState, hs []session.Handle, limit int) ([]byte, []session.Handle) {
+	for len(hs) > 0 && len(b) < limit {
+		if m, ok := s.msgs[hs[0]]; ok {
+			b = appendMessage(b, s.sid, hs[0], m.id, m.state, m.qos, m.retain, m.data[:m.tlen], m.data[m.tlen:])
+		}
+		hs = hs[1:]
+	}
+	return b, hs
 }

@@ -258,3 +258,45 @@ func TestLeftovers(t *testing.T) {
 		t.Fatalf("files left: %v", names)
 	}
 }
+
+// TestFirstSegmentMissing: a log whose first segment is gone is an error,
+// not an empty state.
+func TestFirstSegmentMissing(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	check(t, mustSession(t, l, "x").Subscribe("f", 1))
+	check(t, l.Close())
+	seg := logFiles(t, dir)[0]
+	check(t, os.Rename(seg, filepath.Join(dir, "log.0000000000000001")))
+	if _, err := Open(dir, Options{}); err == nil {
+		t.Fatal("Open without the first segment succeeded")
+	}
+	if len(logFiles(t, dir)) != 1 {
+		t.Fatal("Open removed a segment")
+	}
+}
+
+// TestDamagedMiddleSegment: when a segment that is not the last is cut,
+// the segments after it are removed, so that what is recovered is still a
+// prefix of what was written.
+func TestDamagedMiddleSegment(t *testing.T) {
+	file, sizes, states := history(t)
+	other := t.TempDir()
+	l := open(t, other, Options{})
+	check(t, mustSession(t, l, "late").Subscribe("f", 1))
+	check(t, l.Close())
+	later, err := os.ReadFile(logFiles(t, other)[0])
+	check(t, err)
+
+	dir := t.TempDir()
+	off := sizes[5] + 3
+	check(t, os.WriteFile(filepath.Join(dir, "log.0000000000000000"), file[:off], 0o644))
+	check(t, os.WriteFile(filepath.Join(dir, "log.0000000000000001"), later, 0o644))
+	check(t, os.WriteFile(filepath.Join(dir, "log.0000000000000002"), later, 0o644))
+	l = open(t, dir, Options{})
+	diffDump(t, states[5], loadDump(t, l))
+	check(t, l.Close())
+	if segs := logFiles(t, dir); len(segs) != 1 {
+		t.Fatalf("segments left: %v", segs)
+	}
+}

@@ -16,9 +16,9 @@ import (
 )
 
 // BenchmarkBrokerStore measures persistent QoS 1 fan-in through a broker:
-// storePublishers paho clients with persistent sessions publish QoS 1
-// messages of 64 bytes, each with window messages in flight, to one paho
-// subscriber with a persistent session and a wildcard subscription. One op
+// 4 or 16 paho clients with persistent sessions publish QoS 1 messages of
+// 64 bytes, each with window messages in flight, to one paho subscriber
+// with a persistent session and a wildcard subscription. One op
 // is one message published, acknowledged to its publisher, delivered and
 // acknowledged by the subscriber. The load generator is paho, not tern.
 //
@@ -31,20 +31,21 @@ import (
 // reports msgs/s, and the tern rows with a store msgs/fsync: the messages
 // saved per fsync of the log (group commit).
 func BenchmarkBrokerStore(b *testing.B) {
-	b.Run("tern/memory", func(b *testing.B) { ternStoreFanIn(b, false, 0) })
-	b.Run("tern/sync-batch", func(b *testing.B) { ternStoreFanIn(b, true, store.SyncBatch) })
-	b.Run("tern/sync-never", func(b *testing.B) { ternStoreFanIn(b, true, store.SyncNever) })
-	b.Run("mosquitto/persistence", func(b *testing.B) {
-		url := startMosquittoPersistent(b)
-		fanIn(b, url)
-	})
+	for _, pubs := range []int{4, 16} {
+		name := fmt.Sprintf("pub%d/", pubs)
+		b.Run(name+"tern/memory", func(b *testing.B) { ternStoreFanIn(b, pubs, false, 0) })
+		b.Run(name+"tern/sync-batch", func(b *testing.B) { ternStoreFanIn(b, pubs, true, store.SyncBatch) })
+		b.Run(name+"tern/sync-never", func(b *testing.B) { ternStoreFanIn(b, pubs, true, store.SyncNever) })
+		b.Run(name+"mosquitto/persistence", func(b *testing.B) {
+			url := startMosquittoPersistent(b)
+			fanIn(b, url, pubs)
+		})
+	}
 }
-
-const storePublishers = 4
 
 // ternStoreFanIn runs the fan-in through tern's broker, with a store.Log of
 // the policy if withStore.
-func ternStoreFanIn(b *testing.B, withStore bool, policy store.SyncPolicy) {
+func ternStoreFanIn(b *testing.B, pubs int, withStore bool, policy store.SyncPolicy) {
 	opts := broker.Options{MaxInflight: 65535, MaxQueued: 1 << 20}
 	var lg *store.Log
 	if withStore {
@@ -76,7 +77,7 @@ func ternStoreFanIn(b *testing.B, withStore bool, policy store.SyncPolicy) {
 	if lg != nil {
 		before = lg.Stats()
 	}
-	fanIn(b, "mqtt://"+l.Addr().String())
+	fanIn(b, "mqtt://"+l.Addr().String(), pubs)
 	if lg != nil {
 		st := lg.Stats()
 		if syncs := st.Syncs - before.Syncs; syncs > 0 {
@@ -85,16 +86,16 @@ func ternStoreFanIn(b *testing.B, withStore bool, policy store.SyncPolicy) {
 	}
 }
 
-// fanIn publishes b.N QoS 1 messages from storePublishers persistent
-// clients to one persistent subscriber through the broker at url.
-func fanIn(b *testing.B, url string) {
+// fanIn publishes b.N QoS 1 messages from npub persistent clients to one
+// persistent subscriber through the broker at url.
+func fanIn(b *testing.B, url string, npub int) {
 	var wg sync.WaitGroup
 	wg.Add(b.N)
 	sub := pahoPersistent(b, url, "store-sub")
 	if t := sub.Subscribe("fan/#", 1, func(pahomqtt.Client, pahomqtt.Message) { wg.Done() }); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
 		b.Fatalf("paho subscribe: %v", t.Error())
 	}
-	pubs := make([]pahomqtt.Client, storePublishers)
+	pubs := make([]pahomqtt.Client, npub)
 	for i := range pubs {
 		pubs[i] = pahoPersistent(b, url, fmt.Sprintf("store-pub%d", i))
 	}
@@ -105,8 +106,8 @@ func fanIn(b *testing.B, url string) {
 	start := time.Now()
 	var pwg sync.WaitGroup
 	for i, pub := range pubs {
-		n := b.N / storePublishers
-		if i < b.N%storePublishers {
+		n := b.N / npub
+		if i < b.N%npub {
 			n++
 		}
 		pwg.Add(1)

@@ -169,6 +169,12 @@ type killSub struct {
 const (
 	killPublishers = 3
 	killRetained   = 8 // retained topics
+
+	// The time between a restart and the next kill is drawn between
+	// these: longer than a second at times, so that mosquitto with
+	// autosave_interval 1 gets to save.
+	killMinGap = 150 * time.Millisecond
+	killMaxGap = 2 * time.Second
 )
 
 // runKillScenario runs the scenario against b with the given number of
@@ -454,7 +460,7 @@ func runKillScenario(t *testing.T, b *killable, kills int, minGap, maxGap time.D
 func TestKillDurable(t *testing.T) {
 	rounds := killRounds(t, 6)
 	b := ternKillable(t)
-	res := runKillScenario(t, b, rounds, 150*time.Millisecond, 700*time.Millisecond)
+	res := runKillScenario(t, b, rounds, killMinGap, killMaxGap)
 	t.Logf("tern -data, -sync batch: %v", res)
 	if res.acked[1] == 0 || res.acked[2] == 0 || res.retained == 0 {
 		t.Fatalf("the scenario acknowledged nothing at some QoS: %v", res)
@@ -486,7 +492,7 @@ func TestKillMosquitto(t *testing.T) {
 			}
 			m := mosquitto.Start(t, mosquitto.Config{Extra: extra})
 			b := &killable{url: m.URL, kill: m.Kill, restart: m.Restart}
-			res := runKillScenario(t, b, rounds, 150*time.Millisecond, 700*time.Millisecond)
+			res := runKillScenario(t, b, rounds, killMinGap, killMaxGap)
 			t.Logf("mosquitto persistence true, autosave %s: %v", name, res)
 		})
 	}
