@@ -27,6 +27,7 @@ type bridge struct {
 	// closed then: c may be used only after ready is.
 	c     *mqttclient.Client
 	ready chan struct{}
+	store *bridgeSession // with the Server's store; set with c
 
 	ctx    context.Context // ends when the bridge stops
 	cancel context.CancelFunc
@@ -172,7 +173,9 @@ func (b *bridge) start(log interface{ Error(string, ...any) }) bool {
 	}
 	st, err := s.bridgeStore(b.cfg.Name)
 	if err == nil {
-		b.opts.Store = st
+		if st != nil {
+			b.store, b.opts.Store = st, st
+		}
 		b.c, err = mqttclient.New(b.opts)
 	}
 	if err != nil {
@@ -439,6 +442,11 @@ func (b *bridge) drop(why, remote string, qos byte) {
 
 // incoming publishes a message from the remote broker on the local one.
 func (b *bridge) incoming(m *mqttclient.Message) {
+	if m.QoS == 2 && b.store != nil {
+		// Its exchange is written once it is published here, or
+		// dropped: from then on a resend is not published again.
+		defer b.store.published()
+	}
 	if !b.marked.Load() && b.echo.take(m.Topic, m.Payload) {
 		b.dropped.Add(1)
 		return
@@ -465,6 +473,9 @@ func (b *bridge) incoming(m *mqttclient.Message) {
 	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: []byte(local), Payload: m.Payload}
 	b.publishLocal(&p)
 	b.received.Add(1)
+	if m.QoS == 2 && b.store != nil {
+		b.store.published() // before the sync, after the local copies
+	}
 	if m.QoS > 0 {
 		// Durable for the local persistent sessions before the client
 		// acknowledges it to the remote broker when this returns.

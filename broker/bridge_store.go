@@ -11,7 +11,7 @@ import (
 
 // bridgeStore returns the session store of bridge name's client: in the
 // Server's store as session "$bridge/NAME", or nil (in memory) without one.
-func (s *Server) bridgeStore(name string) (session.Store, error) {
+func (s *Server) bridgeStore(name string) (*bridgeSession, error) {
 	d := s.dur
 	if d.st == nil {
 		return nil, nil
@@ -27,7 +27,7 @@ func (s *Server) bridgeStore(name string) (session.Store, error) {
 			return nil, d.fail(err)
 		}
 	}
-	return bridgeSession{&storedSession{d: d, st: st}}, nil
+	return &bridgeSession{storedSession: &storedSession{d: d, st: st}}, nil
 }
 
 // reservedID reports whether a client may not use id: with a store, the
@@ -44,13 +44,58 @@ const bridgeIDPrefix = "$bridge/"
 // acknowledgement waits until the message is durable in the bridge's
 // queue; its Sync is real, since the bridge's client acknowledges and
 // releases messages of its own.
-type bridgeSession struct{ *storedSession }
+//
+// An incoming QoS 2 exchange is written only once its message is published
+// locally, with the local copies (published), and marked acknowledged: a
+// resend after a crash is then answered, not published again; a crash
+// before leaves neither, and the resend is published. (Written before, as
+// the client's session asks, a crash in between would lose the message.)
+type bridgeSession struct {
+	*storedSession
+
+	mu   sync.Mutex
+	held []session.Incoming // exchanges of messages not yet published, in arrival order
+}
+
+// SaveIncoming holds the exchange until published.
+func (b *bridgeSession) SaveIncoming(in session.Incoming) error {
+	if err := b.d.err(); err != nil {
+		return err
+	}
+	in.Acked = true
+	b.mu.Lock()
+	b.held = append(b.held, in)
+	b.mu.Unlock()
+	return nil
+}
+
+// published writes the exchange of the oldest QoS 2 message handed to the
+// bridge: the client delivers them in the order the session took them.
+func (b *bridgeSession) published() {
+	b.mu.Lock()
+	if len(b.held) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	in := b.held[0]
+	b.held = append(b.held[:0], b.held[1:]...)
+	b.mu.Unlock()
+	b.wrote(b.st.SaveIncoming(in))
+}
+
+// Clear forgets the exchanges held too.
+func (b *bridgeSession) Clear() error {
+	b.mu.Lock()
+	b.held = b.held[:0]
+	b.mu.Unlock()
+	return b.storedSession.Clear()
+}
 
 // Sync makes every write to the Server's store durable. It syncs the
 // store itself, not through durable.syncTo, which waits for the routings
 // under way: the client calls Sync holding its lock, which a routing may
 // be waiting for (forward).
-func (b bridgeSession) Sync() error {
+func (b *bridgeSession) Sync() error {
 	d := b.d
 	if err := d.err(); err != nil {
 		return err

@@ -165,3 +165,47 @@ func TestBridgeStoreBusy(t *testing.T) {
 		t.Errorf("dropped %d", st.Dropped)
 	}
 }
+
+// TestBridgeIncomingCrash has a QoS 2 message come in through a bridge
+// whose PUBREC never reaches the remote broker, then the local broker
+// crash (its store as a kill -9 leaves it) and start again: the remote
+// broker sends the PUBLISH again, and the bridge, whose incoming exchange
+// was durable before the message was published locally, does not publish
+// it a second time.
+func TestBridgeIncomingCrash(t *testing.T) {
+	remote := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true })
+	proxy := mqtttest.NewProxy(t, remote.URL)
+	proxy.SetFilter(mqtttest.OnType(mqtttest.ClientToServer, packet.PUBREC, mqtttest.Drop))
+	bridges := []broker.Bridge{{
+		Name: "in", URLs: []string{proxy.URL()}, ClientID: "in-bridge",
+		Topics:       []broker.BridgeTopic{{Pattern: "in/#", Direction: broker.BridgeIn, QoS: 2}},
+		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 100 * time.Millisecond,
+	}}
+	fs := newFakeStore(t)
+	a := mqtttest.NewServer(t, func(o *broker.Options) { o.Store = fs; o.Bridges = bridges })
+	sa := collect(t, a.URL, "sa", "in/#", 2)
+	rpub := conn(t, remote.URL, "rpub", nil)
+	probe(t, rpub, sa, "in/probe", "in/probe") // subscribed on the remote
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tok := rpub.PublishAsync(ctx, "in/x", 2, false, []byte("once"))
+	bwait(t, 10*time.Second, "the message on the first broker", func() bool { return sa.count("in/x", "once") == 1 })
+	time.Sleep(100 * time.Millisecond) // the PUBREC, held back by the proxy, is written and synced
+	crashed := fs.crash()
+	proxy.SetFilter(mqtttest.OnType(mqtttest.ClientToServer, packet.CONNECT, mqtttest.Cut))
+	a.Close()
+
+	b := mqtttest.NewServer(t, func(o *broker.Options) { o.Store = crashed; o.Bridges = bridges })
+	sb := collect(t, b.URL, "sb", "in/#", 2)
+	proxy.SetFilter(nil) // the bridge connects; the remote sends the PUBLISH again
+	if err := tok.Wait(ctx); err != nil {
+		t.Fatalf("remote publish: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := sb.count("in/x", "once"); n != 0 {
+		t.Errorf("published locally again after the crash (%d times)", n)
+	}
+	if st := b.Broker.Stats().Bridges[0]; !st.Connected {
+		t.Errorf("stats %+v", st)
+	}
+}
