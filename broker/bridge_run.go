@@ -442,11 +442,15 @@ func (b *bridge) drop(why, remote string, qos byte) {
 
 // incoming publishes a message from the remote broker on the local one.
 func (b *bridge) incoming(m *mqttclient.Message) {
-	if m.QoS == 2 && b.store != nil {
-		// Its exchange is written once it is published here, or
-		// dropped: from then on a resend is not published again.
-		defer b.store.published()
-	}
+	// A QoS 2 message's exchange is written once it is published here
+	// (or dropped), exactly once: from then on a resend is answered, not
+	// published again.
+	written := m.QoS != 2 || b.store == nil
+	defer func() {
+		if !written {
+			b.store.published()
+		}
+	}()
 	if !b.marked.Load() && b.echo.take(m.Topic, m.Payload) {
 		b.dropped.Add(1)
 		return
@@ -473,8 +477,9 @@ func (b *bridge) incoming(m *mqttclient.Message) {
 	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: []byte(local), Payload: m.Payload}
 	b.publishLocal(&p)
 	b.received.Add(1)
-	if m.QoS == 2 && b.store != nil {
+	if !written {
 		b.store.published() // before the sync, after the local copies
+		written = true
 	}
 	if m.QoS > 0 {
 		// Durable for the local persistent sessions before the client

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,9 +22,11 @@ import (
 
 // TestBridgeKill runs `tern broker -data DIR -bridge FILE` as a child
 // process bridged to a remote broker (mosquitto, then tern), while a local
-// publisher sends QoS 1 and QoS 2 messages; the broker is SIGKILLed and
-// restarted on its data directory mid-run. At a subscriber of the remote
-// broker, no QoS 1 message is missing and no QoS 2 message arrives twice.
+// publisher sends QoS 1 and QoS 2 messages out and a remote publisher sends
+// as many in; the broker is SIGKILLed and restarted on its data directory
+// mid-run. At a subscriber of the remote broker and at a persistent
+// subscriber of the local one, no QoS 1 message is missing and no QoS 2
+// message arrives twice.
 // TERN_BRIDGE_KILL_LONG=1 sends 10,000 of each through three kills.
 func TestBridgeKill(t *testing.T) {
 	n, kills := 1000, 1
@@ -35,8 +38,13 @@ func TestBridgeKill(t *testing.T) {
 		bridgeKill(t, m.URL, m.Addr, n, kills)
 	})
 	t.Run("tern", func(t *testing.T) {
-		srv := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true })
+		// No limit on the queue of the bridge's session while it is away,
+		// as mosquitto's max_queued_messages 0 above.
+		srv := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true; o.MaxQueued = 1 << 20 })
 		bridgeKill(t, srv.URL, srv.Addr, n, kills)
+		if d := srv.Broker.Stats().Dropped; d != 0 {
+			t.Errorf("the remote dropped %d messages", d)
+		}
 	})
 }
 
@@ -63,6 +71,19 @@ func (s *seqs) add(payload []byte) {
 	}
 }
 
+// missing lists the numbers not seen, up to 20.
+func (s *seqs) missing() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var m []int
+	for i, c := range s.seen {
+		if c == 0 && len(m) < 20 {
+			m = append(m, i)
+		}
+	}
+	return m
+}
+
 func (s *seqs) counts() (all, dups int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -79,6 +100,7 @@ func bridgeKill(t *testing.T, remoteURL, remoteAddr string, n, kills int) {
 		"cleansession false",
 		"restart_timeout 1",
 		"topic k/# out 2",
+		"topic i/# in 2",
 		"",
 	}, "\n")), 0o600)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -87,7 +109,9 @@ func bridgeKill(t *testing.T, remoteURL, remoteAddr string, n, kills int) {
 	}
 	listen := "mqtt://" + l.Addr().String()
 	l.Close()
-	args := []string{"broker", "-log", "warn", "-listen", listen, "-data", filepath.Join(dir, "data"), "-bridge", conf}
+	// -max-queued: the local subscriber's session must not drop what
+	// arrives while it reconnects.
+	args := []string{"broker", "-log", "warn", "-listen", listen, "-data", filepath.Join(dir, "data"), "-bridge", conf, "-max-queued", "1000000"}
 
 	q1, q2 := &seqs{seen: make([]int, n)}, &seqs{seen: make([]int, n)}
 	sub, err := client.New(client.Options{
@@ -115,6 +139,48 @@ func bridgeKill(t *testing.T, remoteURL, remoteAddr string, n, kills int) {
 
 	p := startTern(t, args...)
 	p.waitFor(t, "listening", func() bool { return strings.Contains(p.stdout.String(), "listening on") })
+	in1, in2 := &seqs{seen: make([]int, n)}, &seqs{seen: make([]int, n)}
+	var probed atomic.Bool
+	lsub, err := client.New(client.Options{
+		Servers: []string{listen}, ClientID: "kill-lsub", KeepSession: true, MaxPending: 1000,
+		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
+		DefaultHandler: func(m *client.Message) {
+			if m.Topic == "i/probe" {
+				probed.Store(true)
+			} else if m.Topic == "i/q1" {
+				in1.add(m.Payload)
+			} else if m.Topic == "i/q2" {
+				in2.add(m.Payload)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lsub.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer lsub.Close()
+	if _, err := lsub.Subscribe(ctx, client.Subscription{Filter: "i/#", QoS: 2}); err != nil {
+		t.Fatal(err)
+	}
+	rpub, err := client.New(client.Options{Servers: []string{remoteURL}, ClientID: "kill-rpub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rpub.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer rpub.Close()
+	// The bridge's subscription on the remote is in place once a probe
+	// comes through.
+	bwait(t, 30*time.Second, "the bridge's incoming subscription", func() bool {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(n-1))
+		rpub.Publish(ctx, "i/probe", 1, false, b[:])
+		time.Sleep(50 * time.Millisecond)
+		return probed.Load()
+	})
 	pub, err := client.New(client.Options{
 		Servers: []string{listen}, ClientID: "kill-pub", KeepSession: true,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
@@ -131,12 +197,12 @@ func bridgeKill(t *testing.T, remoteURL, remoteAddr string, n, kills int) {
 	var mu sync.Mutex
 	var done int
 	var pubErr error
-	go func() {
+	send := func(c *client.Client, prefix string) {
 		for i := range n {
 			var b [8]byte
 			binary.BigEndian.PutUint64(b[:], uint64(i))
 			for _, q := range []byte{1, 2} {
-				tk := pub.PublishAsync(ctx, fmt.Sprintf("k/q%d", q), q, false, b[:])
+				tk := c.PublishAsync(ctx, fmt.Sprintf("%s/q%d", prefix, q), q, false, b[:])
 				acked.Add(1)
 				go func() {
 					defer acked.Done()
@@ -150,14 +216,16 @@ func bridgeKill(t *testing.T, remoteURL, remoteAddr string, n, kills int) {
 				}()
 			}
 		}
-	}()
+	}
+	go send(pub, "k")
+	go send(rpub, "i")
 	acks := func() int {
 		mu.Lock()
 		defer mu.Unlock()
 		return done
 	}
 	for k := 1; k <= kills; k++ {
-		at := 2 * n * k / (kills + 1)
+		at := 4 * n * k / (kills + 1)
 		bwait(t, 2*time.Minute, fmt.Sprintf("%d acknowledgements", at), func() bool { return acks() >= at })
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
@@ -168,28 +236,43 @@ func bridgeKill(t *testing.T, remoteURL, remoteAddr string, n, kills int) {
 		p = startTern(t, args...)
 		p.waitFor(t, "listening", func() bool { return strings.Contains(p.stdout.String(), "listening on") })
 	}
-	bwait(t, 2*time.Minute, "every acknowledgement", func() bool { return acks() == 2*n })
+	bwait(t, 2*time.Minute, "every acknowledgement", func() bool { return acks() == 4*n })
 	acked.Wait()
 	if pubErr != nil {
 		t.Fatalf("local publish: %v", pubErr)
 	}
-	bwait(t, 2*time.Minute, "every message at the remote", func() bool {
-		a1, _ := q1.counts()
-		a2, _ := q2.counts()
-		return a1 == n && a2 == n
-	})
+	for _, side := range []struct {
+		name   string
+		q1, q2 *seqs
+	}{{"remote", q1, q2}, {"local", in1, in2}} {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			a1, _ := side.q1.counts()
+			a2, _ := side.q2.counts()
+			if a1 == n && a2 == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s subscriber: QoS 1 messages missing: %v; QoS 2: %v", side.name, side.q1.missing(), side.q2.missing())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	time.Sleep(500 * time.Millisecond) // time for a late duplicate
-	a1, d1 := q1.counts()
-	a2, d2 := q2.counts()
-	t.Logf("remote subscriber: QoS 1 %d of %d (%d duplicates), QoS 2 %d of %d (%d duplicates)", a1, n, d1, a2, n, d2)
-	if d2 != 0 {
-		q2.mu.Lock()
-		for i, c := range q2.seen {
+	for _, side := range []struct {
+		name   string
+		q1, q2 *seqs
+	}{{"remote", q1, q2}, {"local", in1, in2}} {
+		a1, d1 := side.q1.counts()
+		a2, d2 := side.q2.counts()
+		t.Logf("%s subscriber: QoS 1 %d of %d (%d duplicates), QoS 2 %d of %d (%d duplicates)", side.name, a1, n, d1, a2, n, d2)
+		side.q2.mu.Lock()
+		for i, c := range side.q2.seen {
 			if c > 1 {
-				t.Errorf("QoS 2 message %d arrived %d times", i, c)
+				t.Errorf("%s: QoS 2 message %d arrived %d times", side.name, i, c)
 			}
 		}
-		q2.mu.Unlock()
+		side.q2.mu.Unlock()
 	}
 }
 
