@@ -34,6 +34,14 @@ type bridge struct {
 	done   chan struct{} // closed when run returns
 	notify chan struct{} // the link went up or down
 
+	// With a store, incoming QoS 1 and 2 messages are acknowledged by
+	// acker once a sync covers their local copies: one sync for all the
+	// messages published meanwhile.
+	ackMu    sync.Mutex
+	toAck    []*mqttclient.Message
+	ackWake  chan struct{}
+	ackerEnd chan struct{} // closed when acker returns; nil without one
+
 	mu     sync.Mutex
 	events []mqttclient.Event // link changes not yet handled by run
 
@@ -137,6 +145,7 @@ func newBridge(s *Server, cfg Bridge) (*bridge, error) {
 		MaxQueued:      orDefault(cfg.MaxQueued, DefaultBridgeMaxQueued),
 		BridgeMark:     !cfg.NoBridgeMark,
 		DefaultHandler: b.incoming,
+		ManualAck:      true, // see acker
 		OnEvent:        b.onEvent,
 		Logger:         s.log.With("bridge", cfg.Name),
 		BatchDelay:     -1, // forwarded at once: a bridge adds no latency of its own
@@ -145,6 +154,7 @@ func newBridge(s *Server, cfg Bridge) (*bridge, error) {
 		b.opts.Will = &mqttclient.Will{Topic: b.state, Payload: []byte("0"), QoS: 1, Retain: true}
 	}
 	b.ready = make(chan struct{})
+	b.ackWake = make(chan struct{}, 1)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
 	// The subscriber inside the Server: never in s.clients, so no
@@ -216,6 +226,10 @@ func (b *bridge) run() {
 		b.local.mu.Unlock()
 		b.cancel()
 		return
+	}
+	if b.store != nil {
+		b.ackerEnd = make(chan struct{})
+		go b.acker()
 	}
 	wait := orDefault(b.cfg.ReconnectMin, DefaultBridgeReconnectMin)
 	maxWait := orDefault(b.cfg.ReconnectMax, DefaultBridgeReconnectMax)
@@ -349,6 +363,9 @@ func (b *bridge) stop(ctx context.Context) {
 	b.local.mu.Unlock()
 	b.cancel()
 	<-b.done
+	if b.ackerEnd != nil {
+		<-b.ackerEnd
+	}
 	c := b.client()
 	if c == nil {
 		return
@@ -450,6 +467,7 @@ func (b *bridge) incoming(m *mqttclient.Message) {
 		if !written {
 			b.store.published()
 		}
+		b.ack(m)
 	}()
 	if !b.marked.Load() && b.echo.take(m.Topic, m.Payload) {
 		b.dropped.Add(1)
@@ -481,12 +499,51 @@ func (b *bridge) incoming(m *mqttclient.Message) {
 		b.store.published() // before the sync, after the local copies
 		written = true
 	}
-	if m.QoS > 0 {
-		// Durable for the local persistent sessions before the client
-		// acknowledges it to the remote broker when this returns.
-		if err := b.srv.dur.syncAll(); err != nil {
-			b.srv.log.Error("bridge: store failed", "bridge", b.cfg.Name, "err", err)
+}
+
+// ack acknowledges an incoming message to the remote broker: at once
+// without a store, or through acker.
+func (b *bridge) ack(m *mqttclient.Message) {
+	if m.QoS == 0 || b.store == nil {
+		m.Ack()
+		return
+	}
+	b.ackMu.Lock()
+	b.toAck = append(b.toAck, m)
+	b.ackMu.Unlock()
+	select {
+	case b.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+// acker acknowledges the incoming messages once their local copies are
+// durable, many per sync, in the order they came (the client keeps that
+// order on the wire anyway [MQTT-4.6.0-2] [MQTT-4.6.0-3]). A message it
+// has not acknowledged when the bridge stops is sent again by the remote.
+func (b *bridge) acker() {
+	defer close(b.ackerEnd)
+	var batch []*mqttclient.Message
+	for {
+		select {
+		case <-b.ackWake:
+		case <-b.ctx.Done():
+			return
 		}
+		b.ackMu.Lock()
+		batch, b.toAck = b.toAck, batch[:0]
+		b.ackMu.Unlock()
+		if err := b.srv.dur.syncAll(); err != nil {
+			// Not acknowledged: the remote sends them again, to a
+			// broker that, with its store failed, acknowledges nothing.
+			b.srv.log.Error("bridge: store failed", "bridge", b.cfg.Name, "err", err)
+			clear(batch)
+			continue
+		}
+		for _, m := range batch {
+			m.Ack()
+		}
+		clear(batch)
 	}
 }
 
