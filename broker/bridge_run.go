@@ -438,6 +438,10 @@ func (b *bridge) forward(r *router, p *packet.Publish) bool {
 	return true
 }
 
+// bridgeStateFilter matches the default state topics of bridges, which
+// clients may publish even where $SYS is reserved (see sysReserved).
+const bridgeStateFilter = "$SYS/broker/connection/+/state"
+
 // bridgeStartWait bounds the wait of a message routed to a bridge before
 // its client is made.
 const bridgeStartWait = 10 * time.Second

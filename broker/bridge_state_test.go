@@ -1,10 +1,8 @@
 package broker_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,28 +11,13 @@ import (
 	"github.com/ternmq/mqtt/packet"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestBridgeState checks what shows the state of a bridge: the retained
 // notification, 1 up and 0 down, on the local broker and on the remote one
 // (where 0 is the bridge's will), the log lines with the cause, and Stats.
 func TestBridgeState(t *testing.T) {
-	remote := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true })
+	// With $SYS published, clients still may publish a bridge's state
+	// there, as with mosquitto.
+	remote := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true; o.SysInterval = time.Hour })
 	proxy := mqtttest.NewProxy(t, remote.URL)
 	var logs lockedBuffer
 	local := mqtttest.NewServer(t, func(o *broker.Options) {

@@ -42,7 +42,8 @@ type conn struct {
 
 	stop        atomic.Int32
 	wakePending atomic.Bool   // in some router's wakes list
-	done        chan struct{} // closed when the connection is cleaned up
+	done        chan struct{} // made by takeOver, closed when the connection is cleaned up; guarded by srv.mu
+	ended       bool          // cleaned up; guarded by srv.mu
 
 	wmu       sync.Mutex
 	wrunning  bool          // a writer goroutine runs
@@ -51,23 +52,15 @@ type conn struct {
 	wexit     chan struct{} // closed by the running writer when it ends, if set
 	wdeadline time.Time     // when the write deadline was last moved
 
-	pr      *pooledReader   // lent while there are bytes to read, nil when idle
-	idle    [64]byte        // where an idle connection's next bytes land
-	pending []byte          // bytes read into idle, not yet taken by pr
-	readErr error           // the error that came with the pending bytes
-	will    *packet.Publish // nil without a will, or after DISCONNECT
-	router  router
-	gate    ackGate // with a store: the acknowledgements wait for routing
-	evs     []session.Event
-	codes   []byte
+	pr     *pooledReader   // lent while there are bytes to read, nil when idle
+	will   *packet.Publish // nil without a will, or after DISCONNECT
+	router *router         // scratch lent from routerPool, except while parked
+	pk     parking         // how an idle connection waits without a goroutine
+	gate   ackGate         // with a store: the acknowledgements wait for routing
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{
-		srv:  s,
-		nc:   nc,
-		done: make(chan struct{}),
-	}
+	return &conn{srv: s, nc: nc}
 }
 
 // wake tells the writer that the session may have packets to send,
@@ -108,41 +101,86 @@ func (c *conn) shutdown(now bool) {
 	if now {
 		c.stop.Store(immediate)
 		c.nc.Close()
+		c.unpark()
 		return
 	}
 	if c.stop.CompareAndSwap(running, graceful) {
 		// Wake the reader; connReader sees stop and returns.
 		c.nc.SetReadDeadline(time.Unix(1, 0))
+		c.unpark()
 	}
 }
 
 // takeOver ends the connection because another one connected with the same
 // client identifier [MQTT-3.1.4-2], and waits until it is cleaned up.
 func (c *conn) takeOver() {
+	s := c.srv
+	s.mu.Lock()
+	if c.ended {
+		s.mu.Unlock()
+		return
+	}
+	if c.done == nil {
+		c.done = make(chan struct{}) // only now: most connections are never taken over
+	}
+	done := c.done
+	s.mu.Unlock()
 	c.stop.CompareAndSwap(running, takenOver)
 	c.nc.Close()
-	<-c.done
+	c.unpark()
+	<-done
 }
 
 // serve runs the connection: CONNECT, then the read loop, then cleanup.
 func (c *conn) serve() {
-	s := c.srv
-	s.nconns.Add(1)
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.nconns.Add(-1)
-		close(c.done)
-		s.wg.Done()
-	}()
+	c.srv.nconns.Add(1)
+	c.router = getRouter()
 	connect, ok := c.readConnect()
 	if !ok {
 		c.nc.Close()
+		c.end()
 		return
 	}
-	err := c.run(connect)
+	if err := c.start(connect); err != nil {
+		c.finish(err)
+		c.end()
+		return
+	}
+	c.loop()
+}
+
+// loop reads packets until the connection ends, then cleans up; or, when
+// the connection goes idle and can wait without a goroutine, returns
+// leaving it parked: the goroutine that unparks it calls loop again.
+func (c *conn) loop() {
+	if c.router == nil {
+		c.router = getRouter()
+	}
+	err, parked := c.readLoop()
+	if parked {
+		return
+	}
 	c.finish(err)
+	c.end()
+}
+
+// end forgets the connection once it is cleaned up.
+func (c *conn) end() {
+	s := c.srv
+	c.pk.forget(s)
+	c.router.pending, c.router.readErr = nil, nil
+	c.router.evs = c.router.evs[:0]
+	putRouter(c.router)
+	c.router = nil
+	s.nconns.Add(-1)
+	s.mu.Lock()
+	delete(s.conns, c)
+	c.ended = true
+	if c.done != nil {
+		close(c.done)
+	}
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // readConnect reads and checks the CONNECT, answers a refusal, and attaches
@@ -183,6 +221,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 		}
 		return nil, false
 	}
+	s.traffic.packetsIn.Add(1)
 	cp, ok := p.(*packet.Connect)
 	if !ok {
 		// The first packet must be CONNECT [MQTT-3.1.0-1].
@@ -233,9 +272,6 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 	}
 	c.cl = cl
 	c.pr = pr
-	if cp.Bridge {
-		c.router.noLocal = cl // a bridge's messages do not come back to it
-	}
 	cl.bridge.Store(cp.Bridge) // and it gets RETAIN as published, as from mosquitto
 	// The CONNACK and the session's resends wait in the session; the
 	// writer sends them first [MQTT-3.2.0-1].
@@ -263,7 +299,9 @@ func (c *conn) refuse(rc packet.ReturnCode) {
 	var b [4]byte
 	out, _ := (&packet.Connack{ReturnCode: rc}).Append(b[:0])
 	c.nc.SetWriteDeadline(time.Now().Add(s.opts.ConnectTimeout))
-	c.nc.Write(out)
+	if _, err := c.nc.Write(out); err == nil {
+		s.traffic.countOut(out)
+	}
 	s.log.Debug("connect refused", "client", c.info.ID, "remote", c.info.RemoteAddr, "code", rc)
 	if s.opts.OnEvent != nil {
 		s.emit(&Event{Kind: EventRefuse, Client: &c.info, ReturnCode: byte(rc)})
@@ -303,6 +341,7 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 			cl.conn = c
 			cl.info = &c.info
 			cl.on.Store(true)
+			s.traffic.connected.Add(1)
 			if clean && present {
 				// A clean connection ends the kept session
 				// [MQTT-3.1.2-6]; Accept resets the session
@@ -321,9 +360,8 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 	}
 }
 
-// run starts the writer and reads packets until the connection ends, and
-// returns why (nil after DISCONNECT).
-func (c *conn) run(connect *packet.Connect) error {
+// start starts the writer and the keepalive of an accepted connection.
+func (c *conn) start(connect *packet.Connect) error {
 	s := c.srv
 	cl := c.cl
 	c.wake()
@@ -339,49 +377,64 @@ func (c *conn) run(connect *packet.Connect) error {
 	if c.stop.Load() != running {
 		return errShutdown
 	}
+	c.pk.init(c)
+	return nil
+}
+
+// readLoop reads packets until the connection ends, and returns why (nil
+// after DISCONNECT); or returns parked when the connection went idle and
+// waits without a goroutine.
+func (c *conn) readLoop() (error, bool) {
+	s := c.srv
+	cl := c.cl
 	for {
-		if c.pr == nil || c.pr.r.Buffered() == 0 && len(c.pending) == 0 {
+		if c.pr == nil || c.pr.r.Buffered() == 0 && len(c.router.pending) == 0 {
 			// Idle until the next bytes: the connection gives its
 			// Reader back, so that an idle connection holds no read
-			// buffer, and waits on a small one of its own.
+			// buffer, and waits on a small one of its own, or with
+			// no goroutine at all where it can (parking).
 			if c.pr != nil {
 				s.putReader(c.pr)
 				c.pr = nil
 			}
-			n, err := (*connReader)(c).Read(c.idle[:])
+			n, err, parked := c.idleRead()
+			if parked {
+				return nil, true
+			}
 			if n == 0 {
 				if err == nil {
 					continue // a read of nothing: read again
 				}
-				return err
+				return err, false
 			}
-			c.pending, c.readErr = c.idle[:n], err
+			c.router.pending, c.router.readErr = c.router.idle[:n], err
 			c.pr = s.getReader(c)
 		}
 		p, err := c.pr.r.ReadPacket()
 		if err != nil {
-			return err
+			return err, false
 		}
+		s.traffic.packetsIn.Add(1)
 		c.holdAcks()
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
-		evs := c.evs[:0]
+		evs := c.router.evs[:0]
 		for ev, ok := cl.sess.NextEvent(); ok; ev, ok = cl.sess.NextEvent() {
 			evs = append(evs, ev)
 		}
-		c.evs = evs
+		c.router.evs = evs
 		out := cl.sess.HasOutgoing()
 		cl.mu.Unlock()
 		if out {
 			c.router.later(c)
 		}
 		if err != nil {
-			return err // a protocol violation, a second CONNECT among them [MQTT-3.1.0-2]
+			return err, false // a protocol violation, a second CONNECT among them [MQTT-3.1.0-2]
 		}
 		for i := range evs {
 			if done, err := c.handle(&evs[i]); done || err != nil {
 				clear(evs)
-				return err
+				return err, false
 			}
 		}
 		clear(evs) // drop the references into the read buffer
@@ -396,13 +449,17 @@ func (c *conn) handle(ev *session.Event) (bool, error) {
 	switch ev.Kind {
 	case session.EventMessage:
 		p := ev.Publish
-		if s.opts.AuthorizePublish != nil && !s.opts.AuthorizePublish(&c.info, p.Topic, p.QoS, p.Retain) {
+		if s.sysReserved(p.Topic) || s.opts.AuthorizePublish != nil && !s.opts.AuthorizePublish(&c.info, p.Topic, p.QoS, p.Retain) {
 			// Acknowledged by the session as usual, and dropped
 			// [MQTT-3.3.5-2].
 			return false, nil
 		}
 		s.received.Add(1)
+		if c.info.Bridge {
+			c.router.noLocal = c.cl // a bridge's messages do not come back to it
+		}
 		n := c.router.route(s, p)
+		c.router.noLocal = nil
 		if s.opts.OnEvent != nil {
 			s.emit(&Event{Kind: EventPublish, Client: &c.info, Topic: p.Topic, QoS: p.QoS, Retain: p.Retain, PayloadSize: len(p.Payload), Subscribers: n})
 		}
@@ -445,7 +502,7 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 			return err
 		}
 	}
-	codes := c.codes[:0]
+	codes := c.router.codes[:0]
 	for _, sb := range sp.Subscriptions {
 		g := sb.QoS
 		if topic.IsShared(sb.Filter) {
@@ -469,15 +526,15 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 		}
 		codes = append(codes, g)
 	}
-	c.codes = codes
+	c.router.codes = codes
 	cl.mu.Lock()
 	cl.sess.Suback(sp.PacketID, codes) // [MQTT-3.8.4-2]
+	cl.mu.Unlock()
 	for i, sb := range sp.Subscriptions {
 		if codes[i] != packet.SubackFailure && !topic.IsShared(sb.Filter) {
-			s.sendRetained(cl, &c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
+			s.sendRetained(cl, &c.info, c.router, string(sb.Filter), codes[i]) // [MQTT-3.8.4-3]
 		}
 	}
-	cl.mu.Unlock()
 	c.wake()
 	return nil
 }
@@ -522,6 +579,7 @@ func (c *conn) finish(why error) {
 	}
 	cl.conn = nil
 	cl.on.Store(false)
+	s.traffic.connected.Add(-1)
 	if c.info.CleanSession && s.clients[cl.id] == cl {
 		// A clean session ends with its connection [MQTT-3.1.2-6].
 		delete(s.clients, cl.id)
@@ -542,7 +600,7 @@ func (c *conn) finish(why error) {
 
 	if w := c.will; w != nil && stop != graceful && stop != immediate {
 		c.will = nil
-		if s.opts.AuthorizePublish == nil || s.opts.AuthorizePublish(&c.info, w.Topic, w.QoS, w.Retain) {
+		if !s.sysReserved(w.Topic) && (s.opts.AuthorizePublish == nil || s.opts.AuthorizePublish(&c.info, w.Topic, w.QoS, w.Retain)) {
 			// Published as sent: retained or not [MQTT-3.1.2-16]
 			// [MQTT-3.1.2-17].
 			c.router.route(s, w)
@@ -583,6 +641,9 @@ func (c *conn) writeLoop() {
 			// Closing the connection ends the reader, which then
 			// cleans up.
 			c.nc.Close()
+			c.unpark()
+		} else {
+			c.shrinkIfParked()
 		}
 		return
 	}
@@ -634,6 +695,7 @@ func (c *conn) flush() error {
 		if _, err := c.nc.Write(buf); err != nil {
 			return err
 		}
+		s.traffic.countOut(buf)
 	}
 }
 
@@ -644,12 +706,12 @@ type connReader conn
 
 func (r *connReader) Read(p []byte) (int, error) {
 	c := (*conn)(r)
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
+	if r := c.router; len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
 		return n, nil
 	}
-	if err := c.readErr; err != nil {
+	if err := c.router.readErr; err != nil {
 		return 0, err
 	}
 	// Every packet read so far is handled: wake the writers that have
@@ -657,6 +719,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 	c.router.flushWakes()
 	for {
 		n, err := c.nc.Read(p)
+		if n > 0 {
+			c.srv.traffic.bytesIn.Add(int64(n))
+		}
 		if err == nil || n > 0 || c.cl == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
@@ -706,8 +771,14 @@ func (s *Server) getReader(c *conn) *pooledReader {
 // that failed keeps its error, and is left to the garbage collector.
 func (s *Server) putReader(pr *pooledReader) {
 	pr.src.c = nil
+	if pr.r.Size() > maxPooledReader {
+		return // grown by a large packet: let its memory go
+	}
 	s.readers.Put(pr)
 }
+
+// maxPooledReader is the largest read buffer kept for the next connection.
+const maxPooledReader = 256 << 10
 
 // tlsConn returns the TLS connection under nc (mqtts://, or wss:// under a
 // WebSocket), or nil.

@@ -396,6 +396,9 @@ func (d *durable) restore(s *Server) error {
 		if err != nil {
 			return fmt.Errorf("broker: loading session %q: %w", ss.id, err)
 		}
+		if len(ss.subs) > 0 && cl.subs == nil {
+			cl.subs = make(map[string]byte) // made on demand since main's merge
+		}
 		for _, sb := range ss.subs {
 			if sb.QoS > 2 || s.subs.Add(sb.Filter, sub{cl, sb.QoS}) != nil {
 				return fmt.Errorf("broker: session %q: stored subscription %q QoS %d is not valid", ss.id, sb.Filter, sb.QoS)

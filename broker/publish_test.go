@@ -373,10 +373,8 @@ func TestInvalidFilterCloses(t *testing.T) {
 			c := dial(t, srv, "bad")
 			c.send(&packet.Connect{ClientID: []byte("bad"), CleanSession: true, Will: true, WillTopic: []byte("will/bad"), WillMessage: []byte("gone")})
 			c.expect(&packet.Connack{})
-			c.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{
-				{Filter: []byte("ok/+"), QoS: 1},
-				{Filter: []byte(bad), QoS: 1},
-			}})
+			// Raw bytes: the codec refuses to encode the bad filter.
+			c.sendRaw(rawFilters(0x82, 1, []byte{1}, "ok/+", bad))
 			c.expectClose()
 			checkPublish(t, watcher.expectPublish(), "will/bad", "gone", 0, false)
 			// The valid filter of the refused packet was not subscribed.
@@ -388,6 +386,39 @@ func TestInvalidFilterCloses(t *testing.T) {
 			}
 			p.disconnect()
 			watcher.disconnect()
+		})
+	}
+}
+
+// rawFilters encodes a SUBSCRIBE (first byte 0x82, a QoS per filter in qos)
+// or an UNSUBSCRIBE (0xa2, qos nil) by hand, so that tests can send filters
+// the codec refuses to encode.
+func rawFilters(first byte, id uint16, qos []byte, filters ...string) []byte {
+	body := []byte{byte(id >> 8), byte(id)}
+	for i, f := range filters {
+		body = append(body, byte(len(f)>>8), byte(len(f)))
+		body = append(body, f...)
+		if qos != nil {
+			body = append(body, qos[min(i, len(qos)-1)])
+		}
+	}
+	if len(body) > 127 {
+		panic("rawFilters: body over 127 bytes")
+	}
+	return append([]byte{first, byte(len(body))}, body...)
+}
+
+// [MQTT-4.7.3-1] [MQTT-4.8.0-1] An UNSUBSCRIBE with an empty or misplaced
+// wildcard filter is a protocol violation: the connection is closed with no
+// UNSUBACK, and the packet's valid filters are not acted on.
+func TestInvalidUnsubscribeFilterCloses(t *testing.T) {
+	for _, bad := range []string{"", "a/#/b", "a/b+"} {
+		t.Run(fmt.Sprintf("%q", bad), func(t *testing.T) {
+			srv := newServer(t)
+			c := connect(t, srv, "bad", true, false)
+			c.subscribe(1, "ok/+", 0)
+			c.sendRaw(rawFilters(0xa2, 2, nil, "ok/+", bad))
+			c.expectClose() // expectClose fails on any packet, an UNSUBACK among them
 		})
 	}
 }

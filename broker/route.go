@@ -24,33 +24,35 @@ type sub struct {
 type client struct {
 	id string
 
-	mu   sync.Mutex
-	sess *session.Session
-	conn *conn           // the connection serving the session; nil while offline
-	subs map[string]byte // filter -> granted QoS, mirrored in Server.subs
-	info *Client         // of the last connection, for EventDrop
+	mu    sync.Mutex
+	sess  *session.Session
+	conn  *conn           // the connection serving the session; nil while offline
+	subs  map[string]byte // filter -> granted QoS, mirrored in Server.subs
+	info  *Client         // of the last connection, for EventDrop
+	drops atomic.Int64    // messages dropped because the queue was full
+	nsub  atomic.Int32    // len(subs), read by routers without mu
+	on    atomic.Bool     // conn != nil, read by routers without mu
 	// stored is the session's durable state with Options.Store, nil for
 	// clean sessions; since is when its last connection ended, for
 	// Options.SessionExpiry (zero while connected).
 	stored *storedSession
 	since  time.Time
-	nsub   atomic.Int32 // len(subs), read by routers without mu
-	on     atomic.Bool  // conn != nil, read by routers without mu
-	sink   *bridge      // a bridge's local subscriber: messages go to the bridge, sess is nil
-	bridge atomic.Bool  // served by a connection with the bridge mark: RETAIN as published
+	sink   *bridge     // a bridge's local subscriber: messages go to the bridge, sess is nil
+	bridge atomic.Bool // served by a connection with the bridge mark: RETAIN as published
 }
 
 func newClient(s *Server, id string, st session.Store) (*client, error) {
 	sess, err := session.New(session.Config{
-		Role:        session.Server,
-		MaxInflight: s.opts.MaxInflight,
-		MaxQueued:   s.opts.MaxQueued,
-		Store:       st,
+		Role:           session.Server,
+		MaxInflight:    s.opts.MaxInflight,
+		MaxQueued:      s.sessionQueued(),
+		MaxQueuedBytes: s.opts.MaxQueuedBytes,
+		Store:          st,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &client{id: id, sess: sess, subs: make(map[string]byte)}, nil
+	return &client{id: id, sess: sess}, nil
 }
 
 // retainedMsg is a retained message as the Server keeps it.
@@ -68,6 +70,14 @@ type router struct {
 	rets   []*retainedMsg
 	out    packet.Publish
 	wakes  []*conn // writers to wake at the end of the batch
+
+	// A connection's reader keeps its other scratch here too, so that a
+	// parked connection holds none of it.
+	idle    [64]byte        // where an idle connection's next bytes land
+	pending []byte          // bytes read into idle, not yet taken by the packet reader
+	readErr error           // the error that came with the pending bytes
+	evs     []session.Event // events of the packet being handled
+	codes   []byte          // SUBACK return codes
 
 	// src is the message being routed, for bridges (RETAIN as published).
 	src *packet.Publish
@@ -132,6 +142,9 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 		if sb.c == r.noLocal {
 			continue
 		}
+		if s.opts.AuthorizeRead != nil && sb.c.sink == nil && !s.mayRead(sb.c, p.Topic) {
+			continue
+		}
 		out.QoS = min(p.QoS, sb.qos) // [MQTT-3.8.4-6]
 		out.Retain = p.Retain && sb.c.bridge.Load()
 		if s.deliver(r, sb.c, out) {
@@ -144,6 +157,9 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 		sb := pickMember(g)
 		if sb.c == r.noLocal {
 			continue
+		}
+		if s.opts.AuthorizeRead != nil && sb.c.sink == nil && !s.mayRead(sb.c, p.Topic) {
+			continue // as mosquitto: the member chosen may not read it
 		}
 		out.QoS = min(p.QoS, sb.qos)
 		out.Retain = p.Retain && sb.c.bridge.Load()
@@ -182,7 +198,12 @@ func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 		return cl.sink.forward(r, p)
 	}
 	cl.mu.Lock()
-	_, err := cl.sess.Publish(p)
+	var err error
+	if cl.conn == nil && p.QoS > 0 && cl.sess.Queued() >= s.awayQueued() {
+		err = session.ErrFull // the bound of a client that is away
+	} else {
+		_, err = cl.sess.Publish(p)
+	}
 	c := cl.conn
 	info := cl.info
 	cl.mu.Unlock()
@@ -193,15 +214,15 @@ func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 		return true
 	}
 	if errors.Is(err, session.ErrFull) {
-		s.drop(info, p)
+		s.drop(cl, info, p)
 	}
 	// ErrNotConnected: a QoS 0 message for an offline persistent session,
 	// which the specification lets the server discard.
 	return false
 }
 
-func (s *Server) drop(info *Client, p *packet.Publish) {
-	s.dropped.Add(1)
+func (s *Server) drop(cl *client, info *Client, p *packet.Publish) {
+	s.countDrop(cl, p)
 	if s.opts.OnEvent != nil {
 		s.emit(&Event{Kind: EventDrop, Client: info, Topic: p.Topic, QoS: p.QoS, Retain: p.Retain, PayloadSize: len(p.Payload)})
 	}
@@ -225,14 +246,22 @@ func (s *Server) retain(p *packet.Publish) {
 }
 
 // sendRetained hands cl's session the retained messages matching filter, with
-// RETAIN set [MQTT-3.3.1-6] [MQTT-3.3.1-8], at most at QoS granted. cl.mu is
-// held.
-func (s *Server) sendRetained(cl *client, r *router, filter string, granted byte) {
+// RETAIN set [MQTT-3.3.1-6] [MQTT-3.3.1-8], at most at QoS granted, those
+// info may read (Options.AuthorizeRead). cl.mu is not held.
+func (s *Server) sendRetained(cl *client, info *Client, r *router, filter string, granted byte) {
 	r.rets = s.retained.Match(filter, r.rets[:0])
+	if len(filter) > 0 && filter[0] == '$' {
+		r.rets = s.sys.retained.Match(filter, r.rets) // [MQTT-4.7.2-1]: only "$..." filters
+	}
+	if s.opts.AuthorizeRead != nil {
+		r.rets = s.readable(info, r.rets)
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
 	for _, m := range r.rets {
 		p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic, Payload: m.payload}
 		if _, err := cl.sess.Publish(&p); errors.Is(err, session.ErrFull) {
-			s.dropped.Add(1)
+			s.countDrop(cl, &p)
 		}
 	}
 	clear(r.rets)
@@ -251,11 +280,16 @@ func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
 	if err := s.storeSubscribe(cl, f, qos); err != nil {
 		return err
 	}
+	if cl.subs == nil {
+		cl.subs = make(map[string]byte) // only now: many clients never subscribe
+	}
 	if err := s.subs.Add(f, sub{cl, qos}); err != nil {
 		return err
 	}
 	if had {
 		s.subs.Remove(f, sub{cl, old})
+	} else {
+		s.traffic.subs.Add(1)
 	}
 	cl.subs[f] = qos
 	cl.nsub.Store(int32(len(cl.subs)))
@@ -274,6 +308,7 @@ func (s *Server) removeSub(cl *client, filter []byte) {
 	s.storeUnsubscribe(cl, f)
 	s.subs.Remove(f, sub{cl, qos})
 	delete(cl.subs, f)
+	s.traffic.subs.Add(-1)
 	cl.nsub.Store(int32(len(cl.subs)))
 }
 
@@ -282,6 +317,7 @@ func (s *Server) removeAllSubs(cl *client) {
 	for f, qos := range cl.subs {
 		s.subs.Remove(f, sub{cl, qos})
 	}
+	s.traffic.subs.Add(-int64(len(cl.subs)))
 	clear(cl.subs)
 	cl.nsub.Store(0)
 }

@@ -22,6 +22,11 @@ import (
 const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultWriteTimeout   = 30 * time.Second
+
+	// DefaultMaxPacketSize lets payloads of several MiB through (common
+	// clients send 1 MiB and more; mosquitto sets no limit) while a
+	// client must still send 16 MiB to make the broker hold them.
+	DefaultMaxPacketSize = 16 << 20
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
@@ -45,8 +50,15 @@ type Options struct {
 	MaxConnections int
 
 	// MaxPacketSize limits the size of a packet read from a client, fixed
-	// header included; 0 means packet.DefaultMaxSize (1 MiB). A larger
-	// packet closes the connection.
+	// header included; 0 means DefaultMaxPacketSize (16 MiB). A larger
+	// packet closes the connection as soon as its fixed header is in.
+	//
+	// Memory follows the bytes a client actually sends, not the length
+	// it announces: a connection's read buffer grows as bytes arrive,
+	// doubling, so a packet of n bytes holds at most 2n bytes while it is
+	// read (and never more than 1.5 times MaxPacketSize), and an idle
+	// connection holds no read buffer at all. Messages routed to
+	// subscribers are bounded separately, by MaxQueuedBytes.
 	MaxPacketSize int
 
 	// MaxInflight is the number of QoS 1 and 2 messages sent to one client
@@ -54,12 +66,25 @@ type Options struct {
 	MaxInflight int
 
 	// MaxQueued is the number of messages waiting for one client behind
-	// its inflight window, or for a persistent session's next connection;
-	// 0 or less means 1000, as mosquitto. Messages beyond it are dropped
-	// and counted (Stats.Dropped). It bounds a count, not bytes: the
-	// memory a stuck client can hold is MaxQueued times the largest
-	// message (see MaxPacketSize).
+	// its inflight window, or for a persistent session's next connection,
+	// QoS 0 messages not yet written included. 0 or less means
+	// DefaultMaxQueued (1000, as mosquitto's max_queued_messages) for a
+	// client that is away, and no bound in messages while it is connected,
+	// where MaxQueuedBytes bounds its queue: a subscriber that reads at line
+	// rate then loses nothing when a publisher bursts tens of thousands of
+	// messages. Messages beyond the bounds are dropped, counted
+	// (Stats.Dropped, ClientStats.Dropped) and logged at warn level (one
+	// line per second at most).
 	MaxQueued int
+
+	// MaxQueuedBytes bounds the same messages in bytes (topic, payload and
+	// session.QueuedOverhead each); 0 means DefaultMaxQueuedBytes, a
+	// negative value no bound in bytes. One message may always wait, so a
+	// client that does not read holds at most the larger of
+	// MaxQueuedBytes and one message in its queue, plus the batch its
+	// writer is writing (at most as much again) until WriteTimeout closes
+	// its connection.
+	MaxQueuedBytes int
 
 	// ConnectTimeout bounds the wait for the CONNECT packet (and the TLS
 	// handshake) of a new connection; 0 means DefaultConnectTimeout.
@@ -89,6 +114,24 @@ type Options struct {
 	// qos: it returns the QoS to grant, at most qos, or
 	// packet.SubackFailure (0x80) to refuse. Nil grants every request.
 	AuthorizeSubscribe func(c *Client, filter []byte, qos byte) byte
+
+	// AuthorizeRead decides whether c may receive a message published to
+	// topic (valid only during the call). It is asked for every delivery:
+	// each subscriber a message is routed to, and each retained message
+	// sent for a new subscription. A message c may not read is not
+	// delivered to c (nor counted as dropped). With it, AuthorizeSubscribe
+	// may grant a filter such as "#" under which some topics are denied,
+	// as mosquitto does. It runs on the publisher's goroutine for each
+	// subscriber, so it must be fast; c is the subscriber's last
+	// connection, also while a persistent session is offline. Nil allows
+	// every delivery, at the cost of a nil check.
+	AuthorizeRead func(c *Client, topic []byte) bool
+
+	// SysInterval, when positive, is how often the Server publishes its
+	// counters on the $SYS/broker/... topics, as mosquitto does (see
+	// SysUptime); 0 or less publishes nothing there. DefaultSysInterval is
+	// mosquitto's default.
+	SysInterval time.Duration
 
 	// OnEvent, when set, is called for connections, disconnections,
 	// messages received and messages dropped, for metrics and audit logs.
@@ -139,6 +182,15 @@ type Stats struct {
 	Disconnected int64 // connections that ended after an accepted CONNECT
 	Expired      int64 // persistent sessions deleted by Options.SessionExpiry
 
+	Connected       int64         // clients connected now, CONNECT accepted
+	Subscriptions   int64         // subscriptions held now, shared ones included
+	PacketsReceived int64         // control packets of any type read from clients
+	PacketsSent     int64         // control packets of any type written to clients
+	PublishSent     int64         // PUBLISH packets written to clients, resends included
+	BytesReceived   int64         // bytes read from clients (MQTT packets, before any decoding)
+	BytesSent       int64         // bytes of MQTT packets written to clients
+	Uptime          time.Duration // since New
+
 	Bridges []BridgeStats // one per Options.Bridges, in order
 }
 
@@ -164,6 +216,10 @@ type Server struct {
 	dropped   atomic.Int64
 	refused   atomic.Int64
 	ended     atomic.Int64
+	dropLog   atomic.Int64 // when a drop was last logged, in Unix nanoseconds
+
+	traffic ioCounters // bytes and packets in and out, connected clients, subscriptions
+	sys     sysState   // $SYS topics
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -172,6 +228,7 @@ type Server struct {
 
 	bufPool sync.Pool // *[]byte write buffers
 	readers sync.Pool // *pooledReader
+	park    poller    // waits for parked connections' bytes
 
 	bridges      []*bridge
 	bridgeStores map[string]store.Session // restored, for the bridges to take; under mu
@@ -185,11 +242,14 @@ func New(opts Options) *Server {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	if opts.MaxPacketSize <= 0 {
+		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
 	if opts.MaxInflight <= 0 {
 		opts.MaxInflight = session.DefaultMaxInflight
 	}
-	if opts.MaxQueued <= 0 {
-		opts.MaxQueued = session.DefaultMaxQueued
+	if opts.MaxQueuedBytes == 0 {
+		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
 	log := opts.Logger
 	if log == nil {
@@ -205,6 +265,7 @@ func New(opts Options) *Server {
 		conns:     make(map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		idPrefix:  "tern-" + hex.EncodeToString(rnd[:]) + "-",
+		sys:       sysState{start: time.Now(), stop: make(chan struct{})},
 	}
 	s.startBridges()
 	return s
@@ -224,6 +285,9 @@ func (s *Server) ListenAndServe(rawURL string) error {
 // Serve accepts connections on l and serves each in its own goroutines,
 // until Shutdown or Close, when it closes l and returns ErrServerClosed.
 // Any other error from l.Accept ends Serve and is returned; l is closed.
+//
+// The first Serve starts the publication of the $SYS/broker/... topics if
+// Options.SysInterval asks for it; Shutdown and Close stop it.
 func (s *Server) Serve(l net.Listener) error {
 	if err := s.dur.ready(s); err != nil {
 		l.Close()
@@ -236,6 +300,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[l] = struct{}{}
+	s.startSys()
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -286,6 +351,9 @@ func (s *Server) beginClose() []*conn {
 	s.dur.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.closing {
+		close(s.sys.stop)
+	}
 	s.closing = true
 	for l := range s.listeners {
 		l.Close()
@@ -314,6 +382,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.park.stop()
 		return s.dur.syncAll()
 	case <-ctx.Done():
 		s.Close()
@@ -330,6 +399,7 @@ func (s *Server) Close() error {
 		c.shutdown(true)
 	}
 	s.wg.Wait()
+	s.park.stop()
 	return s.dur.syncAll()
 }
 
@@ -349,6 +419,15 @@ func (s *Server) Stats() Stats {
 		Disconnected: s.ended.Load(),
 		Expired:      s.dur.expired.Load(),
 		Bridges:      s.bridgeStats(),
+
+		Connected:       s.traffic.connected.Load(),
+		Subscriptions:   s.traffic.subs.Load(),
+		PacketsReceived: s.traffic.packetsIn.Load(),
+		PacketsSent:     s.traffic.packetsOut.Load(),
+		PublishSent:     s.traffic.publishOut.Load(),
+		BytesReceived:   s.traffic.bytesIn.Load(),
+		BytesSent:       s.traffic.bytesOut.Load(),
+		Uptime:          time.Since(s.sys.start),
 	}
 }
 

@@ -41,11 +41,16 @@ func FuzzBroker(f *testing.F) {
 	f.Add([]byte{0x30, 0xff, 0xff, 0xff, 0x7f})
 	f.Add([]byte{0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x03}) // QoS 3 request
 	f.Add([]byte{0x32, 0x05, 0x00, 0x01, '#', 0x00, 0x01})  // wildcard topic
+	f.Add(enc(sub(4, "$SYS/#", 2), &packet.Publish{Topic: []byte(broker.SysUptime), Payload: []byte("0 seconds"), Retain: true},
+		sub(5, "check/+", 1), &packet.Publish{Topic: []byte("check/denied"), Payload: []byte("d"), Retain: true, QoS: 1, PacketID: 2}))
 
 	srv := mqtttest.NewServer(f, func(o *broker.Options) {
 		o.MaxPacketSize = 64 << 10
 		o.MaxQueued = 100
 		o.ConnectTimeout = time.Second
+		// The read check and $SYS run under the fuzzed client too.
+		o.AuthorizeRead = func(c *broker.Client, topic []byte) bool { return !bytes.HasSuffix(topic, []byte("/denied")) }
+		o.SysInterval = 20 * time.Millisecond
 	})
 	ctx := context.Background()
 

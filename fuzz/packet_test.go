@@ -240,6 +240,11 @@ func FuzzReader(f *testing.F) {
 		if src.largest > 4096 && src.largest > limitSize {
 			t.Fatalf("buffer of %d bytes, limit %d", src.largest, limitSize)
 		}
+		// The buffer grows with the bytes that arrived, not with the
+		// lengths announced.
+		if size := chunked.Size(); size > 4096 && size > 2*len(stream) {
+			t.Fatalf("buffer of %d bytes after %d bytes of stream", size, len(stream))
+		}
 		rest := stream
 		for _, r := range want {
 			if r.raw == nil {

@@ -1,5 +1,7 @@
 package packet
 
+import "unicode/utf8"
+
 // Protocol levels.
 const (
 	Level31  = 3 // MQTT 3.1, protocol name "MQIsdp"
@@ -151,12 +153,23 @@ func (p *Connect) validate() error {
 // client must not send [MQTT-3.1.3-7] and a server answers with CONNACK
 // code 0x02 [MQTT-3.1.3-8]. It is checked after every other rule, since a
 // packet that breaks those gets no CONNACK at all [MQTT-3.1.4-1].
+//
+// MQTT 3.1 (level 3) asks for 1 to 23 characters whatever CleanSession
+// says, and its servers answer any other length with code 0x02 (section
+// 3.1 of the 3.1 specification, "Client Identifier").
 func (p *Connect) emptyID(rule string) error {
 	if len(p.ClientID) == 0 && !p.CleanSession {
 		return &Error{Kind: ErrIdentifierRejected, Type: CONNECT, Rule: rule, Reason: "empty client identifier with CleanSession 0"}
 	}
+	if p.Level == Level31 && (len(p.ClientID) == 0 || utf8.RuneCount(p.ClientID) > 23) {
+		return &Error{Kind: ErrIdentifierRejected, Type: CONNECT, Rule: ruleID31, Reason: "MQTT 3.1 client identifier not 1 to 23 characters"}
+	}
 	return nil
 }
+
+// ruleID31 names the MQTT 3.1 rule on client identifiers, which has no
+// statement id.
+const ruleID31 = "MQTT 3.1 section 3.1"
 
 // Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Connect) Append(dst []byte) ([]byte, error) {
@@ -195,8 +208,9 @@ func (p *Connect) Append(dst []byte) ([]byte, error) {
 // Decode fills p from b. A CONNECT of an unsupported protocol level fails
 // with ErrUnsupportedVersion and leaves Level set, so that a server can
 // answer with CONNACK code 0x01 [MQTT-3.1.2-2]; one with an empty client
-// identifier and CleanSession 0 fails with ErrIdentifierRejected, for
-// CONNACK code 0x02 [MQTT-3.1.3-8]. Other errors call for closing the
+// identifier and CleanSession 0, or an MQTT 3.1 one with an identifier not
+// 1 to 23 characters long, fails with ErrIdentifierRejected, for CONNACK
+// code 0x02 [MQTT-3.1.3-8]. Other errors call for closing the
 // connection without a CONNACK [MQTT-3.1.4-1].
 func (p *Connect) Decode(b []byte) error { return p.decode(b, false) }
 

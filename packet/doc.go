@@ -17,7 +17,9 @@
 // specification that can be judged from the bytes of one packet is checked
 // when decoding and when encoding, and a violation is reported as an *Error
 // naming the rule it breaks (for example MQTT-3.3.2-2, a wildcard in a
-// PUBLISH topic). No input makes the decoder panic or allocate in proportion
+// PUBLISH topic). That includes the syntax of topic filters in SUBSCRIBE and
+// UNSUBSCRIBE (section 4.7: not empty, '#' and '+' each a whole level, '#'
+// the last); what a filter's "$share/" prefix means is left to the broker. No input makes the decoder panic or allocate in proportion
 // to a length it has not checked.
 //
 // Besides protocol level 4 (MQTT 3.1.1), CONNECT packets of level 3

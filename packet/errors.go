@@ -26,8 +26,10 @@ var (
 	ErrUnsupportedVersion = errors.New("unsupported protocol version")
 
 	// ErrIdentifierRejected means a CONNECT carries an empty client
-	// identifier with CleanSession 0. A server answers it with CONNACK
-	// return code 0x02 before closing the connection [MQTT-3.1.3-8].
+	// identifier with CleanSession 0, or is an MQTT 3.1 CONNECT whose
+	// identifier is not 1 to 23 characters long. A server answers it with
+	// CONNACK return code 0x02 before closing the connection
+	// [MQTT-3.1.3-8].
 	ErrIdentifierRejected = errors.New("client identifier rejected")
 )
 

@@ -2,7 +2,6 @@ package packet
 
 import (
 	"bytes"
-	"encoding/binary"
 	"unicode/utf8"
 )
 
@@ -243,19 +242,25 @@ func (d *decoder) uint16(what string) uint16 {
 }
 
 // bytes reads a field with a two-byte length prefix: a string or binary data.
+// It is small enough to inline; the failures are in truncated.
 func (d *decoder) bytes(what string) []byte {
+	if b := d.b; len(b) >= 2 {
+		if n, rest := int(b[0])<<8|int(b[1]), b[2:]; len(rest) >= n {
+			d.b = rest[n:]
+			return rest[:n:n]
+		}
+	}
+	d.truncated(what)
+	return nil
+}
+
+// truncated records why bytes failed.
+func (d *decoder) truncated(what string) {
 	if len(d.b) < 2 {
 		d.fail("truncated " + what + " length")
-		return nil
-	}
-	n := 2 + (int(d.b[0])<<8 | int(d.b[1]))
-	if len(d.b) < n {
+	} else {
 		d.fail("truncated " + what)
-		return nil
 	}
-	v := d.b[2:n:n]
-	d.b = d.b[n:]
-	return v
 }
 
 // string reads a UTF-8 encoded string and checks it [MQTT-1.5.3-1] [MQTT-1.5.3-2].
@@ -286,42 +291,19 @@ const (
 	ruleWildcard = "MQTT-3.3.2-2"
 )
 
-// plainWord reports whether the eight bytes of x are all in 0x01..0x7f:
-// x has no high bit set, and neither has x-lsb, since no byte borrows.
-func plainWord(x uint64) bool { return (x-lsb|x)&msb == 0 }
-
-// nameWord is plainWord for a topic name, whose bytes must also not be '+'
-// or '#'. The two differ only in bit 3, so setting it turns both into '+',
-// and no other byte; y is then zero where x had a wildcard, and
-// (y-lsb)&^y has a high bit set at the lowest zero byte of y, if any.
-func nameWord(x uint64) bool {
-	y := (x | lsb*0x08) ^ lsb*'+'
-	return (x-lsb|x|(y-lsb)&^y)&msb == 0
-}
-
 // checkString returns the rule s breaks as an MQTT UTF-8 encoded string,
 // or "" if it is valid: well-formed UTF-8 with no surrogates
 // [MQTT-1.5.3-1] and no U+0000 [MQTT-1.5.3-2]. U+FEFF is kept as it is
 // [MQTT-1.5.3-3]. Go's decoder rejects encoded surrogates and overlong
 // forms, so utf8.Valid covers the first rule.
 //
-// Most strings are ASCII, which it checks eight bytes at a time, the last
-// word overlapping the one before it; a word that is not plain ASCII, or a
-// string shorter than a word, goes byte by byte.
+// Most strings are ASCII, which asciiOK checks eight bytes at a time; a
+// string it cannot decide goes byte by byte.
 func checkString(s []byte) string {
-	i := 0
-	if len(s) >= 8 {
-		for ; i < len(s)-8; i += 8 {
-			if !plainWord(binary.LittleEndian.Uint64(s[i:])) {
-				goto bytewise
-			}
-		}
-		if plainWord(binary.LittleEndian.Uint64(s[len(s)-8:])) {
-			return ""
-		}
+	if asciiOK(s, false) {
+		return ""
 	}
-bytewise:
-	for ; i < len(s); i++ {
+	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == 0 {
 			return ruleNUL
@@ -349,20 +331,11 @@ func checkUTF8(s []byte) string {
 // the wildcards '+' and '#' [MQTT-3.3.2-2]: one pass finds all three
 // problems. A string problem wins over a wildcard.
 func checkName(s []byte) string {
-	i := 0
-	if len(s) >= 8 {
-		for ; i < len(s)-8; i += 8 {
-			if !nameWord(binary.LittleEndian.Uint64(s[i:])) {
-				goto bytewise
-			}
-		}
-		if nameWord(binary.LittleEndian.Uint64(s[len(s)-8:])) {
-			return ""
-		}
+	if asciiOK(s, true) {
+		return ""
 	}
-bytewise:
 	wild := false
-	for ; i < len(s); i++ {
+	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == 0:
 			return ruleNUL

@@ -28,6 +28,17 @@ func (p *Publish) Size() int {
 }
 
 func (p *Publish) validate() error {
+	// The common case first: flags that agree with each other, and a
+	// topic of plain ASCII without wildcards; check finds what else is
+	// valid and why the rest is not.
+	if p.plainFlags() && uint(len(p.Topic)-1) < maxString && asciiOK(p.Topic, true) {
+		return nil
+	}
+	return p.check()
+}
+
+// check is validate without the fast path.
+func (p *Publish) check() error {
 	if p.QoS > 2 {
 		return malformed(PUBLISH, "MQTT-3.3.1-4", "QoS 3")
 	}
@@ -46,23 +57,48 @@ func (p *Publish) validate() error {
 
 // Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Publish) Append(dst []byte) ([]byte, error) {
-	dst, err := p.appendHead(dst)
+	n := p.remaining()
+	if !p.plainFlags() || uint(len(p.Topic)-1) >= maxString || n > MaxRemainingLength {
+		return p.appendChecked(dst)
+	}
+	// The fast path checks the topic as it copies it, in one pass, and
+	// leaves anything it cannot decide to validate.
+	out, b := grow(dst, 1+lengthSize(n)+n)
+	i := putHeader(b, p.first(), n)
+	b[i], b[i+1] = byte(len(p.Topic)>>8), byte(len(p.Topic))
+	i += 2
+	if !copyASCII(b[i:], p.Topic, true) {
+		if err := p.validate(); err != nil {
+			return dst, err
+		}
+		copy(b[i:], p.Topic)
+	}
+	i += len(p.Topic)
+	if p.QoS > 0 {
+		b[i], b[i+1] = byte(p.PacketID>>8), byte(p.PacketID)
+		i += 2
+	}
+	copy(b[i:], p.Payload)
+	return out, nil
+}
+
+// appendChecked is Append without the fast path.
+func (p *Publish) appendChecked(dst []byte) ([]byte, error) {
+	n, err := p.head()
 	if err != nil {
 		return dst, err
 	}
-	return append(dst, p.Payload...), nil
+	out, b := grow(dst, 1+lengthSize(n)+n)
+	copy(b[p.putHead(b, n):], p.Payload)
+	return out, nil
 }
 
-// appendHead validates p and appends all of it but the payload, so that a
-// Writer can send a large payload without copying it.
-func (p *Publish) appendHead(dst []byte) ([]byte, error) {
-	if err := p.validate(); err != nil {
-		return dst, err
-	}
-	n := p.remaining()
-	if err := tooLarge(PUBLISH, n); err != nil {
-		return dst, err
-	}
+// plainFlags reports whether QoS, DUP and the packet identifier agree.
+func (p *Publish) plainFlags() bool {
+	return p.QoS == 0 && !p.Dup && p.PacketID == 0 || p.QoS-1 < 2 && p.PacketID != 0
+}
+
+func (p *Publish) first() byte {
 	first := byte(PUBLISH)<<4 | p.QoS<<1
 	if p.Dup {
 		first |= 8
@@ -70,12 +106,41 @@ func (p *Publish) appendHead(dst []byte) ([]byte, error) {
 	if p.Retain {
 		first |= 1
 	}
-	dst = appendHeader(dst, first, n)
-	dst = appendBytes(dst, p.Topic)
-	if p.QoS > 0 {
-		dst = appendUint16(dst, p.PacketID)
+	return first
+}
+
+// appendHead validates p and appends all of it but the payload, so that a
+// Writer can send a large payload without copying it.
+func (p *Publish) appendHead(dst []byte) ([]byte, error) {
+	n, err := p.head()
+	if err != nil {
+		return dst, err
 	}
-	return dst, nil
+	out, b := grow(dst, 1+lengthSize(n)+n-len(p.Payload))
+	p.putHead(b, n)
+	return out, nil
+}
+
+// head validates p and returns its remaining length.
+func (p *Publish) head() (int, error) {
+	if err := p.validate(); err != nil {
+		return 0, err
+	}
+	n := p.remaining()
+	return n, tooLarge(PUBLISH, n)
+}
+
+// putHead writes all of p but the payload into b, which has room for it,
+// given its remaining length n, and returns the length written.
+func (p *Publish) putHead(b []byte, n int) int {
+	i := putHeader(b, p.first(), n)
+	b[i], b[i+1] = byte(len(p.Topic)>>8), byte(len(p.Topic))
+	i += 2 + copy(b[i+2:], p.Topic)
+	if p.QoS > 0 {
+		b[i], b[i+1] = byte(p.PacketID>>8), byte(p.PacketID)
+		i += 2
+	}
+	return i
 }
 
 // Decode fills the packet from b, one complete PUBLISH packet (see Packet).

@@ -3,8 +3,8 @@ package packet
 import "io"
 
 // DefaultMaxSize is the packet size limit of a Reader made with maxSize 0.
-// It is far below the protocol's MaxSize so that a peer cannot make a
-// server reserve hundreds of megabytes with five bytes of header.
+// A Reader reserves memory only for bytes that have arrived, so the limit
+// bounds what a peer can make it hold by sending, not by announcing.
 const DefaultMaxSize = 1 << 20
 
 const minReadBuffer = 4096
@@ -17,9 +17,12 @@ const minReadBuffer = 4096
 // packet to keep it.
 //
 // The size of each packet is checked against the limit as soon as its fixed
-// header has arrived, before the buffer grows to hold it. The buffer starts
-// at 4 KiB and grows to the largest packet read, so it never exceeds the
-// larger of 4 KiB and the limit.
+// header has arrived. The buffer starts at 4 KiB and grows only when it is
+// full of bytes that have arrived, doubling up to the size of the packet
+// being read: a header announcing a large packet costs nothing until the
+// peer sends the bytes, and the buffer never exceeds twice the bytes
+// received, nor the larger of 4 KiB and the limit. It keeps the size of the
+// largest packet read, so that a stream of them reads without allocating.
 //
 // Errors are final: after the stream returns an error, a read deadline's
 // timeout included, every call returns it once the complete packets already
@@ -128,22 +131,31 @@ func (r *Reader) Next() ([]byte, error) {
 	}
 }
 
-// makeRoom makes buf[start:] able to hold n bytes, moving the unread bytes
-// to the front or into a larger buffer.
+// makeRoom prepares buf for more of a packet of n bytes starting at start:
+// it moves the unread bytes to the front when the packet would not fit
+// where it is, and grows the buffer only when it is full, to twice its size
+// but no more than n. Growing with the bytes that have arrived, rather than
+// with the length announced, keeps a forged length from reserving memory.
 func (r *Reader) makeRoom(n int) {
 	if len(r.buf)-r.start >= n {
 		return
 	}
-	if len(r.buf) >= n {
+	if r.start > 0 {
 		r.end = copy(r.buf, r.buf[r.start:r.end])
 		r.start = 0
-		return
 	}
-	buf := make([]byte, max(n, min(2*len(r.buf), r.max)))
-	r.end = copy(buf, r.buf[r.start:r.end])
-	r.start = 0
+	if r.end < len(r.buf) {
+		return // room for the next read
+	}
+	buf := make([]byte, min(2*len(r.buf), n))
+	copy(buf, r.buf[:r.end])
 	r.buf = buf
 }
+
+// Size returns the size of the Reader's buffer in bytes: 4 KiB at first,
+// then that of the largest packet read. A pool of Readers may use it to let
+// one grown by a rare large packet go.
+func (r *Reader) Size() int { return len(r.buf) }
 
 // fill reads once from the stream into the free end of buf.
 func (r *Reader) fill() {

@@ -195,6 +195,27 @@ func ruleCases() []ruleCase {
 			p: &packet.Connect{Level: 4, CleanSession: true, ClientID: []byte(long)}, kind: packet.ErrMalformed, rule: "1.5.3"},
 		{cite: "MQTT-3.1.3-7", name: "empty client identifier with CleanSession 0", wire: connect(0x00, str("")),
 			p: &packet.Connect{Level: 4, ClientID: []byte{}}, kind: packet.ErrIdentifierRejected, rule: "MQTT-3.1.3-8", encRule: "MQTT-3.1.3-7"},
+		// MQTT 3.1 asks for identifiers of 1 to 23 characters, and its
+		// servers answer others with CONNACK 0x02 (3.1 section 3.1).
+		{cite: "3.1 section 3.1", name: "MQTT 3.1, empty client identifier, CleanSession 1", wire: wire(
+			0x10, 0x0e, // CONNECT, remaining length 14
+			0x00, 0x06, "MQIsdp", // protocol name
+			0x03,       // level 3
+			0x02,       // CleanSession 1
+			0x00, 0x00, // keep alive 0
+			0x00, 0x00), // client identifier of length 0
+			p: &packet.Connect{Level: 3, CleanSession: true}, kind: packet.ErrIdentifierRejected, rule: "MQTT 3.1 section 3.1"},
+		{cite: "3.1 section 3.1", name: "MQTT 3.1, 24-character client identifier", wire: wire(
+			0x10, 0x26, // CONNECT, remaining length 38
+			0x00, 0x06, "MQIsdp", // protocol name
+			0x03,       // level 3
+			0x00,       // CleanSession 0
+			0x00, 0x3c, // keep alive 60
+			0x00, 0x18, "abcdefghijklmnopqrstuvwx"), // client identifier of 24 characters
+			p:    &packet.Connect{Level: 3, KeepAlive: 60, ClientID: []byte("abcdefghijklmnopqrstuvwx")},
+			kind: packet.ErrIdentifierRejected, rule: "MQTT 3.1 section 3.1"},
+		{cite: "3.1 section 3.1", name: "MQTT 3.1, 24 two-byte characters", wire: connectName("MQIsdp", 3, 0x02, str(strings.Repeat("é", 24))),
+			kind: packet.ErrIdentifierRejected, rule: "MQTT 3.1 section 3.1"},
 		{cite: "MQTT-3.1.3-8", name: "empty client identifier, CleanSession 0, level 3", wire: connectName("MQIsdp", 3, 0x00, str("")),
 			p: &packet.Connect{Level: 3}, kind: packet.ErrIdentifierRejected, encRule: "MQTT-3.1.3-7"},
 		{cite: "MQTT-3.1.3-10", name: "will topic not UTF-8", wire: connect(0x06, str("c"), str("a\xed\xa0\x80"), str("m")),
@@ -262,6 +283,35 @@ func ruleCases() []ruleCase {
 		{cite: "MQTT-3.8.3-4", name: "reserved bits in requested QoS", wire: subscribe("a", 0x04), kind: packet.ErrMalformed},
 		{cite: "MQTT-3.8.3-4", name: "reserved bit 7 in requested QoS", wire: subscribe("a", 0x81), kind: packet.ErrMalformed},
 		{cite: "MQTT-3.8.3-4", name: "no requested QoS", wire: pkt(0x82, 0x00, 0x01, str("a")), kind: packet.ErrMalformed, rule: "2.2.3"},
+		// Filter syntax (section 4.7), judged from the bytes: the
+		// connection is closed [MQTT-4.8.0-1].
+		{cite: "MQTT-4.7.3-1", name: "empty filter", wire: wire(
+			0x82, 0x05, // SUBSCRIBE, remaining length 5
+			0x00, 0x01, // packet identifier 1
+			0x00, 0x00, // filter of length 0
+			0x00), // requested QoS 0
+			p: &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte{}}}}, kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.3-1", name: "empty filter after a valid one", wire: pkt(0x82, 0x00, 0x01, str("a"), 0x00, str(""), 0x01),
+			p: &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("a")}, {Filter: nil, QoS: 1}}}, kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.1-2", name: "'#' before a level", wire: wire(
+			0x82, 0x0a, // SUBSCRIBE, remaining length 10
+			0x00, 0x01, // packet identifier 1
+			0x00, 0x05, "a/#/b", // filter "a/#/b"
+			0x00), // requested QoS 0
+			p: &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("a/#/b")}}}, kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.1-2", name: "'#' after characters of its level", wire: subscribe("a/b#", 1),
+			p: &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("a/b#")}}}, kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.1-2", name: "'#' twice", wire: subscribe("##", 0), kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.1-2", name: "'#' then '/'", wire: subscribe("#/", 0), kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.1-3", name: "'+' after characters of its level", wire: wire(
+			0x82, 0x09, // SUBSCRIBE, remaining length 9
+			0x00, 0x01, // packet identifier 1
+			0x00, 0x04, "a/b+", // filter "a/b+"
+			0x00), // requested QoS 0
+			p: &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("a/b+")}}}, kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.1-3", name: "'+' before characters of its level", wire: subscribe("+a/b", 0), kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.1-3", name: "'+' then '#' in one level", wire: subscribe("a/+#", 0), kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.1-3", name: "'++'", wire: subscribe("++", 0), kind: packet.ErrProtocol},
 		{cite: "MQTT-4.7.3-3", name: "filter over 65535 bytes", p: &packet.Subscribe{PacketID: 1,
 			Subscriptions: []packet.Subscription{{Filter: []byte(long)}}}, kind: packet.ErrMalformed},
 
@@ -281,6 +331,17 @@ func ruleCases() []ruleCase {
 		{cite: "MQTT-3.10.3-1", name: "cut unsubscribe filter", wire: pkt(0xa2, 0x00, 0x01, str("a"), 0x00), kind: packet.ErrMalformed, rule: "2.2.3"},
 		{cite: "MQTT-3.10.3-2", name: "UNSUBSCRIBE with no filter", wire: wire(0xa2, 0x02, 0x00, 0x01),
 			p: &packet.Unsubscribe{PacketID: 1}, kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.3-1", name: "empty unsubscribe filter", wire: wire(
+			0xa2, 0x04, // UNSUBSCRIBE, remaining length 4
+			0x00, 0x01, // packet identifier 1
+			0x00, 0x00), // filter of length 0
+			p: &packet.Unsubscribe{PacketID: 1, Filters: [][]byte{{}}}, kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.3-1", name: "empty unsubscribe filter after a valid one", wire: pkt(0xa2, 0x00, 0x01, str("a/#"), str("")),
+			kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.1-2", name: "unsubscribe filter with '#' before a level", wire: unsubscribe("a/#/b"),
+			p: &packet.Unsubscribe{PacketID: 1, Filters: [][]byte{[]byte("a/#/b")}}, kind: packet.ErrProtocol},
+		{cite: "MQTT-4.7.1-3", name: "unsubscribe filter with '+' in a level", wire: unsubscribe("a/b+"),
+			p: &packet.Unsubscribe{PacketID: 1, Filters: [][]byte{[]byte("a/b+")}}, kind: packet.ErrProtocol},
 		{cite: "MQTT-4.7.3-3", name: "unsubscribe filter over 65535 bytes", p: &packet.Unsubscribe{PacketID: 1,
 			Filters: [][]byte{[]byte(long)}}, kind: packet.ErrMalformed},
 
@@ -417,10 +478,18 @@ var acceptCases = []acceptCase{
 		func(p packet.Packet) bool { return len(p.(*packet.Connect).ClientID) == 0 }},
 	{"MQTT-3.1.3-4", "client identifier with multi-byte characters", connect(0x02, str("é€😀")),
 		func(p packet.Packet) bool { return string(p.(*packet.Connect).ClientID) == "é€😀" }},
+	{"3.1 section 3.1", "MQTT 3.1, 23 characters of two bytes", connectName("MQIsdp", 3, 0x00, str(strings.Repeat("é", 23))),
+		func(p packet.Packet) bool {
+			return p.(*packet.Connect).Level == 3 && string(p.(*packet.Connect).ClientID) == strings.Repeat("é", 23)
+		}},
 	{"MQTT-3.3.2-1", "topic name with U+FFFF (a noncharacter, allowed)", publish(0x30, "a\uffff"),
 		func(p packet.Packet) bool { return string(p.(*packet.Publish).Topic) == "a\uffff" }},
-	{"MQTT-3.8.3-1", "SUBSCRIBE filters are not judged as filters here", subscribe("a/#/b", 0),
-		func(p packet.Packet) bool { return string(p.(*packet.Subscribe).Subscriptions[0].Filter) == "a/#/b" }},
+	{"MQTT-3.8.3-1", "SUBSCRIBE filters with wildcards in their places", subscribe("+/a/+/#", 0),
+		func(p packet.Packet) bool { return string(p.(*packet.Subscribe).Subscriptions[0].Filter) == "+/a/+/#" }},
+	{"MQTT-4.7.1-2", "'#' alone, and after an empty level", subscribe("/#", 0),
+		func(p packet.Packet) bool { return string(p.(*packet.Subscribe).Subscriptions[0].Filter) == "/#" }},
+	{"MQTT-4.7.1-3", "'+' between empty levels", unsubscribe("/+/"),
+		func(p packet.Packet) bool { return string(p.(*packet.Unsubscribe).Filters[0]) == "/+/" }},
 }
 
 func TestRuleAccepts(t *testing.T) {
@@ -492,6 +561,14 @@ func TestStringScan(t *testing.T) {
 			return "MQTT-1.5.3-2"
 		case name && strings.ContainsAny(s, "+#"):
 			return "MQTT-3.3.2-2"
+		case !name && strings.Contains(s, "#"):
+			// No insert leaves '#' alone in the last level: the
+			// filters are one level of 1 to 40 bytes.
+			if s != "#" {
+				return "MQTT-4.7.1-2"
+			}
+		case !name && strings.Contains(s, "+") && s != "+":
+			return "MQTT-4.7.1-3"
 		}
 		return ""
 	}

@@ -59,7 +59,7 @@ func (p *Subscribe) validate() error {
 		return violation(SUBSCRIBE, "MQTT-3.8.3-3", "no topic filter")
 	}
 	for _, s := range p.Subscriptions {
-		if err := topicError(SUBSCRIBE, "topic filter", s.Filter); err != nil { // [MQTT-3.8.3-1]
+		if err := checkFilter(SUBSCRIBE, s.Filter); err != nil { // [MQTT-3.8.3-1]
 			return err
 		}
 		if s.QoS > 2 {
@@ -71,6 +71,31 @@ func (p *Subscribe) validate() error {
 
 // Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Subscribe) Append(dst []byte) ([]byte, error) {
+	n := p.remaining()
+	if p.PacketID == 0 || len(p.Subscriptions) == 0 || n > MaxRemainingLength {
+		return p.appendChecked(dst)
+	}
+	// The fast path checks each filter as it copies it, and leaves
+	// anything it cannot decide to appendChecked.
+	out, b := grow(dst, 1+lengthSize(n)+n)
+	i := putHeader(b, byte(SUBSCRIBE)<<4|2, n)
+	b[i], b[i+1] = byte(p.PacketID>>8), byte(p.PacketID)
+	i += 2
+	for _, s := range p.Subscriptions {
+		f := s.Filter
+		if len(f) > maxString || s.QoS > 2 || !copyASCII(b[i+2:], f, false) || filterShape(f) != "" {
+			return p.appendChecked(dst)
+		}
+		b[i], b[i+1] = byte(len(f)>>8), byte(len(f))
+		i += 2 + len(f)
+		b[i] = s.QoS
+		i++
+	}
+	return out, nil
+}
+
+// appendChecked is Append without the fast path.
+func (p *Subscribe) appendChecked(dst []byte) ([]byte, error) {
 	if err := p.validate(); err != nil {
 		return dst, err
 	}
@@ -205,7 +230,7 @@ func (p *Unsubscribe) validate() error {
 		return violation(UNSUBSCRIBE, "MQTT-3.10.3-2", "no topic filter")
 	}
 	for _, f := range p.Filters {
-		if err := topicError(UNSUBSCRIBE, "topic filter", f); err != nil { // [MQTT-3.10.3-1]
+		if err := checkFilter(UNSUBSCRIBE, f); err != nil { // [MQTT-3.10.3-1]
 			return err
 		}
 	}
@@ -260,4 +285,48 @@ func (p *Unsubscribe) Clone() *Unsubscribe {
 		c.Filters[i], buf = clip(buf, f)
 	}
 	return c
+}
+
+// checkFilter checks a topic filter of a SUBSCRIBE or UNSUBSCRIBE: a valid
+// string of at most 65535 bytes, not empty [MQTT-4.7.3-1], with '#' only as
+// the whole last level [MQTT-4.7.1-2] and '+' only as a whole level
+// [MQTT-4.7.1-3]. A filter breaking these is a protocol violation, which
+// closes the connection [MQTT-4.8.0-1]. Bytes of a multi-byte UTF-8
+// character are never '/', '+' or '#', so one pass over the bytes does.
+func checkFilter(t Type, f []byte) error {
+	if err := topicError(t, "topic filter", f); err != nil {
+		return err
+	}
+	switch filterShape(f) {
+	case "MQTT-4.7.3-1":
+		return violation(t, "MQTT-4.7.3-1", "empty topic filter")
+	case "MQTT-4.7.1-3":
+		return violation(t, "MQTT-4.7.1-3", "'+' not the whole of its level")
+	case "MQTT-4.7.1-2":
+		return violation(t, "MQTT-4.7.1-2", "'#' not the whole of the last level")
+	}
+	return nil
+}
+
+// filterShape returns the rule that f's length or wildcards break, or "".
+func filterShape(f []byte) string {
+	if len(f) == 0 {
+		return "MQTT-4.7.3-1"
+	}
+	level := 0 // where the current level starts
+	for i, c := range f {
+		switch c {
+		case '/':
+			level = i + 1
+		case '+':
+			if i != level || i+1 < len(f) && f[i+1] != '/' {
+				return "MQTT-4.7.1-3"
+			}
+		case '#':
+			if i != level || i != len(f)-1 {
+				return "MQTT-4.7.1-2"
+			}
+		}
+	}
+	return ""
 }

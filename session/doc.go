@@ -16,8 +16,9 @@
 //   - the packet identifiers in use (1..65535, never one twice) for those and
 //     for SUBSCRIBE and UNSUBSCRIBE requests [MQTT-2.3.1-2] [MQTT-2.3.1-4];
 //   - a bounded queue of messages waiting for a free inflight slot or for a
-//     connection (Config.MaxInflight, Config.MaxQueued; Publish returns
-//     ErrFull when both are full, nothing is dropped silently);
+//     connection (Config.MaxInflight, Config.MaxQueued and
+//     Config.MaxQueuedBytes; Publish returns ErrFull when both are full,
+//     nothing is dropped silently);
 //   - incoming QoS 2 packet identifiers from PUBREC until PUBREL, so that a
 //     duplicate PUBLISH is acknowledged again but not delivered twice
 //     [MQTT-4.3.3-2].

@@ -62,7 +62,7 @@ func (s *Session) sent(now time.Time) {
 		s.out = s.out[:0]
 		s.outHead = 0
 		s.slab = s.slab[:0]
-		s.pendQ0 = 0
+		s.pendQ0, s.pendQ0B = 0, 0
 	}
 }
 
@@ -84,6 +84,7 @@ func (s *Session) appendItem(dst []byte, it *outItem) ([]byte, error) {
 		}
 		if it.q0 {
 			s.pendQ0--
+			s.pendQ0B -= it.end - it.off
 		}
 	case packet.PUBREL:
 		if it.m != nil {
@@ -148,6 +149,7 @@ func (s *Session) itemPacket(it *outItem) packet.Packet {
 		}
 		if it.q0 {
 			s.pendQ0--
+			s.pendQ0B -= it.end - it.off
 		}
 		sp.publish.Decode(s.slab[it.off:it.end])
 		return &sp.publish

@@ -163,6 +163,9 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 			if err != nil {
 				return err
 			}
+			if s.inQ1 == nil {
+				s.inQ1 = make(map[uint16]Tag)
+			}
 			s.inQ1[id] = t
 			s.acks = append(s.acks, pendingAck{tag: t, id: id, qos: 1})
 			s.emit(Event{Kind: EventMessage, PacketID: id, Tag: t, Publish: p})
@@ -218,10 +221,10 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 		s.dirty = false
 	}
 	if s.manualAck {
-		s.in[id] = inState{tag: t, pending: true}
+		s.mapIn(id, inState{tag: t, pending: true})
 		s.acks = append(s.acks, pendingAck{tag: t, id: id, qos: 2})
 	} else {
-		s.in[id] = inState{tag: t, acked: true}
+		s.mapIn(id, inState{tag: t, acked: true})
 		s.push(outItem{t: packet.PUBREC, id: id}) // [MQTT-3.3.4-1] [MQTT-4.6.0-3]
 	}
 	s.emit(Event{Kind: EventMessage, PacketID: id, Tag: t, Publish: p})

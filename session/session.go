@@ -55,6 +55,13 @@ type Config struct {
 	// wait there).
 	MaxQueued int
 
+	// MaxQueuedBytes bounds the same messages in bytes: their topics and
+	// payloads, plus QueuedOverhead each. 0 or less means no bound but
+	// MaxQueued. A message that would pass the bound is refused with
+	// ErrFull, unless nothing waits: one message, however large, may
+	// always wait.
+	MaxQueuedBytes int
+
 	// QueueQoS0 makes Publish queue QoS 0 messages while disconnected, to
 	// be sent after the next connection is up; without it, Publish returns
 	// ErrNotConnected for them. Queued QoS 0 messages are not stored.
@@ -104,6 +111,7 @@ func (m *message) payload() []byte { return m.buf[m.topicLen:] }
 type list struct {
 	head, tail *message
 	n          int
+	bytes      int // sum of len(buf) of the messages
 }
 
 func (l *list) pushBack(m *message) {
@@ -115,6 +123,7 @@ func (l *list) pushBack(m *message) {
 	}
 	l.tail = m
 	l.n++
+	l.bytes += len(m.buf)
 }
 
 func (l *list) pushFront(m *message) {
@@ -126,6 +135,7 @@ func (l *list) pushFront(m *message) {
 	}
 	l.head = m
 	l.n++
+	l.bytes += len(m.buf)
 }
 
 func (l *list) remove(m *message) {
@@ -141,6 +151,7 @@ func (l *list) remove(m *message) {
 	}
 	m.prev, m.next = nil, nil
 	l.n--
+	l.bytes -= len(m.buf)
 }
 
 // request is a SUBSCRIBE or UNSUBSCRIBE awaiting its answer.
@@ -188,6 +199,7 @@ type Session struct {
 	role        Role
 	maxInflight int
 	maxQueued   int
+	maxBytes    int // Config.MaxQueuedBytes; 0 for no bound
 	queueQoS0   bool
 	manualAck   bool
 	store       Store
@@ -220,9 +232,10 @@ type Session struct {
 	outHead  int                 // out[:outHead] are handed out
 	slab     []byte              // encoded bytes of the outbox's raw items
 	pendQ0   int                 // QoS 0 PUBLISH packets in the outbox
+	pendQ0B  int                 // their encoded bytes
 	events   []Event             // events not yet returned by NextEvent
 	evHead   int                 // events[:evHead] are returned
-	storeMsg Message             // passed to the Store, so that no call allocates
+	storeMsg *Message            // passed to the Store without an allocation per call; made on first use
 	check    []byte              // scratch for validating topics
 	sp       *scratchPackets     // the values Next returns, made by its first call
 	_        [0]func()           // not comparable
@@ -262,13 +275,10 @@ func New(cfg Config) (*Session, error) {
 		role:        cfg.Role,
 		maxInflight: cfg.MaxInflight,
 		maxQueued:   cfg.MaxQueued,
+		maxBytes:    max(cfg.MaxQueuedBytes, 0),
 		queueQoS0:   cfg.QueueQoS0,
 		manualAck:   cfg.ManualAck,
 		store:       cfg.Store,
-		byID:        make(map[uint16]*message),
-		subs:        make(map[uint16]request),
-		in:          make(map[uint16]inState),
-		inQ1:        make(map[uint16]Tag),
 	}
 	if s.maxInflight <= 0 {
 		s.maxInflight = DefaultMaxInflight
@@ -307,14 +317,14 @@ func (s *Session) load() error {
 		// It may have been sent before the restart: DUP when sent again.
 		x.id, x.state, x.everSent = m.PacketID, m.State, true
 		s.inflight.pushBack(x)
-		s.byID[x.id] = x
+		s.mapID(x.id, x)
 		s.nextID = x.id
 		return nil
 	}, func(in Incoming) error {
 		if in.PacketID == 0 {
 			return errors.New("session: stored incoming exchange has packet id 0")
 		}
-		s.in[in.PacketID] = inState{tag: in.Tag, acked: in.Acked}
+		s.mapIn(in.PacketID, inState{tag: in.Tag, acked: in.Acked})
 		s.lastTag = max(s.lastTag, in.Tag)
 		return nil
 	})
@@ -572,7 +582,7 @@ func (s *Session) Publish(p *packet.Publish) (Handle, error) {
 	sendable := s.state == online && s.queue.n == 0
 	if p.QoS == 0 {
 		if sendable {
-			if s.pendQ0 > 0 && s.pendQ0 >= s.maxQueued {
+			if s.pendQ0 > 0 && (s.pendQ0 >= s.maxQueued || s.overBytes(p)) {
 				return 0, ErrFull
 			}
 			s.pushRawPublish(p.Retain, p.Topic, p.Payload)
@@ -581,7 +591,7 @@ func (s *Session) Publish(p *packet.Publish) (Handle, error) {
 		if s.state != online && !s.queueQoS0 {
 			return 0, ErrNotConnected
 		}
-		if s.queue.n >= s.maxQueued {
+		if s.queue.n >= s.maxQueued || s.overBytes(p) {
 			return 0, ErrFull
 		}
 		s.queue.pushBack(s.newMessage(0, 0, p.Retain, p.Topic, p.Payload))
@@ -599,12 +609,12 @@ func (s *Session) Publish(p *packet.Publish) (Handle, error) {
 			}
 			s.lastHandle = h
 			s.inflight.pushBack(m)
-			s.byID[id] = m
+			s.mapID(id, m)
 			s.out = append(s.out, outItem{t: packet.PUBLISH, id: id, m: m}) // [MQTT-4.3.2-1] [MQTT-4.3.3-1]
 			return h, nil
 		}
 	}
-	if s.queue.n >= s.maxQueued {
+	if s.queue.n >= s.maxQueued || s.overBytes(p) {
 		return 0, ErrFull
 	}
 	m := s.newMessage(h, p.QoS, p.Retain, p.Topic, p.Payload)
@@ -638,9 +648,12 @@ func (s *Session) saveMessage(m *message) error {
 	if s.store == nil {
 		return nil
 	}
-	s.storeMsg = Message{Handle: m.h, PacketID: m.id, State: m.state, QoS: m.qos, Retain: m.retain, Topic: m.topic(), Payload: m.payload()}
-	err := s.store.SaveMessage(&s.storeMsg)
-	s.storeMsg = Message{}
+	if s.storeMsg == nil {
+		s.storeMsg = new(Message)
+	}
+	*s.storeMsg = Message{Handle: m.h, PacketID: m.id, State: m.state, QoS: m.qos, Retain: m.retain, Topic: m.topic(), Payload: m.payload()}
+	err := s.store.SaveMessage(s.storeMsg)
+	*s.storeMsg = Message{}
 	if err == nil {
 		s.dirty = true
 	}
@@ -657,6 +670,7 @@ func (s *Session) pushRawPublish(retain bool, topic, payload []byte) {
 	}
 	s.slab = b
 	s.pendQ0++
+	s.pendQ0B += len(b) - off
 	s.out = append(s.out, outItem{t: packet.PUBLISH, q0: true, off: off, end: len(b)})
 }
 
@@ -689,7 +703,7 @@ func (s *Session) fill() error {
 		s.queue.remove(m)
 		m.id, m.state, m.sent = id, StatePublished, false
 		s.inflight.pushBack(m)
-		s.byID[id] = m
+		s.mapID(id, m)
 		s.out = append(s.out, outItem{t: packet.PUBLISH, id: id, m: m})
 	}
 	return nil
@@ -736,6 +750,9 @@ func (s *Session) request(q packet.Packet, id *uint16, r request) (Handle, error
 	s.slab = b
 	s.lastHandle++
 	r.h = s.lastHandle
+	if s.subs == nil {
+		s.subs = make(map[uint16]request)
+	}
 	s.subs[pid] = r
 	s.out = append(s.out, outItem{t: q.Type(), id: pid, off: off, end: len(b)})
 	return s.lastHandle, nil
@@ -979,6 +996,6 @@ func (s *Session) clearOutbox() {
 	s.out = s.out[:0]
 	s.outHead = 0
 	s.slab = s.slab[:0]
-	s.pendQ0 = 0
+	s.pendQ0, s.pendQ0B = 0, 0
 	s.pingQd = false
 }

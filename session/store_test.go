@@ -172,7 +172,8 @@ func TestStoreWriteFails(t *testing.T) {
 	}
 	eq(t, "sent", h.out())
 	// An incoming QoS 2 message that cannot be stored is not delivered nor
-	// acknowledged: the peer will send it again.
+	// acknowledged: the peer will send it again. Receive returns the error,
+	// on which the caller closes the connection [MQTT-4.8.0-2].
 	if err := h.s.Receive(pub(2, 1, false, "in"), h.now); !errors.Is(err, errDisk) {
 		t.Fatalf("Receive = %v, want the store's error", err)
 	}

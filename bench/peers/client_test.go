@@ -3,11 +3,13 @@ package peers
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -25,8 +27,9 @@ import (
 // and received. Both libraries get the same window of messages in flight
 // (tern's MaxInflight and queue; for paho, which has no window of its own,
 // the benchmark waits for the token of the message window places earlier).
-// github.com/256dpi/gomqtt and github.com/soypat/natiu-mqtt are not
-// compared: the module proxy does not serve them here.
+// github.com/256dpi/gomqtt's client is not compared (only its codec, in
+// packet_test.go); github.com/soypat/natiu-mqtt, which the module proxy
+// does not serve here, not at all.
 
 const window = 100
 
@@ -122,23 +125,36 @@ func BenchmarkClientRoundTrip(b *testing.B) {
 	}
 }
 
-// counter counts received messages and signals when the expected number
-// arrived.
+// counter counts received messages, keeps their latency, and signals
+// when the expected number arrived.
 type counter struct {
 	got, want atomic.Int64
 	done      chan struct{}
+	lat       []int64 // ns from publish to receipt, in the order received
 }
 
 func newCounter(want int) *counter {
-	c := &counter{done: make(chan struct{}, 1)}
+	c := &counter{done: make(chan struct{}, 1), lat: make([]int64, want)}
 	c.want.Store(int64(want))
 	return c
 }
 
-func (c *counter) add() {
-	if c.got.Add(1) == c.want.Load() {
+// add counts a message whose payload starts with the time it was
+// published (see stamp).
+func (c *counter) add(payload []byte) {
+	now := time.Now().UnixNano()
+	n := c.got.Add(1)
+	if n <= int64(len(c.lat)) && len(payload) >= 8 {
+		c.lat[n-1] = now - int64(binary.LittleEndian.Uint64(payload))
+	}
+	if n == c.want.Load() {
 		c.done <- struct{}{}
 	}
+}
+
+// stamp writes the time into the first bytes of a payload.
+func stamp(payload []byte) {
+	binary.LittleEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
 }
 
 func (c *counter) wait(b *testing.B, cpu cpuMark) {
@@ -148,6 +164,9 @@ func (c *counter) wait(b *testing.B, cpu cpuMark) {
 		b.Fatalf("%d of %d messages received", c.got.Load(), c.want.Load())
 	}
 	report(b, cpu)
+	slices.Sort(c.lat)
+	b.ReportMetric(float64(c.lat[len(c.lat)/2])/1e3, "p50-µs")
+	b.ReportMetric(float64(c.lat[len(c.lat)*99/100])/1e3, "p99-µs")
 }
 
 // report stops the timer and reports the rate and the CPU time per message
@@ -228,7 +247,7 @@ func ternClient(b *testing.B, url string, onMsg func(*client.Message)) *client.C
 
 func ternThroughput(b *testing.B, url string, qos byte, size int) {
 	cnt := newCounter(b.N)
-	sub := ternClient(b, url, func(*client.Message) { cnt.add() })
+	sub := ternClient(b, url, func(m *client.Message) { cnt.add(m.Payload) })
 	ctx := context.Background()
 	topic := fmt.Sprintf("tern/%d/%d", qos, size)
 	if _, err := sub.Subscribe(ctx, client.Subscription{Filter: topic, QoS: qos}); err != nil {
@@ -249,6 +268,7 @@ func ternSend(b *testing.B, pub *client.Client, topic string, qos byte, size int
 	cpu := markCPU()
 	var last *client.Token
 	for range b.N {
+		stamp(payload) // PublishAsync copies the payload
 		last = pub.PublishAsync(ctx, topic, qos, false, payload)
 	}
 	if err := last.Wait(ctx); err != nil {
@@ -295,7 +315,7 @@ func pahoThroughput(b *testing.B, url string, qos byte, size int) {
 	cnt := newCounter(b.N)
 	sub := pahoClient(b, url)
 	topic := fmt.Sprintf("paho/%d/%d", qos, size)
-	if t := sub.Subscribe(topic, qos, func(pahomqtt.Client, pahomqtt.Message) { cnt.add() }); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+	if t := sub.Subscribe(topic, qos, func(_ pahomqtt.Client, m pahomqtt.Message) { cnt.add(m.Payload()) }); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
 		b.Fatalf("paho subscribe: %v", t.Error())
 	}
 	pub := pahoClient(b, url)
@@ -306,8 +326,13 @@ func pahoThroughput(b *testing.B, url string, qos byte, size int) {
 // most as many in flight as tern's window and queue, and returns when all
 // are complete.
 func pahoSend(b *testing.B, pub pahomqtt.Client, topic string, qos byte, size int) cpuMark {
-	payload := make([]byte, size)
 	toks := make([]pahomqtt.Token, window+1000)
+	// paho keeps the payload it is given until the token completes: one
+	// payload per token, reused when the token of its slot is waited for.
+	payloads := make([][]byte, len(toks))
+	for i := range payloads {
+		payloads[i] = make([]byte, size)
+	}
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -317,7 +342,8 @@ func pahoSend(b *testing.B, pub pahomqtt.Client, topic string, qos byte, size in
 		if t := toks[k]; t != nil {
 			t.Wait()
 		}
-		toks[k] = pub.Publish(topic, qos, false, payload)
+		stamp(payloads[k])
+		toks[k] = pub.Publish(topic, qos, false, payloads[k])
 	}
 	for _, t := range toks {
 		if t != nil {

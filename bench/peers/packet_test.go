@@ -2,9 +2,12 @@ package peers_test
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"runtime"
 	"testing"
 
+	gomqtt "github.com/256dpi/gomqtt/packet"
 	paho "github.com/eclipse/paho.mqtt.golang/packets"
 	mochi "github.com/mochi-mqtt/server/v2/packets"
 	"github.com/ternmq/mqtt/packet"
@@ -22,6 +25,9 @@ type peerCase struct {
 	mochiEncode   func(*mochi.Packet, *bytes.Buffer) error
 	mochiDecode   func(*mochi.Packet, []byte) error
 	mochiValidate func(*mochi.Packet) mochi.Code
+	// gomqtt encodes into a slice of Len bytes and decodes into a reused
+	// value; its Decode does its own checks.
+	gomqtt gomqtt.Generic
 }
 
 const pubTopic = "sensors/building-1/floor-2/temperature"
@@ -46,10 +52,11 @@ func publishCase(name string, n int) peerCase {
 		mochiEncode:   (*mochi.Packet).PublishEncode,
 		mochiDecode:   (*mochi.Packet).PublishDecode,
 		mochiValidate: func(p *mochi.Packet) mochi.Code { return p.PublishValidate(0) },
+		gomqtt:        &gomqtt.Publish{ID: 42, Message: gomqtt.Message{Topic: pubTopic, QOS: 1, Payload: payload}},
 	}
 }
 
-func ackCase(name string, t byte, tp packet.Packet, enc func(*mochi.Packet, *bytes.Buffer) error, dec func(*mochi.Packet, []byte) error) peerCase {
+func ackCase(name string, t byte, tp packet.Packet, gp gomqtt.Generic, enc func(*mochi.Packet, *bytes.Buffer) error, dec func(*mochi.Packet, []byte) error) peerCase {
 	var flagQoS byte
 	if t == paho.Pubrel {
 		flagQoS = 1
@@ -74,6 +81,7 @@ func ackCase(name string, t byte, tp packet.Packet, enc func(*mochi.Packet, *byt
 		mochi:       mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: t, Qos: flagQoS}, PacketID: 42},
 		mochiEncode: enc,
 		mochiDecode: dec,
+		gomqtt:      gp,
 	}
 }
 
@@ -100,6 +108,9 @@ func peerCases() []peerCase {
 			mochiEncode:   (*mochi.Packet).ConnectEncode,
 			mochiDecode:   (*mochi.Packet).ConnectDecode,
 			mochiValidate: (*mochi.Packet).ConnectValidate,
+			gomqtt: &gomqtt.Connect{Version: gomqtt.Version311, CleanSession: true, KeepAlive: 60, ClientID: client,
+				Will:     &gomqtt.Message{Topic: will, Payload: []byte("offline"), QOS: 1},
+				Username: "device", Password: "s3cr3t-t0k3n"},
 		},
 		{
 			name: "Connack",
@@ -109,14 +120,15 @@ func peerCases() []peerCase {
 				SessionPresent: true},
 			mochiEncode: (*mochi.Packet).ConnackEncode,
 			mochiDecode: (*mochi.Packet).ConnackDecode,
+			gomqtt:      &gomqtt.Connack{SessionPresent: true},
 		},
 		publishCase("Publish16", 16),
 		publishCase("Publish1K", 1024),
 		publishCase("Publish64K", 65536),
-		ackCase("Puback", paho.Puback, &packet.Puback{PacketID: 42}, (*mochi.Packet).PubackEncode, (*mochi.Packet).PubackDecode),
-		ackCase("Pubrec", paho.Pubrec, &packet.Pubrec{PacketID: 42}, (*mochi.Packet).PubrecEncode, (*mochi.Packet).PubrecDecode),
-		ackCase("Pubrel", paho.Pubrel, &packet.Pubrel{PacketID: 42}, (*mochi.Packet).PubrelEncode, (*mochi.Packet).PubrelDecode),
-		ackCase("Pubcomp", paho.Pubcomp, &packet.Pubcomp{PacketID: 42}, (*mochi.Packet).PubcompEncode, (*mochi.Packet).PubcompDecode),
+		ackCase("Puback", paho.Puback, &packet.Puback{PacketID: 42}, &gomqtt.Puback{ID: 42}, (*mochi.Packet).PubackEncode, (*mochi.Packet).PubackDecode),
+		ackCase("Pubrec", paho.Pubrec, &packet.Pubrec{PacketID: 42}, &gomqtt.Pubrec{ID: 42}, (*mochi.Packet).PubrecEncode, (*mochi.Packet).PubrecDecode),
+		ackCase("Pubrel", paho.Pubrel, &packet.Pubrel{PacketID: 42}, &gomqtt.Pubrel{ID: 42}, (*mochi.Packet).PubrelEncode, (*mochi.Packet).PubrelDecode),
+		ackCase("Pubcomp", paho.Pubcomp, &packet.Pubcomp{PacketID: 42}, &gomqtt.Pubcomp{ID: 42}, (*mochi.Packet).PubcompEncode, (*mochi.Packet).PubcompDecode),
 		{
 			name: "Subscribe",
 			tern: &packet.Subscribe{PacketID: 7, Subscriptions: []packet.Subscription{
@@ -130,6 +142,8 @@ func peerCases() []peerCase {
 			mochiEncode:   (*mochi.Packet).SubscribeEncode,
 			mochiDecode:   (*mochi.Packet).SubscribeDecode,
 			mochiValidate: (*mochi.Packet).SubscribeValidate,
+			gomqtt: &gomqtt.Subscribe{ID: 7, Subscriptions: []gomqtt.Subscription{
+				{Topic: filters[0], QOS: 1}, {Topic: filters[1], QOS: 2}, {Topic: filters[2], QOS: 0}}},
 		},
 		{
 			name: "Suback",
@@ -142,6 +156,7 @@ func peerCases() []peerCase {
 				ReasonCodes: []byte{1, 2, 0x80}},
 			mochiEncode: (*mochi.Packet).SubackEncode,
 			mochiDecode: (*mochi.Packet).SubackDecode,
+			gomqtt:      &gomqtt.Suback{ID: 7, ReturnCodes: []gomqtt.QOS{1, 2, gomqtt.QOSFailure}},
 		},
 		{
 			name: "Unsubscribe",
@@ -155,8 +170,9 @@ func peerCases() []peerCase {
 			mochiEncode:   (*mochi.Packet).UnsubscribeEncode,
 			mochiDecode:   (*mochi.Packet).UnsubscribeDecode,
 			mochiValidate: (*mochi.Packet).UnsubscribeValidate,
+			gomqtt:        &gomqtt.Unsubscribe{ID: 8, Topics: filters[:2]},
 		},
-		ackCase("Unsuback", paho.Unsuback, &packet.Unsuback{PacketID: 42}, (*mochi.Packet).UnsubackEncode, (*mochi.Packet).UnsubackDecode),
+		ackCase("Unsuback", paho.Unsuback, &packet.Unsuback{PacketID: 42}, &gomqtt.Unsuback{ID: 42}, (*mochi.Packet).UnsubackEncode, (*mochi.Packet).UnsubackDecode),
 		{
 			name:        "Pingreq",
 			tern:        &packet.Pingreq{},
@@ -164,6 +180,7 @@ func peerCases() []peerCase {
 			mochi:       mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Pingreq}},
 			mochiEncode: (*mochi.Packet).PingreqEncode,
 			mochiDecode: (*mochi.Packet).PingreqDecode,
+			gomqtt:      &gomqtt.Pingreq{},
 		},
 		{
 			name:        "Pingresp",
@@ -172,6 +189,7 @@ func peerCases() []peerCase {
 			mochi:       mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Pingresp}},
 			mochiEncode: (*mochi.Packet).PingrespEncode,
 			mochiDecode: (*mochi.Packet).PingrespDecode,
+			gomqtt:      &gomqtt.Pingresp{},
 		},
 		{
 			name:        "Disconnect",
@@ -180,6 +198,7 @@ func peerCases() []peerCase {
 			mochi:       mochi.Packet{ProtocolVersion: 4, FixedHeader: mochi.FixedHeader{Type: mochi.Disconnect}},
 			mochiEncode: (*mochi.Packet).DisconnectEncode,
 			mochiDecode: (*mochi.Packet).DisconnectDecode,
+			gomqtt:      &gomqtt.Disconnect{},
 		},
 	}
 }
@@ -228,6 +247,13 @@ func TestSameBytes(t *testing.T) {
 		if err := c.mochiEncode(&pk, &buf); err != nil || !bytes.Equal(buf.Bytes(), want) {
 			t.Errorf("%s: mochi encodes % x, %v\nwant % x", c.name, head(buf.Bytes()), err, head(want))
 		}
+		gbuf := make([]byte, c.gomqtt.Len())
+		if n, err := c.gomqtt.Encode(gbuf); err != nil || !bytes.Equal(gbuf[:n], want) {
+			t.Errorf("%s: gomqtt encodes % x, %v\nwant % x", c.name, head(gbuf[:n]), err, head(want))
+		}
+		if _, err := gomqttDecoder(c.gomqtt).Decode(want); err != nil {
+			t.Errorf("%s: gomqtt decode: %v", c.name, err)
+		}
 		if _, err := paho.ReadPacket(bytes.NewReader(want)); err != nil {
 			t.Errorf("%s: paho decode: %v", c.name, err)
 		}
@@ -235,6 +261,15 @@ func TestSameBytes(t *testing.T) {
 			t.Errorf("%s: mochi decode: %v", c.name, err)
 		}
 	}
+}
+
+// gomqttDecoder returns a new empty packet of the type of p.
+func gomqttDecoder(p gomqtt.Generic) gomqtt.Generic {
+	g, err := p.Type().New()
+	if err != nil {
+		panic(err)
+	}
+	return g
 }
 
 func head(b []byte) []byte {
@@ -290,6 +325,18 @@ func BenchmarkEncode(b *testing.B) {
 			}
 			cpuStop(b, cpu)
 		})
+		b.Run(c.name+"/lib=gomqtt", func(b *testing.B) {
+			buf := make([]byte, c.gomqtt.Len())
+			b.SetBytes(size)
+			b.ReportAllocs()
+			cpu := cpuStart()
+			for b.Loop() {
+				if _, err := c.gomqtt.Encode(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpuStop(b, cpu)
+		})
 		b.Run(c.name+"/lib=mochi", func(b *testing.B) {
 			var buf bytes.Buffer
 			pk := c.mochi
@@ -334,6 +381,18 @@ func BenchmarkDecode(b *testing.B) {
 			for b.Loop() {
 				rd.Reset(wire)
 				if _, err := paho.ReadPacket(rd); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpuStop(b, cpu)
+		})
+		b.Run(c.name+"/lib=gomqtt", func(b *testing.B) {
+			p := gomqttDecoder(c.gomqtt)
+			b.SetBytes(int64(len(wire)))
+			b.ReportAllocs()
+			cpu := cpuStart()
+			for b.Loop() {
+				if _, err := p.Decode(wire); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -400,7 +459,7 @@ func TestStrictness(t *testing.T) {
 		return "ACCEPTS"
 	}
 	counts := map[string]int{}
-	t.Logf("| rule | packet | tern | paho | mochi |")
+	t.Logf("| rule | packet | tern | paho | mochi | gomqtt |")
 	for _, c := range invalidPackets {
 		_, terr := packet.Decode(c.wire)
 		if terr == nil {
@@ -408,14 +467,35 @@ func TestStrictness(t *testing.T) {
 		}
 		_, perr := paho.ReadPacket(bytes.NewReader(c.wire))
 		merr := mochiDecodeAny(c.wire)
-		for lib, err := range map[string]error{"tern": terr, "paho": perr, "mochi": merr} {
+		gerr := gomqttDecodeAny(c.wire)
+		for lib, err := range map[string]error{"tern": terr, "paho": perr, "mochi": merr, "gomqtt": gerr} {
 			if err == nil {
 				counts[lib]++
 			}
 		}
-		t.Logf("| %s | %s | %s | %s | %s |", c.rule, c.what, accepts(terr), accepts(perr), accepts(merr))
+		t.Logf("| %s | %s | %s | %s | %s | %s |", c.rule, c.what, accepts(terr), accepts(perr), accepts(merr), accepts(gerr))
 	}
-	t.Logf("accepted of %d: tern %d, paho %d, mochi %d", len(invalidPackets), counts["tern"], counts["paho"], counts["mochi"])
+	t.Logf("accepted of %d: tern %d, paho %d, mochi %d, gomqtt %d", len(invalidPackets),
+		counts["tern"], counts["paho"], counts["mochi"], counts["gomqtt"])
+}
+
+// gomqttDecodeAny decodes any packet with gomqtt, as its stream decoder does:
+// DetectPacket finds the type and length, then Decode reads the packet,
+// which must use all of its bytes.
+func gomqttDecodeAny(wire []byte) error {
+	n, t := gomqtt.DetectPacket(wire)
+	if n == 0 {
+		return errors.New("gomqtt: no packet detected")
+	}
+	p, err := t.New()
+	if err != nil {
+		return err
+	}
+	used, err := p.Decode(wire)
+	if err == nil && (used != len(wire) || n != len(wire)) {
+		return fmt.Errorf("gomqtt: decoded %d of %d bytes", used, len(wire))
+	}
+	return err
 }
 
 // mochiDecodeAny decodes any packet as the mochi server does, choosing the

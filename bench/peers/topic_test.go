@@ -19,7 +19,7 @@ import (
 // The subscription trees of tern and mochi-mqtt on the same workload: the
 // device fleet of bench/topic_test.go (kept in step by hand: the two are
 // separate modules). github.com/256dpi/gomqtt, whose topic tree would be
-// the other obvious peer, cannot be fetched (its module proxy answers 403).
+// the other obvious peer, is only compared for its codec so far.
 //
 // Both sides do what a broker needs per message: find the subscriptions
 // matching a topic name, one per client at the highest QoS

@@ -130,8 +130,8 @@ type aclRule struct {
 	pattern bool // %u and %c are replaced by the user name and client id
 }
 
-// acl is a parsed ACL file in mosquitto's format, which it reads the same
-// way:
+// acl is a parsed ACL file in mosquitto's format, which it reads and
+// applies the same way as mosquitto 2.0 (see check):
 //
 //	# rules before the first "user" line apply to clients without a user name
 //	topic read public/#
@@ -140,7 +140,8 @@ type aclRule struct {
 //	topic deny alice/secret
 //	pattern write clients/%c/#     # pattern rules apply to every client
 //
-// Whatever no rule allows is denied, and deny rules win over the others.
+// Whatever no rule allows is denied. Deny rules win over the others of
+// their list; the user's rules are applied before the patterns.
 type acl struct {
 	anonymous []aclRule
 	users     map[string][]aclRule
@@ -155,10 +156,12 @@ func parseACL(r io.Reader, name string) (*acl, error) {
 		f := strings.Fields(line)
 		switch f[0] {
 		case "user":
-			if len(f) != 2 {
+			// The name is the rest of the line, spaces and all, as
+			// mosquitto reads it.
+			if len(f) < 2 {
 				return fmt.Errorf("want: user NAME")
 			}
-			user, inUser = f[1], true
+			user, inUser = strings.TrimSpace(line[len(f[0]):]), true
 			if _, ok := a.users[user]; !ok {
 				a.users[user] = nil
 			}
@@ -203,85 +206,186 @@ func parseACL(r io.Reader, name string) (*acl, error) {
 	return a, nil
 }
 
-// rules calls fn with every rule that applies to the client, patterns
-// expanded, until fn returns true.
-func (a *acl) rules(user string, hasUser bool, clientID string, fn func(access int, filter string) bool) {
+// client is who an ACL decides for.
+type aclClient struct {
+	user    string
+	hasUser bool
+	id      string
+}
+
+// check reports whether the client has access (accessRead or accessWrite)
+// to the topic name, as mosquitto 2.0's acl_file does: first the rules of
+// the client's user (or the anonymous rules): a deny rule matching name
+// refuses, then any rule matching with the access grants; then, the same
+// way, the pattern rules with %u and %c replaced (one with %u only for
+// clients with a user name). A client whose user name or client identifier
+// holds '+' or '#' gets nothing from the patterns, and is refused when
+// there are any. What no rule grants is refused.
+func (a *acl) check(c aclClient, access int, name []byte) bool {
 	list := a.anonymous
-	if hasUser {
-		list = a.users[user]
+	if c.hasUser {
+		list = a.users[c.user]
 	}
-	for _, r := range list {
-		if fn(r.access, r.filter) {
-			return
-		}
+	if grant, ok := decide(list, access, func(r *aclRule) bool { return match(r.filter, name) }); ok {
+		return grant
 	}
-	for _, r := range a.patterns {
-		f, ok := expandPattern(r.filter, user, hasUser, clientID)
-		if ok && fn(r.access, f) {
-			return
+	if len(a.patterns) == 0 || a.dangerous(c) {
+		return false
+	}
+	var buf [256]byte
+	grant, _ := decide(a.patterns, access, func(r *aclRule) bool {
+		f, ok := r.expand(buf[:0], c)
+		return ok && match(f, name)
+	})
+	return grant
+}
+
+// match is topic.Match without its checks of the filter and the name,
+// which the parser and the codec made: this runs for every delivery.
+func match[F ~string | ~[]byte](filter F, name []byte) bool {
+	if len(filter) == 0 || len(name) == 0 {
+		return false
+	}
+	if name[0] == '$' && (filter[0] == '+' || filter[0] == '#') {
+		return false // [MQTT-4.7.2-1]
+	}
+	fi, ni := 0, 0 // starts of the current levels
+	for {
+		fe, ne := fi, ni
+		for fe < len(filter) && filter[fe] != '/' {
+			fe++
 		}
+		for ne < len(name) && name[ne] != '/' {
+			ne++
+		}
+		if fe-fi == 1 && filter[fi] == '#' {
+			return true
+		}
+		if !(fe-fi == 1 && filter[fi] == '+') && string(filter[fi:fe]) != string(name[ni:ne]) {
+			return false
+		}
+		fdone, ndone := fe == len(filter), ne == len(name)
+		if ndone {
+			return fdone || string(filter[fe:]) == "/#" // '#' includes the parent level
+		}
+		if fdone {
+			return false
+		}
+		fi, ni = fe+1, ne+1
 	}
 }
 
-// expandPattern replaces %u and %c in a pattern rule. A value that would
-// change the rule's meaning (one holding '/', '+' or '#') or a %u for a client
-// without user name makes the rule not apply, as in mosquitto.
-func expandPattern(filter, user string, hasUser bool, clientID string) (string, bool) {
-	if !strings.Contains(filter, "%") {
-		return filter, true
+// decide applies one list of rules: deny rules first, then the others. It
+// reports the decision, or ok false when no rule of the list decides.
+func decide(list []aclRule, access int, match func(*aclRule) bool) (grant, ok bool) {
+	for i := range list {
+		if list[i].access == accessDeny && match(&list[i]) {
+			return false, true
+		}
 	}
-	bad := func(s string) bool { return strings.ContainsAny(s, "/+#") }
-	if strings.Contains(filter, "%u") && (!hasUser || bad(user)) {
-		return "", false
+	for i := range list {
+		if list[i].access&access != 0 && match(&list[i]) {
+			return true, true
+		}
 	}
-	if strings.Contains(filter, "%c") && bad(clientID) {
-		return "", false
+	return false, false
+}
+
+// dangerous reports whether the client's user name or identifier holds a
+// wildcard, which would widen the pattern rules: mosquitto then denies what
+// the user's own rules did not grant.
+func (a *acl) dangerous(c aclClient) bool {
+	return c.hasUser && strings.ContainsAny(c.user, "+#") || strings.ContainsAny(c.id, "+#")
+}
+
+// expand appends the pattern rule's filter with %u and %c replaced to dst;
+// ok is false for a rule with %u and a client without user name, to which
+// the rule does not apply.
+func (r *aclRule) expand(dst []byte, c aclClient) (f []byte, ok bool) {
+	if !r.pattern || !strings.Contains(r.filter, "%") {
+		return append(dst, r.filter...), true
 	}
-	return strings.NewReplacer("%u", user, "%c", clientID).Replace(filter), true
+	s := r.filter
+	for {
+		i := strings.IndexByte(s, '%')
+		if i < 0 || i+1 == len(s) {
+			return append(dst, s...), true
+		}
+		dst = append(dst, s[:i]...)
+		switch s[i+1] {
+		case 'c':
+			dst = append(dst, c.id...)
+		case 'u':
+			if !c.hasUser {
+				return nil, false
+			}
+			dst = append(dst, c.user...)
+		default:
+			dst = append(dst, s[i:i+2]...)
+		}
+		s = s[i+2:]
+	}
 }
 
 // canPublish reports whether the client may publish to name.
-func (a *acl) canPublish(user string, hasUser bool, clientID, name string) bool {
-	allowed, denied := false, false
-	a.rules(user, hasUser, clientID, func(access int, filter string) bool {
-		if !topic.Match(filter, name) {
-			return false
-		}
-		if access&accessDeny != 0 {
-			denied = true
-			return true
-		}
-		if access&accessWrite != 0 {
-			allowed = true
-		}
-		return false
-	})
-	return allowed && !denied
-}
+func (a *acl) canPublish(c aclClient, name []byte) bool { return a.check(c, accessWrite, name) }
 
-// canSubscribe reports whether the client may subscribe to filter: a read
-// rule must cover every topic the filter matches, and no deny rule may
-// match any of them (the broker checks subscriptions, not each delivery,
-// so a deny rule inside a wider subscription refuses the subscription).
-func (a *acl) canSubscribe(user string, hasUser bool, clientID, filter string) bool {
+// canRead reports whether the client may receive a message published to
+// name: the broker asks for each delivery (broker.Options.AuthorizeRead).
+func (a *acl) canRead(c aclClient, name []byte) bool { return a.check(c, accessRead, name) }
+
+// canSubscribe reports whether the client may subscribe to filter. Reads
+// are checked on each delivery (canRead), so a subscription is granted
+// when some topic it matches may be read, and refused only when none may:
+// when no read rule overlaps it, or a deny rule covers all of it. ("#" is
+// granted with one topic denied under it, as mosquitto does; mosquitto
+// also grants a filter none of whose topics may be read, where this
+// answers SUBACK 0x80 [MQTT-3.9.3-2].)
+func (a *acl) canSubscribe(c aclClient, filter string) bool {
 	if _, sub, err := topic.ParseShared(filter); err == nil {
 		filter = sub
 	}
-	allowed, denied := false, false
-	a.rules(user, hasUser, clientID, func(access int, rule string) bool {
-		if access&accessDeny != 0 {
-			if filtersOverlap(rule, filter) {
-				denied = true
-				return true
-			}
-			return false
+	list := a.anonymous
+	if c.hasUser {
+		list = a.users[c.user]
+	}
+	userRead, userDenyAll := false, false
+	for i := range list {
+		r := &list[i]
+		switch {
+		case r.access == accessDeny:
+			userDenyAll = userDenyAll || filterCovers(r.filter, filter)
+		case r.access&accessRead != 0:
+			userRead = userRead || filtersOverlap(r.filter, filter)
 		}
-		if access&accessRead != 0 && filterCovers(rule, filter) {
-			allowed = true
-		}
+	}
+	if userDenyAll {
 		return false
-	})
-	return allowed && !denied
+	}
+	if userRead {
+		return true
+	}
+	if len(a.patterns) == 0 || a.dangerous(c) {
+		return false
+	}
+	patRead := false
+	var buf [256]byte
+	for i := range a.patterns {
+		r := &a.patterns[i]
+		f, ok := r.expand(buf[:0], c)
+		if !ok || topic.ValidFilter(f) != nil {
+			continue
+		}
+		switch {
+		case r.access == accessDeny:
+			if filterCovers(string(f), filter) {
+				return false
+			}
+		case r.access&accessRead != 0:
+			patRead = patRead || filtersOverlap(string(f), filter)
+		}
+	}
+	return patRead
 }
 
 // filterCovers reports whether every topic name that sub matches is matched

@@ -50,9 +50,14 @@ Authentication and authorization:
                  denies a filter, "pattern ..." does the same for every client
                  with %u (user name) and %c (client id) replaced; rules before
                  the first user line are for clients without a user name.
-                 Whatever no rule grants is denied; deny wins. A filter is
-                 granted to a subscriber when a read rule covers all of it
-                 and no deny rule matches any topic it could match.
+                 Whatever no rule grants is denied; deny rules win over
+                 the others of the user's rules, and the user's rules are
+                 applied before the patterns, as in mosquitto 2.0.
+                 Each message is delivered to the subscribers that may
+                 read its topic (retained messages too): a subscription
+                 to # is granted, and receives what the rules let through.
+                 A filter none of whose topics may be read is refused
+                 (SUBACK 0x80; mosquitto grants it and delivers nothing).
   SIGHUP reloads both files, for the connections that come next (and the
   messages and subscriptions of every client, for -acl).
 
@@ -69,6 +74,15 @@ Bridges (connections to other brokers, forwarding chosen topics):
                  mosquitto's try_private): their own messages are not sent
                  back to them. Without it they are refused (CONNACK 0x01).
 
+Monitoring:
+  $SYS/broker/...  the counters under mosquitto's names (clients/connected,
+                 messages/received, bytes/sent, retained messages/count...),
+                 published retained every -sys-interval; a subscription to
+                 $SYS/# gets them (a filter starting with a wildcard does not,
+                 as the specification says). Clients cannot publish there.
+  -metrics ADDR  serves the same counters at http://ADDR/metrics in the
+                 Prometheus text format (tern_..._total counters and gauges).
+
 Examples:
   tern broker
   tern broker -data /var/lib/tern -session-expiry 720h
@@ -78,6 +92,7 @@ Examples:
   tern broker -passwd users.txt -acl acl.txt -log debug
   tern broker -max-conns 10000 -max-queued 10000 -max-packet 262144
   tern broker -bridge bridges.conf
+  tern broker -metrics 127.0.0.1:9234 -sys-interval 60
 
 Exit status: 0 stopped by a signal; 1 error (a listener could not start, a
 file could not be read); 2 bad usage.
@@ -96,10 +111,13 @@ type brokerFlags struct {
 	maxPacket      int
 	maxInflight    int
 	maxQueued      int
+	maxQueuedBytes int
 	logLevel       string
 	store          storeFlags
 	bridgeFile     string
 	allowBridges   bool
+	sysInterval    time.Duration
+	metrics        string
 }
 
 func runBroker(ctx context.Context, e *env, args []string) error {
@@ -114,13 +132,17 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.aclFile, "acl", "", "ACL `file` (see above)")
 	fs.BoolVar(&f.allowAnonymous, "allow-anonymous", false, "with -passwd, accept clients that send no user name too")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "maximum simultaneous `connections`; 0 for no limit")
-	fs.IntVar(&f.maxPacket, "max-packet", 0, "maximum packet size in `bytes` from a client; 0 for 1 MiB")
+	fs.IntVar(&f.maxPacket, "max-packet", 0, "maximum packet size in `bytes` from a client; 0 for 16 MiB (memory follows the bytes sent, not this limit)")
 	fs.IntVar(&f.maxInflight, "max-inflight", 0, "QoS 1 and 2 `messages` in flight to each client; 0 for 20")
-	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped beyond; 0 for 1000")
+	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped (counted, logged at warn) beyond; 0 for 1000 while a client is away and no bound but -max-queued-bytes while it is connected")
+	fs.IntVar(&f.maxQueuedBytes, "max-queued-bytes", 0, "`bytes` of messages queued for each client, dropped beyond; 0 for 16 MiB, -1 for no bound in bytes")
 	fs.StringVar(&f.logLevel, "log", "info", "log `level`: debug, info (connections), warn or error")
 	f.store.register(fs)
 	fs.StringVar(&f.bridgeFile, "bridge", "", "bridge configuration `file` (see above)")
 	fs.BoolVar(&f.allowBridges, "allow-bridges", false, "accept bridges that connect with the bridge mark (see above)")
+	f.sysInterval = broker.DefaultSysInterval
+	fs.Var((*secondsFlag)(&f.sysInterval), "sys-interval", "publish the $SYS topics every this many `seconds` (or a duration); 0 turns them off")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port)")
 	if err := parseFlags(e, fs, args, false); err != nil {
 		return err
 	}
@@ -134,6 +156,15 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	}
 	for _, u := range b.urls {
 		fmt.Fprintf(e.stdout, "tern broker: listening on %s\n", u)
+	}
+	if f.metrics != "" {
+		m, err := startMetrics(f.metrics, b.srv)
+		if err != nil {
+			b.close()
+			return err
+		}
+		defer m.close()
+		fmt.Fprintf(e.stdout, "tern broker: metrics on %s\n", m.url)
 	}
 	errc := make(chan error, len(b.listeners))
 	for _, l := range b.listeners {
@@ -287,7 +318,9 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		MaxPacketSize:  f.maxPacket,
 		MaxInflight:    f.maxInflight,
 		MaxQueued:      f.maxQueued,
+		MaxQueuedBytes: f.maxQueuedBytes,
 		Transport:      &transport.Options{TLSConfig: b.tls},
+		SysInterval:    f.sysInterval,
 	}
 	if level <= slog.LevelDebug {
 		opts.Logger = log
@@ -326,13 +359,16 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		b.acl.Store(a)
 		b.aclFile = f.aclFile
 		opts.AuthorizePublish = func(c *broker.Client, topic []byte, qos byte, retain bool) bool {
-			return b.acl.Load().canPublish(c.Username, c.HasUsername, c.ID, string(topic))
+			return b.acl.Load().canPublish(aclClientOf(c), topic)
 		}
 		opts.AuthorizeSubscribe = func(c *broker.Client, filter []byte, qos byte) byte {
-			if b.acl.Load().canSubscribe(c.Username, c.HasUsername, c.ID, string(filter)) {
+			if b.acl.Load().canSubscribe(aclClientOf(c), string(filter)) {
 				return qos
 			}
 			return packet.SubackFailure
+		}
+		opts.AuthorizeRead = func(c *broker.Client, topic []byte) bool {
+			return b.acl.Load().canRead(aclClientOf(c), topic)
 		}
 	}
 	if err := f.bridges(&opts, log); err != nil {
@@ -343,6 +379,10 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 	}
 	b.srv = broker.New(opts)
 	return b, nil
+}
+
+func aclClientOf(c *broker.Client) aclClient {
+	return aclClient{user: c.Username, hasUser: c.HasUsername, id: c.ID}
 }
 
 // loadFile opens name and parses it.

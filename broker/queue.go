@@ -1,0 +1,87 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/ternmq/mqtt/packet"
+)
+
+// Defaults of the queue bounds in Options.
+const (
+	// DefaultMaxQueued is the number of messages kept for a client that
+	// is away, as mosquitto's max_queued_messages. A connected client's
+	// queue has no default bound in messages, only DefaultMaxQueuedBytes.
+	DefaultMaxQueued = 1000
+
+	// DefaultMaxQueuedBytes bounds what a client that does not read can
+	// make the broker hold for it: 16 MiB, one message of the default
+	// MaxPacketSize, or about 100,000 small ones.
+	DefaultMaxQueuedBytes = 16 << 20
+)
+
+// queuedOnline is the session's bound in messages when Options.MaxQueued is
+// 0: in effect none, the bound in bytes decides.
+const queuedOnline = 1 << 30
+
+// sessionQueued returns the bound in messages of a session's queue.
+func (s *Server) sessionQueued() int {
+	if s.opts.MaxQueued > 0 {
+		return s.opts.MaxQueued
+	}
+	return queuedOnline
+}
+
+// awayQueued returns the bound in messages of the queue of a client that is
+// away.
+func (s *Server) awayQueued() int {
+	if s.opts.MaxQueued > 0 {
+		return s.opts.MaxQueued
+	}
+	return DefaultMaxQueued
+}
+
+// dropLogInterval is the least time between two log lines about drops.
+const dropLogInterval = time.Second
+
+// countDrop counts a message dropped because cl's queue is full, in the
+// Server's and in cl's counters, and logs it at warn level unless a drop was
+// logged less than dropLogInterval ago.
+func (s *Server) countDrop(cl *client, p *packet.Publish) {
+	total := s.dropped.Add(1)
+	n := cl.drops.Add(1)
+	now := time.Now().UnixNano()
+	last := s.dropLog.Load()
+	if now-last >= int64(dropLogInterval) && s.dropLog.CompareAndSwap(last, now) {
+		s.log.Warn("queue full: message dropped", "client", cl.id, "qos", p.QoS, "topic", string(p.Topic),
+			"client_dropped", n, "dropped", total)
+	}
+}
+
+// ClientStats are the counters of one client's session.
+type ClientStats struct {
+	Connected   bool
+	Inflight    int   // QoS 1 and 2 messages sent and not yet acknowledged
+	Queued      int   // messages waiting behind the inflight window or for a connection
+	QueuedBytes int   // the memory of those and of QoS 0 messages not yet written, as bounded by MaxQueuedBytes
+	Dropped     int64 // messages dropped because the queue was full, since the session began
+}
+
+// ClientStats returns the counters of the session of the client identifier
+// id, and false if the Server holds no session for it.
+func (s *Server) ClientStats(id string) (ClientStats, bool) {
+	s.mu.Lock()
+	cl := s.clients[id]
+	s.mu.Unlock()
+	if cl == nil {
+		return ClientStats{}, false
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return ClientStats{
+		Connected:   cl.conn != nil,
+		Inflight:    cl.sess.Inflight(),
+		Queued:      cl.sess.Queued(),
+		QueuedBytes: cl.sess.QueuedBytes(),
+		Dropped:     cl.drops.Load(),
+	}, true
+}

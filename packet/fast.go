@@ -1,0 +1,113 @@
+package packet
+
+import "encoding/binary"
+
+// The fast paths of the hot encoders and decoders. Each one decides only
+// the common case, plain ASCII and valid fields, and hands everything else
+// to the complete check it stands in front of, so that no rule is checked
+// in one place only.
+
+// asciiOK reports whether s holds only bytes in 0x01..0x7f, with no
+// wildcard either when name is set. False means "not decided here": s may
+// still be a valid string, with non-ASCII UTF-8 in it.
+//
+// It ORs the test of every eight-byte word together and branches once;
+// the last word overlaps the one before it, and a string shorter than a
+// word goes byte by byte.
+func asciiOK(s []byte, name bool) bool {
+	if len(s) < 8 {
+		for _, c := range s {
+			if c-1 >= 0x7f || name && (c == '+' || c == '#') {
+				return false
+			}
+		}
+		return true
+	}
+	var bad uint64
+	last := binary.LittleEndian.Uint64(s[len(s)-8:])
+	if name {
+		for i := 0; i < len(s)-8; i += 8 {
+			bad |= nameBits(binary.LittleEndian.Uint64(s[i : i+8]))
+		}
+		bad |= nameBits(last)
+	} else {
+		for i := 0; i < len(s)-8; i += 8 {
+			bad |= plainBits(binary.LittleEndian.Uint64(s[i : i+8]))
+		}
+		bad |= plainBits(last)
+	}
+	return bad&msb == 0
+}
+
+// copyASCII copies s to the start of dst, which has room for it, and
+// reports what asciiOK(s, name) does, reading s once.
+func copyASCII(dst, s []byte, name bool) bool {
+	if len(s) < 8 {
+		copy(dst, s)
+		return asciiOK(s, name)
+	}
+	var bad uint64
+	d := dst[:len(s)]
+	if name {
+		for i := 0; i < len(s)-8; i += 8 {
+			x := binary.LittleEndian.Uint64(s[i : i+8])
+			bad |= nameBits(x)
+			binary.LittleEndian.PutUint64(d[i:i+8], x)
+		}
+	} else {
+		for i := 0; i < len(s)-8; i += 8 {
+			x := binary.LittleEndian.Uint64(s[i : i+8])
+			bad |= plainBits(x)
+			binary.LittleEndian.PutUint64(d[i:i+8], x)
+		}
+	}
+	x := binary.LittleEndian.Uint64(s[len(s)-8:])
+	if name {
+		bad |= nameBits(x)
+	} else {
+		bad |= plainBits(x)
+	}
+	binary.LittleEndian.PutUint64(dst[len(s)-8:], x)
+	return bad&msb == 0
+}
+
+// plainBits has a high bit set in some byte if x has a byte 0x00 or over
+// 0x7f. If all eight are in 0x01..0x7f, x has no high bit set, and neither
+// has x-lsb, since no byte borrows; a byte over 0x7f sets its own, and
+// the lowest zero byte becomes 0xff in x-lsb.
+func plainBits(x uint64) uint64 { return x - lsb | x }
+
+// nameBits is plainBits that also flags '+' and '#'. The two differ only
+// in bit 3, so setting it turns both into '+', and no other byte; y is
+// then zero where x has a wildcard, and y-lsb sets the high bit of the
+// lowest zero byte of y. It may set other high bits too, but only where y,
+// and so x, has a byte over 0x7f, or above a zero byte: in a word that is
+// flagged anyway.
+func nameBits(x uint64) uint64 {
+	y := (x | lsb*0x08) ^ lsb*'+'
+	return x - lsb | x | (y - lsb)
+}
+
+// putHeader writes the fixed header into b, which has room for it, and
+// returns its length.
+func putHeader(b []byte, first byte, n int) int {
+	b[0] = first
+	i := 1
+	for ; n >= 128; i++ {
+		b[i] = byte(n) | 0x80
+		n >>= 7
+	}
+	b[i] = byte(n)
+	return i + 1
+}
+
+// grow extends dst by n bytes, allocating only when it lacks the room,
+// and returns it and the slice of those n bytes, for the caller to fill.
+func grow(dst []byte, n int) ([]byte, []byte) {
+	l := len(dst)
+	if cap(dst)-l < n {
+		dst = append(dst[:cap(dst)], make([]byte, l+n-cap(dst))...)
+	}
+	dst = dst[:l+n]
+	return dst, dst[l:]
+}

@@ -1,0 +1,69 @@
+package session
+
+import (
+	"unsafe"
+
+	"github.com/ternmq/mqtt/packet"
+)
+
+// QueuedOverhead is the memory a waiting message takes besides its topic and
+// payload (the session's record of it), as counted against
+// Config.MaxQueuedBytes.
+const QueuedOverhead = int(unsafe.Sizeof(message{}))
+
+// QueuedBytes returns the memory held by the messages waiting for an
+// inflight slot or a connection, and by the QoS 0 messages taken by Publish
+// and not yet handed out, as counted against Config.MaxQueuedBytes: topic
+// and payload (encoded size for QoS 0 in the outbox) plus QueuedOverhead
+// each.
+func (s *Session) QueuedBytes() int {
+	return s.queue.bytes + (s.queue.n+s.pendQ0)*QueuedOverhead + s.pendQ0B
+}
+
+// overBytes reports whether p would take the waiting messages past
+// Config.MaxQueuedBytes. With nothing waiting it is false, so that one
+// message larger than the bound can still pass.
+func (s *Session) overBytes(p *packet.Publish) bool {
+	if s.maxBytes == 0 {
+		return false
+	}
+	held := s.QueuedBytes()
+	return held > 0 && held+len(p.Topic)+len(p.Payload)+QueuedOverhead > s.maxBytes
+}
+
+// The maps of a Session are made when first needed: a server holds many
+// sessions that never use some of them.
+
+func (s *Session) mapID(id uint16, m *message) {
+	if s.byID == nil {
+		s.byID = make(map[uint16]*message)
+	}
+	s.byID[id] = m
+}
+
+func (s *Session) mapIn(id uint16, st inState) {
+	if s.in == nil {
+		s.in = make(map[uint16]inState)
+	}
+	s.in[id] = st
+}
+
+// Shrink lets go of the memory a Session keeps for reuse between packets:
+// the space of packets already handed out, of events already returned, and
+// of finished messages. A server holding many idle sessions calls it when a
+// connection goes idle; the next packets regrow what they need.
+func (s *Session) Shrink() {
+	if s.outHead >= len(s.out) {
+		s.out, s.outHead, s.slab = nil, 0, nil
+		s.pendQ0, s.pendQ0B = 0, 0
+	}
+	if s.evHead >= len(s.events) {
+		s.events, s.evHead = nil, 0
+	}
+	if s.ackHead >= len(s.acks) {
+		s.acks, s.ackHead = nil, 0
+	}
+	clear(s.free)
+	s.free = nil
+	s.check = nil
+}
