@@ -429,3 +429,26 @@ func TestDurableLog(t *testing.T) {
 		t.Errorf("Stats after restart: %d retained, %d sessions; want 1 and 1", st.Retained, st.Sessions)
 	}
 }
+
+// TestDurableStatsAfterRestart: the restored sessions and subscriptions are
+// counted like the others.
+func TestDurableStatsAfterRestart(t *testing.T) {
+	fs := newFakeStore(t)
+	srv := storeServer(t, fs)
+	s := connect(t, srv, "s", false, false)
+	s.subscribe(1, "a", 1)
+	s.subscribe(2, "b", 1)
+	s.disconnect()
+	srv.Close()
+	srv = storeServer(t, fs.restart())
+	connect(t, srv, "other", true, false)
+	if st := srv.Broker.Stats(); st.Sessions != 2 || st.Subscriptions != 2 {
+		t.Fatalf("after restart: %d sessions, %d subscriptions; want 2 and 2", st.Sessions, st.Subscriptions)
+	}
+	s = connect(t, srv, "s", true, false) // ends the kept session
+	s.disconnect()
+	waitFor(t, "the clean session to end", func() bool {
+		st := srv.Broker.Stats()
+		return st.Sessions == 1 && st.Subscriptions == 0
+	})
+}

@@ -113,11 +113,11 @@ type brokerFlags struct {
 	maxQueued      int
 	maxQueuedBytes int
 	logLevel       string
+	sysInterval    time.Duration
+	metrics        string
 	store          storeFlags
 	bridgeFile     string
 	allowBridges   bool
-	sysInterval    time.Duration
-	metrics        string
 }
 
 func runBroker(ctx context.Context, e *env, args []string) error {
@@ -137,12 +137,12 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped (counted, logged at warn) beyond; 0 for 1000 while a client is away and no bound but -max-queued-bytes while it is connected")
 	fs.IntVar(&f.maxQueuedBytes, "max-queued-bytes", 0, "`bytes` of messages queued for each client, dropped beyond; 0 for 16 MiB, -1 for no bound in bytes")
 	fs.StringVar(&f.logLevel, "log", "info", "log `level`: debug, info (connections), warn or error")
-	f.store.register(fs)
-	fs.StringVar(&f.bridgeFile, "bridge", "", "bridge configuration `file` (see above)")
-	fs.BoolVar(&f.allowBridges, "allow-bridges", false, "accept bridges that connect with the bridge mark (see above)")
 	f.sysInterval = broker.DefaultSysInterval
 	fs.Var((*secondsFlag)(&f.sysInterval), "sys-interval", "publish the $SYS topics every this many `seconds` (or a duration); 0 turns them off")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port)")
+	f.store.register(fs)
+	fs.StringVar(&f.bridgeFile, "bridge", "", "bridge configuration `file` (see above)")
+	fs.BoolVar(&f.allowBridges, "allow-bridges", false, "accept bridges that connect with the bridge mark (see above)")
 	if err := parseFlags(e, fs, args, false); err != nil {
 		return err
 	}

@@ -403,7 +403,9 @@ func runKillScenario(t *testing.T, b *killable, kills int, minGap, maxGap time.D
 			if n > 1 {
 				if min(byte(1+seq%2), s.qos) == 2 {
 					res.dupQoS2 += n - 1
-					t.Logf("%s (%s QoS %d) received %s QoS 2 %d times", s.id, s.filter, s.qos, payload, n)
+					if res.dupQoS2 <= 10 {
+						t.Logf("%s (%s QoS %d) received %s QoS 2 %d times", s.id, s.filter, s.qos, payload, n)
+					}
 				} else {
 					res.dupQoS1 += n - 1
 				}
@@ -465,8 +467,14 @@ func TestKillDurable(t *testing.T) {
 	if res.acked[1] == 0 || res.acked[2] == 0 || res.retained == 0 {
 		t.Fatalf("the scenario acknowledged nothing at some QoS: %v", res)
 	}
-	if res.lost > 0 || res.dupQoS2 > 0 || res.unknown > 0 || res.sessionLost > 0 || res.retainedLost > 0 || res.retainedStale > 0 {
-		t.Errorf("tern lost or duplicated what it acknowledged: %v", res)
+	if res.lost > 0 || res.unknown > 0 || res.sessionLost > 0 || res.retainedLost > 0 || res.retainedStale > 0 {
+		t.Errorf("tern lost what it acknowledged: %v", res)
+	}
+	if res.dupQoS2 > 0 {
+		// Seen about once in 300 kills: a kill that cut the writes of
+		// one routing in two (see the doc of broker's durable type);
+		// closing it needs atomic groups of writes in the store.
+		t.Errorf("tern delivered QoS 2 messages twice [MQTT-4.3.3-1]: %v", res)
 	}
 }
 
@@ -485,8 +493,15 @@ func TestKillMosquitto(t *testing.T) {
 			name = "autosave1"
 		}
 		t.Run(name, func(t *testing.T) {
+			// mosquitto started as root writes its database as user
+			// mosquitto: the directory must be writable by it (the
+			// helper's own directory is not).
+			db := t.TempDir()
+			if err := os.Chmod(db, 0o777); err != nil {
+				t.Fatal(err)
+			}
 			// No queue limit, so that only the kills lose messages.
-			extra := []string{"persistence true", "persistence_location $DIR/", "max_queued_messages 0"}
+			extra := []string{"persistence true", "persistence_location " + db + "/", "max_queued_messages 0"}
 			if autosave != "" {
 				extra = append(extra, autosave)
 			}
@@ -494,6 +509,9 @@ func TestKillMosquitto(t *testing.T) {
 			b := &killable{url: m.URL, kill: m.Kill, restart: m.Restart}
 			res := runKillScenario(t, b, rounds, killMinGap, killMaxGap)
 			t.Logf("mosquitto persistence true, autosave %s: %v", name, res)
+			if strings.Contains(m.Log(), "Error saving") {
+				t.Errorf("mosquitto could not save its database:\n%s", m.Log())
+			}
 		})
 	}
 }
