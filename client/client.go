@@ -274,8 +274,8 @@ func (cn *conn) close(err error) {
 	})
 }
 
-// dial opens a connection to url and runs the CONNECT/CONNACK exchange.
-func (c *Client) dial(ctx context.Context, url string) (*conn, error) {
+// dialOnce opens a connection to url and runs the CONNECT/CONNACK exchange.
+func (c *Client) dialOnce(ctx context.Context, url string) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, orDefault(c.opts.ConnectTimeout, DefaultConnectTimeout))
 	defer cancel()
 	nc, err := transport.Dial(ctx, url, c.topts)

@@ -202,6 +202,14 @@ type Options struct {
 
 	// Logger receives debug and warning records. Nil means silence.
 	Logger *slog.Logger
+
+	// BridgeMark sends the CONNECT with the bridge mark (protocol level
+	// 0x84), as mosquitto's bridges do with try_private: a broker that
+	// knows it does not send the client's own messages back to it. It is
+	// not MQTT 3.1.1; a broker that refuses it with CONNACK 0x01 is asked
+	// again at once without it, and the client goes on without it (see
+	// Client.BridgeMark).
+	BridgeMark bool
 }
 
 // Will is the message the broker publishes for the client when its
@@ -306,6 +314,7 @@ func (o *Options) connectPacket(clientID string) *packet.Connect {
 		CleanSession: !o.KeepSession,
 		KeepAlive:    o.keepAliveSeconds(),
 		ClientID:     []byte(clientID),
+		Bridge:       o.BridgeMark,
 	}
 	if w := o.Will; w != nil {
 		c.Will, c.WillQoS, c.WillRetain = true, w.QoS, w.Retain
