@@ -159,7 +159,7 @@ func newBridge(s *Server, cfg Bridge) (*bridge, error) {
 
 	// The subscriber inside the Server: never in s.clients, so no
 	// connection can take it over.
-	b.local = &client{id: "$bridge/" + cfg.Name, subs: make(map[string]byte), sink: b}
+	b.local = &client{id: "$bridge/" + cfg.Name, sink: b}
 	b.local.on.Store(true)
 	for _, t := range b.rules {
 		if t.Direction.out() {
