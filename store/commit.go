@@ -47,6 +47,11 @@ func (l *Log) commit(sync bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	target := l.seq
+	if l.openBefore(target) {
+		// A write of an open group is durable only with its end.
+		l.waitGroups(target)
+		target = l.seq
+	}
 	for {
 		if l.err != nil {
 			return l.err
