@@ -206,7 +206,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 		c.info.TLS = &st
 	}
 	pr := s.getReader(c)
-	p, err := pr.r.ReadPacket()
+	p, err := s.readConnect(pr.r)
 	if err != nil {
 		// The codec tells which refusals have a return code; every other
 		// broken CONNECT closes the connection without CONNACK
@@ -231,6 +231,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 	c.info.CleanSession = cp.CleanSession
 	c.info.KeepAlive = cp.KeepAlive
 	c.info.Level = cp.Level
+	c.info.Bridge = cp.Bridge
 	c.info.HasUsername = cp.HasUsername
 	c.info.Username = string(cp.Username)
 	if len(cp.ClientID) == 0 {
@@ -239,6 +240,10 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 		c.info.ID = s.newClientID()
 	} else {
 		c.info.ID = string(cp.ClientID)
+	}
+	if s.reservedID(c.info.ID) {
+		c.refuse(packet.RefusedIdentifierRejected)
+		return nil, false
 	}
 	if limit := s.opts.MaxConnections; limit > 0 && s.nconns.Load() > int64(limit) {
 		c.refuse(packet.RefusedServerUnavailable)
@@ -267,6 +272,7 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 	}
 	c.cl = cl
 	c.pr = pr
+	cl.bridge.Store(cp.Bridge) // and it gets RETAIN as published, as from mosquitto
 	// The CONNACK and the session's resends wait in the session; the
 	// writer sends them first [MQTT-3.2.0-1].
 	cl.mu.Lock()
@@ -449,7 +455,11 @@ func (c *conn) handle(ev *session.Event) (bool, error) {
 			return false, nil
 		}
 		s.received.Add(1)
+		if c.info.Bridge {
+			c.router.noLocal = c.cl // a bridge's messages do not come back to it
+		}
 		n := c.router.route(s, p)
+		c.router.noLocal = nil
 		if s.opts.OnEvent != nil {
 			s.emit(&Event{Kind: EventPublish, Client: &c.info, Topic: p.Topic, QoS: p.QoS, Retain: p.Retain, PayloadSize: len(p.Payload), Subscribers: n})
 		}

@@ -94,4 +94,17 @@
 // taken over [MQTT-3.1.2-8]. It is not published after DISCONNECT
 // [MQTT-3.14.4-3], nor when the Server itself closes connections in Shutdown
 // or Close.
+//
+// # Bridges
+//
+// Options.Bridges connect the Server to remote brokers, as mosquitto's
+// bridges do (ParseBridges reads mosquitto's bridge section): topics go out,
+// come in, or both, with prefixes mapped. Outgoing QoS 1 and 2 messages wait
+// in the bridge's queue, in Options.Store when there is one, until the remote
+// broker acknowledges them; a local publisher's acknowledgement waits until
+// the message is in that queue. RETAIN crosses as published. A bridge offers
+// mosquitto's bridge mark (protocol level 0x84), so that the remote broker
+// does not send its messages back; Options.AllowBridges makes this Server
+// accept the mark from others, which MQTT 3.1.1 alone refuses with CONNACK
+// 0x01. See Bridge.
 package broker

@@ -385,6 +385,9 @@ func (d *durable) restore(s *Server) error {
 		if err != nil {
 			return fmt.Errorf("broker: loading session %q: %w", ss.id, err)
 		}
+		if s.bridgeSession(ss.id, st) {
+			continue // a bridge's outgoing queue, not a client's session
+		}
 		if d.expiry > 0 && !ss.lastSeen.IsZero() && now.Sub(ss.lastSeen) >= d.expiry {
 			if _, err := d.wrote(st.Delete()); err != nil {
 				return err

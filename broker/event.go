@@ -16,6 +16,7 @@ type Client struct {
 	CleanSession bool                 // the CONNECT's CleanSession flag
 	KeepAlive    uint16               // seconds
 	Level        byte                 // protocol level: 4 (3.1.1) or 3 (3.1)
+	Bridge       bool                 // the CONNECT carried the bridge mark (Options.AllowBridges)
 	RemoteAddr   net.Addr             // the peer's address
 	TLS          *tls.ConnectionState // the TLS state (peer certificates) on mqtts:// and wss://, else nil
 }

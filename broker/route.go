@@ -37,6 +37,8 @@ type client struct {
 	// Options.SessionExpiry (zero while connected).
 	stored *storedSession
 	since  time.Time
+	sink   *bridge     // a bridge's local subscriber: messages go to the bridge, sess is nil
+	bridge atomic.Bool // served by a connection with the bridge mark: RETAIN as published
 }
 
 func newClient(s *Server, id string, st session.Store) (*client, error) {
@@ -76,6 +78,12 @@ type router struct {
 	readErr error           // the error that came with the pending bytes
 	evs     []session.Event // events of the packet being handled
 	codes   []byte          // SUBACK return codes
+
+	// src is the message being routed, for bridges (RETAIN as published).
+	src *packet.Publish
+	// noLocal is the publisher's session when it is a bridge's: a bridge's
+	// own messages are not sent back to it, as mosquitto does.
+	noLocal *client
 }
 
 // later records that c's writer has something to send. Writers are woken
@@ -125,13 +133,20 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 		}
 	}
 	out := &r.out
-	*out = packet.Publish{Topic: p.Topic, Payload: p.Payload} // RETAIN=0 [MQTT-3.3.1-9]
+	// RETAIN=0 [MQTT-3.3.1-9], except to bridges, which get it as
+	// published (mosquitto's retain-as-published for bridges).
+	*out = packet.Publish{Topic: p.Topic, Payload: p.Payload}
+	r.src = p
 	n := 0
 	for _, sb := range r.subs {
-		if s.opts.AuthorizeRead != nil && !s.mayRead(sb.c, p.Topic) {
+		if sb.c == r.noLocal {
+			continue
+		}
+		if s.opts.AuthorizeRead != nil && sb.c.sink == nil && !s.mayRead(sb.c, p.Topic) {
 			continue
 		}
 		out.QoS = min(p.QoS, sb.qos) // [MQTT-3.8.4-6]
+		out.Retain = p.Retain && sb.c.bridge.Load()
 		if s.deliver(r, sb.c, out) {
 			n++
 		}
@@ -140,16 +155,21 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 	r.groups = s.subs.MatchShared(p.Topic, r.groups[:0])
 	for _, g := range r.groups {
 		sb := pickMember(g)
-		if s.opts.AuthorizeRead != nil && !s.mayRead(sb.c, p.Topic) {
+		if sb.c == r.noLocal {
+			continue
+		}
+		if s.opts.AuthorizeRead != nil && sb.c.sink == nil && !s.mayRead(sb.c, p.Topic) {
 			continue // as mosquitto: the member chosen may not read it
 		}
 		out.QoS = min(p.QoS, sb.qos)
+		out.Retain = p.Retain && sb.c.bridge.Load()
 		if s.deliver(r, sb.c, out) {
 			n++
 		}
 	}
 	clear(r.groups)
 	*out = packet.Publish{}
+	r.src = nil
 	if n > 0 {
 		s.delivered.Add(int64(n))
 	}
@@ -174,6 +194,9 @@ func pickMember(g topic.Group[sub]) sub {
 // deliver hands p to cl's session and records its writer in r for waking.
 // The session copies the message; a full session drops it, counted.
 func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
+	if cl.sink != nil {
+		return cl.sink.forward(r, p)
+	}
 	cl.mu.Lock()
 	var err error
 	if cl.conn == nil && p.QoS > 0 && cl.sess.Queued() >= s.awayQueued() {

@@ -157,6 +157,17 @@ type Options struct {
 	// persistent_client_expiration; 0 keeps sessions for ever. Time spent
 	// with the Server stopped counts.
 	SessionExpiry time.Duration
+
+	// Bridges are connections from this Server to remote brokers, each
+	// forwarding chosen topics one way or both (see Bridge). They start
+	// with New and stop with Shutdown or Close.
+	Bridges []Bridge
+
+	// AllowBridges lets clients connect with the bridge mark (protocol
+	// level 0x84, mosquitto's try_private): such a client is not sent its
+	// own messages back. Off, the mark is refused with CONNACK 0x01, as
+	// MQTT 3.1.1 requires of an unknown level [MQTT-3.1.2-2].
+	AllowBridges bool
 }
 
 // Stats are counters of a Server since it was created.
@@ -179,6 +190,8 @@ type Stats struct {
 	BytesReceived   int64         // bytes read from clients (MQTT packets, before any decoding)
 	BytesSent       int64         // bytes of MQTT packets written to clients
 	Uptime          time.Duration // since New
+
+	Bridges []BridgeStats // one per Options.Bridges, in order
 }
 
 // A Server is an MQTT broker. Create it with New; it serves listeners with
@@ -216,6 +229,9 @@ type Server struct {
 	bufPool sync.Pool // *[]byte write buffers
 	readers sync.Pool // *pooledReader
 	park    poller    // waits for parked connections' bytes
+
+	bridges      []*bridge
+	bridgeStores map[string]store.Session // restored, for the bridges to take; under mu
 }
 
 // New returns a Server configured by opts.
@@ -241,7 +257,7 @@ func New(opts Options) *Server {
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
-	return &Server{
+	s := &Server{
 		dur:       newDurable(&opts),
 		opts:      opts,
 		log:       log,
@@ -251,6 +267,8 @@ func New(opts Options) *Server {
 		idPrefix:  "tern-" + hex.EncodeToString(rnd[:]) + "-",
 		sys:       sysState{start: time.Now(), stop: make(chan struct{})},
 	}
+	s.startBridges()
+	return s
 }
 
 // ListenAndServe listens on rawURL with transport.Listen (mqtt://, tcp://,
@@ -353,6 +371,7 @@ func (s *Server) beginClose() []*conn {
 // connections are closed at once as by Close, and ctx's error is returned
 // once they are gone.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopBridges(ctx)
 	for _, c := range s.beginClose() {
 		c.shutdown(false)
 	}
@@ -375,6 +394,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops the listeners, closes every connection at once (no will is
 // published) and waits for every goroutine of the Server to end.
 func (s *Server) Close() error {
+	s.stopBridges(nil)
 	for _, c := range s.beginClose() {
 		c.shutdown(true)
 	}
@@ -398,6 +418,7 @@ func (s *Server) Stats() Stats {
 		Retained:     int64(s.retained.Len()),
 		Disconnected: s.ended.Load(),
 		Expired:      s.dur.expired.Load(),
+		Bridges:      s.bridgeStats(),
 
 		Connected:       s.traffic.connected.Load(),
 		Subscriptions:   s.traffic.subs.Load(),

@@ -28,7 +28,9 @@ const DefaultSysInterval = 10 * time.Second
 //
 // While they are published, clients may not publish under $SYS/broker/:
 // such a PUBLISH (or will) is acknowledged and dropped, as an unauthorized
-// one (mosquitto refuses every client PUBLISH under $SYS). mosquitto's
+// one (mosquitto refuses every client PUBLISH under $SYS), except on
+// $SYS/broker/connection/+/state, where bridges publish their state (as
+// mosquitto allows). mosquitto's
 // other $SYS topics (clients/maximum, load/..., heap/..., store/...) are
 // not published.
 const (
@@ -184,9 +186,12 @@ func (s *Server) sysPublish(name string, payload []byte) {
 }
 
 // sysReserved reports whether name is under $SYS/broker/ while the Server
-// publishes there: clients may not publish such topics.
+// publishes there: clients may not publish such topics, but for the state
+// of bridges, $SYS/broker/connection/+/state, which mosquitto lets them
+// write (a bridge publishes it, and makes it its will).
 func (s *Server) sysReserved(name []byte) bool {
-	return len(name) > 0 && name[0] == '$' && s.opts.SysInterval > 0 && bytes.HasPrefix(name, []byte(sysPrefix))
+	return len(name) > 0 && name[0] == '$' && s.opts.SysInterval > 0 && bytes.HasPrefix(name, []byte(sysPrefix)) &&
+		!topic.Match(bridgeStateFilter, name)
 }
 
 // sysVersionText is "tern version V", V the version of this module in the

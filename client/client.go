@@ -40,6 +40,14 @@
 // the client subscribes again to every filter granted so far. With a
 // session.FileStore as Options.Store, messages in flight survive a restart of
 // the process, and a QoS 2 message is still delivered once.
+//
+// Every call ends: with Options.NoReconnect, the calls waiting on a lost
+// connection fail at once (ErrNotConnected, with the cause); with
+// reconnection, a message the broker closes the connection for
+// Options.MaxCuts times in a row fails with a *MessageError, and the
+// reconnection wait keeps growing while connections die young. Received
+// messages no handler takes are kept for Messages, within MaxPending, and
+// every one discarded is logged and counted (Stats).
 package client
 
 import (
@@ -52,7 +60,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"runtime"
 	"strconv"
@@ -64,63 +71,6 @@ import (
 	"github.com/ternmq/mqtt/session"
 	"github.com/ternmq/mqtt/transport"
 )
-
-// Errors returned by the Client. Errors from the network, the codec and the
-// session are returned wrapped or as they are.
-var (
-	// ErrClosed means the Client was disconnected or closed: it takes no
-	// more calls.
-	ErrClosed = errors.New("client: closed")
-
-	// ErrNotConnected means the call needs a connection the client does
-	// not have (a QoS 0 Publish while disconnected, without
-	// Options.QueueQoS0), or Connect was never called.
-	ErrNotConnected = errors.New("client: not connected")
-
-	// ErrConnected means Connect was called on a client that is connected,
-	// or reconnecting on its own.
-	ErrConnected = errors.New("client: already connected")
-
-	// ErrConnectionLost means the connection ended before the call's
-	// answer arrived: a SUBSCRIBE or UNSUBSCRIBE without its acknowledgement
-	// (the call may be repeated once reconnected), or a QoS 0 message not
-	// yet written. QoS 1 and 2 messages are not affected: they are sent
-	// again on the next connection.
-	ErrConnectionLost = errors.New("client: connection lost")
-
-	// ErrFull means the inflight window and the queue are full
-	// (Options.FailWhenFull). It is session.ErrFull.
-	ErrFull = session.ErrFull
-
-	// ErrSubscriptionRefused is the Kind of a *SubscribeError: the broker
-	// answered SUBACK 0x80 for at least one filter.
-	ErrSubscriptionRefused = errors.New("client: subscription refused")
-)
-
-// ConnectError is a CONNACK that refused the connection.
-type ConnectError struct {
-	URL  string
-	Code packet.ReturnCode
-}
-
-// Error names the server and the return code.
-func (e *ConnectError) Error() string {
-	return "client: " + e.URL + " refused the connection: " + e.Code.String()
-}
-
-// SubscribeError lists the filters of a Subscribe call the broker refused
-// (return code 0x80). errors.Is(err, ErrSubscriptionRefused) is true.
-type SubscribeError struct {
-	Filters []string
-}
-
-// Error lists the refused filters.
-func (e *SubscribeError) Error() string {
-	return fmt.Sprintf("client: subscription refused for %q", e.Filters)
-}
-
-// Unwrap returns ErrSubscriptionRefused.
-func (e *SubscribeError) Unwrap() error { return ErrSubscriptionRefused }
 
 // A Client is a connection to an MQTT broker that comes back when it is lost.
 // Create it with New, then call Connect. Its methods are safe for concurrent
@@ -155,6 +105,12 @@ type Client struct {
 	connGen    uint64        // connections lost
 	inbox      []*Message    // the messages of one Receive, for the reader
 	pub        packet.Publish
+	lost       error          // what the calls failed by the last loss get
+	gaveUp     error          // what the token of a message given up gets (Abandon)
+	suspect    session.Handle // the message the last connections ended on
+	cuts       int            // connections in a row that ended on suspect
+	backoff    time.Duration  // the reconnection wait, kept while connections die young
+	stats      stats
 
 	wake chan struct{} // tells the writer there is something to send
 
@@ -194,7 +150,7 @@ func New(opts Options) (*Client, error) {
 		Store:       opts.Store,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("client: loading the session: %w", err)
+		return nil, fmt.Errorf("client: loading the session from Options.Store: %w", err)
 	}
 	var topts transport.Options
 	if opts.Transport != nil {
@@ -248,10 +204,11 @@ func (c *Client) IsConnected() bool {
 }
 
 // Connect connects to the first server of Options.Servers that accepts
-// the connection, trying each once, bounded by ctx and by
-// Options.ConnectTimeout for each. A refusal by CONNACK is a *ConnectError.
-// Once connected, the client reconnects on its own when the connection is
-// lost, unless Options.NoReconnect is set; then Connect may be called again.
+// the connection, trying each once (or, with Options.ConnectRetry, until
+// ctx ends), bounded by ctx and by Options.ConnectTimeout for each. A
+// refusal by CONNACK is a *ConnectError. Once connected, the client
+// reconnects on its own when the connection is lost, unless
+// Options.NoReconnect is set; then Connect may be called again.
 func (c *Client) Connect(ctx context.Context) error {
 	c.mu.Lock()
 	switch {
@@ -263,24 +220,19 @@ func (c *Client) Connect(ctx context.Context) error {
 		return ErrConnected
 	}
 	c.running = true // no second Connect meanwhile
+	// Added before shutdown can wait: Close may run while Connect dials.
+	c.wg.Add(1)
 	c.mu.Unlock()
-	var err error
-	for i := range c.opts.Servers {
-		url := c.server(i)
-		var cn *conn
-		if cn, err = c.dial(ctx, url); err == nil {
-			c.wg.Add(1)
-			c.disp.start()
-			go c.manage(cn)
-			return nil
-		}
-		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
-			break
-		}
+	cn, err := c.connectLoop(ctx)
+	if err == nil {
+		c.disp.start()
+		go c.manage(cn)
+		return nil
 	}
 	c.mu.Lock()
 	c.running = false
 	c.mu.Unlock()
+	c.wg.Done()
 	return err
 }
 
@@ -305,6 +257,10 @@ type conn struct {
 	wg       sync.WaitGroup
 	stalled  atomic.Bool  // the reader waits for room in the delivery queue
 	resumed  atomic.Int64 // when the reader last stopped waiting, Unix nanoseconds
+	progress atomic.Bool  // a packet came after the CONNACK
+	recvs    atomic.Int64 // packets read after the CONNACK
+	recvsAt  atomic.Int64 // recvs when the last write was done
+	since    time.Time    // when the CONNACK came
 
 	sessionPresent bool // from the CONNACK
 }
@@ -318,13 +274,13 @@ func (cn *conn) close(err error) {
 	})
 }
 
-// dial opens a connection to url and runs the CONNECT/CONNACK exchange.
-func (c *Client) dial(ctx context.Context, url string) (*conn, error) {
+// dialOnce opens a connection to url and runs the CONNECT/CONNACK exchange.
+func (c *Client) dialOnce(ctx context.Context, url string) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, orDefault(c.opts.ConnectTimeout, DefaultConnectTimeout))
 	defer cancel()
 	nc, err := transport.Dial(ctx, url, c.topts)
 	if err != nil {
-		return nil, err
+		return nil, newDialError(url, err)
 	}
 	// A deadline in the past interrupts the handshake when ctx ends.
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
@@ -339,9 +295,9 @@ func (c *Client) dial(ctx context.Context, url string) (*conn, error) {
 	if err != nil {
 		nc.Close()
 		if ctx.Err() != nil {
-			err = fmt.Errorf("client: connect to %s: %w", url, ctx.Err())
+			err = fmt.Errorf("timed out or cancelled: %w", ctx.Err())
 		}
-		return nil, err
+		return nil, newDialError(url, err)
 	}
 	c.mu.Lock()
 	if c.closing {
@@ -374,7 +330,7 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 	now := time.Now()
 	if err := c.s.Connect(c.connect, now); err != nil {
 		c.mu.Unlock()
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, err
 	}
 	buf, err := c.s.AppendOutgoing(nil, now)
 	c.mu.Unlock()
@@ -389,7 +345,7 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 		return fail(err)
 	}
 	if _, err := nc.Write(buf); err != nil {
-		return fail(fmt.Errorf("client: connect to %s: %w", url, err))
+		return fail(fmt.Errorf("writing CONNECT: %w", err))
 	}
 	// A large buffer under the packet reader: one read system call takes
 	// many messages from a busy connection.
@@ -400,18 +356,18 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return fail(fmt.Errorf("client: connect to %s: reading CONNACK: %w", url, err))
+		return fail(fmt.Errorf("reading CONNACK: %w", err))
 	}
 	if _, ok := p.(*packet.Connack); !ok {
 		// [MQTT-3.2.0-1] the first packet from the server is CONNACK.
-		return fail(fmt.Errorf("client: connect to %s: %v before CONNACK", url, p.Type()))
+		return fail(&packet.Error{Kind: packet.ErrProtocol, Type: p.Type(), Rule: "MQTT-3.2.0-1", Reason: "received before CONNACK"})
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.s.Receive(p, time.Now()); err != nil {
 		c.s.Disconnected()
 		c.dropEvents()
-		return nil, fmt.Errorf("client: connect to %s: %w", url, err)
+		return nil, err
 	}
 	var ack session.Event
 	for ev, ok := c.s.NextEvent(); ok; ev, ok = c.s.NextEvent() {
@@ -430,8 +386,9 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 		c.resubscribe()
 	}
 	c.log.Info("connected", "url", url, "session_present", ack.SessionPresent)
-	cn := &conn{nc: nc, r: r, br: br, url: url, done: make(chan struct{}), discSent: make(chan struct{})}
+	cn := &conn{nc: nc, r: r, br: br, url: url, done: make(chan struct{}), discSent: make(chan struct{}), since: time.Now()}
 	cn.sessionPresent = ack.SessionPresent
+	c.stats.connects.Add(1)
 	return cn, nil
 }
 
@@ -462,6 +419,9 @@ func (c *Client) manage(cn *conn) {
 		stop := c.closing || c.opts.NoReconnect
 		if stop {
 			c.running = false
+			if !c.closing {
+				c.failWaiting() // nothing will send them: fail them now
+			}
 		}
 		c.mu.Unlock()
 		if !c.isClosing() {
@@ -470,7 +430,7 @@ func (c *Client) manage(cn *conn) {
 		if stop {
 			return
 		}
-		cn = c.reconnect()
+		cn = c.reconnect(cn.young())
 	}
 	c.mu.Lock()
 	c.running = false
@@ -495,8 +455,16 @@ func (c *Client) serve(cn *conn) {
 	<-cn.done
 	cn.wg.Wait()
 	c.mu.Lock()
+	c.lost = &lostError{final: c.opts.NoReconnect, url: cn.url, cause: cn.err}
+	suspect := c.suspectOf(cn)
 	c.s.Disconnected()
 	c.dropEvents()
+	if suspect != nil {
+		c.giveUp(suspect)
+	}
+	if !errors.Is(cn.err, ErrClosed) {
+		c.stats.lost.Add(1)
+	}
 	c.cur = nil
 	c.up = make(chan struct{})
 	c.connGen++
@@ -509,13 +477,21 @@ func (c *Client) serve(cn *conn) {
 }
 
 // reconnect tries the servers in turn, waiting longer after each round,
-// until one accepts or the client shuts down (nil).
-func (c *Client) reconnect() *conn {
-	wait := orDefault(c.opts.ReconnectMin, DefaultReconnectMin)
-	maxWait := orDefault(c.opts.ReconnectMax, DefaultReconnectMax)
+// until one accepts or the client shuts down (nil). After a young
+// connection (see conn.young) it waits before the first round too, and the
+// wait keeps growing from where it was.
+func (c *Client) reconnect(young bool) *conn {
+	if !young {
+		c.backoff = 0
+	}
 	var last error
 	attempt := 0
 	for {
+		if young || attempt > 0 {
+			if !c.sleep(c.ctx, c.nextWait()) {
+				return nil
+			}
+		}
 		for i := range c.opts.Servers {
 			url := c.server(i)
 			attempt++
@@ -529,19 +505,6 @@ func (c *Client) reconnect() *conn {
 			}
 			c.log.Debug("reconnect failed", "url", url, "attempt", attempt, "err", err)
 			last = err
-		}
-		// Jitter: between half and all of the wait, so that clients cut
-		// off together do not come back together.
-		d := wait/2 + rand.N(wait/2+1)
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-c.ctx.Done():
-			t.Stop()
-			return nil
-		}
-		if wait = wait * 2; wait > maxWait {
-			wait = maxWait
 		}
 	}
 }
@@ -648,6 +611,7 @@ func (c *Client) writer(cn *conn) {
 				return
 			}
 			lastWrite = now
+			cn.recvsAt.Store(cn.recvs.Load())
 			c.mu.Lock()
 			c.writtenGen = gen
 			if len(c.writeWait) > 0 {
@@ -737,6 +701,10 @@ func (c *Client) reader(cn *conn) {
 			return
 		}
 		read++
+		cn.recvs.Add(1)
+		if !cn.progress.Load() {
+			cn.progress.Store(true)
+		}
 		if pub, ok := p.(*packet.Publish); !ok || pub.QoS != 0 {
 			qos0 = false
 		}
@@ -775,8 +743,12 @@ func (c *Client) dropEvents() { c.drainEvents() }
 func (c *Client) event(ev session.Event) {
 	switch ev.Kind {
 	case session.EventMessage:
+		c.stats.received.Add(1)
 		c.inbox = append(c.inbox, c.newMessage(ev))
 	case session.EventPublished:
+		if ev.Handle == c.suspect {
+			c.suspect, c.cuts = 0, 0
+		}
 		if t, ok := c.tokens[ev.Handle]; ok {
 			delete(c.tokens, ev.Handle)
 			t.complete(nil, ev.PacketID)
@@ -788,12 +760,19 @@ func (c *Client) event(ev session.Event) {
 	case session.EventDropped:
 		if t, ok := c.tokens[ev.Handle]; ok {
 			delete(c.tokens, ev.Handle)
-			t.complete(ErrClosed, ev.PacketID)
+			err := ErrClosed
+			if c.gaveUp != nil {
+				err = c.gaveUp
+			}
+			t.complete(err, ev.PacketID)
 		}
 		if r, ok := c.reqs[ev.Handle]; ok {
 			delete(c.reqs, ev.Handle)
 			if r != nil {
 				r.err = ErrConnectionLost
+				if c.lost != nil {
+					r.err = c.lost
+				}
 				close(r.done)
 			}
 		}

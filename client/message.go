@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,8 +19,9 @@ type Message struct {
 	Topic   string
 	Payload []byte
 	QoS     byte
-	Retain  bool // a retained message sent because a subscription was just made [MQTT-3.3.1-8]
-	Dup     bool // the broker may have sent it before
+	Retain  bool   // a retained message sent because a subscription was just made [MQTT-3.3.1-8]
+	Dup     bool   // the broker may have sent it before
+	ID      uint16 // the packet identifier it came with; 0 for QoS 0
 
 	c     *Client
 	tag   session.Tag
@@ -49,11 +51,13 @@ func (m *Message) claim() bool {
 func (c *Client) ack(t session.Tag, wake bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err := c.s.Ack(t)
+	if err := c.s.Ack(t); err != nil {
+		return fmt.Errorf("client: ack: %w", err)
+	}
 	if wake && c.cur != nil && c.s.HasOutgoing() {
 		c.kick()
 	}
-	return err
+	return nil
 }
 
 // newMessage copies a received message out of the read buffer. Called with
@@ -71,6 +75,7 @@ func (c *Client) newMessage(ev session.Event) *Message {
 		QoS:     p.QoS,
 		Retain:  p.Retain,
 		Dup:     p.Dup,
+		ID:      p.PacketID,
 		c:       c,
 		tag:     ev.Tag,
 	}
@@ -91,7 +96,7 @@ func (c *Client) newMessage(ev session.Event) *Message {
 // down; it does not stop the keepalive.
 func (c *Client) Handle(filter string, fn func(*Message)) error {
 	if err := topic.ValidFilter(filter); err != nil {
-		return err
+		return fmt.Errorf("client: handle %q: %w", filter, err)
 	}
 	// The messages of a shared subscription carry topics matching the
 	// filter after "$share/{group}/".
@@ -99,7 +104,7 @@ func (c *Client) Handle(filter string, fn func(*Message)) error {
 	if topic.IsShared(filter) {
 		_, sub, err := topic.ParseShared(filter)
 		if err != nil {
-			return err
+			return fmt.Errorf("client: handle %q: %w", filter, err)
 		}
 		match = sub
 	}
@@ -128,6 +133,10 @@ func (c *Client) Handle(filter string, fn func(*Message)) error {
 // acknowledged when it is taken from the channel (unless
 // Options.ManualAck); until then the next messages wait, and the client
 // stops reading once Options.MaxPending of them wait.
+//
+// The messages that came before the first call, and that no handler took,
+// come first: they were kept for it (see Options.DefaultHandler), and were
+// acknowledged when kept.
 func (c *Client) Messages() <-chan *Message {
 	d := &c.disp
 	d.mu.Lock()
@@ -136,6 +145,9 @@ func (c *Client) Messages() <-chan *Message {
 		d.msgs = make(chan *Message)
 		if d.finished {
 			close(d.msgs)
+		}
+		if len(d.kept) > 0 {
+			d.wake()
 		}
 	}
 	return d.msgs
@@ -166,6 +178,8 @@ type dispatcher struct {
 	mu       sync.Mutex
 	queue    []*Message
 	head     int
+	kept     []*Message    // no handler took them before Messages was called
+	max      int           // MaxPending
 	reentry  chan struct{} // closed while a handler waits in a call of the client
 	calls    int           // the calls of the handler under way (nested: Publish waiting for room)
 	msgs     chan *Message // Messages, once called
@@ -181,6 +195,7 @@ func (d *dispatcher) init(c *Client, max int) {
 	d.routes.byFilter = make(map[string]int)
 	d.routes.byID = make(map[int]route)
 	d.slots = make(chan struct{}, max)
+	d.max = max
 	d.ready = make(chan struct{}, 1)
 	d.done = make(chan struct{})
 	d.reentry = make(chan struct{})
@@ -288,10 +303,31 @@ func (d *dispatcher) enqueue(msgs []*Message) {
 	d.mu.Lock()
 	d.queue = append(d.queue, msgs...)
 	d.mu.Unlock()
+	d.wake()
+}
+
+// wake tells the dispatcher there is something to deliver.
+func (d *dispatcher) wake() {
 	select {
 	case d.ready <- struct{}{}:
 	default:
 	}
+}
+
+// popKept returns the oldest kept message, once there is a reader for it.
+func (d *dispatcher) popKept() (*Message, chan *Message) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.msgs == nil || len(d.kept) == 0 {
+		return nil, nil
+	}
+	m := d.kept[0]
+	d.kept[0] = nil
+	d.kept = d.kept[1:]
+	if len(d.kept) == 0 {
+		d.kept = nil
+	}
+	return m, d.msgs
 }
 
 func (d *dispatcher) pop() *Message {
@@ -317,6 +353,11 @@ func (d *dispatcher) run() {
 	d.g.Store(goid())
 	defer func() {
 		d.mu.Lock()
+		if n := len(d.kept); n > 0 {
+			d.c.stats.dropped.Add(uint64(n))
+			d.c.log.Warn("messages kept for Messages discarded at shutdown", "count", n)
+			d.kept = nil
+		}
 		d.finished = true
 		if d.msgs != nil {
 			close(d.msgs)
@@ -327,6 +368,14 @@ func (d *dispatcher) run() {
 	done := d.c.ctx.Done()
 	unsent := 0 // acknowledgements the writer was not woken for
 	for {
+		if m, ch := d.popKept(); m != nil {
+			select {
+			case ch <- m:
+				continue
+			case <-done:
+				return
+			}
+		}
 		m := d.pop()
 		if m == nil {
 			if unsent > 0 {
@@ -377,16 +426,52 @@ func (d *dispatcher) deliver(m *Message) bool {
 	}
 	d.mu.Lock()
 	ch := d.msgs
-	d.mu.Unlock()
 	if ch == nil {
-		d.c.log.Debug("message without handler discarded", "topic", m.Topic)
+		gone := d.keep(m)
+		d.mu.Unlock()
+		if gone != nil {
+			gone.discard()
+		}
 		return true
 	}
+	d.mu.Unlock()
 	select {
 	case ch <- m:
 		return true
 	case <-d.c.ctx.Done():
 		return false
+	}
+}
+
+// keep holds m, which no handler takes, for a reader of Messages to come,
+// or discards it with Options.DiscardUnhandled; when MaxPending are kept
+// already, the oldest is discarded. A message discarded is acknowledged all
+// the same: the broker must not send it again [MQTT-4.5.0-2]. keep returns
+// the message to discard, if any. Called with d.mu held.
+func (d *dispatcher) keep(m *Message) (gone *Message) {
+	c := d.c
+	if c.opts.DiscardUnhandled {
+		c.stats.dropped.Add(1)
+		c.log.Debug("message without handler discarded (DiscardUnhandled)", "topic", m.Topic)
+		return m
+	}
+	if len(d.kept) >= d.max {
+		old := d.kept[0]
+		d.kept[0] = nil
+		d.kept = d.kept[1:]
+		c.stats.dropped.Add(1)
+		c.log.Warn("message without handler discarded: MaxPending kept already for Messages, which nobody called",
+			"topic", old.Topic, "kept", d.max)
+		gone = old
+	}
+	d.kept = append(d.kept, m)
+	return gone
+}
+
+// discard acknowledges a message no one will process, with ManualAck too.
+func (m *Message) discard() {
+	if m.claim() {
+		m.c.ack(m.tag, true)
 	}
 }
 

@@ -34,6 +34,9 @@ const (
 	// messages through mosquitto it doubles throughput; so does 100 µs,
 	// but 1 KiB messages need about 500 µs.
 	DefaultBatchDelay = 500 * time.Microsecond
+	// DefaultMaxCuts is how many connections in a row may end while the
+	// same message awaits its acknowledgement before Publish gives it up.
+	DefaultMaxCuts = 3
 	// MaxBatchDelay is the largest BatchDelay accepted: a paused reader
 	// leaves the broker's PINGRESP unread, so a delay near the keepalive
 	// would look like a dead broker.
@@ -90,13 +93,37 @@ type Options struct {
 	ConnectTimeout time.Duration
 
 	// NoReconnect turns automatic reconnection off: when the connection is
-	// lost, the client stays disconnected and calls fail with
-	// ErrNotConnected until Connect is called again.
+	// lost, the client stays disconnected, and the calls waiting on it
+	// (Publish at any QoS, Subscribe, Unsubscribe, tokens) fail at once
+	// with an error wrapping ErrNotConnected and the cause of the loss, as
+	// do new calls, until Connect is called again. The QoS 1 and 2
+	// messages of failed calls stay in the session (and Options.Store):
+	// a later Connect sends them again.
 	NoReconnect bool
+
+	// ConnectRetry makes Connect try Servers again, waiting as between
+	// reconnections (ReconnectMin, ReconnectMax), until one accepts or
+	// Connect's context ends, rather than fail after one round. A CONNACK
+	// that refuses the client for good (bad credentials, not authorized,
+	// identifier rejected, protocol version) still ends it at once.
+	ConnectRetry bool
+
+	// MaxCuts is how many connections in a row may end while the same QoS
+	// 1 or 2 message is the oldest sent and not acknowledged, with nothing
+	// received from the broker after the client's last write, before the client
+	// gives that message up: it is removed from the session and its Publish
+	// fails with a *MessageError (errors.Is ErrMessageRefused). A broker
+	// closes the connection on a message it will never take, such as one
+	// over its maximum packet size, and the client would otherwise send it
+	// again forever. Zero means DefaultMaxCuts; negative means no limit.
+	MaxCuts int
 
 	// ReconnectMin and ReconnectMax bound the wait between reconnection
 	// attempts, which doubles after each failed round over Servers, with
-	// random jitter (between half and all of the wait). Zero means
+	// random jitter (between half and all of the wait). A connection that
+	// ends soon after its CONNACK with nothing received does not reset the
+	// wait: the next attempt waits, longer each time, so that a broker that
+	// accepts and then cuts the client is not hammered. Zero means
 	// DefaultReconnectMin and DefaultReconnectMax.
 	ReconnectMin, ReconnectMax time.Duration
 
@@ -155,9 +182,18 @@ type Options struct {
 	MaxPacketSize int
 
 	// DefaultHandler receives the messages no Handle filter matches. When
-	// it is nil they go to Messages if it was called, and are otherwise
-	// acknowledged and discarded.
+	// it is nil they go to Messages. Until Messages is first called, they
+	// are acknowledged and kept for it, up to MaxPending; beyond that the
+	// oldest kept is discarded, with a warning in the log, and counted in
+	// Stats.Dropped.
 	DefaultHandler func(*Message)
+
+	// DiscardUnhandled makes the client discard the messages that no
+	// handler takes while nobody has called Messages, instead of keeping
+	// them for a reader to come (see DefaultHandler). Each is still
+	// acknowledged [MQTT-4.5.0-2], logged at debug level and counted in
+	// Stats.Dropped.
+	DiscardUnhandled bool
 
 	// OnEvent is told about the connection: connected, lost (with the
 	// cause), reconnecting. It runs on the client's connection goroutine:
@@ -166,6 +202,14 @@ type Options struct {
 
 	// Logger receives debug and warning records. Nil means silence.
 	Logger *slog.Logger
+
+	// BridgeMark sends the CONNECT with the bridge mark (protocol level
+	// 0x84), as mosquitto's bridges do with try_private: a broker that
+	// knows it does not send the client's own messages back to it. It is
+	// not MQTT 3.1.1; a broker that refuses it with CONNACK 0x01 is asked
+	// again at once without it, and the client goes on without it (see
+	// Client.BridgeMark).
+	BridgeMark bool
 }
 
 // Will is the message the broker publishes for the client when its
@@ -217,7 +261,12 @@ type Event struct {
 // validate checks the options that can be judged before connecting.
 func (o *Options) validate() error {
 	if len(o.Servers) == 0 {
-		return errors.New("client: no server URL")
+		return errors.New("client: no server URL in Options.Servers")
+	}
+	for i, u := range o.Servers {
+		if err := transport.CheckURL(u); err != nil {
+			return fmt.Errorf("client: Options.Servers[%d]: %w", i, err)
+		}
 	}
 	if o.Will != nil {
 		if err := topic.ValidName(o.Will.Topic); err != nil {
@@ -265,6 +314,7 @@ func (o *Options) connectPacket(clientID string) *packet.Connect {
 		CleanSession: !o.KeepSession,
 		KeepAlive:    o.keepAliveSeconds(),
 		ClientID:     []byte(clientID),
+		Bridge:       o.BridgeMark,
 	}
 	if w := o.Will; w != nil {
 		c.Will, c.WillQoS, c.WillRetain = true, w.QoS, w.Retain

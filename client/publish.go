@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"unsafe"
 
@@ -106,10 +107,14 @@ var tokenPool = sync.Pool{New: func() any {
 // for QoS 1 and by PUBCOMP for QoS 2. The payload is copied; the caller may
 // reuse it at once.
 //
-// While disconnected, a QoS 1 or 2 message waits in the offline queue and
+// While reconnecting, a QoS 1 or 2 message waits in the offline queue and
 // leaves on reconnection; a QoS 0 message fails with ErrNotConnected unless
-// Options.QueueQoS0 is set. When ctx ends first, ctx's error is returned
-// and the message stays in flight (use PublishAsync to keep track of it).
+// Options.QueueQoS0 is set. With Options.NoReconnect, a Publish while not
+// connected, or waiting when the connection is lost, fails with an error
+// wrapping ErrNotConnected (and the cause). A message the broker keeps
+// closing the connection for fails with a *MessageError (see
+// Options.MaxCuts). When ctx ends first, ctx's error is returned and the
+// message stays in flight (use PublishAsync to keep track of it).
 func (c *Client) Publish(ctx context.Context, topic string, qos byte, retain bool, payload []byte) error {
 	defer c.disp.handlerCall()()
 	if qos == 0 {
@@ -166,6 +171,15 @@ func (c *Client) publish(ctx context.Context, topic string, qos byte, retain boo
 			c.mu.Unlock()
 			return 0, ErrClosed
 		}
+		if c.opts.NoReconnect && !c.running {
+			// Nothing would send it: say so now rather than queue it.
+			err := c.lost
+			if err == nil {
+				err = ErrNotConnected
+			}
+			c.mu.Unlock()
+			return 0, err
+		}
 		// The session copies the topic before Publish returns and never
 		// writes to it, so the string's bytes can be lent without a copy.
 		c.pub.Topic = unsafe.Slice(unsafe.StringData(topic), len(topic))
@@ -200,7 +214,7 @@ func (c *Client) publish(ctx context.Context, topic string, qos byte, retain boo
 			return 0, ErrNotConnected
 		default:
 			c.mu.Unlock()
-			return 0, err
+			return 0, fmt.Errorf("client: publish to %q: %w", topic, err)
 		}
 	}
 }
@@ -237,8 +251,9 @@ func (c *Client) waitWritten(ctx context.Context, gen uint64) error {
 	for c.writtenGen < gen {
 		switch {
 		case c.connGen != lost:
+			err := c.lost
 			c.mu.Unlock()
-			return ErrConnectionLost
+			return err
 		case c.closed:
 			c.mu.Unlock()
 			return ErrClosed

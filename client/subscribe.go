@@ -15,6 +15,12 @@ import (
 type Subscription struct {
 	Filter string
 	QoS    byte
+	// Handler, when set, receives the messages matching Filter: Subscribe
+	// routes them to it with Handle before it sends the SUBSCRIBE, so that
+	// no message (a retained one, say) can come before its handler. It
+	// stays when the subscription is refused or the call fails; remove it
+	// with Handle(Filter, nil).
+	Handler func(*Message)
 }
 
 // Subscribe subscribes to the filters in one SUBSCRIBE and returns the QoS
@@ -28,8 +34,9 @@ type Subscription struct {
 // returns ErrConnectionLost.
 //
 // Messages are routed to handlers with Handle, independently of
-// subscriptions: subscribe after setting the handlers, so that retained
-// messages find them.
+// subscriptions, or with Subscription.Handler in the same call: either way
+// the handler is in place before the SUBSCRIBE leaves, so that retained
+// messages find it.
 func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) ([]byte, error) {
 	if len(subs) == 0 {
 		return nil, errors.New("client: Subscribe needs at least one filter") // [MQTT-3.8.3-3]
@@ -37,12 +44,19 @@ func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) ([]byte, e
 	p := &packet.Subscribe{Subscriptions: make([]packet.Subscription, len(subs))}
 	for i, s := range subs {
 		if err := topic.ValidFilter(s.Filter); err != nil {
-			return nil, fmt.Errorf("client: subscribe: %w", err)
+			return nil, fmt.Errorf("client: subscribe to %q: %w", s.Filter, err)
 		}
 		if s.QoS > 2 {
 			return nil, fmt.Errorf("client: subscribe to %q: QoS %d [MQTT-3.8.3-4]", s.Filter, s.QoS)
 		}
 		p.Subscriptions[i] = packet.Subscription{Filter: []byte(s.Filter), QoS: s.QoS}
+	}
+	for _, s := range subs {
+		if s.Handler != nil {
+			if err := c.Handle(s.Filter, s.Handler); err != nil {
+				return nil, fmt.Errorf("client: subscribe to %q: %w", s.Filter, err)
+			}
+		}
 	}
 	codes, err := c.request(ctx, func() (session.Handle, error) {
 		h, err := c.s.Subscribe(p)
@@ -84,7 +98,7 @@ func (c *Client) Unsubscribe(ctx context.Context, filters ...string) error {
 	p := &packet.Unsubscribe{Filters: make([][]byte, len(filters))}
 	for i, f := range filters {
 		if err := topic.ValidFilter(f); err != nil {
-			return fmt.Errorf("client: unsubscribe: %w", err)
+			return fmt.Errorf("client: unsubscribe from %q: %w", f, err)
 		}
 		p.Filters[i] = []byte(f)
 	}

@@ -147,7 +147,15 @@ func (c *sessionChecker) step(op, arg byte) {
 			clear(c.pubOpen)
 		}
 	case opDisconnected:
+		// As a client giving up the message its broker keeps cutting
+		// the connection for (arg bit 0), or any message (bit 1).
+		if h, _, _, ok := s.OldestSent(); ok && arg&1 != 0 {
+			c.abandon(h)
+		}
 		s.Disconnected()
+		if arg&2 != 0 {
+			c.abandon(session.Handle(arg >> 2))
+		}
 	case opPublish:
 		c.payloads++
 		p := &packet.Publish{QoS: arg % 3, Retain: arg&4 != 0, Topic: []byte("f/t"), Payload: []byte(fmt.Sprint(c.payloads))}
@@ -218,6 +226,22 @@ func (c *sessionChecker) step(op, arg byte) {
 			s.Disconnected()
 		}
 	}
+}
+
+// abandon gives up message h, which must be one published and not
+// complete, or be refused.
+func (c *sessionChecker) abandon(h session.Handle) {
+	err := c.s.Abandon(h)
+	switch {
+	case err == nil:
+		if !c.handles[h] || c.done[h] {
+			c.t.Fatalf("Abandon(%d) of a message unknown or complete", h)
+		}
+	case errors.Is(err, session.ErrUnknownHandle):
+	default:
+		c.t.Fatalf("Abandon(%d): %v", h, err)
+	}
+	c.events()
 }
 
 func (c *sessionChecker) callErr(what string, err error) {
@@ -318,7 +342,17 @@ func (c *sessionChecker) events() {
 			delete(c.reqOpen, ev.PacketID)
 		case session.EventDropped:
 			// A request cut by a disconnection (its packet may never have
-			// been handed out).
+			// been handed out), or a message abandoned.
+			if c.handles[ev.Handle] {
+				if c.done[ev.Handle] {
+					c.t.Fatalf("handle %d dropped after it completed", ev.Handle)
+				}
+				c.done[ev.Handle] = true
+				if ev.PacketID != 0 {
+					delete(c.pubOpen, ev.PacketID)
+				}
+				continue
+			}
 			delete(c.reqOpen, ev.PacketID)
 		}
 	}

@@ -12,7 +12,13 @@ const (
 type Connect struct {
 	// Level is the protocol level: Level311, or Level31 for MQTT 3.1. The
 	// protocol name on the wire follows from it. Zero encodes as Level311.
-	Level        byte
+	Level byte
+	// Bridge is the bridge mark: the protocol level goes on the wire with
+	// its top bit set (0x84 for 3.1.1, 0x83 for 3.1), as mosquitto's
+	// bridges send it with try_private, to tell a broker that the client
+	// is a bridge. It is not MQTT 3.1.1: Decode refuses such a level as
+	// unsupported [MQTT-3.1.2-2]; only DecodeBridge accepts it.
+	Bridge       bool
 	CleanSession bool
 	KeepAlive    uint16 // seconds; 0 turns keepalive off
 	ClientID     []byte
@@ -180,6 +186,9 @@ func (p *Connect) Append(dst []byte) ([]byte, error) {
 	if level == 0 {
 		level = Level311
 	}
+	if p.Bridge {
+		level |= bridgeMark
+	}
 	dst = append(dst, level, p.flags())
 	dst = appendUint16(dst, p.KeepAlive)
 	dst = appendBytes(dst, p.ClientID)
@@ -203,7 +212,18 @@ func (p *Connect) Append(dst []byte) ([]byte, error) {
 // 1 to 23 characters long, fails with ErrIdentifierRejected, for CONNACK
 // code 0x02 [MQTT-3.1.3-8]. Other errors call for closing the
 // connection without a CONNACK [MQTT-3.1.4-1].
-func (p *Connect) Decode(b []byte) error {
+func (p *Connect) Decode(b []byte) error { return p.decode(b, false) }
+
+// bridgeMark is the bit a bridge sets in the protocol level.
+const bridgeMark = 0x80
+
+// DecodeBridge is Decode for a server that lets bridges connect: it also
+// accepts the bridge mark (protocol level 0x84 or 0x83), sets Bridge, and
+// leaves Level without the mark. Anything else is decoded, and refused, as
+// by Decode.
+func (p *Connect) DecodeBridge(b []byte) error { return p.decode(b, true) }
+
+func (p *Connect) decode(b []byte, bridge bool) error {
 	_, rest, err := body(b, CONNECT)
 	if err != nil {
 		return err
@@ -216,6 +236,10 @@ func (p *Connect) Decode(b []byte) error {
 	p.KeepAlive = d.uint16("keep alive")
 	if d.err != nil {
 		return d.err
+	}
+	if bridge && level&bridgeMark != 0 && (level&^bridgeMark == Level311 || level&^bridgeMark == Level31) {
+		level &^= bridgeMark
+		p.Bridge = true
 	}
 	p.Level = level
 	switch {

@@ -46,12 +46,13 @@ the subscriber's number. "-topic bench/%i -filter bench/%i" pairs publisher i
 with subscriber i; "-topic bench/t -filter bench/t" makes every subscriber
 get every message on one topic.
 
-Output: a live progress line on a terminal (plain lines, one a second,
-otherwise), then a table per QoS. Lost means deliveries that never came
+Output: a live progress line on standard error when it is a terminal (plain
+lines, one a second, otherwise; rates over the last half second, or the
+average before the first), then a table per QoS on standard output (rates
+averaged over the phase). Lost means deliveries that never came
 (allowed at QoS 0, a broken guarantee at QoS 1 and 2); dup means deliveries
 that came twice (allowed at QoS 1, a broken guarantee at QoS 2). -json prints
-the same as one JSON object on standard output (progress goes to standard
-error). -svg FILE draws throughput and latency over time.
+the same as one JSON object on standard output. -svg FILE draws throughput and latency over time.
 
 Examples:
   tern bench
@@ -127,10 +128,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	progress, progressTTY := e.stdout, e.stdoutTTY
-	if f.jsonOut {
-		progress, progressTTY = e.stderr, e.stderrTTY
-	}
+	// Progress on standard error, the results alone on standard output.
+	progress, progressTTY := e.stderr, e.stderrTTY
 	if f.quiet {
 		progress = io.Discard
 	}
@@ -974,13 +973,15 @@ func (b *bench) sample(res *PhaseResult, t, dt int64, sent, recv uint64) Sample 
 }
 
 func (b *bench) progressLine(qos byte, elapsed int64, s Sample) string {
+	over := fmt.Sprintf("last %.1fs", sampleEvery.Seconds())
 	if s.T == 0 && elapsed > 0 {
-		// No full second yet: the averages so far.
+		// No sample yet: the averages so far.
 		secs := float64(elapsed) / 1e9
 		s.SendRate, s.ReceiveRate = float64(b.sent.Load())/secs, float64(b.received.Load())/secs
+		over = "average so far"
 	}
-	return fmt.Sprintf("QoS %d  %5.1fs  sent %s (%s/s)  received %s (%s/s)  latency p50 %s p99 %s",
-		qos, float64(elapsed)/1e9, group(b.sent.Load()), si(s.SendRate), group(b.received.Load()), si(s.ReceiveRate),
+	return fmt.Sprintf("QoS %d  %5.1fs  sent %s (%s/s)  received %s (%s/s)  [rates: %s]  latency p50 %s p99 %s",
+		qos, float64(elapsed)/1e9, group(b.sent.Load()), si(s.SendRate), group(b.received.Load()), si(s.ReceiveRate), over,
 		fmtMS(s.P50), fmtMS(s.P99))
 }
 
@@ -1096,7 +1097,7 @@ func writeReport(w io.Writer, r *Report) {
 	for _, p := range r.Phases {
 		recv, lost, dups = recv+p.Received, lost+p.Lost, dups+p.Duplicates
 	}
-	fmt.Fprintf(w, "\nEvery delivery checked by sequence number: %s received, %s lost, %s duplicated.\n", group(recv), group(lost), group(dups))
+	fmt.Fprintf(w, "\nsent/s and recv/s are averages over each phase. Every delivery checked by sequence number: %s received, %s lost, %s duplicated.\n", group(recv), group(lost), group(dups))
 	for _, p := range r.Phases {
 		if p.QoS == 0 && p.Lost > 0 {
 			fmt.Fprintf(w, "QoS 0 may lose messages: a broker drops them for subscribers that fall behind.\n")

@@ -61,6 +61,19 @@ Authentication and authorization:
   SIGHUP reloads both files, for the connections that come next (and the
   messages and subscriptions of every client, for -acl).
 
+Bridges (connections to other brokers, forwarding chosen topics):
+  -bridge FILE   mosquitto's bridge section: "connection NAME", "address
+                 HOST:PORT...", "topic PATTERN [out|in|both [QOS [LOCAL
+                 REMOTE]]]", remote_clientid, remote_username,
+                 remote_password, cleansession, keepalive_interval,
+                 try_private, bridge_cafile, bridge_certfile, bridge_keyfile,
+                 bridge_insecure, notifications, notification_topic,
+                 restart_timeout...; a key tern does not honour is refused.
+                 State: $SYS/broker/connection/CLIENTID/state, 1 up, 0 down.
+  -allow-bridges accept clients with the bridge mark (protocol level 0x84,
+                 mosquitto's try_private): their own messages are not sent
+                 back to them. Without it they are refused (CONNACK 0x01).
+
 Monitoring:
   $SYS/broker/...  the counters under mosquitto's names (clients/connected,
                  messages/received, bytes/sent, retained messages/count...),
@@ -78,6 +91,7 @@ Examples:
   tern broker -listen mqtts://:8883 -cert server.crt -key server.key -cafile ca.crt -require-cert
   tern broker -passwd users.txt -acl acl.txt -log debug
   tern broker -max-conns 10000 -max-queued 10000 -max-packet 262144
+  tern broker -bridge bridges.conf
   tern broker -metrics 127.0.0.1:9234 -sys-interval 60
 
 Exit status: 0 stopped by a signal; 1 error (a listener could not start, a
@@ -102,6 +116,8 @@ type brokerFlags struct {
 	sysInterval    time.Duration
 	metrics        string
 	store          storeFlags
+	bridgeFile     string
+	allowBridges   bool
 }
 
 func runBroker(ctx context.Context, e *env, args []string) error {
@@ -125,6 +141,8 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	fs.Var((*secondsFlag)(&f.sysInterval), "sys-interval", "publish the $SYS topics every this many `seconds` (or a duration); 0 turns them off")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port)")
 	f.store.register(fs)
+	fs.StringVar(&f.bridgeFile, "bridge", "", "bridge configuration `file` (see above)")
+	fs.BoolVar(&f.allowBridges, "allow-bridges", false, "accept bridges that connect with the bridge mark (see above)")
 	if err := parseFlags(e, fs, args, false); err != nil {
 		return err
 	}
@@ -352,6 +370,9 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		opts.AuthorizeRead = func(c *broker.Client, topic []byte) bool {
 			return b.acl.Load().canRead(aclClientOf(c), topic)
 		}
+	}
+	if err := f.bridges(&opts, log); err != nil {
+		return nil, err
 	}
 	if b.store, err = f.store.open(&opts, log); err != nil {
 		return nil, err

@@ -150,9 +150,12 @@ func TestPrinter(t *testing.T) {
 		noNewline bool
 		want      string
 	}{
-		{"payload", false, "21.5\n\xff\xfe\n\nsay \"hi\"\n<&>\n"},
+		// An empty payload prints nothing, or "(null)" with the topic, as
+		// with mosquitto_sub.
+		{"payload", false, "21.5\n\xff\xfe\nsay \"hi\"\n<&>\n"},
 		{"payload", true, "21.5\xff\xfesay \"hi\"\n<&>"},
-		{"topic", false, "a/b 21.5\nc \xff\xfe\nd \ne say \"hi\"\n<&>\n"},
+		{"topic", false, "a/b 21.5\nc \xff\xfe\nd (null)\ne say \"hi\"\n<&>\n"},
+		{"topic", true, "a/b 21.5c \xff\xfee say \"hi\"\n<&>"},
 		{"json", false, `{"topic":"a/b","qos":1,"retain":false,"payload":"21.5"}
 {"topic":"c","qos":2,"retain":true,"payload_base64":"//4="}
 {"topic":"d","qos":0,"retain":false,"payload":""}
@@ -160,12 +163,12 @@ func TestPrinter(t *testing.T) {
 `},
 	} {
 		var out bytes.Buffer
-		p, err := newPrinter(&out, c.format, c.noNewline)
+		p, err := newPrinter(&out, io.Discard, c.format, false, c.noNewline)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range msgs {
-			if err := p.print(m); err != nil {
+			if err := p.print(m, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -173,8 +176,8 @@ func TestPrinter(t *testing.T) {
 			t.Errorf("format %s (-want +got):\n%s", c.format, diff)
 		}
 	}
-	if _, err := newPrinter(io.Discard, "xml", false); err == nil {
-		t.Error("format xml accepted")
+	if _, err := newPrinter(io.Discard, io.Discard, "%y", false, false); err == nil {
+		t.Error("format %y accepted")
 	}
 }
 
@@ -202,7 +205,7 @@ func TestSources(t *testing.T) {
 		for _, s := range c.set {
 			c.f.conn.set[s] = true
 		}
-		src, err := openSource(&c.f, strings.NewReader(c.stdin))
+		src, err := openSource(&c.f, strings.NewReader(c.stdin), 1000)
 		if err != nil {
 			t.Errorf("%s: %v", c.name, err)
 			continue
@@ -217,7 +220,7 @@ func TestSources(t *testing.T) {
 	}
 	for _, f := range []pubFlags{{}, {message: "x", null: true}, {stdin: true, lines: true}, {file: filepath.Join(dir, "none")}} {
 		f.conn.set = map[string]bool{}
-		if _, err := openSource(&f, strings.NewReader("")); err == nil {
+		if _, err := openSource(&f, strings.NewReader(""), 1000); err == nil {
 			t.Errorf("openSource(%+v) accepted", f)
 		}
 	}
@@ -233,11 +236,18 @@ func TestRunUsage(t *testing.T) {
 	}{
 		{[]string{"help", "pub"}, 0, "Usage: tern pub", ""},
 		{[]string{"-h"}, 0, "Commands:", ""},
-		{[]string{"pub", "-t", "a", "-m", "x", "extra"}, exitUsage, "", "tern pub: unexpected argument \"extra\"\nRun 'tern pub -help' for usage.\n"},
-		{[]string{"sub", "-t", "a", "-v", "-F", "json"}, exitUsage, "", "-v and -F json contradict"},
-		{[]string{"sub", "-t", "a", "-F", "yaml"}, exitUsage, "", "format must be payload, topic or json"},
-		{[]string{"pub", "-t", "a", "-l", "-repeat", "2"}, exitUsage, "", "-repeat does not go with -l"},
-		{[]string{"pub", "-L", "mqtt://b/x", "-t", "y", "-m", "z"}, exitUsage, "", "the topic is given twice"},
+		// pub and sub exit 1 on bad usage, as mosquitto_pub and mosquitto_sub.
+		{[]string{"pub", "-t", "a", "-m", "x", "extra"}, exitError, "", "tern pub: unexpected argument \"extra\"\nRun 'tern pub -help' for usage.\n"},
+		{[]string{"sub", "-t", "a", "-v", "-F", "json"}, exitError, "", "-v and -F json contradict"},
+		{[]string{"sub", "-t", "a", "-F", "%y"}, exitError, "", "invalid format specifier 'y'"},
+		{[]string{"sub", "-t", "a", "-F", "50%"}, exitError, "", "incomplete format specifier"},
+		{[]string{"sub", "-t", "a", "-F", `\z`}, exitError, "", "invalid escape specifier 'z'"},
+		{[]string{"sub", "-t", "a", "-R", "--retained-only"}, exitError, "", "contradict"},
+		{[]string{"sub", "-t", "a", "-T", "a/#/b"}, exitError, "", "a/#/b"},
+		{[]string{"pub", "-t", "a", "-l", "-repeat", "2"}, exitError, "", "-repeat does not go with -l"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-c"}, exitError, "", "-c needs a client id"},
+		{[]string{"pub", "-t", "a", "-m", "x", "-M", "-1"}, exitError, "", "-M -1"},
+		{[]string{"pub", "-L", "mqtt://b/x", "-t", "y", "-m", "z"}, exitError, "", "the topic is given twice"},
 		{[]string{"broker", "-log", "loud"}, exitUsage, "", "-log \"loud\""},
 		{[]string{"broker", "-require-cert"}, exitUsage, "", "-require-cert needs -cafile"},
 		{[]string{"broker", "-allow-anonymous"}, exitUsage, "", "-allow-anonymous goes with -passwd"},
@@ -246,7 +256,7 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"bench", "-topic", "a/+"}, exitUsage, "", "-topic"},
 		{[]string{"bench", "-filter", "a/#/b"}, exitUsage, "", "-filter"},
 		{[]string{"bench", "-cafile", "x"}, exitUsage, "", "TLS flags need -url"},
-		{[]string{"pub", "-quiet", "-t", "a", "-q", "5", "-m", "x"}, exitUsage, "", ""},
+		{[]string{"pub", "-quiet", "-t", "a", "-q", "5", "-m", "x"}, exitError, "", ""},
 		{[]string{"bench", "-quiet", "-filter", "other/#"}, exitUsage, "", `no -filter "other/#" matches a -topic "bench/%i"`},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -26,8 +26,11 @@ type clientConn struct {
 	logf      func(format string, args ...any)
 	connected bool // event only: a first connection was made
 
-	mu   sync.Mutex
-	lost error // why the connection was lost, once it was
+	mu       sync.Mutex
+	lost     error         // why the connection was lost, once it was
+	lostCh   chan struct{} // closed when lost for good (no reconnection)
+	lostOnce sync.Once
+	final    bool // the client does not reconnect
 }
 
 // dial connects to the broker of d and returns the connection, with errors
@@ -35,7 +38,16 @@ type clientConn struct {
 // refused", "mqtt://localhost:1883 refused the connection: bad user name or
 // password" (exit code 3).
 func dial(ctx context.Context, d *dialConfig, o connOptions) (mqttConn, error) {
-	cc := &clientConn{url: d.url, onMsg: o.onMessage, logf: o.logf, done: make(chan struct{})}
+	cc, err := dialClient(ctx, d, o)
+	if err != nil {
+		return nil, err
+	}
+	return cc, nil
+}
+
+// dialClient is dial for the commands that need more than mqttConn.
+func dialClient(ctx context.Context, d *dialConfig, o connOptions) (*clientConn, error) {
+	cc := &clientConn{url: d.url, onMsg: o.onMessage, logf: o.logf, done: make(chan struct{}), lostCh: make(chan struct{}), final: !o.reconnect}
 	opts := client.Options{
 		Servers:        []string{d.url},
 		ClientID:       d.clientID,
@@ -47,6 +59,9 @@ func dial(ctx context.Context, d *dialConfig, o connOptions) (mqttConn, error) {
 		NoReconnect:    !o.reconnect,
 		MaxInflight:    o.maxInflight,
 		OnEvent:        cc.event,
+		// A command's messages are read through Messages, or by the
+		// DefaultHandler: none is ever left to the client's keeping.
+		DiscardUnhandled: o.onMessage != nil,
 	}
 	if d.keepalive == 0 {
 		opts.KeepAlive = -1 // off, as -k 0 asks
@@ -81,11 +96,11 @@ func dial(ctx context.Context, d *dialConfig, o connOptions) (mqttConn, error) {
 }
 
 // connectErr makes a Connect error one clear line, and a CONNACK refusal
-// exit code 3.
+// exit with its return code, as mosquitto_pub and mosquitto_sub do.
 func connectErr(url string, err error) error {
 	var ce *client.ConnectError
 	if errors.As(err, &ce) {
-		return refused(fmt.Errorf("%s refused the connection: %s", redact(url), ce.Code))
+		return &exitErr{code: int(ce.Code), refusal: true, err: &causeErr{fmt.Sprintf("%s refused the connection: %s", redact(url), ce.Code), err}}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &causeErr{"connect to " + redact(url) + ": timed out", err}
@@ -94,7 +109,7 @@ func connectErr(url string, err error) error {
 		return &causeErr{"connect to " + redact(url) + ": interrupted", err}
 	}
 	s := strings.TrimPrefix(err.Error(), "client: ")
-	s = strings.TrimPrefix(s, "connect to "+url+": ")
+	s = strings.TrimPrefix(s, "connect to "+redact(url)+": ")
 	var dns *net.DNSError
 	if errors.As(err, &dns) {
 		s = dns.Error()
@@ -133,7 +148,9 @@ func (cc *clientConn) event(e client.Event) {
 	if cc.logf != nil {
 		switch e.Kind {
 		case client.ConnectionLost:
-			cc.logf("connection to %s lost: %s; reconnecting", redact(cc.url), trimErr(orLost(e.Err)))
+			if !cc.final {
+				cc.logf("connection to %s lost: %s; reconnecting", redact(cc.url), trimErr(orLost(e.Err)))
+			}
 		case client.Connected:
 			if cc.c != nil && cc.connected {
 				cc.logf("reconnected to %s", redact(cc.url))
@@ -147,7 +164,16 @@ func (cc *clientConn) event(e client.Event) {
 			cc.lost = orLost(e.Err)
 		}
 		cc.mu.Unlock()
+		if cc.final {
+			cc.lostOnce.Do(func() { close(cc.lostCh) })
+		}
 	}
+}
+
+// lostErr is the error of a connection lost for good: exit status 7, as
+// mosquitto_pub's.
+func (cc *clientConn) lostErr() error {
+	return &exitErr{code: exitLost, err: fmt.Errorf("connection to %s lost: %s", redact(cc.url), trimErr(orLost(cc.err())))}
 }
 
 func (cc *clientConn) publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
@@ -186,17 +212,44 @@ func (cc *clientConn) subscribe(ctx context.Context, subs []subscription) error 
 	if _, err := cc.c.Subscribe(ctx, cs...); err != nil {
 		var se *client.SubscribeError
 		if errors.As(err, &se) {
-			return refused(fmt.Errorf("subscription refused by the server: %s", strings.Join(se.Filters, ", ")))
+			return &refusedSubs{filters: se.Filters, all: len(se.Filters) == len(subs)}
 		}
 		return cc.opErr("subscribe", err)
 	}
 	return nil
 }
 
-// opErr names the operation and, when the connection was lost, why.
+// refusedSubs lists the filters the server refused (SUBACK 0x80).
+type refusedSubs struct {
+	filters []string
+	all     bool
+}
+
+func (e *refusedSubs) Error() string {
+	if e.all {
+		return "every subscription was refused by the server: " + strings.Join(e.filters, ", ")
+	}
+	return "subscription refused by the server: " + strings.Join(e.filters, ", ")
+}
+
+func (cc *clientConn) unsubscribe(ctx context.Context, filters []string) error {
+	if err := cc.c.Unsubscribe(ctx, filters...); err != nil {
+		return cc.opErr("unsubscribe", err)
+	}
+	return nil
+}
+
+// opErr names the operation and, when the connection was lost, why (exit
+// status 7, as mosquitto_pub's).
 func (cc *clientConn) opErr(op string, err error) error {
-	if lost := cc.err(); lost != nil && (errors.Is(err, client.ErrConnectionLost) || errors.Is(err, client.ErrNotConnected)) {
-		return &causeErr{op + ": connection to " + redact(cc.url) + " lost: " + trimErr(lost), err}
+	if errors.Is(err, client.ErrConnectionLost) || errors.Is(err, client.ErrNotConnected) {
+		why := "lost"
+		if lost := cc.err(); lost != nil {
+			why += ": " + trimErr(lost)
+		} else if i := strings.LastIndex(err.Error(), " lost: "); i >= 0 {
+			why += err.Error()[i+len(" lost"):]
+		}
+		return &exitErr{code: exitLost, err: &causeErr{op + ": connection to " + redact(cc.url) + " " + why, err}}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &causeErr{op + ": timed out", err}
@@ -217,7 +270,7 @@ func (cc *clientConn) messages() <-chan message {
 						return
 					}
 					select {
-					case cc.msgs <- message{topic: m.Topic, payload: m.Payload, qos: m.QoS, retain: m.Retain}:
+					case cc.msgs <- message{topic: m.Topic, payload: m.Payload, qos: m.QoS, retain: m.Retain, id: m.ID}:
 					case <-cc.done:
 						return
 					}

@@ -12,11 +12,13 @@
 //
 // Run "tern COMMAND -help" for the flags and examples of each command.
 //
-// Exit status: 0 success; 1 error (network, TLS, protocol, file); 2 bad usage
-// (flag, argument, URL); 3 refused by the server (bad credentials, not
-// authorized, subscription refused); 4 timeout (sub -W before -C messages);
-// 5 a bench run saw a QoS guarantee broken (a loss at QoS 1 or 2, a duplicate
-// at QoS 2).
+// Exit status of pub and sub, as mosquitto_pub and mosquitto_sub 2.0: 0
+// success; 1 error (usage, network, TLS, protocol, file, every subscription
+// refused); 1 to 5 the CONNACK return code of a server that refused the
+// connection (4 bad user name or password, 5 not authorized); 7 connection
+// lost; 27 timeout (sub -W). Of broker and bench: 0 success; 1 error; 2 bad
+// usage; 3 refused by the server (bench); 5 a bench run saw a QoS guarantee
+// broken (a loss at QoS 1 or 2, a duplicate at QoS 2).
 package main
 
 import (
@@ -36,19 +38,23 @@ import (
 
 // Exit codes, documented in the package comment and in the help text.
 const (
-	exitOK      = 0
-	exitError   = 1
-	exitUsage   = 2
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2 // pub and sub exit 1 instead, as mosquitto_pub and mosquitto_sub
+	// pub and sub exit with the CONNACK return code of a refused
+	// connection, 1 to 5; bench with exitRefused.
 	exitRefused = 3
-	exitTimeout = 4
 	exitBroken  = 5
+	exitLost    = 7  // MOSQ_ERR_CONN_LOST
+	exitTimeout = 27 // MOSQ_ERR_TIMEOUT
 )
 
 // exitErr carries an error with the exit code it calls for.
 type exitErr struct {
-	code   int
-	err    error
-	silent bool // not printed (pub -quiet)
+	code    int
+	err     error
+	silent  bool // not printed (pub -quiet)
+	refusal bool // a CONNACK refusal; code is its return code
 }
 
 // silence makes err exit with its code without a message.
@@ -71,9 +77,6 @@ func (e *exitErr) Unwrap() error { return e.err }
 func usagef(format string, args ...any) error {
 	return &exitErr{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
-
-// refused wraps err for exit code 3.
-func refused(err error) error { return &exitErr{code: exitRefused, err: err} }
 
 // env is what a command runs with: its streams, and whether stdout is a
 // terminal (for the live progress line of bench). Tests build their own.
@@ -113,12 +116,18 @@ Examples:
   tern sub -t 'sensors/#' -v
   tern pub -t sensors/kitchen -m 21.5 -q 1 -r
 
-Exit status:
+Exit status: of pub and sub (those of mosquitto_pub and mosquitto_sub 2.0)
+  0  success
+  1  error: bad usage, network, TLS, protocol, file; every subscription refused
+  1-5  the server refused the connection: its CONNACK return code
+     (4 bad user name or password, 5 not authorized)
+  7  the connection was lost
+  27 timeout: sub -W elapsed
+of broker and bench
   0  success
   1  error: network, TLS, protocol, file
   2  bad usage: unknown flag, bad argument or URL
-  3  refused by the server: bad credentials, not authorized, subscription refused
-  4  timeout: sub -W elapsed before -C messages arrived
+  3  bench: the server refused the connection
   5  bench saw a QoS guarantee broken: a loss at QoS 1 or 2, a duplicate at QoS 2
 `
 
@@ -174,7 +183,17 @@ func run(ctx context.Context, e *env, args []string) int {
 			continue
 		}
 		err := c.run(ctx, e, args[1:])
-		return report(e, c.name, err)
+		code := report(e, c.name, err)
+		var ee *exitErr
+		switch {
+		case c.name != "pub" && c.name != "sub":
+			if errors.As(err, &ee) && ee.refusal {
+				code = exitRefused
+			}
+		case code == exitUsage:
+			code = exitError // as mosquitto_pub and mosquitto_sub
+		}
+		return code
 	}
 	fmt.Fprintf(e.stderr, "tern: unknown command %q\n", name)
 	fmt.Fprintf(e.stderr, "Run 'tern -help' for the list of commands.\n")

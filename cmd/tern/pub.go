@@ -34,14 +34,24 @@ Examples:
   tern pub -t firmware/v2 -f firmware.bin -q 2
   tern pub -t ping -m hi -repeat 10 -repeat-delay 0.5
   tern pub -t sensors/kitchen -n -r        # remove the retained message
+  tern pub -t jobs -l -q 1 -M 100 -c -i feeder < jobs.txt
 
-Exit status: 0 all published; 1 error; 2 bad usage; 3 refused by the
-server (bad credentials, not authorized).
+Exit status (those of mosquitto_pub 2.0): 0 all published; 1 error or bad
+usage; 1 to 5 the server refused the connection with this CONNACK return code
+(4 bad user name or password, 5 not authorized); 7 the connection was lost
+before every message was complete (a broker closes it, for one, on a message
+over its maximum packet size).
 `
 
-// maxPayload is the largest payload that fits in one MQTT packet along with
-// a short topic: the remaining length is at most 268,435,455 bytes.
-const maxPayload = 268435455 - 2 - 65535 - 2
+// maxPayload is the largest payload that fits in one MQTT packet with the
+// topic tp at QoS qos: the remaining length is at most 268,435,455 bytes.
+func maxPayload(tp string, qos byte) int {
+	n := 268435455 - 2 - len(tp)
+	if qos > 0 {
+		n -= 2 // packet identifier
+	}
+	return n
+}
 
 type pubFlags struct {
 	conn        connFlags
@@ -55,6 +65,8 @@ type pubFlags struct {
 	retain      bool
 	repeat      int
 	repeatDelay time.Duration
+	maxInflight int
+	persistent  bool
 	quiet       bool
 	debug       bool
 }
@@ -73,6 +85,8 @@ func runPub(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.retain, "r", false, "ask the broker to retain the message")
 	fs.IntVar(&f.repeat, "repeat", 1, "publish the message `count` times (not with -l)")
 	fs.Var((*secondsFlag)(&f.repeatDelay), "repeat-delay", "wait this many `seconds` (or a duration) between repeats")
+	fs.IntVar(&f.maxInflight, "M", 0, "the most QoS 1 and 2 `messages` in flight at once with -l (default 20)")
+	fs.BoolVar(&f.persistent, "c", false, "persistent session (clean session off): messages not acknowledged are sent again by the next tern pub -c with the same -i; needs -i")
 	fs.BoolVar(&f.quiet, "quiet", false, "print no error messages")
 	fs.BoolVar(&f.debug, "d", false, "tell on standard error when connected and what was published")
 	if err := parseFlags(e, fs, args, false); err != nil {
@@ -114,12 +128,18 @@ func publish(ctx context.Context, e *env, f *pubFlags) error {
 	if f.lines && f.conn.set["repeat"] {
 		return usagef("-repeat does not go with -l")
 	}
-	src, err := openSource(f, e.stdin)
+	if f.maxInflight < 0 || f.maxInflight > 65535 {
+		return usagef("-M %d: must be between 1 and 65535", f.maxInflight)
+	}
+	if f.persistent && d.clientID == "" {
+		return usagef("-c needs a client id (-i): a persistent session is found again by its id")
+	}
+	src, err := openSource(f, e.stdin, maxPayload(tp, qos))
 	if err != nil {
 		return err
 	}
 
-	c, err := dial(ctx, d, connOptions{clean: true})
+	c, err := dial(ctx, d, connOptions{clean: !f.persistent, maxInflight: f.maxInflight})
 	if err != nil {
 		return err
 	}
@@ -210,7 +230,7 @@ type source func(send func(payload []byte) error) error
 // openSource checks that exactly one message source was chosen and returns
 // it. File and whole-stdin sources are read before connecting, so that a
 // missing file fails before the broker sees anything.
-func openSource(f *pubFlags, stdin io.Reader) (source, error) {
+func openSource(f *pubFlags, stdin io.Reader, limit int) (source, error) {
 	n := 0
 	for _, on := range []bool{f.message != "", f.file != "", f.stdin, f.lines, f.null} {
 		if on {
@@ -232,19 +252,19 @@ func openSource(f *pubFlags, stdin io.Reader) (source, error) {
 	}
 	switch {
 	case f.file != "":
-		b, err := readLimited(f.file, nil)
+		b, err := readLimited(f.file, nil, limit)
 		if err != nil {
 			return nil, err
 		}
 		return one(b), nil
 	case f.stdin:
-		b, err := readLimited("", stdin)
+		b, err := readLimited("", stdin, limit)
 		if err != nil {
 			return nil, err
 		}
 		return one(b), nil
 	case f.lines:
-		return func(send func([]byte) error) error { return eachLine(stdin, send) }, nil
+		return func(send func([]byte) error) error { return eachLine(stdin, send, limit) }, nil
 	case f.null:
 		return one(nil), nil
 	default:
@@ -253,9 +273,12 @@ func openSource(f *pubFlags, stdin io.Reader) (source, error) {
 }
 
 // readLimited reads a whole file (or r when name is empty) of at most
-// maxPayload bytes.
-func readLimited(name string, r io.Reader) ([]byte, error) {
+// limit bytes. A file's size is checked before it is read.
+func readLimited(name string, r io.Reader, limit int) ([]byte, error) {
 	what := "standard input"
+	tooLong := func(n int64) error {
+		return fmt.Errorf("%s: %d bytes or more, longer than the %d bytes an MQTT message can carry with this topic", what, n, limit)
+	}
 	if name != "" {
 		fh, err := os.Open(name)
 		if err != nil {
@@ -263,22 +286,25 @@ func readLimited(name string, r io.Reader) ([]byte, error) {
 		}
 		defer fh.Close()
 		r, what = fh, name
+		if fi, err := fh.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > int64(limit) {
+			return nil, tooLong(fi.Size())
+		}
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxPayload+1))
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", what, pathErr(err))
 	}
-	if len(b) > maxPayload {
-		return nil, fmt.Errorf("%s: longer than the %d bytes an MQTT message can carry", what, maxPayload)
+	if len(b) > limit {
+		return nil, tooLong(int64(len(b)))
 	}
 	return b, nil
 }
 
 // eachLine sends each line of r without its line ending ("\n" or "\r\n").
 // A last line without a newline is sent too.
-func eachLine(r io.Reader, send func([]byte) error) error {
+func eachLine(r io.Reader, send func([]byte) error, limit int) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), maxPayload+2)
+	sc.Buffer(make([]byte, 0, 64*1024), limit+2)
 	sc.Split(scanLines)
 	for sc.Scan() {
 		if err := send(sc.Bytes()); err != nil {

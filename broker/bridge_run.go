@@ -1,0 +1,584 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqttclient "github.com/ternmq/mqtt/client"
+	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/topic"
+)
+
+// bridge is a running Bridge.
+type bridge struct {
+	srv   *Server
+	cfg   Bridge
+	id    string  // client identifier on the remote broker
+	state string  // the notification topic
+	local *client // the subscriber inside the Server
+	rules []bridgeRule
+	opts  mqttclient.Options
+
+	// c is made by run once the Server's store is restored, and ready
+	// closed then: c may be used only after ready is.
+	c     *mqttclient.Client
+	ready chan struct{}
+	store *bridgeSession // with the Server's store; set with c
+
+	ctx    context.Context // ends when the bridge stops
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
+	notify chan struct{} // the link went up or down
+
+	// With a store, incoming QoS 1 and 2 messages are acknowledged by
+	// acker once a sync covers their local copies: one sync for all the
+	// messages published meanwhile.
+	ackMu    sync.Mutex
+	toAck    []*mqttclient.Message
+	ackWake  chan struct{}
+	ackerEnd chan struct{} // closed when acker returns; nil without one
+
+	mu     sync.Mutex
+	events []mqttclient.Event // link changes not yet handled by run
+
+	up        atomic.Bool
+	marked    atomic.Bool // the remote accepted the bridge mark
+	forwarded atomic.Int64
+	received  atomic.Int64
+	dropped   atomic.Int64
+
+	echo echoFilter
+}
+
+// bridgeRule is a BridgeTopic with its filters made once.
+type bridgeRule struct {
+	BridgeTopic
+	local, remote string // the filters
+}
+
+// startBridges starts the bridges of Options; one that cannot start is
+// logged and left out.
+func (s *Server) startBridges() {
+	names := make(map[string]bool)
+	for _, cfg := range s.opts.Bridges {
+		if names[cfg.Name] {
+			s.log.Error("bridge not started: duplicate name", "bridge", cfg.Name)
+			continue
+		}
+		names[cfg.Name] = true
+		b, err := newBridge(s, cfg)
+		if err != nil {
+			s.log.Error("bridge not started", "bridge", cfg.Name, "err", err)
+			continue
+		}
+		s.bridges = append(s.bridges, b)
+		go b.run()
+	}
+}
+
+// stopBridges stops the bridges, bounded by ctx (nil: at once).
+func (s *Server) stopBridges(ctx context.Context) {
+	for _, b := range s.bridges {
+		b.stop(ctx)
+	}
+}
+
+func (s *Server) bridgeStats() []BridgeStats {
+	if len(s.bridges) == 0 {
+		return nil
+	}
+	st := make([]BridgeStats, len(s.bridges))
+	for i, b := range s.bridges {
+		st[i] = BridgeStats{
+			Name:      b.cfg.Name,
+			Connected: b.up.Load(),
+			Marked:    b.marked.Load(),
+			Forwarded: b.forwarded.Load(),
+			Pending:   pending(b.client()),
+			Received:  b.received.Load(),
+			Dropped:   b.dropped.Load(),
+		}
+	}
+	return st
+}
+
+func pending(c *mqttclient.Client) int {
+	if c == nil {
+		return 0
+	}
+	return c.Pending()
+}
+
+func newBridge(s *Server, cfg Bridge) (*bridge, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.Topics = append([]BridgeTopic(nil), cfg.Topics...)
+	b := &bridge{srv: s, cfg: cfg, done: make(chan struct{}), notify: make(chan struct{}, 1)}
+	b.id = cfg.ClientID
+	if b.id == "" {
+		host, _ := os.Hostname()
+		b.id = host + "." + cfg.Name
+	}
+	for _, t := range cfg.Topics {
+		b.rules = append(b.rules, bridgeRule{t, t.localFilter(), t.remoteFilter()})
+	}
+	b.state = cfg.NotificationTopic
+	if b.state == "" {
+		b.state = "$SYS/broker/connection/" + b.id + "/state"
+	}
+	b.opts = mqttclient.Options{
+		Servers:        cfg.URLs,
+		ClientID:       b.id,
+		KeepSession:    !cfg.CleanSession,
+		KeepAlive:      cfg.KeepAlive,
+		Username:       cfg.Username,
+		Password:       cfg.Password,
+		TLSConfig:      cfg.TLSConfig,
+		ReconnectMin:   orDefault(cfg.ReconnectMin, DefaultBridgeReconnectMin),
+		ReconnectMax:   orDefault(cfg.ReconnectMax, DefaultBridgeReconnectMax),
+		MaxInflight:    cfg.MaxInflight,
+		MaxQueued:      orDefault(cfg.MaxQueued, DefaultBridgeMaxQueued),
+		BridgeMark:     !cfg.NoBridgeMark,
+		DefaultHandler: b.incoming,
+		ManualAck:      true, // see acker
+		OnEvent:        b.onEvent,
+		Logger:         s.log.With("bridge", cfg.Name),
+		BatchDelay:     -1, // forwarded at once: a bridge adds no latency of its own
+	}
+	if !cfg.NoNotifications && !cfg.NotificationsLocalOnly {
+		b.opts.Will = &mqttclient.Will{Topic: b.state, Payload: []byte("0"), QoS: 1, Retain: true}
+	}
+	b.ready = make(chan struct{})
+	b.ackWake = make(chan struct{}, 1)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+
+	// The subscriber inside the Server: never in s.clients, so no
+	// connection can take it over.
+	b.local = &client{id: "$bridge/" + cfg.Name, subs: make(map[string]byte), sink: b}
+	b.local.on.Store(true)
+	for _, t := range b.rules {
+		if t.Direction.out() {
+			if err := s.addSub(b.local, []byte(t.local), t.QoS); err != nil {
+				s.removeAllSubs(b.local)
+				b.cancel()
+				return nil, err
+			}
+		}
+	}
+	return b, nil
+}
+
+// start makes the client, on the bridge's store once the Server's store is
+// restored, and reports whether the bridge can run.
+func (b *bridge) start(log interface{ Error(string, ...any) }) bool {
+	s := b.srv
+	if err := s.dur.ready(s); err != nil {
+		log.Error("bridge not started: the store is not restored", "err", err)
+		return false
+	}
+	st, err := s.bridgeStore(b.cfg.Name)
+	if err == nil {
+		if st != nil {
+			b.store, b.opts.Store = st, st
+		}
+		b.c, err = mqttclient.New(b.opts)
+	}
+	if err != nil {
+		log.Error("bridge not started", "err", err)
+		return false
+	}
+	close(b.ready)
+	b.publishState(false)
+	return true
+}
+
+// client returns the bridge's client, or nil before it is made.
+func (b *bridge) client() *mqttclient.Client {
+	select {
+	case <-b.ready:
+		return b.c
+	default:
+		return nil
+	}
+}
+
+func orDefault[T int | time.Duration](v, d T) T {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+// run connects, subscribes on the remote broker, and reports the link's
+// changes, until the bridge stops.
+func (b *bridge) run() {
+	defer close(b.done)
+	log := b.srv.log.With("bridge", b.cfg.Name)
+	if !b.start(log) {
+		// Nothing more is routed to it; what was waits no longer.
+		b.local.mu.Lock()
+		b.srv.removeAllSubs(b.local)
+		b.local.mu.Unlock()
+		b.cancel()
+		return
+	}
+	if b.store != nil {
+		b.ackerEnd = make(chan struct{})
+		go b.acker()
+	}
+	wait := orDefault(b.cfg.ReconnectMin, DefaultBridgeReconnectMin)
+	maxWait := orDefault(b.cfg.ReconnectMax, DefaultBridgeReconnectMax)
+	// The client reconnects on its own once it has connected; the first
+	// connection is this loop's.
+	for {
+		err := b.c.Connect(b.ctx)
+		if err == nil {
+			break
+		}
+		if b.ctx.Err() != nil {
+			return
+		}
+		log.Warn("bridge down", "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+			t.Stop()
+			return
+		}
+		wait = min(2*wait, maxWait)
+	}
+	subscribed := false
+	for {
+		select {
+		case <-b.notify:
+		case <-b.ctx.Done():
+			return
+		}
+		b.mu.Lock()
+		evs := b.events
+		b.events = nil
+		b.mu.Unlock()
+		for _, ev := range evs {
+			switch ev.Kind {
+			case mqttclient.Connected:
+				log.Info("bridge up", "url", ev.URL, "session_present", ev.SessionPresent, "bridge_mark", b.marked.Load())
+				b.up.Store(true)
+				b.publishState(true)
+				b.sendRetained()
+			case mqttclient.ConnectionLost:
+				log.Warn("bridge down", "url", ev.URL, "err", ev.Err)
+				b.up.Store(false)
+				b.publishState(false)
+			}
+		}
+		if !subscribed && b.up.Load() {
+			// Once: the client subscribes again by itself on every
+			// connection whose session the broker did not keep.
+			subscribed = b.subscribe(log)
+		}
+	}
+}
+
+// subscribe asks the remote broker for the incoming topics, and drops the
+// subscriptions of outgoing-only ones a kept session may hold. It reports
+// whether it got its answers.
+func (b *bridge) subscribe(log interface{ Warn(string, ...any) }) bool {
+	ctx, cancel := context.WithTimeout(b.ctx, DefaultConnectTimeout)
+	defer cancel()
+	var subs []mqttclient.Subscription
+	var unsubs []string
+	for _, t := range b.rules {
+		if t.Direction.in() {
+			subs = append(subs, mqttclient.Subscription{Filter: t.remote, QoS: t.QoS})
+		} else if !b.cfg.NoUnsubscribe {
+			unsubs = append(unsubs, t.remote)
+		}
+	}
+	if len(unsubs) > 0 {
+		if err := b.c.Unsubscribe(ctx, unsubs...); err != nil {
+			log.Warn("bridge unsubscribe failed", "err", err)
+			return false
+		}
+	}
+	if len(subs) > 0 {
+		if _, err := b.c.Subscribe(ctx, subs...); err != nil {
+			log.Warn("bridge subscribe failed", "err", err)
+			return !errors.Is(err, mqttclient.ErrConnectionLost) && ctx.Err() == nil
+		}
+	}
+	return true
+}
+
+// onEvent hands the client's connection events to run.
+func (b *bridge) onEvent(ev mqttclient.Event) {
+	if ev.Kind != mqttclient.Connected && ev.Kind != mqttclient.ConnectionLost {
+		return
+	}
+	// Set here, not in run, so that forward and incoming see the link as
+	// it is.
+	if ev.Kind == mqttclient.Connected {
+		b.marked.Store(b.c.BridgeMark())
+	}
+	b.up.Store(ev.Kind == mqttclient.Connected)
+	b.mu.Lock()
+	b.events = append(b.events, ev)
+	b.mu.Unlock()
+	select {
+	case b.notify <- struct{}{}:
+	default:
+	}
+}
+
+// publishState publishes the notification: locally, and on the remote
+// broker when the link is up.
+func (b *bridge) publishState(up bool) {
+	if b.cfg.NoNotifications {
+		return
+	}
+	v := []byte("0")
+	if up {
+		v[0] = '1'
+	}
+	p := packet.Publish{QoS: 1, Retain: true, Topic: []byte(b.state), Payload: v}
+	b.publishLocal(&p)
+	if c := b.client(); up && c != nil && !b.cfg.NotificationsLocalOnly {
+		ctx, cancel := context.WithTimeout(b.ctx, time.Second)
+		c.PublishAsync(ctx, b.state, 1, true, v)
+		cancel()
+	}
+}
+
+// stop stops the bridge: the subscriber leaves the Server, the client
+// disconnects (bounded by ctx; nil: at once), and the state goes to 0.
+func (b *bridge) stop(ctx context.Context) {
+	s := b.srv
+	b.local.mu.Lock()
+	s.removeAllSubs(b.local)
+	b.local.mu.Unlock()
+	b.cancel()
+	<-b.done
+	if b.ackerEnd != nil {
+		<-b.ackerEnd
+	}
+	c := b.client()
+	if c == nil {
+		return
+	}
+	if ctx != nil {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c.Disconnect(dctx)
+		cancel()
+	}
+	c.Close()
+	b.up.Store(false)
+	b.publishState(false)
+}
+
+// forward takes a message routed to the bridge's subscriber. It runs in
+// the publisher's router, before the publisher's acknowledgement: a QoS 1
+// or 2 message is in the bridge's queue (and its store) when it returns.
+func (b *bridge) forward(r *router, p *packet.Publish) bool {
+	var rule *bridgeRule
+	for i := range b.rules {
+		t := &b.rules[i]
+		if t.Direction.out() && topic.Match(t.local, p.Topic) {
+			rule = t
+			break
+		}
+	}
+	if rule == nil {
+		return false
+	}
+	remote := rule.RemotePrefix + string(p.Topic[len(rule.LocalPrefix):])
+	if rule.Pattern == "" {
+		remote = rule.RemotePrefix
+	}
+	retain := r.src != nil && r.src.Retain && !b.cfg.NoOutgoingRetain
+	if b.client() == nil {
+		// Routed before run made the client, which it does as soon
+		// as the store is restored: wait for it, briefly.
+		t := time.NewTimer(bridgeStartWait)
+		select {
+		case <-b.ready:
+		case <-t.C:
+		case <-b.ctx.Done():
+		}
+		t.Stop()
+		if b.client() == nil {
+			b.drop("bridge not started", remote, p.QoS)
+			return false
+		}
+	}
+	if p.QoS == 0 && !b.up.Load() {
+		b.drop("link down", remote, 0)
+		return false
+	}
+	if !b.marked.Load() {
+		b.echo.add(remote, p.Payload)
+	}
+	// Never a wait for room: the publisher's reader routes this while
+	// the store's syncs wait for it (see durable), so a full queue drops
+	// the message, counted and logged, as mosquitto's max_queued_messages.
+	t := b.c.PublishAsync(doneCtx, remote, p.QoS, retain, p.Payload)
+	if err := t.Err(); err != nil {
+		why := err.Error()
+		if errors.Is(err, context.Canceled) {
+			why = "queue full"
+		}
+		b.drop(why, remote, p.QoS)
+		return false
+	}
+	b.forwarded.Add(1)
+	return true
+}
+
+// bridgeStateFilter matches the default state topics of bridges, which
+// clients may publish even where $SYS is reserved (see sysReserved).
+const bridgeStateFilter = "$SYS/broker/connection/+/state"
+
+// bridgeStartWait bounds the wait of a message routed to a bridge before
+// its client is made.
+const bridgeStartWait = 10 * time.Second
+
+// doneCtx is a context that has ended: PublishAsync with it fails at once
+// rather than wait for room.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+func (b *bridge) drop(why, remote string, qos byte) {
+	n := b.dropped.Add(1)
+	if n == 1 || n%1000 == 0 {
+		b.srv.log.Warn("bridge dropped a message", "bridge", b.cfg.Name, "why", why, "topic", remote, "qos", qos, "dropped", n)
+	}
+}
+
+// incoming publishes a message from the remote broker on the local one.
+func (b *bridge) incoming(m *mqttclient.Message) {
+	// A QoS 2 message's exchange is written once it is published here
+	// (or dropped), exactly once: from then on a resend is answered, not
+	// published again.
+	written := m.QoS != 2 || b.store == nil
+	defer func() {
+		if !written {
+			b.store.published()
+		}
+		b.ack(m)
+	}()
+	if !b.marked.Load() && b.echo.take(m.Topic, m.Payload) {
+		b.dropped.Add(1)
+		return
+	}
+	var rule *bridgeRule
+	for i := range b.rules {
+		t := &b.rules[i]
+		if t.Direction.in() && topic.Match(t.remote, m.Topic) {
+			rule = t
+			break
+		}
+	}
+	if rule == nil {
+		return // a subscription the remote session kept from an older configuration
+	}
+	local := rule.LocalPrefix + m.Topic[len(rule.RemotePrefix):]
+	if rule.Pattern == "" {
+		local = rule.LocalPrefix
+	}
+	if err := topic.ValidName([]byte(local)); err != nil {
+		b.drop("bad local topic: "+err.Error(), local, m.QoS)
+		return
+	}
+	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: []byte(local), Payload: m.Payload}
+	b.publishLocal(&p)
+	b.received.Add(1)
+	if !written {
+		b.store.published() // before the sync, after the local copies
+		written = true
+	}
+}
+
+// ack acknowledges an incoming message to the remote broker: at once
+// without a store, or through acker.
+func (b *bridge) ack(m *mqttclient.Message) {
+	if m.QoS == 0 || b.store == nil {
+		m.Ack()
+		return
+	}
+	b.ackMu.Lock()
+	b.toAck = append(b.toAck, m)
+	b.ackMu.Unlock()
+	select {
+	case b.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+// acker acknowledges the incoming messages once their local copies are
+// durable, many per sync, in the order they came (the client keeps that
+// order on the wire anyway [MQTT-4.6.0-2] [MQTT-4.6.0-3]). A message it
+// has not acknowledged when the bridge stops is sent again by the remote.
+func (b *bridge) acker() {
+	defer close(b.ackerEnd)
+	var batch []*mqttclient.Message
+	for {
+		select {
+		case <-b.ackWake:
+		case <-b.ctx.Done():
+			return
+		}
+		b.ackMu.Lock()
+		batch, b.toAck = b.toAck, batch[:0]
+		b.ackMu.Unlock()
+		if err := b.srv.dur.syncAll(); err != nil {
+			// Not acknowledged: the remote sends them again, to a
+			// broker that, with its store failed, acknowledges nothing.
+			b.srv.log.Error("bridge: store failed", "bridge", b.cfg.Name, "err", err)
+			clear(batch)
+			continue
+		}
+		for _, m := range batch {
+			m.Ack()
+		}
+		clear(batch)
+	}
+}
+
+// publishLocal routes p on the local broker as from the bridge: it does
+// not go back out through it.
+func (b *bridge) publishLocal(p *packet.Publish) {
+	s := b.srv
+	r := getRouter()
+	r.noLocal = b.local
+	r.route(s, p)
+	r.noLocal = nil
+	r.flushWakes()
+	putRouter(r)
+}
+
+// sendRetained forwards the local retained messages of the outgoing
+// topics, with RETAIN set, as mosquitto's bridge does on every connection:
+// the remote broker then holds what was retained here while the link was
+// down.
+func (b *bridge) sendRetained() {
+	var r router
+	for i := range b.rules {
+		t := &b.rules[i]
+		if !t.Direction.out() {
+			continue
+		}
+		r.rets = b.srv.retained.Match(t.local, r.rets[:0])
+		for _, m := range r.rets {
+			p := packet.Publish{QoS: min(m.qos, t.QoS), Retain: true, Topic: m.topic, Payload: m.payload}
+			r.src = &p
+			b.forward(&r, &p)
+		}
+	}
+}
