@@ -193,7 +193,7 @@ func (l *Log) snapshot() (int64, error) {
 	// the buffer: the segment must hold them before the snapshot counts,
 	// or a crash would leave a snapshot that is ahead of the log for some
 	// sessions and not for others.
-	if err := l.commit(sync); err != nil {
+	if err := l.commit(sync, false); err != nil {
 		return fail(err)
 	}
 	if sync {

@@ -568,7 +568,7 @@ func (l *Log) Close() error {
 		close(l.tick)
 	}
 	l.wg.Wait()
-	err := l.commit(l.opts.Sync != SyncNever)
+	err := l.commit(l.opts.Sync != SyncNever, false)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cerr := l.f.Close(); err == nil {
