@@ -10,6 +10,7 @@ import (
 
 	mqttclient "github.com/ternmq/mqtt/client"
 	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/store"
 	"github.com/ternmq/mqtt/topic"
 )
 
@@ -466,10 +467,20 @@ func (b *bridge) incoming(m *mqttclient.Message) {
 	// A QoS 2 message's exchange is written once it is published here
 	// (or dropped), exactly once: from then on a resend is answered, not
 	// published again.
+	// Its local copies and its exchange are written in one group of the
+	// store's, kept whole or not at all by a crash (see durable).
 	written := m.QoS != 2 || b.store == nil
+	var g store.Group
+	if !written {
+		g = b.srv.dur.st.Begin()
+	}
+	grouped := !written
 	defer func() {
 		if !written {
 			b.store.published()
+		}
+		if grouped {
+			b.srv.dur.st.End(g)
 		}
 		b.ack(m)
 	}()

@@ -91,16 +91,16 @@ func (b *bridgeSession) Clear() error {
 	return b.storedSession.Clear()
 }
 
-// Sync makes every write to the Server's store durable. It syncs the
-// store itself, not through durable.syncTo, which waits for the routings
-// under way: the client calls Sync holding its lock, which a routing may
-// be waiting for (forward).
+// Sync makes the writes to the Server's store durable. It flushes the
+// store itself (store.Store.Flush), not through durable.syncTo, and without
+// waiting for the groups of the routings under way: the client calls Sync
+// holding its lock, which a routing may be waiting for (forward).
 func (b *bridgeSession) Sync() error {
 	d := b.d
 	if err := d.err(); err != nil {
 		return err
 	}
-	if err := d.st.Sync(); err != nil {
+	if err := d.st.Flush(); err != nil {
 		return d.fail(err)
 	}
 	return nil

@@ -416,7 +416,7 @@ func (c *conn) readLoop() (error, bool) {
 			return err, false
 		}
 		s.traffic.packetsIn.Add(1)
-		c.holdAcks()
+		c.holdAcks(p)
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
 		evs := c.router.evs[:0]

@@ -44,24 +44,17 @@ import (
 // crash in between would lose them (the publisher's resend would be taken
 // for a duplicate). The broker therefore writes it after the routing
 // (storedSession.SaveIncoming holds it), and relies on the store keeping,
-// after a crash, the writes made before some instant (a log does). What
-// remains is narrower: a crash that keeps some of the routed copies and not
-// the packet id makes the resend route the message again, a duplicate for
-// the sessions whose copy was kept. To make that rare, the broker calls one
-// Sync at a time (the others wait, and most find their writes synced when
-// their turn comes: group commit), and each waits first for the routings
-// under way to end (groups), so that the store takes its buffer between
-// two routings; a routing that starts in the microseconds between that wait
-// and the take, a write of the store's own (store.Log writes out its buffer
-// when a compaction switches segments), or a kill in the middle of the
-// store's write, can still be cut: the kill test saw one such duplicate in
-// about 200 kills. Closing it needs the store to make the writes of one
-// routing atomic.
+// after a crash, the writes made before some instant (a log does). The
+// routed copies and the packet id are then written inside one group of the
+// store's (store.Store.Begin), which a crash keeps whole or not at all: a
+// crash can no longer keep some copies without the packet id, whose resend
+// would be routed again, a duplicate for the sessions whose copy was kept.
+// The broker calls one Sync at a time (the others wait, and most find their
+// writes synced when their turn comes: group commit).
 type durable struct {
 	st      store.Store
 	expiry  time.Duration
 	syncMu  sync.Mutex    // held by the one caller of the store's Sync
-	groups  sync.RWMutex  // read-held by each reader while it handles a packet
 	written atomic.Uint64 // writes returned so far
 	synced  atomic.Uint64 // writes known durable
 	failed  atomic.Pointer[error]
@@ -124,8 +117,6 @@ func (d *durable) syncTo(n uint64) error {
 		return d.err() // synced by the caller before
 	}
 	upTo := d.written.Load() // a Sync covers every write returned before it
-	d.groups.Lock()          // let the routings under way end (see durable)
-	d.groups.Unlock()
 	if err := d.st.Sync(); err != nil {
 		return d.fail(err)
 	}
@@ -478,15 +469,22 @@ func (d *durable) close() {
 // PUBLISH before the message is routed (see durable). It is used only with a
 // store.
 type ackGate struct {
-	mu   sync.Mutex
-	held bool          // by the reader; read and written by the reader only
-	seq  atomic.Uint64 // writes made when the reader's last packet was handled
+	mu      sync.Mutex
+	held    bool          // by the reader; read and written by the reader only
+	grouped bool          // a QoS 2 PUBLISH is handled in group
+	group   store.Group   // its group of writes
+	seq     atomic.Uint64 // writes made when the reader's last packet was handled
 }
 
-// holdAcks is called by the reader before it gives a packet to the session.
-func (c *conn) holdAcks() {
-	if c.srv.dur.st != nil {
-		c.srv.dur.groups.RLock()
+// holdAcks is called by the reader before it gives packet p to the
+// session. A QoS 2 PUBLISH is handled in a group of the store's (see
+// durable): its copies and its packet identifier are kept whole or not at
+// all by a crash.
+func (c *conn) holdAcks(p packet.Packet) {
+	if st := c.srv.dur.st; st != nil {
+		if pub, ok := p.(*packet.Publish); ok && pub.QoS == 2 {
+			c.gate.group, c.gate.grouped = st.Begin(), true
+		}
 		c.gate.mu.Lock()
 		c.gate.held = true
 	}
@@ -500,10 +498,13 @@ func (c *conn) releaseAcks() {
 			cl.stored.writeIncoming()
 			cl.mu.Unlock()
 		}
+		if c.gate.grouped {
+			c.srv.dur.st.End(c.gate.group)
+			c.gate.grouped = false
+		}
 		c.gate.seq.Store(c.srv.dur.written.Load())
 		c.gate.held = false
 		c.gate.mu.Unlock()
-		c.srv.dur.groups.RUnlock()
 	}
 }
 

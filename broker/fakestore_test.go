@@ -264,6 +264,13 @@ func (f *fakeStore) Sync() error {
 
 func (f *fakeStore) Close() error { return f.Sync() }
 
+// Groups are not modelled: the fake's crash keeps the synced writes, and
+// the broker syncs only between routings' groups. store.Log's own tests
+// and the kill test check groups.
+func (f *fakeStore) Begin() store.Group { return 0 }
+func (f *fakeStore) End(store.Group)    {}
+func (f *fakeStore) Flush() error       { return f.Sync() }
+
 // fakeSession is the Session of one id, until its Delete.
 type fakeSession struct {
 	f   *fakeStore

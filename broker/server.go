@@ -136,6 +136,8 @@ type Options struct {
 	// OnEvent, when set, is called for connections, disconnections,
 	// messages received and messages dropped, for metrics and audit logs.
 	// It runs on the connection's goroutine and must return quickly.
+	// With a Store, it must not call Server.Publish, which waits for the
+	// store to sync the packet being handled.
 	OnEvent func(e *Event)
 
 	// Store, when set, keeps the persistent sessions (subscriptions,

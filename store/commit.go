@@ -38,15 +38,25 @@ func (l *Log) appended(start int, msg bool) error {
 // write and one fsync: the first to find no flush under way writes
 // everything buffered so far, for all of them (group commit).
 func (l *Log) Sync() error {
-	return l.commit(l.opts.Sync == SyncBatch)
+	return l.commit(l.opts.Sync == SyncBatch, true)
+}
+
+// Flush implements Store.
+func (l *Log) Flush() error {
+	return l.commit(l.opts.Sync == SyncBatch, false)
 }
 
 // commit returns once every record appended before the call is written,
 // and synced if sync.
-func (l *Log) commit(sync bool) error {
+func (l *Log) commit(sync, groups bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	target := l.seq
+	if groups && l.openBefore(target) {
+		// A write of an open group is durable only with its end.
+		l.waitGroups(target)
+		target = l.seq
+	}
 	for {
 		if l.err != nil {
 			return l.err
@@ -137,7 +147,7 @@ func (l *Log) intervalSync() {
 		case <-l.tick:
 			return
 		case <-t.C:
-			if l.commit(true) != nil {
+			if l.commit(true, false) != nil {
 				return // the error stays for every later call
 			}
 		}

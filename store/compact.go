@@ -83,11 +83,13 @@ func (l *Log) snapshot() (int64, error) {
 	// to the old segment, which is synced; those appended from now on go
 	// to the new one.
 	l.mu.Lock()
+	l.quiesce() // no group spans the switch (group.go)
 	for l.flushing {
 		l.cond.Wait()
 	}
 	if l.err != nil || l.closing {
 		err := l.err
+		l.unquiesce()
 		l.mu.Unlock()
 		if err == nil {
 			err = ErrClosed
@@ -108,6 +110,7 @@ func (l *Log) snapshot() (int64, error) {
 	l.flushing = false
 	l.cond.Broadcast()
 	l.done(buf, upto, msgs, sync, werr)
+	l.unquiesce()
 	if werr != nil || cerr != nil {
 		l.mu.Unlock()
 		return 0, errors.Join(werr, cerr)
@@ -151,6 +154,7 @@ func (l *Log) snapshot() (int64, error) {
 			l.mu.Unlock()
 			return fail(ErrClosed)
 		}
+		l.quiesce() // the chunk holds no part of a group (group.go)
 		b = b[:0]
 		for (large != nil || len(sids) > 0) && len(b) < l.chunk {
 			if large != nil {
@@ -175,6 +179,7 @@ func (l *Log) snapshot() (int64, error) {
 			}
 			topics = topics[1:]
 		}
+		l.unquiesce()
 		l.mu.Unlock()
 		if _, err := f.Write(b); err != nil {
 			return fail(err)
@@ -183,6 +188,13 @@ func (l *Log) snapshot() (int64, error) {
 		if l.afterChunk != nil {
 			l.afterChunk()
 		}
+	}
+	// The chunks hold writes made up to now, some perhaps still only in
+	// the buffer: the segment must hold them before the snapshot counts,
+	// or a crash would leave a snapshot that is ahead of the log for some
+	// sessions and not for others.
+	if err := l.commit(sync, false); err != nil {
+		return fail(err)
 	}
 	if sync {
 		if err := f.Sync(); err != nil {

@@ -103,6 +103,12 @@ func (x *index) apply(body []byte) error {
 	f := fields{b: body}
 	kind := f.u8()
 	switch kind {
+	case recGroupBegin, recGroupEnd:
+		// Recovery acts on them (Log.groupCut); they change no state.
+		if _, _, ok := groupMarker(body); !ok {
+			return errBadRecord
+		}
+		return nil
 	case recRetained:
 		qos := f.u8()
 		tl := int(f.u16())

@@ -162,6 +162,15 @@ type Log struct {
 	afterChunk           func() // a test's hook, called between chunks
 	wg                   sync.WaitGroup
 	tick                 chan struct{} // closed to stop the interval goroutine
+
+	// Groups (group.go): the open ones by the record number of their
+	// beginning, the last number handed out, the callers waiting for
+	// groups to end, and the compactions keeping new ones from beginning.
+	open         map[Group]uint64
+	opened       map[Group]logPos // by recovery: groups begun and not ended
+	lastGroup    Group
+	groupWaiters int
+	quiet        int
 }
 
 // Open opens the log in dir, creating the directory if needed, and reads
@@ -303,6 +312,11 @@ func (l *Log) recover() error {
 			return err
 		}
 	}
+	if len(l.opened) > 0 {
+		// A group without its end: cut the log at its beginning, and
+		// read it again (group.go).
+		return l.cutGroup()
+	}
 	// Append to the last segment read, or start the first.
 	if l.seg > first {
 		l.seg--
@@ -397,6 +411,9 @@ func (l *Log) readFile(p string, cut bool) (n int64, whole bool, err error) {
 		}
 		if l.x.apply(body) != nil {
 			break
+		}
+		if kind, g, ok := groupMarker(body); ok && cut {
+			l.sawGroup(kind, g, off)
 		}
 		off += recHeader + bn
 		if cap(body) > 1<<20 {
@@ -551,7 +568,7 @@ func (l *Log) Close() error {
 		close(l.tick)
 	}
 	l.wg.Wait()
-	err := l.commit(l.opts.Sync != SyncNever)
+	err := l.commit(l.opts.Sync != SyncNever, false)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cerr := l.f.Close(); err == nil {

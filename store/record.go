@@ -29,6 +29,8 @@ const (
 	recConnected    = 'O' // sid u32
 	recRetained     = 'R' // qos u8, topic length u16, topic, payload
 	recDeleteRet    = 'Q' // topic (rest)
+	recGroupBegin   = 'G' // group u64: the writes from here to its end are kept whole or not at all
+	recGroupEnd     = 'H' // group u64
 )
 
 const (
@@ -68,6 +70,22 @@ func begin(b []byte, kind byte, sid uint32) ([]byte, int) {
 		b = binary.BigEndian.AppendUint32(b, sid)
 	}
 	return b, start
+}
+
+// appendGroup appends a group marker, recGroupBegin or recGroupEnd.
+func appendGroup(b []byte, kind byte, g Group) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0, kind)
+	b = binary.BigEndian.AppendUint64(b, uint64(g))
+	return end(b, start)
+}
+
+// groupMarker reports whether body is a group marker, and which.
+func groupMarker(body []byte) (kind byte, g Group, ok bool) {
+	if len(body) != 9 || (body[0] != recGroupBegin && body[0] != recGroupEnd) {
+		return 0, 0, false
+	}
+	return body[0], Group(binary.BigEndian.Uint64(body[1:])), true
 }
 
 // end fills in the length and checksum of the record that starts at start.

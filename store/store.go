@@ -30,7 +30,10 @@ type Retained struct {
 // Store is the durable state of a server.
 //
 // Writes may be buffered: they are durable once a later Sync returns (the
-// Session methods' Sync included, which syncs the whole Store). A server
+// Session methods' Sync included, which syncs the whole Store). After a
+// crash the store holds a prefix of its writes in the order they were
+// made (at least every write a Sync covered), less the writes of groups
+// that had not ended (see Begin). A server
 // therefore calls Sync before it sends any packet that depends on what it
 // wrote: PUBACK or PUBREC to a publisher once the message is stored for
 // every persistent subscriber and as retained, SUBACK once the
@@ -57,12 +60,37 @@ type Store interface {
 	DeleteRetained(topic []byte) error
 
 	// Sync makes every write made before the call durable. Calls made at
-	// the same time share one flush (group commit).
+	// the same time share one flush (group commit). A write inside a
+	// group is durable only with the whole group: Sync first waits for
+	// the groups open at the call to end.
 	Sync() error
+
+	// Begin opens a group of writes that a crash keeps whole or not at
+	// all: a server routes one QoS 2 message to many sessions, and then
+	// records the publisher's packet identifier, inside a group, so that
+	// a crash cannot keep some copies without the identifier (the
+	// publisher's resend would then be routed again: a duplicate for the
+	// sessions whose copy was kept). Writes made by others while the
+	// group is open may be lost with it by a crash, unless a Sync covered
+	// them. End closes the group; it must be called, and soon: Sync
+	// waits for it. Between Begin and End the caller must not wait for a
+	// Sync.
+	Begin() Group
+	End(Group)
+
+	// Flush is Sync without the wait for open groups, for a caller that
+	// holds a lock the writer of an open group may wait for (a client
+	// inside the server, whose session syncs under its lock). What it
+	// writes after the beginning of a group that then never ends is cut
+	// with that group by a crash.
+	Flush() error
 
 	// Close syncs and releases the store.
 	Close() error
 }
+
+// Group names a group of writes opened by Store.Begin.
+type Group uint64
 
 // Session is the durable state of one client's session: what
 // session.Store keeps (the session state machine writes it), and the

@@ -1,0 +1,164 @@
+package store
+
+import "os"
+
+// Groups keep the writes of one routing whole across a crash (see
+// Store.Begin). The log marks where a group begins and ends; recovery cuts
+// the log at the beginning of the first group that has no end, as it cuts a
+// torn tail. That is safe because nothing after such a beginning was ever
+// reported durable: Sync waits for the groups open at its call to end, and
+// its flush then covers their ends. Cutting there also drops the writes
+// others made meanwhile; none of them was covered by a Sync either.
+//
+// A compaction writes its snapshot from the state in memory, which holds
+// the writes of open groups too. So the switch to a new segment and every
+// chunk of the snapshot wait until no group is open (new groups wait
+// meanwhile): a snapshot then never holds part of a group, and a group
+// that began before the switch has ended before it.
+
+// Begin implements Store.
+func (l *Log) Begin() Group {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.quiet > 0 {
+		l.cond.Wait()
+	}
+	l.lastGroup++
+	g := l.lastGroup
+	if l.err != nil {
+		return g // the writes fail; End does nothing
+	}
+	if l.open == nil {
+		l.open = make(map[Group]uint64)
+	}
+	start := len(l.buf)
+	l.buf = appendGroup(l.buf, recGroupBegin, g)
+	l.appended(start, false)
+	l.open[g] = l.seq
+	return g
+}
+
+// End implements Store.
+func (l *Log) End(g Group) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.open[g]; !ok {
+		return
+	}
+	delete(l.open, g)
+	if l.err == nil {
+		start := len(l.buf)
+		l.buf = appendGroup(l.buf, recGroupEnd, g)
+		l.appended(start, false)
+	}
+	if l.groupWaiters > 0 {
+		l.cond.Broadcast()
+	}
+}
+
+// openBefore reports whether a group that began at or before record seq
+// is open. l.mu is held.
+func (l *Log) openBefore(seq uint64) bool {
+	for _, start := range l.open {
+		if start <= seq {
+			return true
+		}
+	}
+	return false
+}
+
+// waitGroups waits until no group that began at or before record seq is
+// open (or the log failed or closes). l.mu is held.
+func (l *Log) waitGroups(seq uint64) {
+	for l.err == nil && !l.closing && l.openBefore(seq) {
+		l.groupWaiters++
+		l.cond.Wait()
+		l.groupWaiters--
+	}
+}
+
+// quiesce keeps new groups from beginning and waits until none is open;
+// unquiesce lets them begin again. l.mu is held.
+func (l *Log) quiesce() {
+	l.quiet++
+	for l.err == nil && !l.closing && len(l.open) > 0 {
+		l.groupWaiters++
+		l.cond.Wait()
+		l.groupWaiters--
+	}
+}
+
+func (l *Log) unquiesce() {
+	l.quiet--
+	l.cond.Broadcast()
+}
+
+// logPos is a place in the log: a segment and an offset in it.
+type logPos struct {
+	seg uint64
+	off int64
+}
+
+// sawGroup notes a group marker that recovery read at offset off of the
+// segment being read (l.seg).
+func (l *Log) sawGroup(kind byte, g Group, off int64) {
+	l.lastGroup = max(l.lastGroup, g)
+	if kind == recGroupEnd {
+		delete(l.opened, g)
+		return
+	}
+	if l.opened == nil {
+		l.opened = make(map[Group]logPos)
+	}
+	l.opened[g] = logPos{l.seg, off}
+}
+
+// cutGroup cuts the log, as read by recover, at the beginning of the first
+// group that did not end, removes the segments after it, and recovers
+// again from the start: the state read so far holds writes made after
+// that beginning. It is rare (a crash while a group was open), so reading
+// the log twice then costs nothing in the common case.
+func (l *Log) cutGroup() error {
+	first := logPos{seg: ^uint64(0)}
+	for _, p := range l.opened {
+		if p.seg < first.seg || p.seg == first.seg && p.off < first.off {
+			first = p
+		}
+	}
+	_, segs, err := l.files()
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if s > first.seg {
+			if err := os.Remove(l.path("log", s)); err != nil {
+				return err
+			}
+		}
+	}
+	p := l.path("log", first.seg)
+	f, err := os.OpenFile(p, os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil {
+		l.stats.TornBytes += st.Size() - first.off
+	}
+	l.log.Warn("store: cut a group of writes that did not end", "file", p, "offset", first.off)
+	if err := f.Truncate(first.off); err != nil {
+		return err
+	}
+	if l.opts.Sync != SyncNever {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		if err := syncDir(l.dir); err != nil {
+			return err
+		}
+	}
+	torn := l.stats.TornBytes
+	l.x, l.opened, l.base, l.seg = newIndex(), nil, 0, 0
+	l.stats = Stats{TornBytes: torn}
+	return l.recover()
+}
