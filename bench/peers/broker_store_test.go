@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -158,52 +157,13 @@ func pahoPersistent(b *testing.B, url, id string) pahomqtt.Client {
 // temporary directory, with its stock autosave_interval, no inflight or
 // queue limits and TCP_NODELAY, and returns its URL.
 func startMosquittoPersistent(b *testing.B) string {
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		bin = "/usr/sbin/mosquitto"
-		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv("TERN_REQUIRE_PEERS") == "1" {
-				b.Fatal("mosquitto not installed (apt-get install -y mosquitto)")
-			}
-			b.Skip("mosquitto not installed (apt-get install -y mosquitto)")
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	_, port, _ := net.SplitHostPort(addr)
 	dir := b.TempDir()
 	// Started as root, mosquitto drops to user mosquitto: it must be able
 	// to write its database there.
 	for _, d := range []string{dir, filepath.Dir(dir)} {
 		os.Chmod(d, 0o777)
 	}
-	conf := filepath.Join(dir, "mosquitto.conf")
-	cfg := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\n"+
-		"max_inflight_messages 0\nmax_queued_messages 0\nset_tcp_nodelay true\n", port, dir)
-	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", conf)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return "mqtt://" + addr
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("mosquitto did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	br := runMosquitto(b, fmt.Sprintf("persistence true\npersistence_location %s/\n"+
+		"max_inflight_messages 0\nmax_queued_messages 0\nset_tcp_nodelay true\n", dir))
+	return "mqtt://" + br.addr
 }

@@ -144,24 +144,7 @@ func startMochiBroker(b *testing.B) brokerProc {
 }
 
 func startMosquittoBroker(b *testing.B) brokerProc {
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		bin = "/usr/sbin/mosquitto"
-		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv("TERN_REQUIRE_PEERS") == "1" {
-				b.Fatal("mosquitto not installed (apt-get install -y mosquitto)")
-			}
-			b.Skip("mosquitto not installed (apt-get install -y mosquitto)")
-		}
-	}
-	addr := freeAddr(b)
-	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
-	cfg := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmax_queued_messages 0\nset_tcp_nodelay true\n", port)
-	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	return startProc(b, "mosquitto", addr, bin, "-c", conf)
+	return runMosquitto(b, "persistence false\nmax_queued_messages 0\nset_tcp_nodelay true\n")
 }
 
 var brokerRuns atomic.Int64

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,50 +32,10 @@ import (
 const window = 100
 
 // startMosquitto runs a mosquitto for the benchmark, with no inflight or
-// queue limits (nothing dropped) and TCP_NODELAY, and returns its URL. It
-// skips when mosquitto is missing, unless TERN_REQUIRE_PEERS=1.
+// queue limits (nothing dropped) and TCP_NODELAY, and returns its URL.
 func startMosquitto(b *testing.B) (url string, pid int) {
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		bin = "/usr/sbin/mosquitto"
-		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv("TERN_REQUIRE_PEERS") == "1" {
-				b.Fatal("mosquitto not installed (apt-get install -y mosquitto)")
-			}
-			b.Skip("mosquitto not installed (apt-get install -y mosquitto)")
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
-	cfg := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 0\nset_tcp_nodelay true\n", port)
-	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", conf)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return "mqtt://" + addr, cmd.Process.Pid
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("mosquitto did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	br := runMosquitto(b, "persistence false\nmax_inflight_messages 0\nmax_queued_messages 0\nset_tcp_nodelay true\n")
+	return "mqtt://" + br.addr, br.pid
 }
 
 func BenchmarkClientThroughput(b *testing.B) {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -80,47 +79,8 @@ func startIdleBroker(b *testing.B, br string) (addr string, pid int, stop func()
 
 // startMosquittoIdle runs mosquitto with its defaults on a free port.
 func startMosquittoIdle(b *testing.B) (addr string, pid int) {
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		bin = "/usr/sbin/mosquitto"
-		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv("TERN_REQUIRE_PEERS") == "1" {
-				b.Fatal("mosquitto not installed (apt-get install -y mosquitto)")
-			}
-			b.Skip("mosquitto not installed (apt-get install -y mosquitto)")
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr = l.Addr().String()
-	l.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
-	cfg := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n", port)
-	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", conf)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr, cmd.Process.Pid
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("mosquitto did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	br := runMosquitto(b, "persistence false\nmax_connections -1\n")
+	return br.addr, br.pid
 }
 
 // TestIdleChild is the broker process of BenchmarkIdleConnections for tern
