@@ -112,7 +112,9 @@ type Client struct {
 	backoff    time.Duration  // the reconnection wait, kept while connections die young
 	stats      stats
 
-	wake chan struct{} // tells the writer there is something to send
+	wake     chan struct{} // tells the writer there is something to send
+	lowWater int           // queued messages at or below which a publisher waiting for room is woken
+	roomQ0   bool          // a QoS 0 message waits for room: woken by any write
 
 	wg       sync.WaitGroup // the connection manager
 	managerG atomic.Int64   // goroutine id of the connection manager
@@ -176,6 +178,10 @@ func New(opts Options) (*Client, error) {
 		subs:    make(map[string]byte),
 		wake:    make(chan struct{}, 1),
 	}
+	// Up to 64 at a time: the session recycles that many more messages
+	// than its window; more would be allocated anew.
+	q := orDefault(opts.MaxQueued, DefaultMaxQueued)
+	c.lowWater = max(q-64, q*3/4)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.disp.init(c, orDefault(opts.MaxPending, DefaultMaxPending))
 	return c, nil
@@ -529,7 +535,7 @@ func (c *Client) kick() {
 func (c *Client) broadcast() {
 	if c.room != nil {
 		close(c.room)
-		c.room = nil
+		c.room, c.roomQ0 = nil, false
 	}
 	c.wakeWriteWaiters(true)
 }
@@ -594,9 +600,10 @@ func (c *Client) writer(cn *conn) {
 		if len(buf) > 0 {
 			c.takenGen++
 			gen = c.takenGen
-			if c.room != nil {
-				close(c.room) // QoS 0 messages left the outbox
-				c.room = nil
+			// QoS 0 messages left the outbox, or queued ones left the queue.
+			if c.room != nil && (c.roomQ0 || c.s.Queued() <= c.lowWater) {
+				close(c.room)
+				c.room, c.roomQ0 = nil, false
 			}
 		}
 		deadline := c.s.Deadline()
@@ -753,9 +760,11 @@ func (c *Client) event(ev session.Event) {
 			delete(c.tokens, ev.Handle)
 			t.complete(nil, ev.PacketID)
 		}
-		if c.room != nil {
+		// A publisher that filled the queue is woken once some room is
+		// free (see lowWater), not for every acknowledgement.
+		if c.room != nil && c.s.Queued() <= c.lowWater {
 			close(c.room)
-			c.room = nil
+			c.room, c.roomQ0 = nil, false
 		}
 	case session.EventDropped:
 		if t, ok := c.tokens[ev.Handle]; ok {
