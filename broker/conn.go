@@ -67,7 +67,30 @@ func newConn(s *Server, nc net.Conn) *conn {
 // wake tells the writer that the session may have packets to send,
 // starting it if it does not run.
 func (c *conn) wake() {
+	if c.claimWriter() {
+		go c.writeLoop()
+	}
+}
+
+// writeHere is wake for the connection's own reader: the writer, if it does
+// not run, runs on the caller's goroutine. Only without a store: there a
+// batch waits for its fsync before it is written, and the reader must go on
+// reading meanwhile, so that the next fsync covers more messages.
+func (c *conn) writeHere() {
+	if c.srv.dur.st != nil {
+		c.wake()
+		return
+	}
+	if c.claimWriter() {
+		c.writeLoop()
+	}
+}
+
+// claimWriter reports whether the caller must run the writer: it did not
+// run and may start. Otherwise the running writer flushes once more.
+func (c *conn) claimWriter() bool {
 	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	switch {
 	case c.wclosed:
 	case c.wrunning:
@@ -75,9 +98,9 @@ func (c *conn) wake() {
 	default:
 		c.wrunning = true
 		c.srv.wg.Add(1) // the reader's own count keeps wg above zero here
-		go c.writeLoop()
+		return true
 	}
-	c.wmu.Unlock()
+	return false
 }
 
 // stopWriter keeps writers from starting and waits for the running one to
@@ -389,7 +412,7 @@ func (c *conn) readLoop() (error, bool) {
 	s := c.srv
 	cl := c.cl
 	for {
-		if c.pr == nil || c.pr.r.Buffered() == 0 && len(c.router.pending) == 0 {
+		if (c.pr == nil || c.pr.r.Buffered() == 0 && len(c.router.pending) == 0) && (c.pr == nil || !c.linger()) {
 			// Idle until the next bytes: the connection gives its
 			// Reader back, so that an idle connection holds no read
 			// buffer, and waits on a small one of its own, or with
@@ -412,6 +435,13 @@ func (c *conn) readLoop() (error, bool) {
 			c.pr = s.getReader(c)
 		}
 		p, err := c.pr.r.ReadPacket()
+		if err == errLinger {
+			// Nothing came while lingering: the Reader, which holds
+			// nothing, forgets the error, and the connection waits as
+			// an idle one.
+			c.pr.r.Reset(&c.pr.src)
+			continue
+		}
 		if err != nil {
 			return err, false
 		}
@@ -607,7 +637,7 @@ func (c *conn) finish(why error) {
 			c.router.route(s, w)
 		}
 	}
-	c.router.flushWakes()
+	c.router.flushWakes(nil)
 	if why == io.EOF {
 		why = io.ErrUnexpectedEOF // the client went away without DISCONNECT
 	}
@@ -707,6 +737,9 @@ func (c *conn) flush() error {
 	}
 }
 
+// errLinger ends a read that lingered in vain (see linger).
+var errLinger = errors.New("broker: nothing came while lingering")
+
 // connReader is the conn as the io.Reader under its packet.Reader: it runs
 // the keepalive when a read deadline passes, so that the packet.Reader, whose
 // errors are final, sees only the errors that end the connection.
@@ -724,11 +757,19 @@ func (r *connReader) Read(p []byte) (int, error) {
 	}
 	// Every packet read so far is handled: wake the writers that have
 	// something to send before waiting for more.
-	c.router.flushWakes()
+	c.router.flushWakes(c)
 	for {
 		n, err := c.nc.Read(p)
 		if n > 0 {
 			c.srv.traffic.bytesIn.Add(int64(n))
+		}
+		if r := c.router; r.lingering && (n > 0 || err != nil) {
+			r.lingering = false
+			if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && c.stop.Load() == running {
+				r.lingered = true
+				return 0, errLinger
+			}
+			c.pk.busy()
 		}
 		if err == nil || n > 0 || c.cl == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err

@@ -20,6 +20,10 @@ func (c *conn) idleRead() (int, error, bool) {
 	return n, err, false
 }
 
+// linger is the Linux connection's wait before parking; elsewhere the
+// reader waits in idleRead.
+func (c *conn) linger() bool { return false }
+
 type poller struct{}
 
 func (p *poller) stop() {}

@@ -450,7 +450,7 @@ func (s *Server) Publish(p *packet.Publish) error {
 	}
 	r := getRouter()
 	r.route(s, p)
-	r.flushWakes()
+	r.flushWakes(nil)
 	putRouter(r)
 	return s.dur.syncAll()
 }
