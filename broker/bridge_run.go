@@ -570,7 +570,7 @@ func (b *bridge) publishLocal(p *packet.Publish) {
 	r.noLocal = b.local
 	r.route(s, p)
 	r.noLocal = nil
-	r.flushWakes()
+	r.flushWakes(nil)
 	putRouter(r)
 }
 

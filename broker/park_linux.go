@@ -117,6 +117,40 @@ func (c *conn) shrinkIfParked() {
 	}
 }
 
+// parkAfter is how long a connection that has just had bytes waits for more
+// in the Go runtime's poller before it parks: parking and waking again cost
+// system calls and a goroutine each time, which a busy connection, whose
+// socket is empty for microseconds between packets, would pay per packet.
+var parkAfter = 100 * time.Millisecond
+
+// linger prepares the reader, about to read the next packet with nothing
+// buffered, to wait for it up to parkAfter in the Go runtime's poller, into
+// its read buffer (connReader returns errLinger when the time passes). It
+// reports false when the connection should give back its read buffer and
+// wait as an idle one instead: it cannot park (it waits that way anyway),
+// it is new (a device that connects and goes quiet parks at once), or it
+// has just lingered in vain.
+func (c *conn) linger() bool {
+	pk := &c.pk
+	r := c.router
+	if pk.rc == nil || pk.since.Load() == 0 || c.nc == nil || r.lingered {
+		r.lingered = false
+		return false
+	}
+	cl := c.cl
+	cl.mu.Lock()
+	d := cl.sess.Deadline()
+	cl.mu.Unlock()
+	until := time.Now().Add(parkAfter)
+	if !d.IsZero() && d.Before(until) {
+		until = d // the keepalive comes first: connReader runs it
+	} else {
+		r.lingering = true
+	}
+	c.nc.SetReadDeadline(until)
+	return true
+}
+
 // idleRead waits for the next bytes of an idle connection, into
 // c.router.idle. It
 // reports parked when the connection is left waiting without a goroutine.
@@ -143,7 +177,7 @@ func (c *conn) idleRead() (int, error, bool) {
 		}
 		// Every packet read so far is handled: wake the writers that
 		// have something to send before waiting.
-		c.router.flushWakes()
+		c.router.flushWakes(c)
 		now := time.Now()
 		cl := c.cl
 		cl.mu.Lock()

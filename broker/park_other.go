@@ -13,12 +13,17 @@ type parking struct{}
 
 func (pk *parking) init(c *conn)     {}
 func (pk *parking) forget(s *Server) {}
+func (pk *parking) busy()            {}
 func (c *conn) unpark()              {}
 func (c *conn) shrinkIfParked()      {}
 func (c *conn) idleRead() (int, error, bool) {
 	n, err := (*connReader)(c).Read(c.router.idle[:])
 	return n, err, false
 }
+
+// linger is the Linux connection's wait before parking; elsewhere the
+// reader waits in idleRead.
+func (c *conn) linger() bool { return false }
 
 type poller struct{}
 

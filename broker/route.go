@@ -73,11 +73,14 @@ type router struct {
 
 	// A connection's reader keeps its other scratch here too, so that a
 	// parked connection holds none of it.
-	idle    [64]byte        // where an idle connection's next bytes land
-	pending []byte          // bytes read into idle, not yet taken by the packet reader
-	readErr error           // the error that came with the pending bytes
-	evs     []session.Event // events of the packet being handled
-	codes   []byte          // SUBACK return codes
+	idle    [64]byte // where an idle connection's next bytes land
+	pending []byte   // bytes read into idle, not yet taken by the packet reader
+	readErr error    // the error that came with the pending bytes
+	// lingering: the read deadline is the end of a linger (see linger),
+	// not the keepalive's; lingered: the last linger ended without bytes.
+	lingering, lingered bool
+	evs                 []session.Event // events of the packet being handled
+	codes               []byte          // SUBACK return codes
 
 	// src is the message being routed, for bridges (RETAIN as published).
 	src *packet.Publish
@@ -96,14 +99,26 @@ func (r *router) later(c *conn) {
 	}
 }
 
-// flushWakes wakes the writers recorded by later.
-func (r *router) flushWakes() {
+// flushWakes wakes the writers recorded by later. The writer of self, the
+// connection whose reader calls (nil for none), runs on the caller's
+// goroutine, after the others are woken: the reader is about to wait for the
+// network anyway, and a goroutine started per batch of acknowledgements costs
+// more than the write itself.
+func (r *router) flushWakes(self *conn) {
+	here := false
 	for _, c := range r.wakes {
 		c.wakePending.Store(false)
+		if c == self {
+			here = true
+			continue
+		}
 		c.wake()
 	}
 	clear(r.wakes)
 	r.wakes = r.wakes[:0]
+	if here {
+		self.writeHere()
+	}
 }
 
 var routerPool = sync.Pool{New: func() any { return new(router) }}
@@ -206,9 +221,12 @@ func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 	}
 	c := cl.conn
 	info := cl.info
+	// A message that only joins the queue, behind a full window of
+	// messages in flight, gives the writer nothing to send yet.
+	out := cl.sess.HasOutgoing()
 	cl.mu.Unlock()
 	if err == nil {
-		if c != nil {
+		if c != nil && out {
 			r.later(c)
 		}
 		return true

@@ -181,7 +181,7 @@ func (s *Server) sysPublish(name string, payload []byte) {
 	s.sys.retained.Set(name, m)
 	r := getRouter()
 	r.route(s, &packet.Publish{Topic: m.topic, Payload: m.payload, QoS: m.qos})
-	r.flushWakes()
+	r.flushWakes(nil)
 	putRouter(r)
 }
 

@@ -44,6 +44,7 @@ import (
 //	p50-µs, p99-µs       latency from publish to delivery
 //	broker-cpu-ns/msg    the broker process's CPU time per delivery
 //	driver-cpu-ns/msg    this process's (the paho clients') CPU time per delivery
+//	broker-rw-calls/msg  the broker's read and write system calls per delivery
 //	lost                 deliveries that never came (after 5 s without any)
 //
 // Run with a fixed count so that the brokers carry the same load, and
@@ -131,7 +132,10 @@ func goBuild(b *testing.B, pkg string) string {
 }
 
 func startTernBroker(b *testing.B, name string, flags ...string) brokerProc {
-	bin := goBuild(b, "github.com/ternmq/mqtt/cmd/tern")
+	bin := os.Getenv("TERN_BIN")
+	if bin == "" {
+		bin = goBuild(b, "github.com/ternmq/mqtt/cmd/tern")
+	}
 	addr := freeAddr(b)
 	args := append([]string{"broker", "-listen", "mqtt://" + addr, "-log", "warn"}, flags...)
 	return startProc(b, name, addr, bin, args...)
@@ -199,7 +203,7 @@ func brokerLoad(b *testing.B, br brokerProc, pubs, subs int, qos byte, endToEnd 
 	b.SetBytes(64)
 	b.ResetTimer()
 	start := time.Now()
-	cpu0, broker0 := processCPU(), threadsCPU(br.pid)
+	cpu0, broker0, rw0 := processCPU(), threadsCPU(br.pid), ioCalls(br.pid)
 	var wg sync.WaitGroup
 	for i, c := range clients {
 		n := b.N / pubs
@@ -223,7 +227,7 @@ func brokerLoad(b *testing.B, br brokerProc, pubs, subs int, qos byte, endToEnd 
 		}
 	}
 	b.StopTimer()
-	cpu1, broker1 := processCPU(), threadsCPU(br.pid)
+	cpu1, broker1, rw1 := processCPU(), threadsCPU(br.pid), ioCalls(br.pid)
 	received := got.Load()
 	end := time.Unix(0, last.Load())
 	if received == 0 {
@@ -241,7 +245,32 @@ func brokerLoad(b *testing.B, br brokerProc, pubs, subs int, qos byte, endToEnd 
 	b.ReportMetric(float64(all[len(all)*99/100])/1e3, "p99-µs")
 	b.ReportMetric(float64(broker1-broker0)/float64(received), "broker-cpu-ns/msg")
 	b.ReportMetric(float64(cpu1-cpu0)/float64(received), "driver-cpu-ns/msg")
+	if rw0 >= 0 && rw1 >= 0 {
+		b.ReportMetric(float64(rw1-rw0)/float64(received), "broker-rw-calls/msg")
+	}
 	b.ReportMetric(float64(want-received), "lost")
+}
+
+// ioCalls returns the read and write system calls process pid has made
+// (syscr and syscw of /proc/pid/io: read, recv, write, send and their
+// kin; not epoll or futex), or -1 where the file cannot be read.
+func ioCalls(pid int) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if ok && (k == "syscr" || k == "syscw") {
+			c, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return -1
+			}
+			n += c
+		}
+	}
+	return n
 }
 
 // threadsCPU returns the CPU time the threads of process pid have used,
