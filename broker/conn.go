@@ -57,11 +57,15 @@ type conn struct {
 	will   *packet.Publish // nil without a will, or after DISCONNECT
 	router *router         // scratch lent from routerPool, except while parked
 	pk     parking         // how an idle connection waits without a goroutine
-	gate   ackGate         // with a store: the acknowledgements wait for routing
+	gate   *ackGate        // with a store: the acknowledgements wait for routing; else nil
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{srv: s, nc: nc}
+	c := &conn{srv: s, nc: nc}
+	if s.dur.st != nil {
+		c.gate = new(ackGate)
+	}
+	return c
 }
 
 // wake tells the writer that the session may have packets to send,
