@@ -216,7 +216,7 @@ func (c *conn) end() {
 // goes on.
 func (c *conn) readConnect() (*packet.Connect, bool) {
 	s := c.srv
-	c.info.RemoteAddr = c.nc.RemoteAddr()
+	c.info.RemoteAddr = compactAddr(c.nc.RemoteAddr())
 	deadline := time.Now().Add(s.opts.ConnectTimeout)
 	c.nc.SetReadDeadline(deadline)
 	if c.stop.Load() != running {
