@@ -75,7 +75,8 @@ func (s *Session) Shrink() {
 		s.spare = nil // all of it: remade when packets flow
 		return
 	}
-	// Something still waits: keep the queues, drop the reusable messages
-	// and scratch.
-	x.free, x.check, x.storeMsg, x.sp = nil, nil, nil, nil
+	// Something still waits: keep the queues, drop the reusable messages,
+	// the scratch and the bitmap of packet ids (remade from byID and subs
+	// when many are in use again).
+	x.free, x.check, x.storeMsg, x.sp, x.bits = nil, nil, nil, nil, nil
 }

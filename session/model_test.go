@@ -268,7 +268,7 @@ func (m *model) checkInvariants(e *endpoint) {
 		if x.id == 0 || s.byID[x.id] != x {
 			m.fail("%s: inflight message %d with id %d not indexed", e.name, x.h, x.id)
 		}
-		if s.bits != nil && s.bits[x.id>>6]&(1<<(x.id&63)) == 0 {
+		if s.spare != nil && s.spare.bits != nil && s.spare.bits[x.id>>6]&(1<<(x.id&63)) == 0 {
 			m.fail("%s: id %d in flight but free in the bitmap", e.name, x.id)
 		}
 		if x.next != nil && x.next.h <= x.h {

@@ -210,7 +210,7 @@ func (s *Session) Deadline() time.Time {
 	if s.keepAlive == 0 || s.state == offline {
 		return time.Time{}
 	}
-	ka := int64(s.keepAlive)
+	ka := int64(s.keepAlive) * int64(time.Second)
 	d := s.lastRecv + ka*3/2
 	if s.role == Client && s.state == online && !s.pingQd {
 		d = min(d, s.lastSent+ka)
@@ -232,7 +232,7 @@ func (s *Session) Tick(now time.Time) error {
 	if s.keepAlive == 0 || s.state == offline {
 		return nil
 	}
-	ka, t := int64(s.keepAlive), stamp(now)
+	ka, t := int64(s.keepAlive)*int64(time.Second), stamp(now)
 	if t-s.lastRecv >= ka*3/2 {
 		return &Error{Kind: ErrTimeout, Rule: "MQTT-3.1.2-24", Reason: "nothing received for 1.5 times the keepalive period"}
 	}
@@ -253,10 +253,14 @@ func (s *Session) allocID() (uint16, bool) {
 	if used >= 65535 {
 		return 0, false
 	}
-	if s.bits == nil && used >= bitsThreshold {
-		s.makeBits()
+	var b *[1024]uint64
+	if s.spare != nil {
+		b = s.spare.bits
 	}
-	if s.bits == nil {
+	if b == nil && used >= bitsThreshold {
+		b = s.makeBits()
+	}
+	if b == nil {
 		for {
 			s.nextID++
 			if s.nextID == 0 {
@@ -271,35 +275,37 @@ func (s *Session) allocID() (uint16, bool) {
 	}
 	start := uint32(s.nextID) + 1
 	w := start >> 6 & 1023
-	free := ^s.bits[w] &^ (1<<(start&63) - 1)
+	free := ^b[w] &^ (1<<(start&63) - 1)
 	for i := 0; i <= 1024; i++ {
 		if free != 0 {
 			id := uint16(w<<6 | uint32(bits.TrailingZeros64(free)))
-			s.bits[id>>6] |= 1 << (id & 63)
+			b[id>>6] |= 1 << (id & 63)
 			s.nextID = id
 			return id, true
 		}
 		w = (w + 1) & 1023
-		free = ^s.bits[w]
+		free = ^b[w]
 	}
 	return 0, false
 }
 
-// makeBits builds the bitmap of ids in use.
-func (s *Session) makeBits() {
-	s.bits = new([1024]uint64)
-	s.bits[0] = 1 // id 0 is never used
+// makeBits builds the bitmap of ids in use, from byID and subs.
+func (s *Session) makeBits() *[1024]uint64 {
+	b := new([1024]uint64)
+	b[0] = 1 // id 0 is never used
 	for id := range s.byID {
-		s.bits[id>>6] |= 1 << (id & 63)
+		b[id>>6] |= 1 << (id & 63)
 	}
 	for id := range s.subs {
-		s.bits[id>>6] |= 1 << (id & 63)
+		b[id>>6] |= 1 << (id & 63)
 	}
+	s.spares().bits = b
+	return b
 }
 
 func (s *Session) releaseID(id uint16) {
-	if s.bits != nil {
-		s.bits[id>>6] &^= 1 << (id & 63)
+	if s.spare != nil && s.spare.bits != nil {
+		s.spare.bits[id>>6] &^= 1 << (id & 63)
 	}
 }
 

@@ -213,7 +213,7 @@ type Session struct {
 	pingQd      bool   // client: PINGREQ in the outbox
 	nextID      uint16 // the last packet id handed out
 	maxInflight uint16
-	keepAlive   time.Duration
+	keepAlive   uint16 // seconds
 	lastSent    int64
 	lastRecv    int64
 
@@ -225,7 +225,6 @@ type Session struct {
 	queue    list                // messages waiting for a slot or a connection
 	byID     map[uint16]*message // inflight by packet id
 	subs     map[uint16]request  // SUBSCRIBE and UNSUBSCRIBE awaiting answers
-	bits     *[1024]uint64       // packet ids in use, made once many are
 	in       map[uint16]inState  // incoming QoS 2 exchanges awaiting PUBREL
 	inQ1     map[uint16]Tag      // ManualAck: incoming QoS 1 awaiting Ack
 	spare    *spare              // made while packets flow, dropped by Shrink
@@ -235,15 +234,16 @@ type Session struct {
 // use and dropped by Shrink once its queues are empty, so that an idle
 // session holds none of it (and a Session fits a smaller size class).
 type spare struct {
-	out     []outItem    // the outbox
-	outHead int          // out[:outHead] are handed out
-	slab    []byte       // encoded bytes of the outbox's raw items
-	pendQ0  int          // QoS 0 PUBLISH packets in the outbox
-	pendQ0B int          // their encoded bytes
-	events  []Event      // events not yet returned by NextEvent
-	evHead  int          // events[:evHead] are returned
-	acks    []pendingAck // ManualAck: awaiting Ack, in arrival order
-	ackHead int          // acks[:ackHead] are gone
+	out     []outItem     // the outbox
+	outHead int           // out[:outHead] are handed out
+	slab    []byte        // encoded bytes of the outbox's raw items
+	pendQ0  int           // QoS 0 PUBLISH packets in the outbox
+	pendQ0B int           // their encoded bytes
+	events  []Event       // events not yet returned by NextEvent
+	evHead  int           // events[:evHead] are returned
+	acks    []pendingAck  // ManualAck: awaiting Ack, in arrival order
+	ackHead int           // acks[:ackHead] are gone
+	bits    *[1024]uint64 // packet ids in use, made once many are; remade after Shrink
 
 	free     []*message      // reusable messages
 	check    []byte          // scratch for validating topics
@@ -467,7 +467,7 @@ func (s *Session) dropAllIncoming() error {
 }
 
 func (s *Session) startKeepAlive(seconds uint16, now time.Time) {
-	s.keepAlive = time.Duration(seconds) * time.Second
+	s.keepAlive = seconds
 	s.lastSent, s.lastRecv = stamp(now), stamp(now)
 	s.pingOut, s.pingQd = false, false
 }
