@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -92,17 +91,6 @@ func throughput(b *testing.B, url string, qos byte, size int) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
 	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/msg")
-}
-
-// processCPU returns the CPU time the process (both clients, and tern's
-// broker when it is the one used) has used: on a busy machine it measures
-// cost better than the elapsed time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkClientRoundTrip(b *testing.B) {

@@ -5,24 +5,12 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ternmq/mqtt/internal/testcert"
 	"github.com/ternmq/mqtt/transport"
 )
-
-// cpuTime returns the CPU time used by this process so far (user and
-// system, all threads). On a loaded machine wall time per op says more
-// about the neighbours than about the code; cpu-ns/op does not.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // transportPair returns a connected client and server on loopback for the
 // scheme, made by transport.Dial and transport.Listen.
@@ -98,7 +86,7 @@ func BenchmarkTransport(b *testing.B) {
 				}
 				b.SetBytes(int64(size.n))
 				b.ReportAllocs()
-				cpu0 := cpuTime()
+				cpu0 := processCPU()
 				b.ResetTimer()
 				errc := make(chan error, 1)
 				go func() {
@@ -119,7 +107,7 @@ func BenchmarkTransport(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+				b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 			})
 		}
 	}

@@ -18,13 +18,17 @@
 // packets waiting, one that writes them in batches, with one write per batch.
 // A publisher hands a message to each subscriber's session (a copy into that
 // session's reused buffers) and wakes its writer once per batch of packets
-// read; it never waits for a subscriber's network.
+// read; it never waits for a subscriber's network. The acknowledgements a
+// reader produces it writes itself, before it waits for more bytes.
 //
 // An idle connection holds no read or write buffer. On Linux, an idle plain
 // TCP or Unix connection holds no goroutine either: it is parked, its socket
 // watched by the Server's own epoll instance and its keepalive deadline by a
 // heap of deadlines, and a goroutine starts again when bytes or the deadline
-// come. Once idle for a quarter of a second (a new connection at once), it
+// come. A connection parks once nothing has come for a tenth of a second (a
+// new one at once): a busy connection waits for its next packet in the Go
+// runtime's poller, as parking per packet would cost more than it saves.
+// Once idle for a quarter of a second (a new connection at once), it
 // also gives back its net.Conn, and with it the Go runtime's state for the
 // socket, keeping only a duplicate of the socket's descriptor; bytes to read
 // or to write make a net.Conn again. That leaves about 1.7 KB of memory per

@@ -13,6 +13,7 @@ type parking struct{}
 
 func (pk *parking) init(c *conn)     {}
 func (pk *parking) forget(s *Server) {}
+func (pk *parking) busy()            {}
 func (c *conn) unpark()              {}
 func (c *conn) shrinkIfParked()      {}
 func (c *conn) idleRead() (int, error, bool) {

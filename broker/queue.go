@@ -45,15 +45,39 @@ const dropLogInterval = time.Second
 
 // countDrop counts a message dropped because cl's queue is full, in the
 // Server's and in cl's counters, and logs it at warn level unless a drop was
-// logged less than dropLogInterval ago.
+// logged less than dropLogInterval ago; then a line at the end of that
+// interval gives the drops not logged, so that the log accounts for every
+// drop of a burst shorter than the interval too.
 func (s *Server) countDrop(cl *client, p *packet.Publish) {
 	total := s.dropped.Add(1)
 	n := cl.drops.Add(1)
 	now := time.Now().UnixNano()
 	last := s.dropLog.Load()
 	if now-last >= int64(dropLogInterval) && s.dropLog.CompareAndSwap(last, now) {
+		s.dropLogged.Store(total)
 		s.log.Warn("queue full: message dropped", "client", cl.id, "qos", p.QoS, "topic", string(p.Topic),
 			"client_dropped", n, "dropped", total)
+		return
+	}
+	if !s.dropTail.CompareAndSwap(false, true) {
+		return // a line is due already
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.dropTail.Store(false)
+	} else {
+		s.dropTimer = time.AfterFunc(time.Duration(last+int64(dropLogInterval)-now), s.logDropTail)
+	}
+	s.mu.Unlock()
+}
+
+// logDropTail logs the drops countDrop did not log.
+func (s *Server) logDropTail() {
+	s.dropTail.Store(false)
+	total := s.dropped.Load()
+	if since := total - s.dropLogged.Swap(total); since > 0 {
+		s.dropLog.Store(time.Now().UnixNano())
+		s.log.Warn("queue full: messages dropped since the last line", "since", since, "dropped", total)
 	}
 }
 

@@ -227,9 +227,12 @@ func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 	}
 	c := cl.conn
 	info := cl.info
+	// A message that only joins the queue, behind a full window of
+	// messages in flight, gives the writer nothing to send yet.
+	out := cl.sess.HasOutgoing()
 	cl.mu.Unlock()
 	if err == nil {
-		if c != nil {
+		if c != nil && out {
 			r.later(c)
 		}
 		return true

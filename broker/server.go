@@ -219,6 +219,11 @@ type Server struct {
 	refused   atomic.Int64
 	ended     atomic.Int64
 	dropLog   atomic.Int64 // when a drop was last logged, in Unix nanoseconds
+	// dropLogged is the drop count at the last log line about drops;
+	// dropTail is set while dropTimer is to log the drops since.
+	dropLogged atomic.Int64
+	dropTail   atomic.Bool
+	dropTimer  *time.Timer // guarded by mu
 
 	traffic ioCounters // bytes and packets in and out, connected clients, subscriptions
 	sys     sysState   // $SYS topics
@@ -357,6 +362,9 @@ func (s *Server) beginClose() []*conn {
 		close(s.sys.stop)
 	}
 	s.closing = true
+	if s.dropTimer != nil {
+		s.dropTimer.Stop()
+	}
 	for l := range s.listeners {
 		l.Close()
 	}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -322,9 +321,9 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		Transport:      &transport.Options{TLSConfig: b.tls},
 		SysInterval:    f.sysInterval,
 	}
-	if level <= slog.LevelDebug {
-		opts.Logger = log
-	}
+	// The broker's own lines (drops, bridges, store failures, and at debug
+	// every disconnection) go through the same level filter.
+	opts.Logger = log
 	if level <= slog.LevelInfo {
 		opts.OnEvent = eventLogger(log)
 	}
@@ -454,13 +453,9 @@ func parseLogLevel(s string) (slog.Level, error) {
 	return 0, usagef("-log %q: want debug, info, warn or error", s)
 }
 
-// eventLogger logs connections, refusals and drops at level info. Drops are
-// logged once per second at most per burst, since a slow subscriber may
-// cause thousands.
+// eventLogger logs connections and refusals at level info. Drops the
+// broker logs itself, at warn, rate-limited with their totals.
 func eventLogger(log *slog.Logger) func(*broker.Event) {
-	var mu sync.Mutex
-	var dropped int
-	var lastDrop time.Time
 	return func(ev *broker.Event) {
 		switch ev.Kind {
 		case broker.EventConnect:
@@ -475,14 +470,6 @@ func eventLogger(log *slog.Logger) func(*broker.Event) {
 			if c := ev.Client; c != nil {
 				log.Info("refuse", "client", c.ID, "user", c.Username, "addr", c.RemoteAddr, "code", packet.ReturnCode(ev.ReturnCode).String())
 			}
-		case broker.EventDrop:
-			mu.Lock()
-			dropped++
-			if now := time.Now(); now.Sub(lastDrop) >= time.Second {
-				log.Warn("queue full, messages dropped", "client", ev.Client.ID, "dropped", dropped)
-				dropped, lastDrop = 0, now
-			}
-			mu.Unlock()
 		}
 	}
 }

@@ -12,10 +12,16 @@ func RaiseFileLimit(n uint64) error {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		return err
 	}
-	if l.Cur >= n {
+	if uint64(l.Cur) >= n {
 		return nil
 	}
-	l.Cur = n
-	l.Max = max(l.Max, n)
+	setLimit(&l.Cur, n)
+	if uint64(l.Max) < n {
+		setLimit(&l.Max, n)
+	}
 	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 }
+
+// setLimit sets a field of syscall.Rlimit, uint64 on most systems but
+// int64 on some BSDs.
+func setLimit[T int64 | uint64](f *T, n uint64) { *f = T(n) }

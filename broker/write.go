@@ -1,0 +1,150 @@
+package broker
+
+import "time"
+
+// The write side of a connection: a writer, started when the session has
+// packets to send, writes them out in batches.
+
+// wake tells the writer that the session may have packets to send,
+// starting it if it does not run.
+func (c *conn) wake() {
+	if c.claimWriter() {
+		go c.writeLoop()
+	}
+}
+
+// writeHere is wake for the connection's own reader: the writer, if it does
+// not run, runs on the caller's goroutine. Only without a store: there a
+// batch waits for its fsync before it is written, and the reader must go on
+// reading meanwhile, so that the next fsync covers more messages.
+func (c *conn) writeHere() {
+	if c.srv.dur.st != nil {
+		c.wake()
+		return
+	}
+	if c.claimWriter() {
+		c.writeLoop()
+	}
+}
+
+// claimWriter reports whether the caller must run the writer: it did not
+// run and may start. Otherwise the running writer flushes once more.
+func (c *conn) claimWriter() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	switch {
+	case c.wclosed:
+	case c.wrunning:
+		c.wagain = true
+	default:
+		c.wrunning = true
+		c.srv.wg.Add(1) // the reader's own count keeps wg above zero here
+		return true
+	}
+	return false
+}
+
+// stopWriter keeps writers from starting and waits for the running one to
+// end.
+func (c *conn) stopWriter() {
+	c.wmu.Lock()
+	c.wclosed = true
+	var wait chan struct{}
+	if c.wrunning {
+		wait = make(chan struct{})
+		c.wexit = wait
+	}
+	c.wmu.Unlock()
+	if wait != nil {
+		<-wait
+	}
+}
+
+// writeLoop writes what the session has waiting, until a flush leaves
+// nothing behind.
+func (c *conn) writeLoop() {
+	defer c.srv.wg.Done()
+	for {
+		err := c.flush()
+		c.wmu.Lock()
+		if err == nil && c.wagain && !c.wclosed {
+			c.wagain = false
+			c.wmu.Unlock()
+			continue
+		}
+		c.wrunning, c.wagain = false, false
+		if err != nil {
+			c.wclosed = true
+		}
+		if c.wexit != nil {
+			close(c.wexit)
+		}
+		c.wmu.Unlock()
+		if err != nil {
+			// Closing the connection ends the reader, which then
+			// cleans up.
+			c.closeNet()
+			c.unpark()
+		} else {
+			c.shrinkIfParked()
+		}
+		return
+	}
+}
+
+// flush writes out every packet the session has waiting, in batches: one
+// write per batch, in a buffer borrowed for the time of the writes.
+func (c *conn) flush() error {
+	s := c.srv
+	cl := c.cl
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			s.putBuf(bp)
+		}
+	}()
+	for {
+		now := time.Now()
+		c.lockOut()
+		if !cl.sess.HasOutgoing() {
+			c.unlockOut()
+			return nil
+		}
+		if bp == nil {
+			bp = s.getBuf()
+		}
+		buf, err := cl.sess.AppendOutgoing((*bp)[:0], now)
+		mark := c.syncMark()
+		c.unlockOut()
+		*bp = buf
+		if err != nil {
+			return err
+		}
+		if len(buf) == 0 {
+			return nil
+		}
+		nc, gen, err := c.netConn() // made again if c was detached while parked
+		if err != nil {
+			return err
+		}
+		if gen != c.wgen {
+			c.wgen, c.wdeadline = gen, 0
+		}
+		if wt := s.opts.WriteTimeout; wt > 0 && (c.wdeadline == 0 || now.Sub(s.sys.start)-c.wdeadline > wt/2) {
+			// Moving the deadline once per half period keeps a
+			// stalled write bounded by WriteTimeout without a
+			// timer update per batch.
+			nc.SetWriteDeadline(now.Add(wt))
+			c.wdeadline = now.Sub(s.sys.start)
+		}
+		// What the batch acknowledges is durable before it leaves, the
+		// fsync outside the session's lock (see durable).
+		if err := s.dur.syncTo(mark); err != nil {
+			return err
+		}
+		if _, err := nc.Write(buf); err != nil {
+			return err
+		}
+		s.traffic.countOut(buf)
+	}
+}
