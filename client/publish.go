@@ -192,13 +192,16 @@ func (c *Client) publish(ctx context.Context, topic string, qos byte, retain boo
 			if t != nil {
 				c.tokens[h] = t
 			}
-			if c.cur != nil {
+			// A message queued behind a full window leaves later, when an
+			// acknowledgement frees a slot; the reader wakes the writer then.
+			if c.cur != nil && c.s.HasOutgoing() {
 				c.kick()
 			}
 			c.mu.Unlock()
 			return gen, nil
 		case errors.Is(err, session.ErrFull) && !c.opts.FailWhenFull:
 			room := c.roomChan()
+			c.roomQ0 = c.roomQ0 || qos == 0
 			c.mu.Unlock()
 			done := c.disp.handlerCall()
 			select {

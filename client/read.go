@@ -1,0 +1,171 @@
+package client
+
+import (
+	"bytes"
+	"io"
+	"time"
+
+	"github.com/ternmq/mqtt/packet"
+	"github.com/ternmq/mqtt/session"
+)
+
+// The read side: the reader goroutine reads packets, hands them to the
+// session, and acts on the events that come out.
+
+// readBuffer is the size of the buffer between the connection and the
+// packet reader.
+const readBuffer = 32 << 10
+
+// readerBusy reports whether the reader waits, or waited recently, for room
+// in the delivery queue: the broker's packets then sit unread, so its
+// silence is not a sign of death.
+func (cn *conn) readerBusy(now time.Time, keepAlive time.Duration) bool {
+	if cn.stalled.Load() {
+		return true
+	}
+	return now.Sub(time.Unix(0, cn.resumed.Load())) < keepAlive*3/2
+}
+
+// reader feeds the session with the packets read from cn and delivers
+// messages to the dispatcher.
+func (c *Client) reader(cn *conn) {
+	defer cn.wg.Done()
+	// The packets of one read are handled as a batch: their messages go
+	// to the dispatcher together and their answers (PUBREL, or the PUBACK
+	// of a handled message) leave in one write, once no complete packet is
+	// left in the buffer (the next may be slow to come), or after maxBatch
+	// packets.
+	var batch []*Message
+	answers := false // a packet of the batch queued an answer
+	packets := 0
+	flush := func() {
+		if len(batch) == 0 && !answers {
+			return
+		}
+		if answers {
+			c.kick()
+		}
+		c.disp.push(cn, batch)
+		clear(batch)
+		batch, answers, packets = batch[:0], false, 0
+	}
+	defer flush() // what was received before an error is delivered
+	pacer := newReadPacer(orDefault(c.opts.BatchDelay, DefaultBatchDelay))
+	qos0, read := true, 0 // the packets of the last read from the network: all QoS 0 PUBLISHes, and how many
+	for {
+		if !cn.r.HasPacket() {
+			flush()
+		}
+		var start time.Time
+		fromNet := cn.r.Buffered()+cn.br.Buffered() == 0
+		if fromNet {
+			start = pacer.wait(qos0, read)
+			qos0, read = true, 0
+		}
+		p, err := cn.r.ReadPacket()
+		if fromNet {
+			pacer.read(start)
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF // the broker closes only after a protocol error
+			}
+			cn.close(err)
+			return
+		}
+		read++
+		cn.recvs.Add(1)
+		if !cn.progress.Load() {
+			cn.progress.Store(true)
+		}
+		if pub, ok := p.(*packet.Publish); !ok || pub.QoS != 0 {
+			qos0 = false
+		}
+		c.mu.Lock()
+		err = c.s.Receive(p, time.Now())
+		if err == nil {
+			c.drainEvents()
+			batch = append(batch, c.inbox...)
+			clear(c.inbox)
+			c.inbox = c.inbox[:0]
+			answers = answers || c.s.HasOutgoing()
+		}
+		c.mu.Unlock()
+		if err != nil {
+			c.log.Warn("protocol error", "err", err)
+			cn.close(err)
+			return
+		}
+		if packets++; packets >= maxBatch {
+			flush()
+		}
+	}
+}
+
+// drainEvents acts on the session's events. Called with c.mu held.
+func (c *Client) drainEvents() {
+	for ev, ok := c.s.NextEvent(); ok; ev, ok = c.s.NextEvent() {
+		c.event(ev)
+	}
+}
+
+// dropEvents acts on the events of Disconnected. Called with c.mu held.
+func (c *Client) dropEvents() { c.drainEvents() }
+
+// event acts on one session event. Called with c.mu held.
+func (c *Client) event(ev session.Event) {
+	switch ev.Kind {
+	case session.EventMessage:
+		c.stats.received.Add(1)
+		c.inbox = append(c.inbox, c.newMessage(ev))
+	case session.EventPublished:
+		if ev.Handle == c.suspect {
+			c.suspect, c.cuts = 0, 0
+		}
+		if t, ok := c.tokens[ev.Handle]; ok {
+			delete(c.tokens, ev.Handle)
+			t.complete(nil, ev.PacketID)
+		}
+		// A publisher that filled the queue is woken once some room is
+		// free (see lowWater), not for every acknowledgement.
+		if c.room != nil && c.s.Queued() <= c.lowWater {
+			close(c.room)
+			c.room, c.roomQ0 = nil, false
+		}
+	case session.EventDropped:
+		if t, ok := c.tokens[ev.Handle]; ok {
+			delete(c.tokens, ev.Handle)
+			err := ErrClosed
+			if c.gaveUp != nil {
+				err = c.gaveUp
+			}
+			t.complete(err, ev.PacketID)
+		}
+		if r, ok := c.reqs[ev.Handle]; ok {
+			delete(c.reqs, ev.Handle)
+			if r != nil {
+				r.err = ErrConnectionLost
+				if c.lost != nil {
+					r.err = c.lost
+				}
+				close(r.done)
+			}
+		}
+	case session.EventSubscribed, session.EventUnsubscribed:
+		r, ok := c.reqs[ev.Handle]
+		if !ok {
+			return
+		}
+		delete(c.reqs, ev.Handle)
+		if r == nil {
+			for i, code := range ev.ReturnCodes {
+				if code == packet.SubackFailure {
+					c.log.Warn("resubscription refused", "index", i)
+				}
+			}
+			return
+		}
+		r.codes = bytes.Clone(ev.ReturnCodes)
+		close(r.done)
+	}
+}
