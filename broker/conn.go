@@ -54,11 +54,15 @@ type conn struct {
 	will   *packet.Publish // nil without a will, or after DISCONNECT
 	router *router         // scratch lent from routerPool, except while parked
 	pk     parking         // how an idle connection waits without a goroutine
-	gate   ackGate         // with a store: the acknowledgements wait for routing
+	gate   *ackGate        // with a store: the acknowledgements wait for routing; else nil
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{srv: s, nc: nc}
+	c := &conn{srv: s, nc: nc}
+	if s.dur.st != nil {
+		c.gate = new(ackGate)
+	}
+	return c
 }
 
 // shutdown ends the connection on behalf of Shutdown (now false) or Close
@@ -154,7 +158,7 @@ func (c *conn) end() {
 // goes on.
 func (c *conn) readConnect() (*packet.Connect, bool) {
 	s := c.srv
-	c.info.RemoteAddr = c.nc.RemoteAddr()
+	c.info.RemoteAddr = compactAddr(c.nc.RemoteAddr())
 	deadline := time.Now().Add(s.opts.ConnectTimeout)
 	c.nc.SetReadDeadline(deadline)
 	if c.stop.Load() != running {

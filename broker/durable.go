@@ -267,7 +267,7 @@ func (s *Server) newSession(id string, clean bool) (*client, error) {
 // attached records that cl (persistent, or clean when ending a kept
 // session) is served by a connection again. cl.mu is held.
 func (s *Server) attached(cl *client, clean bool) error {
-	cl.since = time.Time{}
+	cl.away = false
 	ss := cl.live()
 	if ss == nil {
 		return nil
@@ -287,7 +287,7 @@ func (s *Server) attached(cl *client, clean bool) error {
 // detached records that the connection serving the persistent session cl
 // ended at now, for the expiry of abandoned sessions. cl.mu is held.
 func (s *Server) detached(cl *client, now time.Time) {
-	cl.since = now
+	cl.since, cl.away = now.Sub(s.sys.start), true
 	if ss := cl.live(); ss != nil {
 		ss.wrote(ss.st.Disconnected(now))
 	}
@@ -398,14 +398,15 @@ func (d *durable) restore(s *Server) error {
 		}
 		cl.nsub.Store(int32(cl.subs.len()))
 		s.traffic.subs.Add(int64(cl.subs.len()))
-		cl.since = ss.lastSeen
-		if ss.lastSeen.IsZero() {
+		seen := ss.lastSeen
+		if seen.IsZero() {
 			// Connected when the broker stopped: abandoned from now.
-			cl.since = now
+			seen = now
 			if _, err := d.wrote(st.Disconnected(now)); err != nil {
 				return err
 			}
 		}
+		cl.since, cl.away = seen.Sub(s.sys.start), true
 		s.clients[ss.id] = cl
 	}
 	return d.syncAll()
@@ -447,14 +448,14 @@ func (s *Server) expire(now time.Time) {
 	defer s.mu.Unlock()
 	for id, cl := range s.clients {
 		cl.mu.Lock()
-		if cl.conn == nil && !cl.since.IsZero() && now.Sub(cl.since) >= d.expiry {
+		if cl.conn == nil && cl.away && now.Sub(s.sys.start)-cl.since >= d.expiry {
 			delete(s.clients, id)
 			s.removeAllSubs(cl)
 			if ss := cl.live(); ss != nil {
 				ss.delete()
 			}
 			d.expired.Add(1)
-			s.log.Debug("session expired", "client", id, "offline since", cl.since)
+			s.log.Debug("session expired", "client", id, "offline since", s.sys.start.Add(cl.since))
 		}
 		cl.mu.Unlock()
 	}
@@ -467,7 +468,7 @@ func (d *durable) close() {
 
 // ackGate keeps a connection's writer from taking the acknowledgement of a
 // PUBLISH before the message is routed (see durable). It is used only with a
-// store.
+// store, and made only then: a connection without one stays smaller.
 type ackGate struct {
 	mu      sync.Mutex
 	held    bool          // by the reader; read and written by the reader only
@@ -492,7 +493,7 @@ func (c *conn) holdAcks(p packet.Packet) {
 
 // releaseAcks is called by the reader once the packet's events are handled.
 func (c *conn) releaseAcks() {
-	if c.gate.held {
+	if c.gate != nil && c.gate.held {
 		if cl := c.cl; cl.stored != nil && len(cl.stored.incoming) > 0 {
 			cl.mu.Lock()
 			cl.stored.writeIncoming()
@@ -527,7 +528,10 @@ func (c *conn) unlockOut() {
 // syncMark returns the number of the last write that the packets the writer
 // just took depend on. Called with lockOut held.
 func (c *conn) syncMark() uint64 {
-	n := c.gate.seq.Load()
+	var n uint64
+	if c.gate != nil {
+		n = c.gate.seq.Load()
+	}
 	if ss := c.cl.stored; ss != nil {
 		n = max(n, ss.last.Load())
 	}

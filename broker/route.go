@@ -32,13 +32,19 @@ type client struct {
 	drops atomic.Int64    // messages dropped because the queue was full
 	nsub  atomic.Int32    // len(subs), read by routers without mu
 	on    atomic.Bool     // conn != nil, read by routers without mu
+	// bridge: served by a connection with the bridge mark, RETAIN as
+	// published. Next to on, where the struct has room.
+	bridge atomic.Bool
+	// away is set while the persistent session has no connection, since
+	// when its last one ended (a time.Duration since the Server started,
+	// to keep the client small: 8 bytes, not time.Time's 24), for
+	// Options.SessionExpiry.
+	away  bool
+	since time.Duration
 	// stored is the session's durable state with Options.Store, nil for
-	// clean sessions; since is when its last connection ended, for
-	// Options.SessionExpiry (zero while connected).
+	// clean sessions.
 	stored *storedSession
-	since  time.Time
-	sink   *bridge     // a bridge's local subscriber: messages go to the bridge, sess is nil
-	bridge atomic.Bool // served by a connection with the bridge mark: RETAIN as published
+	sink   *bridge // a bridge's local subscriber: messages go to the bridge, sess is nil
 }
 
 func newClient(s *Server, id string, st session.Store) (*client, error) {

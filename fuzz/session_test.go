@@ -83,6 +83,7 @@ func sessionRun(t *testing.T, data []byte) {
 	if cfg.MaxQueued == 0 {
 		cfg.MaxQueued = 3
 	}
+	shrink := data[1]&4 != 0 // Shrink after every step: it must change nothing but memory
 	s, err := session.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +100,9 @@ func sessionRun(t *testing.T, data []byte) {
 		data = data[min(2, len(data)):]
 		c.step(op, arg)
 		c.events()
+		if shrink {
+			s.Shrink()
+		}
 		if n := s.Inflight(); n > c.window {
 			t.Fatalf("%d messages in flight, window %d", n, c.window)
 		}
@@ -452,6 +456,10 @@ func (p *sessionPairFuzz) op(b byte) {
 		if !p.up {
 			p.connect()
 		}
+	case 7: // as 6, after both sessions let go of their spare memory
+		p.side[0].s.Shrink()
+		p.side[1].s.Shrink()
+		p.flush()
 	default:
 		p.flush()
 	}

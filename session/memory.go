@@ -17,7 +17,11 @@ const QueuedOverhead = int(unsafe.Sizeof(message{}))
 // and payload (encoded size for QoS 0 in the outbox) plus QueuedOverhead
 // each.
 func (s *Session) QueuedBytes() int {
-	return s.queue.bytes + (s.queue.n+s.pendQ0)*QueuedOverhead + s.pendQ0B
+	n := s.queue.bytes + s.queue.n*QueuedOverhead
+	if x := s.spare; x != nil {
+		n += x.pendQ0*QueuedOverhead + x.pendQ0B
+	}
+	return n
 }
 
 // overBytes reports whether p would take the waiting messages past
@@ -53,15 +57,26 @@ func (s *Session) mapIn(id uint16, st inState) {
 // of finished messages. A server holding many idle sessions calls it when a
 // connection goes idle; the next packets regrow what they need.
 func (s *Session) Shrink() {
-	if s.outHead >= len(s.out) {
-		s.out, s.outHead, s.slab = nil, 0, nil
-		s.pendQ0, s.pendQ0B = 0, 0
+	x := s.spare
+	if x == nil {
+		return
 	}
-	if s.evHead >= len(s.events) {
-		s.events, s.evHead = nil, 0
+	if x.outHead >= len(x.out) {
+		x.out, x.outHead, x.slab = nil, 0, nil
+		x.pendQ0, x.pendQ0B = 0, 0
 	}
-	if s.ackHead >= len(s.acks) {
-		s.acks, s.ackHead = nil, 0
+	if x.evHead >= len(x.events) {
+		x.events, x.evHead = nil, 0
 	}
-	s.spare = nil // its reusable messages and scratch: remade when messages flow
+	if x.ackHead >= len(x.acks) {
+		x.acks, x.ackHead = nil, 0
+	}
+	if x.out == nil && x.events == nil && x.acks == nil {
+		s.spare = nil // all of it: remade when packets flow
+		return
+	}
+	// Something still waits: keep the queues, drop the reusable messages,
+	// the scratch and the bitmap of packet ids (remade from byID and subs
+	// when many are in use again).
+	x.free, x.check, x.storeMsg, x.sp, x.bits = nil, nil, nil, nil, nil
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -107,5 +108,41 @@ func TestShrink(t *testing.T) {
 	eq(t, "sent", h.out(), "PUBREC 7")
 	if h.s.Inflight() != 1 || h.s.QueuedBytes() != 0 {
 		t.Fatalf("inflight %d, queued bytes %d", h.s.Inflight(), h.s.QueuedBytes())
+	}
+}
+
+// Shrink drops the bitmap of the packet ids in use; it is remade from the
+// inflight messages, so a new message never takes the id of one in flight
+// [MQTT-2.3.1-2].
+func TestShrinkPacketIDs(t *testing.T) {
+	h := connected(t, Config{Role: Server, MaxInflight: 1000})
+	h.out()
+	inflight := map[uint16]bool{}
+	send := func(n int) {
+		for range n {
+			h.publish(1, "m")
+		}
+		for _, p := range h.out() {
+			var id uint16
+			if _, err := fmt.Sscanf(p, "PUBLISH q1 id%d", &id); err != nil {
+				t.Fatalf("sent %q", p)
+			}
+			if inflight[id] {
+				t.Fatalf("id %d given to a second message in flight", id)
+			}
+			inflight[id] = true
+		}
+	}
+	send(300) // past bitsThreshold: the bitmap is made
+	h.s.Shrink()
+	for id := range uint16(100) {
+		h.recv(&packet.Puback{PacketID: id + 1})
+		delete(inflight, id+1)
+	}
+	send(300)
+	h.s.Shrink()
+	send(300)
+	if h.s.Inflight() != len(inflight) || len(inflight) != 800 {
+		t.Fatalf("%d in flight, %d ids seen; want 800", h.s.Inflight(), len(inflight))
 	}
 }

@@ -114,7 +114,7 @@ func (m *model) flush(e *endpoint, dir int) {
 				m.fail("%s resent %s with id %d, not in flight [MQTT-2.3.1-3]", e.name, pp.Payload, pp.PacketID)
 			}
 			e.open[pp.PacketID] = string(pp.Payload)
-			if len(e.open) > e.s.maxInflight {
+			if len(e.open) > int(e.s.maxInflight) {
 				m.fail("%s has %d PUBLISH packets in flight, window %d", e.name, len(e.open), e.s.maxInflight)
 			}
 		}
@@ -268,14 +268,14 @@ func (m *model) checkInvariants(e *endpoint) {
 		if x.id == 0 || s.byID[x.id] != x {
 			m.fail("%s: inflight message %d with id %d not indexed", e.name, x.h, x.id)
 		}
-		if s.bits != nil && s.bits[x.id>>6]&(1<<(x.id&63)) == 0 {
+		if s.spare != nil && s.spare.bits != nil && s.spare.bits[x.id>>6]&(1<<(x.id&63)) == 0 {
 			m.fail("%s: id %d in flight but free in the bitmap", e.name, x.id)
 		}
 		if x.next != nil && x.next.h <= x.h {
 			m.fail("%s: inflight out of order", e.name)
 		}
 	}
-	if n != s.inflight.n || n != len(s.byID) || n > s.maxInflight {
+	if n != s.inflight.n || n != len(s.byID) || n > int(s.maxInflight) {
 		m.fail("%s: %d inflight, count %d, index %d, window %d", e.name, n, s.inflight.n, len(s.byID), s.maxInflight)
 	}
 	for x := s.queue.head; x != nil; x = x.next {

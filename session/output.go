@@ -9,7 +9,10 @@ import (
 
 // HasOutgoing reports whether packets are waiting to be handed out by
 // AppendOutgoing or Next.
-func (s *Session) HasOutgoing() bool { return s.outHead < len(s.out) }
+func (s *Session) HasOutgoing() bool {
+	x := s.spare
+	return x != nil && x.outHead < len(x.out)
+}
 
 // syncStore makes the store's writes durable before packets that depend on
 // them leave.
@@ -31,15 +34,16 @@ func (s *Session) syncStore() error {
 // It first calls the Store's Sync if anything was stored since the last
 // Sync; if that fails, nothing is handed out and the error is returned.
 func (s *Session) AppendOutgoing(dst []byte, now time.Time) ([]byte, error) {
-	if s.outHead >= len(s.out) {
+	if !s.HasOutgoing() {
 		return dst, nil
 	}
 	if err := s.syncStore(); err != nil {
 		return dst, err
 	}
-	for s.outHead < len(s.out) {
-		it := &s.out[s.outHead]
-		s.outHead++
+	x := s.spare
+	for x.outHead < len(x.out) {
+		it := &x.out[x.outHead]
+		x.outHead++
 		var err error
 		if dst, err = s.appendItem(dst, it); err != nil {
 			s.sent(now)
@@ -57,12 +61,12 @@ func (s *Session) sent(now time.Time) {
 		s.pingQd = false
 		s.pingOut = true
 	}
-	if s.outHead >= len(s.out) {
-		clear(s.out)
-		s.out = s.out[:0]
-		s.outHead = 0
-		s.slab = s.slab[:0]
-		s.pendQ0, s.pendQ0B = 0, 0
+	if x := s.spare; x != nil && x.outHead >= len(x.out) {
+		clear(x.out)
+		x.out = x.out[:0]
+		x.outHead = 0
+		x.slab = x.slab[:0]
+		x.pendQ0, x.pendQ0B = 0, 0
 	}
 }
 
@@ -83,8 +87,8 @@ func (s *Session) appendItem(dst []byte, it *outItem) ([]byte, error) {
 			return p.Append(dst)
 		}
 		if it.q0 {
-			s.pendQ0--
-			s.pendQ0B -= it.end - it.off
+			s.spare.pendQ0--
+			s.spare.pendQ0B -= it.end - it.off
 		}
 	case packet.PUBREL:
 		if it.m != nil {
@@ -106,7 +110,7 @@ func (s *Session) appendItem(dst []byte, it *outItem) ([]byte, error) {
 		}
 		return append(dst, byte(packet.CONNACK)<<4, 2, flags, byte(packet.Accepted)), nil
 	}
-	return append(dst, s.slab[it.off:it.end]...), nil
+	return append(dst, s.spare.slab[it.off:it.end]...), nil
 }
 
 // Next hands out the next waiting packet, or nil when there is none. The
@@ -115,21 +119,22 @@ func (s *Session) appendItem(dst []byte, it *outItem) ([]byte, error) {
 // as the time it is sent, for the keepalive. Like AppendOutgoing, it first
 // calls the Store's Sync if needed.
 func (s *Session) Next(now time.Time) (packet.Packet, error) {
-	if s.outHead >= len(s.out) {
+	if !s.HasOutgoing() {
 		return nil, nil
 	}
 	if err := s.syncStore(); err != nil {
 		return nil, err
 	}
-	for s.outHead < len(s.out) && s.out[s.outHead].t == 0 {
-		s.outHead++ // dropped by an acknowledgement
+	x := s.spare
+	for x.outHead < len(x.out) && x.out[x.outHead].t == 0 {
+		x.outHead++ // dropped by an acknowledgement
 	}
-	if s.outHead >= len(s.out) {
+	if x.outHead >= len(x.out) {
 		s.sent(now)
 		return nil, nil
 	}
-	it := s.out[s.outHead]
-	s.outHead++
+	it := x.out[x.outHead]
+	x.outHead++
 	p := s.itemPacket(&it)
 	s.sent(now)
 	return p, nil
@@ -149,10 +154,10 @@ func (s *Session) itemPacket(it *outItem) packet.Packet {
 			return &sp.publish
 		}
 		if it.q0 {
-			s.pendQ0--
-			s.pendQ0B -= it.end - it.off
+			x.pendQ0--
+			x.pendQ0B -= it.end - it.off
 		}
-		sp.publish.Decode(s.slab[it.off:it.end])
+		sp.publish.Decode(x.slab[it.off:it.end])
 		return &sp.publish
 	case packet.PUBREL:
 		if it.m != nil {
@@ -182,18 +187,18 @@ func (s *Session) itemPacket(it *outItem) packet.Packet {
 		sp.connack = packet.Connack{SessionPresent: it.flag, ReturnCode: packet.Accepted}
 		return &sp.connack
 	case packet.CONNECT:
-		sp.connect.Decode(s.slab[it.off:it.end])
+		sp.connect.Decode(x.slab[it.off:it.end])
 		return &sp.connect
 	case packet.SUBSCRIBE:
 		s.requestSent(it.id)
-		sp.subscribe.Decode(s.slab[it.off:it.end])
+		sp.subscribe.Decode(x.slab[it.off:it.end])
 		return &sp.subscribe
 	case packet.UNSUBSCRIBE:
 		s.requestSent(it.id)
-		sp.unsubscribe.Decode(s.slab[it.off:it.end])
+		sp.unsubscribe.Decode(x.slab[it.off:it.end])
 		return &sp.unsubscribe
 	case packet.SUBACK:
-		sp.suback.Decode(s.slab[it.off:it.end])
+		sp.suback.Decode(x.slab[it.off:it.end])
 		return &sp.suback
 	}
 	return nil
@@ -205,7 +210,7 @@ func (s *Session) Deadline() time.Time {
 	if s.keepAlive == 0 || s.state == offline {
 		return time.Time{}
 	}
-	ka := int64(s.keepAlive)
+	ka := int64(s.keepAlive) * int64(time.Second)
 	d := s.lastRecv + ka*3/2
 	if s.role == Client && s.state == online && !s.pingQd {
 		d = min(d, s.lastSent+ka)
@@ -227,13 +232,13 @@ func (s *Session) Tick(now time.Time) error {
 	if s.keepAlive == 0 || s.state == offline {
 		return nil
 	}
-	ka, t := int64(s.keepAlive), stamp(now)
+	ka, t := int64(s.keepAlive)*int64(time.Second), stamp(now)
 	if t-s.lastRecv >= ka*3/2 {
 		return &Error{Kind: ErrTimeout, Rule: "MQTT-3.1.2-24", Reason: "nothing received for 1.5 times the keepalive period"}
 	}
 	if s.role == Client && s.state == online && !s.pingQd {
 		if t-s.lastSent >= ka || (!s.pingOut && t-s.lastRecv >= ka) {
-			s.out = append(s.out, outItem{t: packet.PINGREQ})
+			s.pushOut(outItem{t: packet.PINGREQ})
 			s.pingQd = true
 		}
 	}
@@ -248,10 +253,14 @@ func (s *Session) allocID() (uint16, bool) {
 	if used >= 65535 {
 		return 0, false
 	}
-	if s.bits == nil && used >= bitsThreshold {
-		s.makeBits()
+	var b *[1024]uint64
+	if s.spare != nil {
+		b = s.spare.bits
 	}
-	if s.bits == nil {
+	if b == nil && used >= bitsThreshold {
+		b = s.makeBits()
+	}
+	if b == nil {
 		for {
 			s.nextID++
 			if s.nextID == 0 {
@@ -266,35 +275,37 @@ func (s *Session) allocID() (uint16, bool) {
 	}
 	start := uint32(s.nextID) + 1
 	w := start >> 6 & 1023
-	free := ^s.bits[w] &^ (1<<(start&63) - 1)
+	free := ^b[w] &^ (1<<(start&63) - 1)
 	for i := 0; i <= 1024; i++ {
 		if free != 0 {
 			id := uint16(w<<6 | uint32(bits.TrailingZeros64(free)))
-			s.bits[id>>6] |= 1 << (id & 63)
+			b[id>>6] |= 1 << (id & 63)
 			s.nextID = id
 			return id, true
 		}
 		w = (w + 1) & 1023
-		free = ^s.bits[w]
+		free = ^b[w]
 	}
 	return 0, false
 }
 
-// makeBits builds the bitmap of ids in use.
-func (s *Session) makeBits() {
-	s.bits = new([1024]uint64)
-	s.bits[0] = 1 // id 0 is never used
+// makeBits builds the bitmap of ids in use, from byID and subs.
+func (s *Session) makeBits() *[1024]uint64 {
+	b := new([1024]uint64)
+	b[0] = 1 // id 0 is never used
 	for id := range s.byID {
-		s.bits[id>>6] |= 1 << (id & 63)
+		b[id>>6] |= 1 << (id & 63)
 	}
 	for id := range s.subs {
-		s.bits[id>>6] |= 1 << (id & 63)
+		b[id>>6] |= 1 << (id & 63)
 	}
+	s.spares().bits = b
+	return b
 }
 
 func (s *Session) releaseID(id uint16) {
-	if s.bits != nil {
-		s.bits[id>>6] &^= 1 << (id & 63)
+	if s.spare != nil && s.spare.bits != nil {
+		s.spare.bits[id>>6] &^= 1 << (id & 63)
 	}
 }
 

@@ -117,7 +117,7 @@ func TestPacketIDsNearlyFull(t *testing.T) {
 	}
 	// The bitmap and the maps agree.
 	for id := 1; id < 65536; id++ {
-		if h.s.bits[id>>6]&(1<<(id&63)) == 0 {
+		if h.s.spare.bits[id>>6]&(1<<(id&63)) == 0 {
 			t.Fatalf("id %d in flight but free in the bitmap", id)
 		}
 	}

@@ -167,7 +167,7 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 				s.inQ1 = make(map[uint16]Tag)
 			}
 			s.inQ1[id] = t
-			s.acks = append(s.acks, pendingAck{tag: t, id: id, qos: 1})
+			s.addAck(pendingAck{tag: t, id: id, qos: 1})
 			s.emit(Event{Kind: EventMessage, PacketID: id, Tag: t, Publish: p})
 			return nil
 		}
@@ -192,7 +192,7 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 			// application (ManualAck): deliver it again with its tag.
 			if s.manualAck {
 				st.pending = true
-				s.acks = append(s.acks, pendingAck{tag: st.tag, id: id, qos: 2})
+				s.addAck(pendingAck{tag: st.tag, id: id, qos: 2})
 			} else {
 				st.acked = true
 				s.push(outItem{t: packet.PUBREC, id: id})
@@ -222,7 +222,7 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 	}
 	if s.manualAck {
 		s.mapIn(id, inState{tag: t, pending: true})
-		s.acks = append(s.acks, pendingAck{tag: t, id: id, qos: 2})
+		s.addAck(pendingAck{tag: t, id: id, qos: 2})
 	} else {
 		s.mapIn(id, inState{tag: t, acked: true})
 		s.push(outItem{t: packet.PUBREC, id: id}) // [MQTT-3.3.4-1] [MQTT-4.6.0-3]

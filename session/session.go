@@ -198,24 +198,24 @@ type outItem struct {
 //
 // The small fields sit together, so that the struct packs.
 type Session struct {
-	_           [0]func() // not comparable; first, where a field of size 0 takes no room
-	maxInflight int
-	maxQueued   int
-	maxBytes    int // Config.MaxQueuedBytes; 0 for no bound
-	role        Role
-	queueQoS0   bool
-	manualAck   bool
-	store       Store
-	dirty       bool // the store was written since its last Sync
+	_         [0]func() // not comparable; first, where a field of size 0 takes no room
+	maxQueued int
+	maxBytes  int // Config.MaxQueuedBytes; 0 for no bound
+	store     Store
+	role      Role
+	queueQoS0 bool
+	manualAck bool
+	dirty     bool // the store was written since its last Sync
 
-	state     connState
-	clean     bool   // client: the current connection asked for a clean session
-	pingOut   bool   // client: PINGREQ sent, no PINGRESP yet
-	pingQd    bool   // client: PINGREQ in the outbox
-	nextID    uint16 // the last packet id handed out
-	keepAlive time.Duration
-	lastSent  int64
-	lastRecv  int64
+	state       connState
+	clean       bool   // client: the current connection asked for a clean session
+	pingOut     bool   // client: PINGREQ sent, no PINGRESP yet
+	pingQd      bool   // client: PINGREQ in the outbox
+	nextID      uint16 // the last packet id handed out
+	maxInflight uint16
+	keepAlive   uint16 // seconds
+	lastSent    int64
+	lastRecv    int64
 
 	lastHandle Handle
 	lastTag    Tag
@@ -225,24 +225,26 @@ type Session struct {
 	queue    list                // messages waiting for a slot or a connection
 	byID     map[uint16]*message // inflight by packet id
 	subs     map[uint16]request  // SUBSCRIBE and UNSUBSCRIBE awaiting answers
-	bits     *[1024]uint64       // packet ids in use, made once many are
 	in       map[uint16]inState  // incoming QoS 2 exchanges awaiting PUBREL
 	inQ1     map[uint16]Tag      // ManualAck: incoming QoS 1 awaiting Ack
-	acks     []pendingAck        // ManualAck: awaiting Ack, in arrival order
-	ackHead  int                 // acks[:ackHead] are gone
-	out      []outItem           // the outbox
-	outHead  int                 // out[:outHead] are handed out
-	slab     []byte              // encoded bytes of the outbox's raw items
-	pendQ0   int                 // QoS 0 PUBLISH packets in the outbox
-	pendQ0B  int                 // their encoded bytes
-	events   []Event             // events not yet returned by NextEvent
-	evHead   int                 // events[:evHead] are returned
-	spare    *spare              // made while messages flow, dropped by Shrink
+	spare    *spare              // made while packets flow, dropped by Shrink
 }
 
-// spare is what a session needs only while messages flow: made on first
-// use and dropped by Shrink, so that an idle session holds none of it.
+// spare is what a session needs only while packets flow: made on first
+// use and dropped by Shrink once its queues are empty, so that an idle
+// session holds none of it (and a Session fits a smaller size class).
 type spare struct {
+	out     []outItem     // the outbox
+	outHead int           // out[:outHead] are handed out
+	slab    []byte        // encoded bytes of the outbox's raw items
+	pendQ0  int           // QoS 0 PUBLISH packets in the outbox
+	pendQ0B int           // their encoded bytes
+	events  []Event       // events not yet returned by NextEvent
+	evHead  int           // events[:evHead] are returned
+	acks    []pendingAck  // ManualAck: awaiting Ack, in arrival order
+	ackHead int           // acks[:ackHead] are gone
+	bits    *[1024]uint64 // packet ids in use, made once many are; remade after Shrink
+
 	free     []*message      // reusable messages
 	check    []byte          // scratch for validating topics
 	storeMsg *Message        // passed to the Store without an allocation per call; made on first use
@@ -296,18 +298,17 @@ func New(cfg Config) (*Session, error) {
 		return nil, errors.New("session: Config.Role must be Client or Server")
 	}
 	s := &Session{
-		role:        cfg.Role,
-		maxInflight: cfg.MaxInflight,
-		maxQueued:   cfg.MaxQueued,
-		maxBytes:    max(cfg.MaxQueuedBytes, 0),
-		queueQoS0:   cfg.QueueQoS0,
-		manualAck:   cfg.ManualAck,
-		store:       cfg.Store,
+		role:      cfg.Role,
+		maxQueued: cfg.MaxQueued,
+		maxBytes:  max(cfg.MaxQueuedBytes, 0),
+		queueQoS0: cfg.QueueQoS0,
+		manualAck: cfg.ManualAck,
+		store:     cfg.Store,
 	}
-	if s.maxInflight <= 0 {
+	s.maxInflight = uint16(min(cfg.MaxInflight, 65535))
+	if cfg.MaxInflight <= 0 {
 		s.maxInflight = DefaultMaxInflight
 	}
-	s.maxInflight = min(s.maxInflight, 65535)
 	if s.maxQueued == 0 {
 		s.maxQueued = DefaultMaxQueued
 	}
@@ -401,7 +402,8 @@ func (s *Session) Connect(c *packet.Connect, now time.Time) error {
 		return ErrState
 	}
 	s.clearOutbox()
-	b, err := c.Append(s.slab)
+	x := s.spares()
+	b, err := c.Append(x.slab)
 	if err != nil {
 		return err
 	}
@@ -410,9 +412,9 @@ func (s *Session) Connect(c *packet.Connect, now time.Time) error {
 			return err
 		}
 	}
-	s.slab = b
+	x.slab = b
 	s.state = connecting
-	s.out = append(s.out, outItem{t: packet.CONNECT, end: len(b)})
+	s.pushOut(outItem{t: packet.CONNECT, end: len(b)})
 	s.clean = c.CleanSession
 	s.startKeepAlive(c.KeepAlive, now)
 	return nil
@@ -460,13 +462,12 @@ func (s *Session) dropAllIncoming() error {
 		delete(s.in, id)
 	}
 	clear(s.inQ1)
-	s.acks = s.acks[:0]
-	s.ackHead = 0
+	s.clearAcks()
 	return nil
 }
 
 func (s *Session) startKeepAlive(seconds uint16, now time.Time) {
-	s.keepAlive = time.Duration(seconds) * time.Second
+	s.keepAlive = seconds
 	s.lastSent, s.lastRecv = stamp(now), stamp(now)
 	s.pingOut, s.pingQd = false, false
 }
@@ -493,7 +494,7 @@ func (s *Session) Accept(c *packet.Connect, sessionPresent bool, now time.Time) 
 	s.clearOutbox()
 	s.state = online
 	s.startKeepAlive(c.KeepAlive, now)
-	s.out = append(s.out, outItem{t: packet.CONNACK, flag: sessionPresent})
+	s.pushOut(outItem{t: packet.CONNACK, flag: sessionPresent})
 	return s.resume()
 }
 
@@ -505,9 +506,9 @@ func (s *Session) resume() error {
 		m.sent = false
 		if m.state == StatePublished {
 			// DUP if it may have reached the peer already [MQTT-3.3.1-1].
-			s.out = append(s.out, outItem{t: packet.PUBLISH, id: m.id, flag: m.everSent, m: m})
+			s.pushOut(outItem{t: packet.PUBLISH, id: m.id, flag: m.everSent, m: m})
 		} else {
-			s.out = append(s.out, outItem{t: packet.PUBREL, id: m.id, m: m})
+			s.pushOut(outItem{t: packet.PUBREL, id: m.id, m: m})
 		}
 	}
 	return s.fill()
@@ -520,7 +521,7 @@ func (s *Session) Disconnect() error {
 	if s.role != Client || s.state != online {
 		return ErrState
 	}
-	s.out = append(s.out, outItem{t: packet.DISCONNECT})
+	s.pushOut(outItem{t: packet.DISCONNECT})
 	s.state = closing
 	return nil
 }
@@ -579,8 +580,7 @@ func (s *Session) Reset() error {
 	}
 	clear(s.in)
 	clear(s.inQ1)
-	s.acks = s.acks[:0]
-	s.ackHead = 0
+	s.clearAcks()
 	return nil
 }
 
@@ -606,7 +606,7 @@ func (s *Session) Publish(p *packet.Publish) (Handle, error) {
 	sendable := s.state == online && s.queue.n == 0
 	if p.QoS == 0 {
 		if sendable {
-			if s.pendQ0 > 0 && (s.pendQ0 >= s.maxQueued || s.overBytes(p)) {
+			if n := s.pendQ0(); n > 0 && (n >= s.maxQueued || s.overBytes(p)) {
 				return 0, ErrFull
 			}
 			s.pushRawPublish(p.Retain, p.Topic, p.Payload)
@@ -622,7 +622,7 @@ func (s *Session) Publish(p *packet.Publish) (Handle, error) {
 		return 0, nil
 	}
 	h := s.lastHandle + 1
-	if sendable && s.inflight.n < s.maxInflight {
+	if sendable && s.inflight.n < int(s.maxInflight) {
 		if id, ok := s.allocID(); ok {
 			m := s.newMessage(h, p.QoS, p.Retain, p.Topic, p.Payload)
 			m.id, m.state = id, StatePublished
@@ -634,7 +634,7 @@ func (s *Session) Publish(p *packet.Publish) (Handle, error) {
 			s.lastHandle = h
 			s.inflight.pushBack(m)
 			s.mapID(id, m)
-			s.out = append(s.out, outItem{t: packet.PUBLISH, id: id, m: m}) // [MQTT-4.3.2-1] [MQTT-4.3.3-1]
+			s.pushOut(outItem{t: packet.PUBLISH, id: id, m: m}) // [MQTT-4.3.2-1] [MQTT-4.3.3-1]
 			return h, nil
 		}
 	}
@@ -689,15 +689,16 @@ func (s *Session) saveMessage(m *message) error {
 // pushRawPublish encodes a QoS 0 PUBLISH into the outbox.
 func (s *Session) pushRawPublish(retain bool, topic, payload []byte) {
 	p := packet.Publish{Retain: retain, Topic: topic, Payload: payload}
-	off := len(s.slab)
-	b, err := p.Append(s.slab)
+	x := s.spares()
+	off := len(x.slab)
+	b, err := p.Append(x.slab)
 	if err != nil {
 		return // checked by checkPublish
 	}
-	s.slab = b
-	s.pendQ0++
-	s.pendQ0B += len(b) - off
-	s.out = append(s.out, outItem{t: packet.PUBLISH, q0: true, off: off, end: len(b)})
+	x.slab = b
+	x.pendQ0++
+	x.pendQ0B += len(b) - off
+	x.out = append(x.out, outItem{t: packet.PUBLISH, q0: true, off: off, end: len(b)})
 }
 
 // fill moves queued messages into the inflight window while it has room.
@@ -712,7 +713,7 @@ func (s *Session) fill() error {
 			s.freeMessage(m)
 			continue
 		}
-		if s.inflight.n >= s.maxInflight {
+		if s.inflight.n >= int(s.maxInflight) {
 			return nil
 		}
 		id, ok := s.allocID()
@@ -730,7 +731,7 @@ func (s *Session) fill() error {
 		m.id, m.state, m.sent = id, StatePublished, false
 		s.inflight.pushBack(m)
 		s.mapID(id, m)
-		s.out = append(s.out, outItem{t: packet.PUBLISH, id: id, m: m})
+		s.pushOut(outItem{t: packet.PUBLISH, id: id, m: m})
 	}
 	return nil
 }
@@ -767,20 +768,21 @@ func (s *Session) request(q packet.Packet, id *uint16, r request) (Handle, error
 		return 0, ErrFull
 	}
 	*id = pid
-	off := len(s.slab)
-	b, err := q.Append(s.slab)
+	x := s.spares()
+	off := len(x.slab)
+	b, err := q.Append(x.slab)
 	if err != nil {
 		s.releaseID(pid)
 		return 0, err
 	}
-	s.slab = b
+	x.slab = b
 	s.lastHandle++
 	r.h = s.lastHandle
 	if s.subs == nil {
 		s.subs = make(map[uint16]request)
 	}
 	s.subs[pid] = r
-	s.out = append(s.out, outItem{t: q.Type(), id: pid, off: off, end: len(b)})
+	s.pushOut(outItem{t: q.Type(), id: pid, off: off, end: len(b)})
 	return s.lastHandle, nil
 }
 
@@ -795,13 +797,14 @@ func (s *Session) Suback(packetID uint16, returnCodes []byte) error {
 		return ErrNotConnected
 	}
 	q := packet.Suback{PacketID: packetID, ReturnCodes: returnCodes}
-	off := len(s.slab)
-	b, err := q.Append(s.slab)
+	x := s.spares()
+	off := len(x.slab)
+	b, err := q.Append(x.slab)
 	if err != nil {
 		return err
 	}
-	s.slab = b
-	s.out = append(s.out, outItem{t: packet.SUBACK, id: packetID, off: off, end: len(b)})
+	x.slab = b
+	s.pushOut(outItem{t: packet.SUBACK, id: packetID, off: off, end: len(b)})
 	return nil
 }
 
@@ -817,7 +820,7 @@ func (s *Session) Unsuback(packetID uint16) error {
 	if packetID == 0 {
 		return &packet.Error{Kind: packet.ErrMalformed, Type: packet.UNSUBACK, Rule: "MQTT-2.3.1-1", Reason: "packet identifier 0"}
 	}
-	s.out = append(s.out, outItem{t: packet.UNSUBACK, id: packetID})
+	s.pushOut(outItem{t: packet.UNSUBACK, id: packetID})
 	return nil
 }
 
@@ -835,26 +838,27 @@ func (s *Session) Ack(t Tag) error {
 		}
 		return nil // acknowledged already, or its exchange ended
 	}
-	if s.acks[i].done == ackWaiting {
-		s.acks[i].done = ackDone
+	if a := &s.spare.acks[i]; a.done == ackWaiting {
+		a.done = ackDone
 		s.releaseAcks()
 	}
 	return nil
 }
 
 func (s *Session) findAck(t Tag) int {
-	if t == 0 || s.ackHead >= len(s.acks) {
+	x := s.spare
+	if t == 0 || x == nil || x.ackHead >= len(x.acks) {
 		return -1
 	}
 	// Tags are handed out in arrival order, so the guess is usually right;
 	// redeliveries after a restart carry older tags.
-	if d := t - s.acks[s.ackHead].tag; d < Tag(len(s.acks)-s.ackHead) {
-		if i := s.ackHead + int(d); s.acks[i].tag == t {
+	if d := t - x.acks[x.ackHead].tag; d < Tag(len(x.acks)-x.ackHead) {
+		if i := x.ackHead + int(d); x.acks[i].tag == t {
 			return i
 		}
 	}
-	for i := s.ackHead; i < len(s.acks); i++ {
-		if s.acks[i].tag == t {
+	for i := x.ackHead; i < len(x.acks); i++ {
+		if x.acks[i].tag == t {
 			return i
 		}
 	}
@@ -865,12 +869,13 @@ func (s *Session) findAck(t Tag) int {
 // that the application has given. Without a connection they wait for the
 // next one.
 func (s *Session) releaseAcks() {
-	if s.state != online {
+	x := s.spare
+	if s.state != online || x == nil {
 		return
 	}
-	for s.ackHead < len(s.acks) && s.acks[s.ackHead].done != ackWaiting {
-		a := s.acks[s.ackHead]
-		s.ackHead++
+	for x.ackHead < len(x.acks) && x.acks[x.ackHead].done != ackWaiting {
+		a := x.acks[x.ackHead]
+		x.ackHead++
 		if a.done == ackVoid {
 			continue
 		}
@@ -883,50 +888,83 @@ func (s *Session) releaseAcks() {
 			s.push(outItem{t: packet.PUBREC, id: a.id}) // [MQTT-4.3.3-2]
 		}
 	}
-	if s.ackHead == len(s.acks) {
-		s.acks = s.acks[:0]
-		s.ackHead = 0
-	} else if s.ackHead >= 64 && s.ackHead*2 >= len(s.acks) {
-		n := copy(s.acks, s.acks[s.ackHead:])
-		s.acks = s.acks[:n]
-		s.ackHead = 0
+	if x.ackHead == len(x.acks) {
+		x.acks = x.acks[:0]
+		x.ackHead = 0
+	} else if x.ackHead >= 64 && x.ackHead*2 >= len(x.acks) {
+		n := copy(x.acks, x.acks[x.ackHead:])
+		x.acks = x.acks[:n]
+		x.ackHead = 0
 	}
 }
 
 // voidAck ends the wait for the application's Ack of tag without sending it.
 func (s *Session) voidAck(t Tag) {
-	if i := s.findAck(t); i >= 0 && s.acks[i].done == ackWaiting {
-		s.acks[i].done = ackVoid
-		if s.acks[i].qos == 1 {
-			delete(s.inQ1, s.acks[i].id)
+	if i := s.findAck(t); i >= 0 && s.spare.acks[i].done == ackWaiting {
+		a := &s.spare.acks[i]
+		a.done = ackVoid
+		if a.qos == 1 {
+			delete(s.inQ1, a.id)
 		}
 		s.releaseAcks()
+	}
+}
+
+// addAck records an incoming message awaiting the application's Ack.
+func (s *Session) addAck(a pendingAck) {
+	x := s.spares()
+	x.acks = append(x.acks, a)
+}
+
+// clearAcks forgets every message awaiting the application's Ack.
+func (s *Session) clearAcks() {
+	if x := s.spare; x != nil {
+		x.acks = x.acks[:0]
+		x.ackHead = 0
 	}
 }
 
 // push queues a packet if the connection may carry it.
 func (s *Session) push(it outItem) {
 	if s.state == online {
-		s.out = append(s.out, it)
+		s.pushOut(it)
 	}
 }
 
-func (s *Session) emit(e Event) { s.events = append(s.events, e) }
+// pushOut queues a packet in the outbox.
+func (s *Session) pushOut(it outItem) {
+	x := s.spares()
+	x.out = append(x.out, it)
+}
+
+// pendQ0 returns the number of QoS 0 PUBLISH packets in the outbox.
+func (s *Session) pendQ0() int {
+	if s.spare == nil {
+		return 0
+	}
+	return s.spare.pendQ0
+}
+
+func (s *Session) emit(e Event) {
+	x := s.spares()
+	x.events = append(x.events, e)
+}
 
 // NextEvent returns the next event produced by the calls so far, oldest
 // first; ok is false when there is none. Drain the events after each
 // Receive: those of EventMessage, EventSubscribe, EventUnsubscribe and
 // EventSubscribed alias the packet given to Receive.
 func (s *Session) NextEvent() (e Event, ok bool) {
-	if s.evHead >= len(s.events) {
+	x := s.spare
+	if x == nil || x.evHead >= len(x.events) {
 		return Event{}, false
 	}
-	e = s.events[s.evHead]
-	s.events[s.evHead] = Event{}
-	s.evHead++
-	if s.evHead == len(s.events) {
-		s.events = s.events[:0]
-		s.evHead = 0
+	e = x.events[x.evHead]
+	x.events[x.evHead] = Event{}
+	x.evHead++
+	if x.evHead == len(x.events) {
+		x.events = x.events[:0]
+		x.evHead = 0
 	}
 	return e, true
 }
@@ -982,7 +1020,7 @@ func (s *Session) freeMessage(m *message) {
 		buf = nil
 	}
 	*m = message{buf: buf}
-	if sp := s.spares(); len(sp.free) < s.maxInflight+64 {
+	if sp := s.spares(); len(sp.free) < int(s.maxInflight)+64 {
 		sp.free = append(sp.free, m)
 	}
 }
@@ -1012,18 +1050,24 @@ func (s *Session) complete(m *message) error {
 // them needless (a PUBLISH must not follow its PUBREC [MQTT-4.3.3-1]), and m
 // is about to change or be reused.
 func (s *Session) dropItems(m *message) {
-	for i := s.outHead; i < len(s.out); i++ {
-		if s.out[i].m == m {
-			s.out[i] = outItem{}
+	x := s.spare
+	if x == nil {
+		return
+	}
+	for i := x.outHead; i < len(x.out); i++ {
+		if x.out[i].m == m {
+			x.out[i] = outItem{}
 		}
 	}
 }
 
 func (s *Session) clearOutbox() {
-	clear(s.out)
-	s.out = s.out[:0]
-	s.outHead = 0
-	s.slab = s.slab[:0]
-	s.pendQ0, s.pendQ0B = 0, 0
+	if x := s.spare; x != nil {
+		clear(x.out)
+		x.out = x.out[:0]
+		x.outHead = 0
+		x.slab = x.slab[:0]
+		x.pendQ0, x.pendQ0B = 0, 0
+	}
 	s.pingQd = false
 }

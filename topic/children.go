@@ -1,8 +1,11 @@
 package topic
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
-// children holds the literal child levels of a trie node.
+// children holds the child levels of a trie node.
 //
 // Most nodes have one child or a few (a device's metrics), so up to maxList
 // children live in a slice scanned linearly, which is smaller than a map
@@ -15,9 +18,15 @@ import "strings"
 // bytes (most levels: "site", "dev", "temp", "42") are nothing but that
 // integer, zero-padded. Padding is unambiguous because valid topics never
 // hold U+0000; callers must not look up levels that do.
+//
+// The wildcard levels of a filter trie, which a match looks for at every
+// node, sit at the head of list ('#' first, then '+') and never move to the
+// maps: a match finds them in the entries it scans anyway, and a node needs
+// no fields of its own for them. A literal level is never "#" or "+", so
+// their keys are unambiguous too.
 type children[N any] struct {
-	list []child[N]
-	maps *childMaps[N] // past maxList; nil while the children fit in list
+	list []child[N]    // the wildcards, then the literal levels until the maps are made
+	maps *childMaps[N] // past maxList literal levels; nil while they fit in list
 }
 
 // childMaps hold the children of a node with many, apart from the node so
@@ -38,6 +47,24 @@ const (
 	minList = 4
 )
 
+// The prefixes of the wildcard levels.
+const (
+	hashPre = uint64('#')
+	plusPre = uint64('+')
+)
+
+// wild returns the number of wildcard entries at the head of c.list.
+func (c *children[N]) wild() int {
+	k := 0
+	if k < len(c.list) && c.list[k].pre == hashPre {
+		k++
+	}
+	if k < len(c.list) && c.list[k].pre == plusPre {
+		k++
+	}
+	return k
+}
+
 // prefix returns the first 8 bytes of s, zero-padded, as a little-endian
 // integer.
 func prefix[S ~string | ~[]byte](s S) uint64 {
@@ -51,9 +78,15 @@ func prefix[S ~string | ~[]byte](s S) uint64 {
 // getChild returns the child of c for level, or nil. level must not hold a
 // zero byte.
 func getChild[N any, S ~string | ~[]byte](c *children[N], level S) *N {
+	return getChildFrom(c, 0, level)
+}
+
+// getChildFrom is getChild past the first from entries of c.list, which a
+// match has looked at already (the wildcards).
+func getChildFrom[N any, S ~string | ~[]byte](c *children[N], from int, level S) *N {
 	pre := prefix(level)
 	short := len(level) <= 8
-	for i := range c.list {
+	for i := from; i < len(c.list); i++ {
 		e := &c.list[i]
 		if e.pre == pre && (short && e.long == "" || !short && e.long == string(level)) {
 			return e.n
@@ -72,19 +105,36 @@ func getChild[N any, S ~string | ~[]byte](c *children[N], level S) *N {
 // that the tree does not keep the caller's whole topic alive.
 func (c *children[N]) add(key string, n *N) {
 	e := child[N]{pre: prefix(key), n: n}
+	switch key {
+	case "#":
+		c.list = slices.Insert(c.list, 0, e)
+		return
+	case "+":
+		i := 0
+		if len(c.list) > 0 && c.list[0].pre == hashPre {
+			i = 1
+		}
+		c.list = slices.Insert(c.list, i, e)
+		return
+	}
 	if len(key) > 8 {
 		e.long = strings.Clone(key)
 	}
 	if c.maps == nil {
-		if len(c.list) < maxList {
+		w := c.wild()
+		if len(c.list)-w < maxList {
 			c.list = append(c.list, e)
 			return
 		}
 		c.maps = new(childMaps[N])
-		for _, x := range c.list {
+		for _, x := range c.list[w:] {
 			c.mapAdd(x)
 		}
-		c.list = nil
+		if w == 0 {
+			c.list = nil
+		} else {
+			c.list = slices.Clone(c.list[:w])
+		}
 	}
 	c.mapAdd(e)
 }
@@ -107,15 +157,16 @@ func (c *children[N]) mapAdd(e child[N]) {
 // del removes the child under key, if any.
 func (c *children[N]) del(key string) {
 	pre, short := prefix(key), len(key) <= 8
-	if m := c.maps; m != nil {
+	if m := c.maps; m != nil && key != "#" && key != "+" {
 		if short {
 			delete(m.short, pre)
 		} else {
 			delete(m.long, key)
 		}
 		if n := len(m.short) + len(m.long); n <= minList {
-			// Maps never shrink: move back to a slice.
-			c.list = make([]child[N], 0, n)
+			// Maps never shrink: move back to a slice, after the
+			// wildcards.
+			c.list = append(make([]child[N], 0, len(c.list)+n), c.list...)
 			for pre, n := range m.short {
 				c.list = append(c.list, child[N]{pre: pre, n: n})
 			}
@@ -129,11 +180,8 @@ func (c *children[N]) del(key string) {
 	for i := range c.list {
 		e := &c.list[i]
 		if e.pre == pre && (short && e.long == "" || !short && e.long == key) {
-			last := len(c.list) - 1
-			c.list[i] = c.list[last]
-			c.list[last] = child[N]{}
-			c.list = c.list[:last]
-			if last == 0 {
+			c.list = slices.Delete(c.list, i, i+1) // in order: the wildcards stay at the head
+			if len(c.list) == 0 {
 				c.list = nil
 			}
 			return

@@ -24,7 +24,7 @@ func TestTreePrune(t *testing.T) {
 			t.Fatalf("Add(%q): %v", f, err)
 		}
 	}
-	if tree.root.hash == nil || tree.root.hash.index() == nil {
+	if h := tree.root.child("#"); h == nil || h.index() == nil {
 		t.Errorf("50 values of \"#\" have no index")
 	}
 	site := getChild(&tree.root.kids, "site")
@@ -40,11 +40,12 @@ func TestTreePrune(t *testing.T) {
 			t.Fatalf("Remove(%q, %d) = false", f, v)
 		}
 	}
-	if tree.root.hash == nil || tree.root.hash.index() != nil || len(tree.root.hash.vals) != 2 || cap(tree.root.hash.vals) > 16 {
-		t.Errorf("\"#\" node after removals: %+v", tree.root.hash)
+	if h := tree.root.child("#"); h == nil || h.index() != nil || len(h.vals) != 2 || cap(h.vals) > 16 {
+		t.Errorf("\"#\" node after removals: %+v", h)
 	}
-	if n := tree.root.kids.len() + tree.shared.kids.len(); n != 0 || tree.root.plus != nil || tree.shared.plus != nil || tree.shared.hash != nil {
-		t.Errorf("nodes left after removing their filters: %d children, plus %v", n, tree.root.plus)
+	// Only the root's "#" is left.
+	if n := tree.root.kids.len() + tree.shared.kids.len(); n != 1 || tree.root.child("+") != nil {
+		t.Errorf("nodes left after removing their filters: %d children, plus %v", n, tree.root.child("+"))
 	}
 	tree.Remove("#", 3)
 	tree.Remove("#", 12)

@@ -46,11 +46,9 @@ type Tree[T comparable] struct {
 }
 
 // node is a level of a filter. The children of a node are the levels that
-// can follow it: literal ones in kids, and "+" and "#" in plus and hash.
+// can follow it, "#" and "+" included (see children).
 type node[T comparable] struct {
 	kids children[node[T]]
-	plus *node[T]
-	hash *node[T]
 	vals []T     // values of the filter ending here, in no particular order
 	ext  *ext[T] // what few nodes need, kept apart to keep nodes small
 }
@@ -223,14 +221,7 @@ func (t *Tree[T]) Remove(filter string, v T) bool {
 
 	for k := len(path) - 1; k >= 0 && n.empty(); k-- {
 		p := path[k]
-		switch p.level {
-		case "+":
-			p.parent.plus = nil
-		case "#":
-			p.parent.hash = nil
-		default:
-			p.parent.kids.del(p.level)
-		}
+		p.parent.kids.del(p.level)
 		n = p.parent
 	}
 	return true
@@ -317,17 +308,29 @@ func matchTree[T comparable, S ~string | ~[]byte](t *Tree[T], name S, dst []T) [
 // It follows the literal child in a loop and the '+' child by recursion.
 func matchNode[T comparable, S ~string | ~[]byte](n *node[T], name S, i int, dst []T) []T {
 	for {
-		if n.hash != nil {
-			dst = append(dst, n.hash.vals...) // '#' includes the parent level
+		var plus *node[T]
+		// The wildcards are the head of n.kids.list (w entries); its
+		// first entry is at most plusPre only if one is there, or a
+		// literal of one byte.
+		w := 0
+		if kids := n.kids.list; len(kids) > 0 && kids[0].pre <= plusPre {
+			if kids[0].pre == hashPre {
+				dst = append(dst, kids[0].n.vals...) // '#' includes the parent level
+				w = 1
+			}
+			if w < len(kids) && kids[w].pre == plusPre {
+				plus = kids[w].n
+				w++
+			}
 		}
 		if i > len(name) {
 			return append(dst, n.vals...)
 		}
 		j := levelEnd(name, i)
-		if n.plus != nil {
-			dst = matchNode(n.plus, name, j+1, dst)
+		if plus != nil {
+			dst = matchNode(plus, name, j+1, dst)
 		}
-		if n = getChild(&n.kids, name[i:j]); n == nil {
+		if n = getChildFrom(&n.kids, w, name[i:j]); n == nil {
 			return dst
 		}
 		i = j + 1
@@ -356,17 +359,26 @@ func matchSharedTree[T comparable, S ~string | ~[]byte](t *Tree[T], name S, dst 
 // matchGroups is matchNode for the shared subscription trie.
 func matchGroups[T comparable, S ~string | ~[]byte](n *node[T], name S, i int, dst []Group[T]) []Group[T] {
 	for {
-		if n.hash != nil {
-			dst = appendGroups(dst, n.hash.groups())
+		var plus *node[T]
+		w := 0
+		if kids := n.kids.list; len(kids) > 0 && kids[0].pre <= plusPre {
+			if kids[0].pre == hashPre {
+				dst = appendGroups(dst, kids[0].n.groups())
+				w = 1
+			}
+			if w < len(kids) && kids[w].pre == plusPre {
+				plus = kids[w].n
+				w++
+			}
 		}
 		if i > len(name) {
 			return appendGroups(dst, n.groups())
 		}
 		j := levelEnd(name, i)
-		if n.plus != nil {
-			dst = matchGroups(n.plus, name, j+1, dst)
+		if plus != nil {
+			dst = matchGroups(plus, name, j+1, dst)
 		}
-		if n = getChild(&n.kids, name[i:j]); n == nil {
+		if n = getChildFrom(&n.kids, w, name[i:j]); n == nil {
 			return dst
 		}
 		i = j + 1
@@ -382,12 +394,6 @@ func appendGroups[T comparable](dst []Group[T], gs []*group[T]) []Group[T] {
 
 // child returns the child of n for a filter level, or nil.
 func (n *node[T]) child(level string) *node[T] {
-	switch level {
-	case "+":
-		return n.plus
-	case "#":
-		return n.hash
-	}
 	return getChild(&n.kids, level)
 }
 
@@ -400,14 +406,7 @@ func (n *node[T]) create(filter string) *node[T] {
 		c := n.child(level)
 		if c == nil {
 			c = new(node[T])
-			switch level {
-			case "+":
-				n.plus = c
-			case "#":
-				n.hash = c
-			default:
-				n.kids.add(level, c)
-			}
+			n.kids.add(level, c)
 		}
 		n = c
 		i = j + 1
@@ -515,7 +514,7 @@ func (n *node[T]) removeMember(name string, v T) bool {
 
 // empty reports whether n holds nothing and can be removed.
 func (n *node[T]) empty() bool {
-	return len(n.vals) == 0 && n.ext == nil && n.plus == nil && n.hash == nil && n.kids.len() == 0
+	return len(n.vals) == 0 && n.ext == nil && n.kids.len() == 0
 }
 
 // Dedupe merges the values of s that have the same key, in place, and
