@@ -218,14 +218,24 @@ func cutFlow(t *testing.T, b *mosquitto.Broker, fileStore bool, qos byte, side s
 }
 
 // TestCutAllLoad cuts both clients' connections repeatedly while hundreds
-// of messages flow.
+// of messages flow, through mosquitto.
 func TestCutAllLoad(t *testing.T) {
 	t.Parallel()
-	b := mosquitto.Start(t, mosquitto.Config{})
+	cutAllLoad(t, mosquitto.Start(t, mosquitto.Config{}).URL)
+}
+
+// TestCutAllLoadTernBroker is TestCutAllLoad through tern's broker, to tell
+// the client's faults from a broker's.
+func TestCutAllLoadTernBroker(t *testing.T) {
+	t.Parallel()
+	cutAllLoad(t, mqtttest.NewServer(t).URL)
+}
+
+func cutAllLoad(t *testing.T, url string) {
 	for _, qos := range []byte{1, 2} {
 		t.Run("qos"+strconv.Itoa(int(qos)), func(t *testing.T) {
 			ctx := testCtx(t, 60*time.Second)
-			p := mqtttest.NewProxy(t, b.URL)
+			p := mqtttest.NewProxy(t, url)
 			col := newCollector()
 			// MaxCuts off: the proxy cuts every 30 ms whatever is in
 			// flight, and under load the same message can meet three

@@ -1,6 +1,9 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // The fast paths of the hot encoders and decoders. Each one decides only
 // the common case, plain ASCII and valid fields, and hands everything else
@@ -69,6 +72,70 @@ func copyASCII(dst, s []byte, name bool) bool {
 	}
 	binary.LittleEndian.PutUint64(dst[len(s)-8:], x)
 	return bad&msb == 0
+}
+
+// copyFilter copies the topic filter f to the start of dst, which has room
+// for it (or does not copy, if dst is nil), and reports whether f is plain
+// ASCII with every wildcard the whole of its level, '#' the last (what
+// checkFilter would accept), reading f once. False means "not decided
+// here", and leaves dst partly written: the caller encodes or checks again
+// the slow way. Each word's wildcards are found with wildBits and checked
+// where they are, so that a filter costs about what copyASCII does.
+func copyFilter(dst, f []byte) bool {
+	if len(f) < 8 {
+		copy(dst, f)
+		return asciiOK(f, false) && filterShape(f) == ""
+	}
+	var bad uint64
+	for i := 0; i < len(f)-8; i += 8 {
+		x := binary.LittleEndian.Uint64(f[i : i+8])
+		bad |= plainBits(x)
+		if dst != nil {
+			binary.LittleEndian.PutUint64(dst[i:i+8], x)
+		}
+		if w := wildBits(x); w != 0 && !wildcardsFit(f, i, w) {
+			return false
+		}
+	}
+	last := len(f) - 8 // overlaps the word before: a wildcard checked twice is no harm
+	x := binary.LittleEndian.Uint64(f[last:])
+	bad |= plainBits(x)
+	if dst != nil {
+		binary.LittleEndian.PutUint64(dst[last:last+8], x)
+	}
+	if w := wildBits(x); w != 0 && !wildcardsFit(f, last, w) {
+		return false
+	}
+	return bad&msb == 0
+}
+
+// wildBits has the high bit set of exactly the bytes of x that are '+' or
+// '#'. As in nameBits, y is zero where x has a wildcard; adding 0x7f to the
+// low seven bits of each byte carries into its high bit unless they are
+// zero, and cannot carry further, so the test is exact per byte.
+func wildBits(x uint64) uint64 {
+	const low = lsb * 0x7f // the low seven bits of each byte
+	y := (x | lsb*0x08) ^ lsb*'+'
+	return ^((y&low + low) | y | low)
+}
+
+// wildcardsFit reports whether the wildcards of f flagged in w, the
+// wildBits of f's word at off, each take a whole level, '#' the last.
+func wildcardsFit(f []byte, off int, w uint64) bool {
+	for ; w != 0; w &= w - 1 {
+		k := off + bits.TrailingZeros64(w)/8
+		if k > 0 && f[k-1] != '/' {
+			return false
+		}
+		if f[k] == '#' {
+			if k != len(f)-1 {
+				return false
+			}
+		} else if k+1 < len(f) && f[k+1] != '/' {
+			return false
+		}
+	}
+	return true
 }
 
 // plainBits has a high bit set in some byte if x has a byte 0x00 or over

@@ -70,6 +70,8 @@ func TestStringScanEncode(t *testing.T) {
 				check(&packet.Subscribe{PacketID: 9, Subscriptions: []packet.Subscription{{Filter: b, QoS: 1}}}, s, reference(s, false))
 				check(&packet.Subscribe{PacketID: 9, Subscriptions: []packet.Subscription{
 					{Filter: []byte("a/very/long/plain/filter/+/#")}, {Filter: b, QoS: 2}}}, s, reference(s, false))
+				check(&packet.Unsubscribe{PacketID: 9, Filters: [][]byte{b}}, s, reference(s, false))
+				check(&packet.Unsubscribe{PacketID: 9, Filters: [][]byte{[]byte("a/very/long/plain/filter/+/#"), b}}, s, reference(s, false))
 			}
 		}
 	}
@@ -93,6 +95,13 @@ func TestEncodeRejectsAfterFastPath(t *testing.T) {
 		{&packet.Subscribe{PacketID: 1}, "MQTT-3.8.3-3"},
 		{&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("a/b/c/d/e/f/g"), QoS: 3}}}, "MQTT-3.8.3-4"},
 		{&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("a")}, {Filter: long}}}, "MQTT-4.7.3-3"},
+		{&packet.Unsubscribe{Filters: [][]byte{[]byte("a")}}, "MQTT-2.3.1-1"},
+		{&packet.Unsubscribe{PacketID: 1}, "MQTT-3.10.3-2"},
+		{&packet.Unsubscribe{PacketID: 1, Filters: [][]byte{[]byte("a"), long}}, "MQTT-4.7.3-3"},
+		{&packet.Unsubscribe{PacketID: 1, Filters: [][]byte{[]byte("a/very/long/#/filter")}}, "MQTT-4.7.1-2"},
+		{&packet.Unsubscribe{PacketID: 1, Filters: [][]byte{[]byte("a/very/long+/filter")}}, "MQTT-4.7.1-3"},
+		{&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("a/very/long/#/filter")}}}, "MQTT-4.7.1-2"},
+		{&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("a/very/long+/filter")}}}, "MQTT-4.7.1-3"},
 	} {
 		out, err := c.p.Append([]byte("dst"))
 		var pe *packet.Error

@@ -1,5 +1,7 @@
 package packet
 
+import "bytes"
+
 // Subscription is one topic filter of a SUBSCRIBE and the maximum QoS asked for it.
 type Subscription struct {
 	Filter []byte
@@ -83,7 +85,7 @@ func (p *Subscribe) Append(dst []byte) ([]byte, error) {
 	i += 2
 	for _, s := range p.Subscriptions {
 		f := s.Filter
-		if len(f) > maxString || s.QoS > 2 || !copyASCII(b[i+2:], f, false) || filterShape(f) != "" {
+		if len(f) > maxString || s.QoS > 2 || !copyFilter(b[i+2:], f) {
 			return p.appendChecked(dst)
 		}
 		b[i], b[i+1] = byte(len(f)>>8), byte(len(f))
@@ -239,6 +241,27 @@ func (p *Unsubscribe) validate() error {
 
 // Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Unsubscribe) Append(dst []byte) ([]byte, error) {
+	n := p.remaining()
+	if p.PacketID == 0 || len(p.Filters) == 0 || n > MaxRemainingLength {
+		return p.appendChecked(dst)
+	}
+	// As Subscribe's: each filter checked as it is copied.
+	out, b := grow(dst, 1+lengthSize(n)+n)
+	i := putHeader(b, byte(UNSUBSCRIBE)<<4|2, n)
+	b[i], b[i+1] = byte(p.PacketID>>8), byte(p.PacketID)
+	i += 2
+	for _, f := range p.Filters {
+		if len(f) > maxString || !copyFilter(b[i+2:], f) {
+			return p.appendChecked(dst)
+		}
+		b[i], b[i+1] = byte(len(f)>>8), byte(len(f))
+		i += 2 + len(f)
+	}
+	return out, nil
+}
+
+// appendChecked is Append without the fast path.
+func (p *Unsubscribe) appendChecked(dst []byte) ([]byte, error) {
 	if err := p.validate(); err != nil {
 		return dst, err
 	}
@@ -294,6 +317,9 @@ func (p *Unsubscribe) Clone() *Unsubscribe {
 // closes the connection [MQTT-4.8.0-1]. Bytes of a multi-byte UTF-8
 // character are never '/', '+' or '#', so one pass over the bytes does.
 func checkFilter(t Type, f []byte) error {
+	if len(f) <= maxString && copyFilter(nil, f) {
+		return nil // plain ASCII, wildcards in place
+	}
 	if err := topicError(t, "topic filter", f); err != nil {
 		return err
 	}
@@ -308,25 +334,34 @@ func checkFilter(t Type, f []byte) error {
 	return nil
 }
 
-// filterShape returns the rule that f's length or wildcards break, or "".
+// filterShape returns the rule that f's length or wildcards break, or "",
+// the first in f when it breaks both. It looks only where the wildcards
+// are, found by bytes.IndexByte, rather than at every byte.
 func filterShape(f []byte) string {
 	if len(f) == 0 {
 		return "MQTT-4.7.3-1"
 	}
-	level := 0 // where the current level starts
-	for i, c := range f {
-		switch c {
-		case '/':
-			level = i + 1
-		case '+':
-			if i != level || i+1 < len(f) && f[i+1] != '/' {
-				return "MQTT-4.7.1-3"
-			}
-		case '#':
-			if i != level || i != len(f)-1 {
-				return "MQTT-4.7.1-2"
-			}
+	// '#' is the whole of the last level: the only one, last, after '/'.
+	hash := bytes.IndexByte(f, '#')
+	if hash == len(f)-1 && (hash == 0 || f[hash-1] == '/') {
+		hash = -1 // where it belongs
+	}
+	// '+' is the whole of its level.
+	for k := 0; hash < 0 || k < hash; k++ {
+		i := bytes.IndexByte(f[k:], '+')
+		if i < 0 {
+			break
 		}
+		k += i
+		if hash >= 0 && k > hash {
+			break
+		}
+		if k > 0 && f[k-1] != '/' || k+1 < len(f) && f[k+1] != '/' {
+			return "MQTT-4.7.1-3"
+		}
+	}
+	if hash >= 0 {
+		return "MQTT-4.7.1-2"
 	}
 	return ""
 }
