@@ -62,13 +62,25 @@ func (s *Server) countDrop(cl *client, p *packet.Publish) {
 	if !s.dropTail.CompareAndSwap(false, true) {
 		return // a line is due already
 	}
-	s.mu.Lock()
-	if s.closing {
+	// dropMu, not mu: drops are counted with a client's mu held, which
+	// other paths take after mu.
+	s.dropMu.Lock()
+	if s.dropStop {
 		s.dropTail.Store(false)
 	} else {
 		s.dropTimer = time.AfterFunc(time.Duration(last+int64(dropLogInterval)-now), s.logDropTail)
 	}
-	s.mu.Unlock()
+	s.dropMu.Unlock()
+}
+
+// stopDropLog stops the line countDrop may have scheduled, for Close.
+func (s *Server) stopDropLog() {
+	s.dropMu.Lock()
+	s.dropStop = true
+	if s.dropTimer != nil {
+		s.dropTimer.Stop()
+	}
+	s.dropMu.Unlock()
 }
 
 // logDropTail logs the drops countDrop did not log.

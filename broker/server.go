@@ -223,7 +223,9 @@ type Server struct {
 	// dropTail is set while dropTimer is to log the drops since.
 	dropLogged atomic.Int64
 	dropTail   atomic.Bool
-	dropTimer  *time.Timer // guarded by mu
+	dropMu     sync.Mutex  // guards dropTimer and dropStop; taken under client locks, so it takes none
+	dropTimer  *time.Timer // logs the drops since dropLogged
+	dropStop   bool        // the Server is closing: no more dropTimer
 
 	traffic ioCounters // bytes and packets in and out, connected clients, subscriptions
 	sys     sysState   // $SYS topics
@@ -362,9 +364,7 @@ func (s *Server) beginClose() []*conn {
 		close(s.sys.stop)
 	}
 	s.closing = true
-	if s.dropTimer != nil {
-		s.dropTimer.Stop()
-	}
+	s.stopDropLog()
 	for l := range s.listeners {
 		l.Close()
 	}
