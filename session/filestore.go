@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+
+	"github.com/ternmq/mqtt/internal/dirsync"
 )
 
 // SyncPolicy says when a FileStore makes its writes durable with fsync.
@@ -137,7 +139,7 @@ func OpenFileStore(dir string, opts FileStoreOptions) (*FileStore, error) {
 	s.f = f
 	if os.IsNotExist(statErr) && opts.Sync != SyncNever {
 		// A new log: its directory entry must be durable too.
-		if err := syncDir(dir); err != nil {
+		if err := dirsync.Sync(dir); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -522,7 +524,7 @@ func (s *FileStore) compact() error {
 	}
 	if s.opts.Sync != SyncNever {
 		// The rename is durable only once the directory is.
-		if err := syncDir(s.dir); err != nil {
+		if err := dirsync.Sync(s.dir); err != nil {
 			f.Close()
 			s.err = fmt.Errorf("session: file store compaction failed: %w", err)
 			return s.err
@@ -555,19 +557,6 @@ func (s *FileStore) Close() error {
 	s.f = nil
 	if s.err == nil {
 		s.err = errors.New("session: file store closed")
-	}
-	return err
-}
-
-// syncDir makes the entries of a directory durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/ternmq/mqtt/internal/dirsync"
 	"github.com/ternmq/mqtt/session"
 )
 
@@ -212,7 +213,7 @@ func (l *Log) snapshot() (int64, error) {
 	if sync {
 		// The snapshot must be in the directory before the files it
 		// replaces leave it.
-		if err := syncDir(l.dir); err != nil {
+		if err := dirsync.Sync(l.dir); err != nil {
 			return 0, err
 		}
 	}

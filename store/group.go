@@ -1,6 +1,10 @@
 package store
 
-import "os"
+import (
+	"os"
+
+	"github.com/ternmq/mqtt/internal/dirsync"
+)
 
 // Groups keep the writes of one routing whole across a crash (see
 // Store.Begin). The log marks where a group begins and ends; recovery cuts
@@ -153,7 +157,7 @@ func (l *Log) cutGroup() error {
 		if err := f.Sync(); err != nil {
 			return err
 		}
-		if err := syncDir(l.dir); err != nil {
+		if err := dirsync.Sync(l.dir); err != nil {
 			return err
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ternmq/mqtt/internal/dirsync"
 )
 
 // SyncPolicy says when a Log makes its writes durable with fsync.
@@ -308,7 +310,7 @@ func (l *Log) recover() error {
 	if removed && l.opts.Sync != SyncNever {
 		// Segments after a cut must not come back after a crash, behind
 		// the records appended from now on.
-		if err := syncDir(l.dir); err != nil {
+		if err := dirsync.Sync(l.dir); err != nil {
 			return err
 		}
 	}
@@ -359,7 +361,7 @@ func (l *Log) openSegment(n uint64) (*os.File, error) {
 	if l.opts.Sync != SyncNever {
 		// A new file's directory entry is durable only once the
 		// directory is.
-		if err := syncDir(l.dir); err != nil {
+		if err := dirsync.Sync(l.dir); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -582,19 +584,6 @@ func (l *Log) Close() error {
 	}
 	if errors.Is(err, ErrClosed) {
 		err = nil
-	}
-	return err
-}
-
-// syncDir makes the entries of a directory durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
 	}
 	return err
 }
