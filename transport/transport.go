@@ -71,6 +71,28 @@ type Options struct {
 	// accepts every origin, as MQTT brokers commonly do. Listen and
 	// WebSocketHandler only.
 	CheckOrigin func(r *http.Request) bool
+
+	// UnsentLimit bounds the bytes a TCP connection's kernel buffer holds
+	// that are written but not yet sent (TCP_NOTSENT_LOWAT, on Linux and
+	// macOS; ignored elsewhere and for Unix sockets): a write beyond it waits
+	// until the peer takes more. Without a bound the kernel grows the buffer
+	// to megabytes, and a publisher that outruns its broker queues seconds of
+	// messages there, out of the client's sight: latency grows, and a QoS 0
+	// message reported written is lost if the connection ends. Zero means
+	// DefaultUnsentLimit, a negative value the kernel's default. Dial only.
+	UnsentLimit int
+}
+
+// DefaultUnsentLimit is Options.UnsentLimit's default: at 64 KiB, writes of
+// half of it keep a loopback or LAN connection busy, and a backlog of small
+// messages waits at most a few milliseconds in the kernel.
+const DefaultUnsentLimit = 64 << 10
+
+func (o *Options) unsentLimit() int {
+	if o == nil || o.UnsentLimit == 0 {
+		return DefaultUnsentLimit
+	}
+	return o.UnsentLimit
 }
 
 const defaultHandshakeTimeout = 10 * time.Second
@@ -199,6 +221,14 @@ func dial(ctx context.Context, e *endpoint, opts *Options) (net.Conn, error) {
 	conn, err := dialFn(ctx, network, e.addr)
 	if err != nil {
 		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		if n := opts.unsentLimit(); n > 0 {
+			if err := setUnsentLimit(tc, n); err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("unsent limit: %w", err)
+			}
+		}
 	}
 	if e.kind == kindTLS || e.kind == kindWSS {
 		cfg := clientTLSConfig(opts, e.url.Hostname())
