@@ -5,6 +5,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/ternmq/mqtt/internal/pace"
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
 )
@@ -50,7 +51,7 @@ func (c *Client) reader(cn *conn) {
 		batch, answers, packets = batch[:0], false, 0
 	}
 	defer flush() // what was received before an error is delivered
-	pacer := newReadPacer(orDefault(c.opts.BatchDelay, DefaultBatchDelay))
+	pacer := pace.New(orDefault(c.opts.BatchDelay, DefaultBatchDelay))
 	qos0, read := true, 0 // the packets of the last read from the network: all QoS 0 PUBLISHes, and how many
 	for {
 		if !cn.r.HasPacket() {
@@ -59,12 +60,12 @@ func (c *Client) reader(cn *conn) {
 		var start time.Time
 		fromNet := cn.r.Buffered()+cn.br.Buffered() == 0
 		if fromNet {
-			start = pacer.wait(qos0, read)
+			start = pacer.Wait(qos0, read)
 			qos0, read = true, 0
 		}
 		p, err := cn.r.ReadPacket()
 		if fromNet {
-			pacer.read(start)
+			pacer.Read(start)
 		}
 		if err != nil {
 			if err == io.EOF {

@@ -1,21 +1,21 @@
-package client
+package pace
 
 import (
 	"testing"
 	"time"
 )
 
-// fakePacer is a readPacer on a clock that moves only when told to, or when
+// fakePacer is a Reader on a clock that moves only when told to, or when
 // the pacer sleeps.
 type fakePacer struct {
-	readPacer
+	Reader
 	clock time.Time
 	slept []time.Duration
 }
 
 func newFakePacer(delay time.Duration) *fakePacer {
 	f := &fakePacer{clock: time.Unix(1000, 0)}
-	f.readPacer = newReadPacer(delay)
+	f.Reader = New(delay)
 	f.now = func() time.Time { return f.clock }
 	f.sleep = func(d time.Duration) { f.slept = append(f.slept, d); f.clock = f.clock.Add(d) }
 	return f
@@ -28,9 +28,9 @@ func newFakePacer(delay time.Duration) *fakePacer {
 func (f *fakePacer) step(gap time.Duration, qos0 bool, packets int, wait time.Duration) time.Duration {
 	f.clock = f.clock.Add(gap)
 	n := len(f.slept)
-	start := f.wait(qos0, packets)
+	start := f.Wait(qos0, packets)
 	f.clock = f.clock.Add(wait)
-	f.read(start)
+	f.Read(start)
 	if len(f.slept) > n {
 		return f.slept[n]
 	}
@@ -42,11 +42,39 @@ func TestReadPacer(t *testing.T) {
 	quick := 5 * time.Microsecond // a read that starts soon after the previous one
 
 	t.Run("sparse reads never wait", func(t *testing.T) {
+		// Each read waits for its data, however soon after the previous
+		// one it starts.
 		f := newFakePacer(d)
 		for i := range 20 {
-			if s := f.step(pacerQuick, true, 1, 0); s != 0 {
+			if s := f.step(0, true, 1, d/4); s != 0 {
 				t.Fatalf("read %d slept %v", i, s)
 			}
+		}
+	})
+
+	t.Run("a reader slower than the stream is paced", func(t *testing.T) {
+		// Every read finds data at once, after a long time handling the
+		// previous batch: the reader cannot keep up, and reading more per
+		// call is what helps it.
+		f := newFakePacer(d)
+		const handling = 200 * time.Microsecond
+		f.step(time.Second, true, 1, 0)
+		for i := range pacerTrigger {
+			if s := f.step(handling, true, 4, 0); s != 0 {
+				t.Fatalf("read %d slept %v before the trigger", i, s)
+			}
+		}
+		for i := range 10 {
+			if s := f.step(handling, true, 20, 0); s != d-handling {
+				t.Fatalf("paced read %d slept %v, want %v", i, s, d-handling)
+			}
+		}
+	})
+
+	t.Run("the zero Reader never waits", func(t *testing.T) {
+		var p Reader
+		for range 20 {
+			p.Read(p.Wait(true, 20))
 		}
 	})
 
