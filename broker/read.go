@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ternmq/mqtt/internal/pace"
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
 	"github.com/ternmq/mqtt/topic"
@@ -55,6 +56,10 @@ func (c *conn) readLoop() (error, bool) {
 			return err, false
 		}
 		s.traffic.packetsIn.Add(1)
+		c.router.paceRead++
+		if pub, ok := p.(*packet.Publish); !ok || pub.QoS != 0 {
+			c.router.paceOther = true
+		}
 		c.holdAcks(p)
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
@@ -200,8 +205,12 @@ func (r *connReader) Read(p []byte) (int, error) {
 	// Every packet read so far is handled: wake the writers that have
 	// something to send before waiting for more.
 	c.router.flushWakes(c)
+	start := c.paceRead()
 	for {
 		n, err := c.nc.Read(p)
+		if !start.IsZero() {
+			c.router.pace.Read(start)
+		}
 		if n > 0 {
 			c.srv.traffic.bytesIn.Add(int64(n))
 		}
@@ -233,6 +242,22 @@ func (r *connReader) Read(p []byte) (int, error) {
 			return 0, errShutdown
 		}
 	}
+}
+
+// paceRead waits, if the connection's read pacer says so, before a read
+// from the network, and returns when the read starts (zero if it was not
+// asked). Only between whole packets: a packet half read is not delayed.
+func (c *conn) paceRead() time.Time {
+	r := c.router
+	if c.pr != nil && c.pr.r.Buffered() > 0 {
+		return time.Time{}
+	}
+	if !r.paceOn {
+		r.pace, r.paceOn = pace.New(c.srv.opts.BatchDelay), true
+	}
+	start := r.pace.Wait(!r.paceOther, r.paceRead)
+	r.paceRead, r.paceOther = 0, false
+	return start
 }
 
 // pooledReader is a packet.Reader lent to a connection while it has bytes to

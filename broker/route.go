@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ternmq/mqtt/internal/pace"
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
 	"github.com/ternmq/mqtt/topic"
@@ -88,6 +89,14 @@ type router struct {
 	evs                 []session.Event // events of the packet being handled
 	codes               []byte          // SUBACK return codes
 
+	// The read pacer of the connection (see Options.BatchDelay), made
+	// when it first reads with this router, and what its packets since
+	// the last read from the network were: how many, all QoS 0 PUBLISHes.
+	pace      pace.Reader
+	paceOn    bool
+	paceRead  int
+	paceOther bool
+
 	// src is the message being routed, for bridges (RETAIN as published).
 	src *packet.Publish
 	// noLocal is the publisher's session when it is a bridge's: a bridge's
@@ -129,8 +138,11 @@ func (r *router) flushWakes(self *conn) {
 
 var routerPool = sync.Pool{New: func() any { return new(router) }}
 
-func getRouter() *router  { return routerPool.Get().(*router) }
-func putRouter(r *router) { routerPool.Put(r) }
+func getRouter() *router { return routerPool.Get().(*router) }
+func putRouter(r *router) {
+	r.paceOn = false
+	routerPool.Put(r)
+}
 
 // route stores p if it is retained and hands it to the session of every
 // client with a matching subscription [MQTT-4.5.0-1], once per client at the

@@ -166,9 +166,10 @@ type Options struct {
 	// goes on meanwhile. Zero means DefaultMaxPending.
 	MaxPending int
 
-	// BatchDelay is how long, at most, QoS 0 messages that arrive faster
-	// than 40,000 a second may collect in the connection before the client
-	// reads them, so that one read takes many: under such load it costs up
+	// BatchDelay is how long, at most, the QoS 0 messages of a fast stream
+	// (reads that bring several, or wait less than a quarter of the delay,
+	// several times in a row) may collect in the connection before the
+	// client reads them, so that one read takes many: under such load it costs up
 	// to that much latency, and saves a system call and a wake-up per
 	// message, on the broker too. In an otherwise idle process Go's timers
 	// round waits under a millisecond up to about one. Zero means
