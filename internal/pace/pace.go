@@ -16,11 +16,13 @@ import "time"
 // latency.
 //
 // Pausing stops when it does not pay: when a read waits longer than the
-// delay for data (the stream slowed), and when the read after a pause brings
-// a single packet: the other end was waiting for us, as in a request and
-// its response, which look like a fast stream on a quick network. After the
-// latter the pacer wants twice as many quick reads before it pauses again,
-// so that a conversation is delayed a few times, not every few messages.
+// delay for data (the stream slowed), and when the reads after two pauses
+// in a row bring a single packet each: the other end was waiting for us, as
+// in a request and its response, which look like a fast stream on a quick
+// network (one such pause alone may be the chance gap of a stream). After
+// the latter the pacer wants twice as many quick reads before it pauses
+// again, so that a conversation is delayed a few times, not every few
+// messages.
 //
 // Only QoS 0 messages are paced: nobody waits for them. Delaying the
 // acknowledgement of a QoS 1 or 2 message, or the reading of the
@@ -37,6 +39,7 @@ type Reader struct {
 	need    int           // quick reads that start the pausing
 	pausing bool
 	paused  bool // the previous read followed a pause
+	useless bool // and brought a single packet
 
 	now   func() time.Time    // time.Now but in tests
 	sleep func(time.Duration) // time.Sleep but in tests
@@ -72,13 +75,16 @@ func (p *Reader) Wait(qos0 bool, packets int) time.Time {
 	p.paused = false
 	switch {
 	case p.delay <= 0 || !qos0:
-		p.quick, p.pausing = 0, false
-	case paused && packets < 2:
-		p.quick, p.pausing = 0, false
+		p.quick, p.pausing, p.useless = 0, false, false
+	case paused && packets < 2 && p.useless:
+		p.quick, p.pausing, p.useless = 0, false, false
 		p.need = min(2*p.need, pacerMaxTrigger)
 	case p.pausing:
 		if paused {
-			p.need = pacerTrigger // pausing pays
+			p.useless = packets < 2
+			if !p.useless {
+				p.need = pacerTrigger // pausing pays
+			}
 		}
 		if w := p.last.Add(p.delay).Sub(now); w > 0 {
 			p.sleep(w)
@@ -104,6 +110,6 @@ func (p *Reader) Read(start time.Time) {
 	waited := p.now().Sub(start)
 	p.prompt = waited < p.quickIn
 	if p.pausing && waited > p.delay {
-		p.quick, p.pausing, p.paused = 0, false, false
+		p.quick, p.pausing, p.paused, p.useless = 0, false, false, false
 	}
 }

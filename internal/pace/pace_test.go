@@ -124,10 +124,28 @@ func TestReadPacer(t *testing.T) {
 		for range reads {
 			f.step(quick, true, 1, 0)
 		}
-		// After each useless pause the pacer wants twice as many quick
-		// reads: 4+8+...+1024 reads, then one pause per 1024.
-		if n, most := len(f.slept), 9+reads/pacerMaxTrigger; n == 0 || n > most {
+		// After two useless pauses in a row the pacer wants twice as
+		// many quick reads: 4+8+...+1024 reads, then two pauses per
+		// 1024.
+		if n, most := len(f.slept), 2*(9+reads/pacerMaxTrigger); n == 0 || n > most {
 			t.Fatalf("%d of %d reads delayed, want 1 to %d", n, reads, most)
+		}
+	})
+
+	t.Run("one pause that brings one packet does not end the pacing", func(t *testing.T) {
+		f := newFakePacer(d)
+		for range pacerTrigger + 2 {
+			f.step(quick, true, 20, 0)
+		}
+		// A gap in the stream: the pause brings one packet, the next
+		// ones many again.
+		if s := f.step(quick, true, 1, 0); s == 0 {
+			t.Fatal("not pacing before the gap")
+		}
+		for i := range 5 {
+			if s := f.step(quick, true, 20, 0); s != d-quick {
+				t.Fatalf("paced read %d after the gap slept %v, want %v", i, s, d-quick)
+			}
 		}
 	})
 
