@@ -176,3 +176,42 @@ func TestReadPacer(t *testing.T) {
 		}
 	})
 }
+
+// FuzzPacer drives a Reader with arbitrary reads: whatever their gaps,
+// waits and packets, it never sleeps longer than the delay, never before a
+// read that follows anything but QoS 0 PUBLISHes, never with pacing off,
+// and never right after a read that waited longer than the delay.
+func FuzzPacer(f *testing.F) {
+	f.Add([]byte{5, 1, 20, 1, 0, 1, 20, 1, 0, 1, 20, 1, 0, 1, 20, 1, 0, 1, 20, 1, 0, 1, 1, 1, 0})
+	f.Add([]byte{0, 1, 20, 1, 0})
+	f.Add([]byte{200, 0, 20, 1, 0, 1, 1, 255, 255})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		d := time.Duration(data[0]) * 100 * time.Microsecond
+		if data[0] == 0 {
+			d = -1
+		}
+		p := newFakePacer(d)
+		longWait := false
+		for data = data[1:]; len(data) >= 4; data = data[4:] {
+			qos0 := data[0]&1 == 1
+			packets := int(data[1])
+			gap := time.Duration(data[2]) * 10 * time.Microsecond
+			wait := time.Duration(data[3]) * 20 * time.Microsecond
+			s := p.step(gap, qos0, packets, wait)
+			switch {
+			case s < 0 || (d > 0 && s > d):
+				t.Fatalf("slept %v with a delay of %v", s, d)
+			case s > 0 && !qos0:
+				t.Fatalf("slept %v before a read after other packets than QoS 0 PUBLISHes", s)
+			case s > 0 && d <= 0:
+				t.Fatalf("slept %v with pacing off", s)
+			case s > 0 && longWait:
+				t.Fatalf("slept %v right after a read that waited longer than the delay", s)
+			}
+			longWait = d > 0 && wait > d
+		}
+	})
+}
