@@ -125,7 +125,7 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 	// A large buffer under the packet reader: one read system call takes
 	// many messages from a busy connection.
 	br := bufio.NewReaderSize(nc, readBuffer)
-	r := packet.NewReader(br, c.opts.MaxPacketSize)
+	r := packet.NewReader(br, orDefault(c.opts.MaxPacketSize, DefaultMaxPacketSize))
 	p, err := r.ReadPacket()
 	if err != nil {
 		if err == io.EOF {

@@ -29,6 +29,11 @@ const (
 	// DefaultMaxPending bounds the received messages waiting for a handler
 	// or a reader of Messages.
 	DefaultMaxPending = 100
+	// DefaultMaxPacketSize is the largest packet the client accepts from
+	// the broker by default: what tern's broker lets through by default
+	// (broker.DefaultMaxPacketSize). A read buffer grows with the bytes
+	// that arrive, not with the length a header announces.
+	DefaultMaxPacketSize = 16 << 20
 	// DefaultBatchDelay is how long, at most, a fast stream of QoS 0
 	// messages may collect in the connection between two reads. On small
 	// messages through mosquitto it doubles throughput; so does 100 µs,
@@ -178,8 +183,10 @@ type Options struct {
 	BatchDelay time.Duration
 
 	// MaxPacketSize is the largest packet accepted from the broker, which
-	// bounds memory with MaxPending. Zero means packet.DefaultMaxSize
-	// (1 MiB).
+	// bounds memory with MaxPending. Zero means DefaultMaxPacketSize
+	// (16 MiB). A larger packet ends the connection, and the broker would
+	// send it again on the next one: the client logs it at error level,
+	// with the limit to raise (mosquitto lets up to 256 MiB through).
 	MaxPacketSize int
 
 	// DefaultHandler receives the messages no Handle filter matches. When

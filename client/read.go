@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"time"
 
@@ -70,6 +71,11 @@ func (c *Client) reader(cn *conn) {
 		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF // the broker closes only after a protocol error
+			}
+			if errors.Is(err, packet.ErrTooLarge) {
+				// The broker will send it again on the next connection,
+				// and again: say what to change.
+				c.log.Error("packet from the broker over Options.MaxPacketSize: raise it to receive this message", "limit", orDefault(c.opts.MaxPacketSize, DefaultMaxPacketSize), "err", err)
 			}
 			cn.close(err)
 			return
