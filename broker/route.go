@@ -140,7 +140,7 @@ var routerPool = sync.Pool{New: func() any { return new(router) }}
 
 func getRouter() *router { return routerPool.Get().(*router) }
 func putRouter(r *router) {
-	r.paceOn = false
+	r.paceOn, r.paceRead, r.paceOther = false, 0, false
 	routerPool.Put(r)
 }
 
