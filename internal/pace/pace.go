@@ -7,13 +7,11 @@ import "time"
 // between reads. A peer writes each message on its own, so a reader that
 // keeps up pays a system call and a wake-up per message, and so does the
 // peer, for waking it: on small messages that, not the MQTT work, limits
-// throughput. Once several reads in a row were quick (each started within
-// the pacer's quick interval of the one before, waited less than that for
-// its data, or brought more than one packet: the stream keeps up with the
-// reader or outruns it), the reader waits
-// until the delay has passed since the previous read started, so that each
-// read takes what arrived meanwhile, at the cost of up to that delay of
-// latency.
+// throughput. Once several reads in a row were quick (each waited less than
+// the pacer's quick interval for its data, or brought more than one packet:
+// the stream keeps up with the reader or outruns it), the reader waits until
+// the delay has passed since the previous read started, so that each read
+// takes what arrived meanwhile, at the cost of up to that delay of latency.
 //
 // Pausing stops when it does not pay: when a read waits longer than the
 // delay for data (the stream slowed), and when the reads after two pauses
@@ -52,13 +50,13 @@ const (
 )
 
 // New returns a Reader that pauses up to delay (never if delay is 0 or
-// less) once reads are quick: within a quarter of the delay, so that a
-// pause would gather four packets or more.
+// less) once reads are quick: waiting less than a quarter of the delay, so
+// that a pause would gather four packets or more.
 //
-// How often reads come is not enough: a reader slower than the stream,
-// which finds data at every read, is what pacing helps most, however long
-// it takes to handle each batch; and where a wake-up is slow, a read that
-// waited still brings several packets.
+// How long a read waits, not how often reads come, is the measure: a reader
+// slower than the stream, which finds data at every read, is what pacing
+// helps most, however long it takes to handle each batch; and where a
+// wake-up is slow, a read that waited still brings several packets.
 func New(delay time.Duration) Reader {
 	return Reader{delay: delay, quickIn: delay / 4, need: pacerTrigger, now: time.Now, sleep: time.Sleep}
 }
@@ -91,7 +89,7 @@ func (p *Reader) Wait(qos0 bool, packets int) time.Time {
 			now = p.now()
 			p.paused = true
 		}
-	case p.prompt || packets >= 2 || now.Sub(p.last) < p.quickIn:
+	case p.prompt || packets >= 2:
 		if p.quick++; p.quick >= p.need {
 			p.pausing = true
 		}
