@@ -255,7 +255,11 @@ func (c *conn) paceRead() time.Time {
 	if !r.paceOn {
 		r.pace, r.paceOn = pace.New(c.srv.opts.BatchDelay), true
 	}
-	start := r.pace.Wait(!r.paceOther, r.paceRead)
+	kind := pace.Free
+	if r.paceOther {
+		kind = pace.Answer
+	}
+	start := r.pace.Wait(kind, r.paceRead)
 	r.paceRead, r.paceOther = 0, false
 	return start
 }

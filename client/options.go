@@ -34,10 +34,11 @@ const (
 	// (broker.DefaultMaxPacketSize). A read buffer grows with the bytes
 	// that arrive, not with the length a header announces.
 	DefaultMaxPacketSize = 16 << 20
-	// DefaultBatchDelay is how long, at most, a fast stream of QoS 0
-	// messages may collect in the connection between two reads. On small
+	// DefaultBatchDelay is how long, at most, a fast stream of messages
+	// may collect in the connection between two reads. On small QoS 0
 	// messages through mosquitto it doubles throughput; so does 100 µs,
-	// but 1 KiB messages need about 500 µs.
+	// but 1 KiB messages need about 500 µs. At QoS 1 and 2 it cuts the
+	// client's CPU per message by 40 to 50%.
 	DefaultBatchDelay = 500 * time.Microsecond
 	// DefaultMaxCuts is how many connections in a row may end while the
 	// same message awaits its acknowledgement before Publish gives it up.
@@ -171,15 +172,20 @@ type Options struct {
 	// goes on meanwhile. Zero means DefaultMaxPending.
 	MaxPending int
 
-	// BatchDelay is how long, at most, the QoS 0 messages of a fast stream
-	// (reads that bring several, or wait less than a quarter of the delay,
-	// several times in a row) may collect in the connection before the
-	// client reads them, so that one read takes many: under such load it costs up
-	// to that much latency, and saves a system call and a wake-up per
-	// message, on the broker too. In an otherwise idle process Go's timers
-	// round waits under a millisecond up to about one. Zero means
-	// DefaultBatchDelay; a negative value reads every message as soon as
-	// it arrives. QoS 1 and 2 traffic is never delayed.
+	// BatchDelay is how long, at most, the packets of a fast stream of
+	// messages or acknowledgements (reads that bring several, or wait less
+	// than a quarter of the delay, several times in a row) may collect in
+	// the connection before the client reads them, so that one read takes
+	// many: under such load it costs up to that much latency, and saves a
+	// system call and a wake-up per packet, on the broker too, and the
+	// acknowledgements of a read's QoS 1 and 2 messages leave in one write.
+	// Pausing stops when it would slow the stream, as when the window of a
+	// QoS 1 or 2 sender, not its pace, decides how much each read brings,
+	// and for a while after. In an otherwise idle process Go's
+	// timers round waits under a millisecond up to about one. Zero means
+	// DefaultBatchDelay; a negative value reads every packet as soon as
+	// it arrives. Answers to requests (CONNACK, SUBACK, UNSUBACK,
+	// PINGRESP) are never delayed.
 	BatchDelay time.Duration
 
 	// MaxPacketSize is the largest packet accepted from the broker, which

@@ -45,7 +45,7 @@ func TestPacedStream(t *testing.T) {
 	b := mosquitto.Start(t, mosquitto.Config{Extra: []string{"max_queued_messages 0", "set_tcp_nodelay true"}})
 	for _, delay := range []time.Duration{5 * time.Millisecond, -1} {
 		t.Run("BatchDelay="+delay.String(), func(t *testing.T) {
-			reads := pacedStream(t, b.URL, delay)
+			reads := pacedStream(t, b.URL, delay, 100)
 			// Paced, reads come at most every 5 ms.
 			if delay > 0 && reads > pacedStreamLen/10 {
 				t.Errorf("%d reads for %d messages: the reads were not paced", reads, pacedStreamLen)
@@ -54,17 +54,27 @@ func TestPacedStream(t *testing.T) {
 	}
 }
 
+// TestPacedQoS1Stream is TestPacedStream with QoS 1 messages only, through
+// a mosquitto that does not limit its window to the subscriber: a pause
+// does not slow the stream, so the subscriber keeps pausing, and the
+// acknowledgements of each read's messages leave together.
+func TestPacedQoS1Stream(t *testing.T) {
+	t.Parallel()
+	b := mosquitto.Start(t, mosquitto.Config{Extra: []string{"max_inflight_messages 0", "max_queued_messages 0", "set_tcp_nodelay true"}})
+	reads := pacedStream(t, b.URL, 5*time.Millisecond, 1)
+	if reads > pacedStreamLen/10 {
+		t.Errorf("%d reads for %d messages: the reads were not paced", reads, pacedStreamLen)
+	}
+}
+
 const pacedStreamLen = 20000
 
-// qos1Every places a QoS 1 message among the QoS 0 ones. A read that brings
-// one ends a pause (see pace.Reader), so they must be rare enough that most
-// pauses bring none: a read paused 5 ms takes 300 messages at 60,000 a
-// second.
-const qos1Every = 1000
-
-// pacedStream runs the stream of TestPacedStream and returns the number of
-// reads the subscriber made for it.
-func pacedStream(t *testing.T, url string, delay time.Duration) int64 {
+// pacedStream sends pacedStreamLen messages, every qos1Every-th at QoS 1 and
+// the others at QoS 0, on one topic per QoS, to a subscriber that reads
+// with the given BatchDelay. It checks that each arrives once, in order on
+// its topic [MQTT-4.6.0-6], and returns the number of reads the subscriber
+// made for them.
+func pacedStream(t *testing.T, url string, delay time.Duration, qos1Every int) int64 {
 	ctx := testCtx(t, 60*time.Second)
 	var rc readCounter
 	got := make(chan uint32, pacedStreamLen)
@@ -85,10 +95,11 @@ func pacedStream(t *testing.T, url string, delay time.Duration) int64 {
 	before := rc.reads.Load()
 	var last *client.Token
 	payload := make([]byte, 64)
+	isQoS1 := func(seq int) bool { return seq%qos1Every == qos1Every-1 }
 	for i := range pacedStreamLen {
 		binary.BigEndian.PutUint32(payload, uint32(i))
 		qos, name := byte(0), topic+"0"
-		if i%qos1Every == qos1Every-1 {
+		if isQoS1(i) {
 			qos, name = 1, topic+"1"
 		}
 		last = pub.PublishAsync(ctx, name, qos, false, payload)
@@ -96,28 +107,22 @@ func pacedStream(t *testing.T, url string, delay time.Duration) int64 {
 	if err := last.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// [MQTT-4.6.0-6] order holds per topic: here, per QoS.
-	var next [2]uint32
-	next[1] = qos1Every - 1
+	// Each topic's messages arrive in the order sent: increasing, and all
+	// of them.
+	last1 := [2]int{-1, -1}
 	for range pacedStreamLen {
 		select {
 		case seq := <-got:
 			q := 0
-			if seq%qos1Every == qos1Every-1 {
+			if isQoS1(int(seq)) {
 				q = 1
 			}
-			if seq != next[q] {
-				t.Fatalf("QoS %d: message %d arrived, want %d", q, seq, next[q])
+			if int(seq) <= last1[q] || int(seq) >= pacedStreamLen {
+				t.Fatalf("QoS %d: message %d arrived after %d", q, seq, last1[q])
 			}
-			if q == 0 && seq%qos1Every == qos1Every-2 {
-				next[q] += 2
-			} else if q == 0 {
-				next[q]++
-			} else {
-				next[q] += qos1Every
-			}
+			last1[q] = int(seq)
 		case <-ctx.Done():
-			t.Fatalf("messages lost: next QoS 0 %d, next QoS 1 %d", next[0], next[1])
+			t.Fatalf("messages lost: last QoS 0 %d, last QoS 1 %d", last1[0], last1[1])
 		}
 	}
 	reads := rc.reads.Load() - before

@@ -53,7 +53,11 @@ func (c *Client) reader(cn *conn) {
 	}
 	defer flush() // what was received before an error is delivered
 	pacer := pace.New(orDefault(c.opts.BatchDelay, DefaultBatchDelay))
-	qos0, read := true, 0 // the packets of the last read from the network: all QoS 0 PUBLISHes, and how many
+	kind, read := pace.Free, 0 // what the last read from the network brought, and how many packets
+	// A read that brings acknowledgements for half the window or more
+	// while paced means the window emptied during the pause: our queued
+	// messages waited for it.
+	acks, window := 0, orDefault(c.opts.MaxInflight, DefaultMaxInflight)
 	for {
 		if !cn.r.HasPacket() {
 			flush()
@@ -61,8 +65,11 @@ func (c *Client) reader(cn *conn) {
 		var start time.Time
 		fromNet := cn.r.Buffered()+cn.br.Buffered() == 0
 		if fromNet {
-			start = pacer.Wait(qos0, read)
-			qos0, read = true, 0
+			if 2*acks >= window {
+				kind = max(kind, pace.Drained)
+			}
+			start = pacer.Wait(kind, read)
+			kind, read, acks = pace.Free, 0, 0
 		}
 		p, err := cn.r.ReadPacket()
 		if fromNet {
@@ -85,8 +92,18 @@ func (c *Client) reader(cn *conn) {
 		if !cn.progress.Load() {
 			cn.progress.Store(true)
 		}
-		if pub, ok := p.(*packet.Publish); !ok || pub.QoS != 0 {
-			qos0 = false
+		switch p := p.(type) {
+		case *packet.Publish:
+			if p.QoS > 0 {
+				kind = max(kind, pace.Windowed)
+			}
+		case *packet.Puback, *packet.Pubcomp:
+			kind = max(kind, pace.Windowed)
+			acks++
+		case *packet.Pubrec, *packet.Pubrel:
+			kind = max(kind, pace.Windowed)
+		default:
+			kind = pace.Answer // someone waits for it
 		}
 		c.mu.Lock()
 		err = c.s.Receive(p, time.Now())

@@ -3,15 +3,16 @@ package pace
 
 import "time"
 
-// Reader lets a fast stream of QoS 0 messages collect in the connection
-// between reads. A peer writes each message on its own, so a reader that
-// keeps up pays a system call and a wake-up per message, and so does the
-// peer, for waking it: on small messages that, not the MQTT work, limits
-// throughput. Once several reads in a row were quick (each waited less than
-// the pacer's quick interval for its data, or brought more than one packet:
-// the stream keeps up with the reader or outruns it), the reader waits until
-// the delay has passed since the previous read started, so that each read
-// takes what arrived meanwhile, at the cost of up to that delay of latency.
+// Reader lets a fast stream of packets collect in the connection between
+// reads. A peer writes each packet on its own, so a reader that keeps up
+// pays a system call and a wake-up per packet, and so does the peer, for
+// waking it: on small messages that, not the MQTT work, limits throughput.
+// Once several reads in a row were quick (each waited less than the
+// pacer's quick interval for its data, or brought more than one packet:
+// the stream keeps up with the reader or outruns it), over one delay at
+// least, the reader waits until the delay has passed since the previous
+// read started, so that each read takes what arrived meanwhile, at the cost
+// of up to that delay of latency.
 //
 // Pausing stops when it does not pay: when a read waits longer than the
 // delay for data (the stream slowed), and when the reads after two pauses
@@ -22,10 +23,23 @@ import "time"
 // again, so that a conversation is delayed a few times, not every few
 // messages.
 //
-// Only QoS 0 messages are paced: nobody waits for them. Delaying the
-// acknowledgement of a QoS 1 or 2 message, or the reading of the
-// acknowledgements of one's own, would stall a sender whose window of
-// messages in flight is full.
+// It also stops when it slows a stream of QoS 1 or 2 messages down. Their
+// sender has a window of messages in flight, and the acknowledgements that
+// open it are packets too: delaying them, or the messages they answer,
+// caps the stream at a window per delay. So while such packets are paced,
+// the pacer compares the packets per second of the paused reads with those
+// of the quick reads that started the pausing; when pausing gets under half
+// of that (under a quarter: after one paused read), it reads at once again
+// and does not try pausing for a while, twice as long each time in a row it
+// fails. A reader that knows its own window full and drained by a paused
+// read says so (Drained), with the same effect. Every so often the pacer
+// stops pausing to measure the rate anew, as the stream may have sped up.
+// Nothing limits a stream of QoS 0 messages that way: it is paced without
+// the check, which would take the chance ups and downs of a stream's rate
+// for a window.
+//
+// The caller says what each read brought (Kind): answers to requests
+// (CONNACK, SUBACK) are never delayed.
 //
 // The zero Reader never pauses.
 type Reader struct {
@@ -39,14 +53,61 @@ type Reader struct {
 	paused  bool // the previous read followed a pause
 	useless bool // and brought a single packet
 
+	// The rate check: the quick reads that started the pausing, from
+	// streakAt, brought streakPk packets, at rate packets per nanosecond;
+	// the reads since judgedAt, while pausing, brought pausedPk packets in
+	// pausedReads reads.
+	streakAt    time.Time
+	streakPk    int
+	rate        float64
+	judgedAt    time.Time
+	pausedPk    int
+	pausedReads int
+	windowed    bool          // some of those reads brought Windowed packets
+	passed      int           // checks passed since the rate was measured
+	backoff     time.Duration // how long not to pause after the next failed check
+	holdUntil   time.Time     // no pausing before this, after a failed check
+
 	now   func() time.Time    // time.Now but in tests
 	sleep func(time.Duration) // time.Sleep but in tests
 }
+
+// Kind is what a read brought, as far as pacing goes: the most demanding
+// of its packets.
+type Kind int
+
+const (
+	// Free: QoS 0 messages only. Nobody waits for them.
+	Free Kind = iota
+	// Windowed: QoS 1 or 2 messages or their acknowledgements, with no
+	// answer to a request. Paced while pausing keeps their rate.
+	Windowed
+	// Drained: acknowledgements that emptied much of the reader's own
+	// window of messages in flight, which is full: pausing stalls its
+	// messages behind the window. Holds pausing off, as a failed rate
+	// check does.
+	Drained
+	// Answer: a packet somebody waits for, such as a CONNACK or SUBACK,
+	// or anything the caller does not pace. Never paced.
+	Answer
+)
 
 // pacerTrigger and pacerMaxTrigger bound Reader.need.
 const (
 	pacerTrigger    = 4
 	pacerMaxTrigger = 1 << 10
+)
+
+// The rate check looks at judgeReads reads while pausing, and the rate is
+// measured again after remeasure checks passed. After a failed check the
+// pacer holds off for minHold delays, doubling up to maxHold delays for
+// each failure in a row: a stream the pauses would slow loses a few
+// pauses' worth of throughput once in a long while.
+const (
+	judgeReads = 4
+	remeasure  = 16
+	minHold    = 16
+	maxHold    = 2048
 )
 
 // New returns a Reader that pauses up to delay (never if delay is 0 or
@@ -62,9 +123,9 @@ func New(delay time.Duration) Reader {
 }
 
 // Wait is called when the reader is about to read from the network, with
-// the number of packets the previous read brought and whether they were all
-// QoS 0 PUBLISHes. It returns when the read may start.
-func (p *Reader) Wait(qos0 bool, packets int) time.Time {
+// what the previous read brought and how many packets. It returns when the
+// read may start.
+func (p *Reader) Wait(kind Kind, packets int) time.Time {
 	if p.now == nil {
 		return time.Time{} // the zero Reader
 	}
@@ -72,7 +133,12 @@ func (p *Reader) Wait(qos0 bool, packets int) time.Time {
 	paused := p.paused
 	p.paused = false
 	switch {
-	case p.delay <= 0 || !qos0:
+	case p.delay <= 0 || kind == Answer:
+		p.quick, p.pausing, p.useless = 0, false, false
+	case kind == Drained:
+		if p.pausing {
+			p.holdOff(now)
+		}
 		p.quick, p.pausing, p.useless = 0, false, false
 	case paused && packets < 2 && p.useless:
 		p.quick, p.pausing, p.useless = 0, false, false
@@ -84,20 +150,92 @@ func (p *Reader) Wait(qos0 bool, packets int) time.Time {
 				p.need = pacerTrigger // pausing pays
 			}
 		}
+		if !p.judge(now, kind, packets) {
+			p.quick, p.pausing, p.useless = 0, false, false
+			break
+		}
 		if w := p.last.Add(p.delay).Sub(now); w > 0 {
 			p.sleep(w)
 			now = p.now()
 			p.paused = true
 		}
+	case now.Before(p.holdUntil):
+		p.quick = 0
+	case p.last.IsZero():
+		// The first read: nothing to measure a stream by yet.
 	case p.prompt || packets >= 2:
-		if p.quick++; p.quick >= p.need {
+		if p.quick == 0 {
+			p.streakAt, p.streakPk = p.last, 0
+		}
+		p.streakPk += packets
+		// A streak as long as a pause at least: its rate is what the
+		// pauses are held to, and a few reads alone may have found a
+		// chance backlog.
+		if p.quick++; p.quick >= p.need && now.Sub(p.streakAt) >= p.delay {
 			p.pausing = true
+			p.rate = 0 // unknown: a streak that took no time
+			if d := now.Sub(p.streakAt); d > 0 {
+				p.rate = float64(p.streakPk) / float64(d)
+			}
+			p.judgedAt, p.pausedPk, p.pausedReads, p.windowed, p.passed = time.Time{}, 0, 0, false, 0
 		}
 	default:
 		p.quick = 0
 	}
 	p.last = now
 	return now
+}
+
+// judge counts the packets of a read made while pausing and, every
+// judgeReads reads that brought QoS 1 or 2 traffic among others, reports
+// whether pausing kept the stream at half its rate before, at
+// least. If not, it holds pausing off. After remeasure checks passed, it
+// ends the pausing all the same, so that the next quick reads measure the
+// rate anew: the stream may have sped up since, and pauses that hold it
+// at its old rate would pass every check.
+func (p *Reader) judge(now time.Time, kind Kind, packets int) bool {
+	if p.judgedAt.IsZero() {
+		// The read that started the pausing was not paused: the
+		// paused reads start here.
+		p.judgedAt = now
+		return true
+	}
+	p.pausedPk += packets
+	p.windowed = p.windowed || kind == Windowed
+	d := now.Sub(p.judgedAt)
+	// Under a quarter of the rate, two paused reads are enough to tell:
+	// a conversation, such as a QoS 1 message to oneself, gathers its
+	// two or three packets per pause. (One may be a chance gap.)
+	p.pausedReads++
+	crawl := p.windowed && p.pausedReads >= 2 && d > 0 && 4*float64(p.pausedPk) < p.rate*float64(d)
+	if p.pausedReads < judgeReads && !crawl {
+		return true
+	}
+	windowed := p.windowed
+	slowed := d > 0 && 2*float64(p.pausedPk) < p.rate*float64(d)
+	p.judgedAt, p.pausedPk, p.pausedReads, p.windowed = now, 0, 0, false
+	if !windowed {
+		return true
+	}
+	if slowed {
+		p.holdOff(now)
+		return false
+	}
+	p.backoff = 0
+	if p.passed++; p.passed >= remeasure {
+		p.passed = 0
+		p.need = pacerTrigger
+		return false
+	}
+	return true
+}
+
+// holdOff keeps the pacer from pausing for a while after pausing slowed
+// the stream: minHold delays, twice as long as the last time if that was
+// the last time pausing was tried, up to maxHold delays.
+func (p *Reader) holdOff(now time.Time) {
+	p.backoff = min(max(2*p.backoff, minHold*p.delay), maxHold*p.delay)
+	p.holdUntil = now.Add(p.backoff)
 }
 
 // Read is called when the read that started at start has returned.
