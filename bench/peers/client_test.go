@@ -74,6 +74,30 @@ func BenchmarkClientThroughputTernBroker(b *testing.B) {
 	}
 }
 
+// BenchmarkClientThroughputTernBrokerWindow is the QoS 1 and 2 rows of
+// BenchmarkClientThroughputTernBroker with the broker's default window to
+// each client (20 messages in flight, as a stock mosquitto's): a subscriber
+// that paused its reads would get 20 messages per pause and hold the
+// stream up, so tern's read pacer must see that and read at once. Only
+// the queue is unbounded, so that nothing is dropped while the subscriber
+// catches up.
+func BenchmarkClientThroughputTernBrokerWindow(b *testing.B) {
+	srv := broker.New(broker.Options{MaxQueued: 1 << 20, MaxQueuedBytes: 1 << 30})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	b.Cleanup(func() { srv.Close() })
+	url := "mqtt://" + l.Addr().String()
+	brokerPID = 0
+	for qos := byte(1); qos <= 2; qos++ {
+		name := "qos" + strconv.Itoa(int(qos)) + "/64B"
+		b.Run("tern/"+name, func(b *testing.B) { ternThroughput(b, url, qos, 64) })
+		b.Run("paho/"+name, func(b *testing.B) { pahoThroughput(b, url, qos, 64) })
+	}
+}
+
 func BenchmarkClientRoundTrip(b *testing.B) {
 	url, _ := startMosquitto(b)
 	for qos := byte(0); qos <= 2; qos++ {

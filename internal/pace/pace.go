@@ -64,6 +64,10 @@ type Reader struct {
 	pausedPk    int
 	pausedReads int
 	windowed    bool          // some of those reads brought Windowed packets
+	each        int           // what each of those reads brought, if all the same; -1 if not
+	shortest    time.Duration // the shortest and longest time a paused read gathered packets
+	longest     time.Duration
+	prev        time.Time     // when the read before the previous one started
 	passed      int           // checks passed since the rate was measured
 	backoff     time.Duration // how long not to pause after the next failed check
 	holdUntil   time.Time     // no pausing before this, after a failed check
@@ -104,6 +108,7 @@ const (
 // each failure in a row: a stream the pauses would slow loses a few
 // pauses' worth of throughput once in a long while.
 const (
+	minWindow  = 4
 	judgeReads = 4
 	remeasure  = 16
 	minHold    = 16
@@ -182,7 +187,7 @@ func (p *Reader) Wait(kind Kind, packets int) time.Time {
 	default:
 		p.quick = 0
 	}
-	p.last = now
+	p.prev, p.last = p.last, now
 	return now
 }
 
@@ -202,6 +207,14 @@ func (p *Reader) judge(now time.Time, kind Kind, packets int) bool {
 	}
 	p.pausedPk += packets
 	p.windowed = p.windowed || kind == Windowed
+	gathered := p.last.Sub(p.prev)
+	switch {
+	case p.pausedReads == 0:
+		p.each, p.shortest, p.longest = packets, gathered, gathered
+	case packets != p.each:
+		p.each = -1
+	}
+	p.shortest, p.longest = min(p.shortest, gathered), max(p.longest, gathered)
 	d := now.Sub(p.judgedAt)
 	// Under a quarter of the rate, two paused reads are enough to tell:
 	// a conversation, such as a QoS 1 message to oneself, gathers its
@@ -212,7 +225,12 @@ func (p *Reader) judge(now time.Time, kind Kind, packets int) bool {
 		return true
 	}
 	windowed := p.windowed
-	slowed := d > 0 && 2*float64(p.pausedPk) < p.rate*float64(d)
+	// Paused reads that each bring the same number of packets, several,
+	// however long they gathered them, bring a window's worth: the
+	// window, not the stream, sets how much a pause gathers, and the
+	// pause is what holds it up.
+	full := p.each >= minWindow && 4*p.longest >= 5*p.shortest
+	slowed := full || d > 0 && 2*float64(p.pausedPk) < p.rate*float64(d)
 	p.judgedAt, p.pausedPk, p.pausedReads, p.windowed = now, 0, 0, false
 	if !windowed {
 		return true

@@ -241,6 +241,29 @@ func TestReadPacer(t *testing.T) {
 		}
 	})
 
+	t.Run("a window that every pause fills stops the pausing", func(t *testing.T) {
+		// A broker with a window of 20 QoS 1 messages to the reader:
+		// whether a pause lasts the delay or longer (the reader busy with
+		// the previous batch), it brings 20, so the window, not the
+		// stream, is the limit; the rate check alone could miss it when
+		// the quick reads that started the pausing were slow ones.
+		f := newFakePacer(d)
+		f.untilPausing(t, 100*time.Microsecond, Windowed, 1)
+		for i := 0; f.pausing; i++ {
+			if i > judgeReads {
+				t.Fatalf("still pausing after %d reads of a full window", i)
+			}
+			gap := d / 2
+			if i%2 == 1 {
+				gap = d * 3 / 2
+			}
+			f.step(gap, Windowed, 20, 0)
+		}
+		if s := f.step(0, Windowed, 20, 0); s != 0 {
+			t.Fatalf("paused %v right after", s)
+		}
+	})
+
 	t.Run("acknowledgements that drain the window hold pausing off", func(t *testing.T) {
 		f := newFakePacer(d)
 		const every = 25 * time.Microsecond
