@@ -20,11 +20,13 @@
 // session's reused buffers) and wakes its writer once per batch of packets
 // read; it never waits for a subscriber's network. The acknowledgements a
 // reader produces it writes itself, before it waits for more bytes. A client
-// that publishes a fast stream of QoS 0 messages is read at most once per
+// that publishes a fast stream of messages is read at most once per
 // Options.BatchDelay (1 ms), so that one read and one wake-up take many
-// messages: common clients write each message on its own, which would
-// otherwise cost the broker a read and a wake-up each. Acknowledgements, QoS
-// 1 and 2 traffic and a lone message are not delayed.
+// messages and one write their acknowledgements: common clients write each
+// message on its own, which would otherwise cost the broker a read and a
+// wake-up each. A lone message is not delayed, nor is a stream of QoS 1 or 2
+// messages or acknowledgements that pausing would slow (a window that each
+// pause fills, or the rate dropping by half).
 //
 // An idle connection holds no read or write buffer. On Linux, an idle plain
 // TCP or Unix connection holds no goroutine either: it is parked, its socket

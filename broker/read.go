@@ -57,8 +57,18 @@ func (c *conn) readLoop() (error, bool) {
 		}
 		s.traffic.packetsIn.Add(1)
 		c.router.paceRead++
-		if pub, ok := p.(*packet.Publish); !ok || pub.QoS != 0 {
-			c.router.paceOther = true
+		switch p := p.(type) {
+		case *packet.Publish:
+			if p.QoS > 0 {
+				c.router.paceKind = max(c.router.paceKind, pace.Windowed)
+			}
+		case *packet.Puback, *packet.Pubcomp:
+			c.router.paceKind = max(c.router.paceKind, pace.Windowed)
+			c.router.paceAcks++
+		case *packet.Pubrec, *packet.Pubrel:
+			c.router.paceKind = max(c.router.paceKind, pace.Windowed)
+		default:
+			c.router.paceKind = pace.Answer
 		}
 		c.holdAcks(p)
 		cl.mu.Lock()
@@ -255,12 +265,14 @@ func (c *conn) paceRead() time.Time {
 	if !r.paceOn {
 		r.pace, r.paceOn = pace.New(c.srv.opts.BatchDelay), true
 	}
-	kind := pace.Free
-	if r.paceOther {
-		kind = pace.Answer
+	kind := r.paceKind
+	if 2*r.paceAcks >= c.srv.opts.MaxInflight {
+		// The acknowledgements of the last read freed half the window
+		// to this client or more: its messages waited for them.
+		kind = max(kind, pace.Drained)
 	}
 	start := r.pace.Wait(kind, r.paceRead)
-	r.paceRead, r.paceOther = 0, false
+	r.paceRead, r.paceKind, r.paceAcks = 0, pace.Free, 0
 	return start
 }
 

@@ -92,15 +92,17 @@ type Options struct {
 	// its connection.
 	MaxQueuedBytes int
 
-	// BatchDelay is how long, at most, the QoS 0 PUBLISHes of a client
-	// that publishes fast (several reads in a row bring more than one, or
-	// wait less than a quarter of the delay) may collect in its connection
-	// before the broker reads them, so that one read and one wake-up take
-	// many: under such load it costs up to that much latency, and saves the
-	// broker a system call and a goroutine wake-up per message. A lone
-	// message is never delayed, nor is QoS 1 and 2 traffic; a request and
-	// its response rarely (see internal/pace; the client's
-	// Options.BatchDelay paces the same way). 0 means DefaultBatchDelay, a
+	// BatchDelay is how long, at most, the PUBLISHes of a client that
+	// publishes fast (several reads in a row bring more than one, or wait
+	// less than a quarter of the delay), or its acknowledgements of the
+	// messages it receives, may collect in its connection before the
+	// broker reads them, so that one read and one wake-up take many: under
+	// such load it costs up to that much latency, and saves the broker a
+	// system call and a goroutine wake-up per message. A lone message is
+	// never delayed, a request and its response rarely; QoS 1 and 2 traffic
+	// is read at once again when pausing would slow it (when each pause
+	// fills a window, or the rate halves). See internal/pace; the client's
+	// Options.BatchDelay paces the same way. 0 means DefaultBatchDelay, a
 	// negative value reads every packet as soon as it arrives.
 	BatchDelay time.Duration
 
