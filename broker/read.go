@@ -56,20 +56,7 @@ func (c *conn) readLoop() (error, bool) {
 			return err, false
 		}
 		s.traffic.packetsIn.Add(1)
-		c.router.paceRead++
-		switch p := p.(type) {
-		case *packet.Publish:
-			if p.QoS > 0 {
-				c.router.paceKind = max(c.router.paceKind, pace.Windowed)
-			}
-		case *packet.Puback, *packet.Pubcomp:
-			c.router.paceKind = max(c.router.paceKind, pace.Windowed)
-			c.router.paceAcks++
-		case *packet.Pubrec, *packet.Pubrel:
-			c.router.paceKind = max(c.router.paceKind, pace.Windowed)
-		default:
-			c.router.paceKind = pace.Answer
-		}
+		c.router.paceBatch.Add(p)
 		c.holdAcks(p)
 		cl.mu.Lock()
 		err = cl.sess.Receive(p, time.Now())
@@ -265,14 +252,8 @@ func (c *conn) paceRead() time.Time {
 	if !r.paceOn {
 		r.pace, r.paceOn = pace.New(c.srv.opts.BatchDelay), true
 	}
-	kind := r.paceKind
-	if 2*r.paceAcks >= c.srv.opts.MaxInflight {
-		// The acknowledgements of the last read freed half the window
-		// to this client or more: its messages waited for them.
-		kind = max(kind, pace.Drained)
-	}
-	start := r.pace.Wait(kind, r.paceRead)
-	r.paceRead, r.paceKind, r.paceAcks = 0, pace.Free, 0
+	start := r.pace.Wait(r.paceBatch.Kind(c.srv.opts.MaxInflight), r.paceBatch.Packets)
+	r.paceBatch = pace.Batch{}
 	return start
 }
 

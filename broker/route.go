@@ -92,11 +92,9 @@ type router struct {
 	// The read pacer of the connection (see Options.BatchDelay), made
 	// when it first reads with this router, and what its packets since
 	// the last read from the network were.
-	pace     pace.Reader
-	paceOn   bool
-	paceRead int       // packets of the last read from the network
-	paceKind pace.Kind // what they were, for the pacer
-	paceAcks int       // how many of them freed a place in the window
+	pace      pace.Reader
+	paceOn    bool
+	paceBatch pace.Batch // what the last read from the network brought
 
 	// src is the message being routed, for bridges (RETAIN as published).
 	src *packet.Publish
@@ -141,7 +139,7 @@ var routerPool = sync.Pool{New: func() any { return new(router) }}
 
 func getRouter() *router { return routerPool.Get().(*router) }
 func putRouter(r *router) {
-	r.paceOn, r.paceRead, r.paceKind, r.paceAcks = false, 0, pace.Free, 0
+	r.paceOn, r.paceBatch = false, pace.Batch{}
 	routerPool.Put(r)
 }
 

@@ -53,11 +53,8 @@ func (c *Client) reader(cn *conn) {
 	}
 	defer flush() // what was received before an error is delivered
 	pacer := pace.New(orDefault(c.opts.BatchDelay, DefaultBatchDelay))
-	kind, read := pace.Free, 0 // what the last read from the network brought, and how many packets
-	// A read that brings acknowledgements for half the window or more
-	// while paced means the window emptied during the pause: our queued
-	// messages waited for it.
-	acks, window := 0, orDefault(c.opts.MaxInflight, DefaultMaxInflight)
+	var read pace.Batch // what the last read from the network brought
+	window := orDefault(c.opts.MaxInflight, DefaultMaxInflight)
 	for {
 		if !cn.r.HasPacket() {
 			flush()
@@ -65,11 +62,8 @@ func (c *Client) reader(cn *conn) {
 		var start time.Time
 		fromNet := cn.r.Buffered()+cn.br.Buffered() == 0
 		if fromNet {
-			if 2*acks >= window {
-				kind = max(kind, pace.Drained)
-			}
-			start = pacer.Wait(kind, read)
-			kind, read, acks = pace.Free, 0, 0
+			start = pacer.Wait(read.Kind(window), read.Packets)
+			read = pace.Batch{}
 		}
 		p, err := cn.r.ReadPacket()
 		if fromNet {
@@ -87,23 +81,10 @@ func (c *Client) reader(cn *conn) {
 			cn.close(err)
 			return
 		}
-		read++
+		read.Add(p)
 		cn.recvs.Add(1)
 		if !cn.progress.Load() {
 			cn.progress.Store(true)
-		}
-		switch p := p.(type) {
-		case *packet.Publish:
-			if p.QoS > 0 {
-				kind = max(kind, pace.Windowed)
-			}
-		case *packet.Puback, *packet.Pubcomp:
-			kind = max(kind, pace.Windowed)
-			acks++
-		case *packet.Pubrec, *packet.Pubrel:
-			kind = max(kind, pace.Windowed)
-		default:
-			kind = pace.Answer // someone waits for it
 		}
 		c.mu.Lock()
 		err = c.s.Receive(p, time.Now())

@@ -56,15 +56,7 @@ func BenchmarkClientThroughput(b *testing.B) {
 // the work across both cores, so it shows what the clients can do when a
 // single-threaded broker is not the limit.
 func BenchmarkClientThroughputTernBroker(b *testing.B) {
-	srv := broker.New(broker.Options{MaxInflight: 65535, MaxQueued: 1 << 20})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(l)
-	b.Cleanup(func() { srv.Close() })
-	url := "mqtt://" + l.Addr().String()
-	brokerPID = 0
+	url := serveTernBroker(b, broker.Options{MaxInflight: 65535, MaxQueued: 1 << 20})
 	for qos := byte(0); qos <= 2; qos++ {
 		for _, size := range []int{64, 1024} {
 			name := "qos" + strconv.Itoa(int(qos)) + "/" + strconv.Itoa(size) + "B"
@@ -72,6 +64,20 @@ func BenchmarkClientThroughputTernBroker(b *testing.B) {
 			b.Run("paho/"+name, func(b *testing.B) { pahoThroughput(b, url, qos, size) })
 		}
 	}
+}
+
+// serveTernBroker runs tern's broker in the benchmark's process (its CPU
+// time counts in cpu-ns/msg) until the benchmark ends, and returns its URL.
+func serveTernBroker(b *testing.B, opts broker.Options) string {
+	srv := broker.New(opts)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	b.Cleanup(func() { srv.Close() })
+	brokerPID = 0
+	return "mqtt://" + l.Addr().String()
 }
 
 // BenchmarkClientThroughputTernBrokerWindow is the QoS 1 and 2 rows of
@@ -82,15 +88,7 @@ func BenchmarkClientThroughputTernBroker(b *testing.B) {
 // the queue is unbounded, so that nothing is dropped while the subscriber
 // catches up.
 func BenchmarkClientThroughputTernBrokerWindow(b *testing.B) {
-	srv := broker.New(broker.Options{MaxQueued: 1 << 20, MaxQueuedBytes: 1 << 30})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(l)
-	b.Cleanup(func() { srv.Close() })
-	url := "mqtt://" + l.Addr().String()
-	brokerPID = 0
+	url := serveTernBroker(b, broker.Options{MaxQueued: 1 << 20, MaxQueuedBytes: 1 << 30})
 	for qos := byte(1); qos <= 2; qos++ {
 		name := "qos" + strconv.Itoa(int(qos)) + "/64B"
 		b.Run("tern/"+name, func(b *testing.B) { ternThroughput(b, url, qos, 64) })
