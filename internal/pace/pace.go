@@ -29,9 +29,11 @@ import "time"
 // caps the stream at a window per delay. So while such packets are paced,
 // the pacer compares the packets per second of the paused reads with those
 // of the quick reads that started the pausing; when pausing gets under half
-// of that (under a quarter: after one paused read), it reads at once again
-// and does not try pausing for a while, twice as long each time in a row it
-// fails. A reader that knows its own window full and drained by a paused
+// of that (under a quarter: after two paused reads), or when paused reads
+// each bring the same number of packets however long they gathered them (a
+// window's worth: the pause is the limit), it reads at once again and does
+// not try pausing for a while, twice as long each time in a row it fails.
+// A reader that knows its own window full and drained by a paused
 // read says so (Drained), with the same effect. Every so often the pacer
 // stops pausing to measure the rate anew, as the stream may have sped up.
 // Nothing limits a stream of QoS 0 messages that way: it is paced without
