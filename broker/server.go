@@ -89,7 +89,9 @@ type Options struct {
 	// client that does not read holds at most the larger of
 	// MaxQueuedBytes and one message in its queue, plus the batch its
 	// writer is writing (at most as much again) until WriteTimeout closes
-	// its connection.
+	// its connection; the kernel holds what it took of that batch, which
+	// a listener made by transport.Listen (ListenAndServe uses one) keeps
+	// to about transport.Options.UnsentLimit not yet sent.
 	MaxQueuedBytes int
 
 	// BatchDelay is how long, at most, the PUBLISHes of a client that

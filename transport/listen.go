@@ -57,6 +57,11 @@ func listen(e *endpoint, opts *Options) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tl, ok := ln.(*net.TCPListener); ok {
+		if n := opts.unsentLimit(); n > 0 {
+			ln = &unsentListener{tl, n}
+		}
+	}
 	switch e.kind {
 	case kindTLS:
 		return tls.NewListener(ln, cfg), nil
@@ -69,6 +74,26 @@ func listen(e *endpoint, opts *Options) (net.Listener, error) {
 		return newWSListener(ln, cfg, e.url.Path, opts), nil
 	}
 	return ln, nil
+}
+
+// unsentListener sets Options.UnsentLimit on the TCP connections it
+// accepts, before TLS or WebSocket wraps them: a broker's subscriber that
+// stops reading then holds about the limit in the kernel beyond the
+// broker's own queue, not megabytes.
+type unsentListener struct {
+	*net.TCPListener
+	limit int
+}
+
+func (l *unsentListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	// A socket that refuses the option works all the same, with the
+	// kernel's buffering: not a reason to refuse the client.
+	setUnsentLimit(c, l.limit)
+	return c, nil
 }
 
 // wsListener serves WebSocket upgrades on its own HTTP server.

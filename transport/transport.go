@@ -79,7 +79,10 @@ type Options struct {
 	// to megabytes, and a publisher that outruns its broker queues seconds of
 	// messages there, out of the client's sight: latency grows, and a QoS 0
 	// message reported written is lost if the connection ends. Zero means
-	// DefaultUnsentLimit, a negative value the kernel's default. Dial only.
+	// DefaultUnsentLimit, a negative value the kernel's default. Both: Listen
+	// sets it on every TCP connection it accepts (tcp, tls, ws and wss), so
+	// that a subscriber that stops reading holds about this much in the
+	// server's kernel besides what the server queues for it.
 	UnsentLimit int
 }
 

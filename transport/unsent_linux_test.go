@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ternmq/mqtt/internal/testcert"
 )
 
 // dialUnsent dials a listener that accepts and never reads, with limit as
@@ -109,5 +111,58 @@ func TestUnsentLimitBoundsBacklog(t *testing.T) {
 	}
 	if max := 2*rmem[1] + 16<<10 + 4096; bounded > max {
 		t.Errorf("with a 16 KiB limit the kernel took %d bytes, more than %d (tcp_rmem %v)", bounded, max, rmem)
+	}
+}
+
+// TestListenUnsentLimit checks that Listen sets the limit on the TCP
+// connection under every kind of connection it accepts.
+func TestListenUnsentLimit(t *testing.T) {
+	certs := testcert.Must(t)
+	for _, scheme := range []string{"mqtt", "mqtts", "ws", "wss"} {
+		// Not set (-1) reads 0 or, on an accepted socket, -1: the sysctl
+		// net.ipv4.tcp_notsent_lowat applies.
+		for _, tc := range []struct{ limit, want int }{{0, DefaultUnsentLimit}, {4096, 4096}, {-1, -1}} {
+			t.Run(fmt.Sprintf("%s/%d", scheme, tc.limit), func(t *testing.T) {
+				ln, err := Listen(scheme+"://127.0.0.1:0", &Options{UnsentLimit: tc.limit, TLSConfig: certs.ServerConfig(false)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				dialed := make(chan error, 1)
+				go func() {
+					c, err := Dial(context.Background(), scheme+"://"+ln.Addr().String(), &Options{TLSConfig: certs.ClientConfig()})
+					if err == nil {
+						t.Cleanup(func() { c.Close() })
+					}
+					dialed <- err
+				}()
+				c, err := ln.Accept()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if h, ok := c.(interface{ Handshake() error }); ok {
+					if err := h.Handshake(); err != nil { // Dial returns after it
+						t.Fatal(err)
+					}
+				}
+				if err := <-dialed; err != nil {
+					t.Fatal(err)
+				}
+				for {
+					if tcp, ok := c.(*net.TCPConn); ok {
+						if got := notSentLowat(t, tcp); got != tc.want && !(tc.want == -1 && got == 0) {
+							t.Errorf("TCP_NOTSENT_LOWAT %d, want %d", got, tc.want)
+						}
+						return
+					}
+					u, ok := c.(interface{ NetConn() net.Conn })
+					if !ok {
+						t.Fatalf("accepted %T, with no TCP connection under it", c)
+					}
+					c = u.NetConn()
+				}
+			})
+		}
 	}
 }
