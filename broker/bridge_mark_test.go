@@ -56,24 +56,25 @@ func TestBridgeMarkOption(t *testing.T) {
 	if rc := connackOf(t, off.Addr, markedConnect(t, "b")); rc != packet.RefusedProtocolVersion {
 		t.Errorf("default: CONNACK %v, want 0x01", rc)
 	}
-	var mu sync.Mutex
-	var info *broker.Client
+	connected := make(chan broker.Client, 1)
 	on := mqtttest.NewServer(t, func(o *broker.Options) {
 		o.AllowBridges = true
 		o.OnEvent = func(e *broker.Event) {
 			if e.Kind == broker.EventConnect {
-				mu.Lock()
-				c := *e.Client
-				info = &c
-				mu.Unlock()
+				connected <- *e.Client
 			}
 		}
 	})
 	if rc := connackOf(t, on.Addr, markedConnect(t, "b")); rc != packet.Accepted {
 		t.Errorf("AllowBridges: CONNACK %v, want 0x00", rc)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	// The event may come just after the CONNACK is written.
+	var info *broker.Client
+	select {
+	case c := <-connected:
+		info = &c
+	case <-time.After(5 * time.Second):
+	}
 	if info == nil || !info.Bridge || info.Level != 4 {
 		t.Errorf("AllowBridges: connected client %+v, want Bridge true, Level 4", info)
 	}
