@@ -79,8 +79,10 @@
 // A filter "$share/{group}/{filter}" (the form of MQTT 5.0, also accepted from
 // 3.1.1 clients by mosquitto, EMQX and HiveMQ) makes the client a member of
 // the group: each matching message goes to one member of each group, taken in
-// turn among the connected members. Retained messages are not sent for shared
-// subscriptions.
+// turn among the connected members; a member whose session is full (its
+// window and queue taken) passes the message to the next member with room,
+// and it is dropped, counted, only when none has. Retained messages are not
+// sent for shared subscriptions.
 //
 // # Authorization
 //

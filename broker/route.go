@@ -195,7 +195,7 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 		}
 		out.QoS = min(p.QoS, sb.qos)
 		out.Retain = p.Retain && sb.c.bridge.Load()
-		if s.deliver(r, sb.c, out) {
+		if s.deliverShared(r, g, sb, out) {
 			n++
 		}
 	}
@@ -223,12 +223,61 @@ func pickMember(g topic.Group[sub]) sub {
 	return first
 }
 
+// deliverShared delivers p to sb, the member of group g chosen for it; if
+// sb's session is full, to the next connected member of the group that has
+// room, in turn, as p.QoS and p.Retain stand for sb. Only when every one is
+// full is p dropped, counted against sb.
+func (s *Server) deliverShared(r *router, g topic.Group[sub], sb sub, p *packet.Publish) bool {
+	if sb.c.sink != nil {
+		return sb.c.sink.forward(r, p)
+	}
+	err := s.offer(r, sb.c, p)
+	for range len(g.Members) - 1 {
+		if !errors.Is(err, session.ErrFull) {
+			break
+		}
+		m := g.Pick()
+		if m.c == sb.c || m.c == r.noLocal || m.c.sink != nil || !m.c.on.Load() ||
+			s.opts.AuthorizeRead != nil && !s.mayRead(m.c, p.Topic) {
+			continue
+		}
+		q := *p
+		q.QoS = min(r.src.QoS, m.qos) // [MQTT-3.8.4-6]
+		q.Retain = r.src.Retain && m.c.bridge.Load()
+		err = s.offer(r, m.c, &q)
+	}
+	return s.took(sb.c, p, err)
+}
+
 // deliver hands p to cl's session and records its writer in r for waking.
 // The session copies the message; a full session drops it, counted.
 func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 	if cl.sink != nil {
 		return cl.sink.forward(r, p)
 	}
+	return s.took(cl, p, s.offer(r, cl, p))
+}
+
+// took reports whether offer's err means the message was taken, and
+// counts a drop for a full session.
+func (s *Server) took(cl *client, p *packet.Publish, err error) bool {
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, session.ErrFull) {
+		cl.mu.Lock()
+		info := cl.info
+		cl.mu.Unlock()
+		s.drop(cl, info, p)
+	}
+	// ErrNotConnected: a QoS 0 message for an offline persistent session,
+	// which the specification lets the server discard.
+	return false
+}
+
+// offer hands p to cl's session, and records its writer in r for waking if
+// it has something to send.
+func (s *Server) offer(r *router, cl *client, p *packet.Publish) error {
 	cl.mu.Lock()
 	var err error
 	if cl.conn == nil && p.QoS > 0 && cl.sess.Queued() >= s.awayQueued() {
@@ -237,23 +286,14 @@ func (s *Server) deliver(r *router, cl *client, p *packet.Publish) bool {
 		_, err = cl.sess.Publish(p)
 	}
 	c := cl.conn
-	info := cl.info
 	// A message that only joins the queue, behind a full window of
 	// messages in flight, gives the writer nothing to send yet.
 	out := cl.sess.HasOutgoing()
 	cl.mu.Unlock()
-	if err == nil {
-		if c != nil && out {
-			r.later(c)
-		}
-		return true
+	if err == nil && c != nil && out {
+		r.later(c)
 	}
-	if errors.Is(err, session.ErrFull) {
-		s.drop(cl, info, p)
-	}
-	// ErrNotConnected: a QoS 0 message for an offline persistent session,
-	// which the specification lets the server discard.
-	return false
+	return err
 }
 
 func (s *Server) drop(cl *client, info *Client, p *packet.Publish) {

@@ -62,6 +62,61 @@ func TestSharedSubscriptions(t *testing.T) {
 	}
 }
 
+// A member of a shared subscription whose session is full does not lose the
+// group its messages: each goes to the next member with room, and none is
+// dropped while one has.
+func TestSharedSubscriptionFullMember(t *testing.T) {
+	srv := newServer(t, func(o *broker.Options) {
+		o.MaxInflight = 2
+		o.MaxQueued = 2
+	})
+	stuck := connect(t, srv, "stuck", true, false) // reads, never acknowledges
+	stuck.subscribe(1, "$share/g/jobs", 1)
+	// live takes them at QoS 0, so that its session never fills while
+	// the publisher runs ahead of this test's reading.
+	live := connect(t, srv, "live", true, false)
+	live.subscribe(1, "$share/g/jobs", 0)
+	p := connect(t, srv, "p", true, false)
+	const n = 20
+	for i := range n {
+		p.publish(pub("jobs", fmt.Sprint(i), 1, uint16(i+1)))
+	}
+	// stuck takes two in flight and two queued behind them; live the
+	// rest, at the QoS of its subscription [MQTT-3.8.4-6].
+	got := map[string]bool{}
+	var window []*packet.Publish
+	for range 2 {
+		m := stuck.expectPublish()
+		window = append(window, m)
+		got[string(m.Payload)] = true
+	}
+	stuck.expectNothing()
+	for range n - 4 {
+		m := live.expectPublish()
+		checkPublish(t, m, "jobs", string(m.Payload), 0, false)
+		got[string(m.Payload)] = true
+	}
+	live.expectNothing()
+	if st := srv.Broker.Stats(); st.Dropped != 0 {
+		t.Errorf("Stats.Dropped = %d, want 0: a member had room", st.Dropped)
+	}
+	// stuck's queued two come once it acknowledges its window.
+	for _, m := range window {
+		stuck.ack(m)
+	}
+	for range 2 {
+		m := stuck.expectPublish()
+		stuck.ack(m)
+		got[string(m.Payload)] = true
+	}
+	stuck.expectNothing()
+	for i := range n {
+		if !got[fmt.Sprint(i)] {
+			t.Errorf("message %d never delivered", i)
+		}
+	}
+}
+
 // A subscriber that does not read blocks neither the publisher nor other
 // subscribers: its session's queue fills, and what does not fit is dropped and
 // counted.
