@@ -165,20 +165,14 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 		}
 	}
 	out := &r.out
-	// RETAIN=0 [MQTT-3.3.1-9], except to bridges, which get it as
-	// published (mosquitto's retain-as-published for bridges).
 	*out = packet.Publish{Topic: p.Topic, Payload: p.Payload}
 	r.src = p
 	n := 0
 	for _, sb := range r.subs {
-		if sb.c == r.noLocal {
+		if !r.mayTake(s, sb) {
 			continue
 		}
-		if s.opts.AuthorizeRead != nil && sb.c.sink == nil && !s.mayRead(sb.c, p.Topic) {
-			continue
-		}
-		out.QoS = min(p.QoS, sb.qos) // [MQTT-3.8.4-6]
-		out.Retain = p.Retain && sb.c.bridge.Load()
+		r.shape(out, sb)
 		if s.deliver(r, sb.c, out) {
 			n++
 		}
@@ -187,14 +181,10 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 	r.groups = s.subs.MatchShared(p.Topic, r.groups[:0])
 	for _, g := range r.groups {
 		sb := pickMember(g)
-		if sb.c == r.noLocal {
-			continue
-		}
-		if s.opts.AuthorizeRead != nil && sb.c.sink == nil && !s.mayRead(sb.c, p.Topic) {
+		if !r.mayTake(s, sb) {
 			continue // as mosquitto: the member chosen may not read it
 		}
-		out.QoS = min(p.QoS, sb.qos)
-		out.Retain = p.Retain && sb.c.bridge.Load()
+		r.shape(out, sb)
 		if s.deliverShared(r, g, sb, out) {
 			n++
 		}
@@ -206,6 +196,20 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 		s.delivered.Add(int64(n))
 	}
 	return n
+}
+
+// mayTake reports whether sb may get the message being routed: it is not
+// the bridge that brought it (noLocal), and may read it.
+func (r *router) mayTake(s *Server, sb sub) bool {
+	return sb.c != r.noLocal && (s.opts.AuthorizeRead == nil || sb.c.sink != nil || s.mayRead(sb.c, r.src.Topic))
+}
+
+// shape sets q's QoS and RETAIN for sb: the lower of the published QoS and
+// sb's [MQTT-3.8.4-6]; RETAIN 0 [MQTT-3.3.1-9], except to bridges, which get
+// it as published (mosquitto's retain-as-published for bridges).
+func (r *router) shape(q *packet.Publish, sb sub) {
+	q.QoS = min(r.src.QoS, sb.qos)
+	q.Retain = r.src.Retain && sb.c.bridge.Load()
 }
 
 // pickMember takes the group's members in turn, skipping those whose client
@@ -225,7 +229,7 @@ func pickMember(g topic.Group[sub]) sub {
 
 // deliverShared delivers p to sb, the member of group g chosen for it; if
 // sb's session is full, to the next connected member of the group that has
-// room, in turn, as p.QoS and p.Retain stand for sb. Only when every one is
+// room, in turn (p shaped for sb, the copy for another member). Only when every one is
 // full is p dropped, counted against sb.
 func (s *Server) deliverShared(r *router, g topic.Group[sub], sb sub, p *packet.Publish) bool {
 	if sb.c.sink != nil {
@@ -237,13 +241,11 @@ func (s *Server) deliverShared(r *router, g topic.Group[sub], sb sub, p *packet.
 			break
 		}
 		m := g.Pick()
-		if m.c == sb.c || m.c == r.noLocal || m.c.sink != nil || !m.c.on.Load() ||
-			s.opts.AuthorizeRead != nil && !s.mayRead(m.c, p.Topic) {
+		if m.c == sb.c || m.c.sink != nil || !m.c.on.Load() || !r.mayTake(s, m) {
 			continue
 		}
 		q := *p
-		q.QoS = min(r.src.QoS, m.qos) // [MQTT-3.8.4-6]
-		q.Retain = r.src.Retain && m.c.bridge.Load()
+		r.shape(&q, m)
 		err = s.offer(r, m.c, &q)
 	}
 	return s.took(sb.c, p, err)
