@@ -3,6 +3,7 @@ package fuzz_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -387,22 +388,37 @@ func sessionSeeds() [][]byte {
 // completed; then every QoS 1 message must have been delivered at least
 // once [MQTT-4.3.2-1], every QoS 2 message exactly once [MQTT-4.3.3-2],
 // none twice at QoS 0, and first deliveries in publishing order
-// [MQTT-4.6.0-1].
+// [MQTT-4.6.0-1]. Throughout, each side answers the QoS 1 and 2 PUBLISH
+// packets it receives on a connection once each, in the order they came
+// [MQTT-4.6.0-2] [MQTT-4.6.0-3].
 func FuzzSessionPair(f *testing.F) {
 	f.Add([]byte{0x00, 0x01, 0x02, 0x10, 0x11, 0x20, 0x30, 0x21, 0x31, 0x40, 0x50, 0x20, 0x30, 0x21})
 	f.Add([]byte{0x02, 0x02, 0x12, 0x20, 0x21, 0x60, 0x70, 0x20, 0x20, 0x31, 0x31, 0x40, 0x22, 0x32})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > 400 {
-			return
-		}
-		p := newSessionPair(t)
-		for _, b := range data {
-			p.op(b)
-		}
-		p.settle()
-		p.check(0)
-		p.check(1)
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { runSessionPair(t, data, false) })
+}
+
+// FuzzSessionPairAck is FuzzSessionPair with Config.ManualAck on both
+// sides, and one more operation: the application acknowledges one of the
+// messages it was given, in any order, connected or not. An Ack given
+// while disconnected, or before the peer's resend came, answers the
+// resend in its turn.
+func FuzzSessionPairAck(f *testing.F) {
+	f.Add([]byte{0x01, 0x02, 0x20, 0x20, 0x40, 0x60, 0x61, 0x50, 0x30, 0x20, 0x20, 0x30, 0x30})
+	f.Add([]byte{0x01, 0x01, 0x02, 0x20, 0x20, 0x20, 0x60, 0x30, 0x40, 0x61, 0x50, 0x30, 0x20, 0x20, 0x62, 0x20})
+	f.Fuzz(func(t *testing.T, data []byte) { runSessionPair(t, data, true) })
+}
+
+func runSessionPair(t *testing.T, data []byte, manualAck bool) {
+	if len(data) > 400 {
+		return
+	}
+	p := newSessionPair(t, manualAck)
+	for _, b := range data {
+		p.op(b)
+	}
+	p.settle()
+	p.check(0)
+	p.check(1)
 }
 
 type pairSide struct {
@@ -411,25 +427,31 @@ type pairSide struct {
 	qos       []byte         // QoS of each message published, by number
 	delivered map[string]int // deliveries of the peer's messages
 	order     []int          // numbers of first deliveries
+	unacked   []session.Tag  // ManualAck: messages given and not acknowledged
+	// unanswered holds the ids of the QoS 1 and 2 PUBLISH packets received
+	// on this connection and not yet answered, in arrival order.
+	unanswered []uint16
+	extra      map[uint16]int // same-connection retransmissions of those
 }
 
 type sessionPairFuzz struct {
-	t     *testing.T
-	side  [2]*pairSide // 0 client, 1 server
-	link  [2][][]byte  // 0: client to server
-	up    bool
-	conns int
-	now   time.Time
+	t         *testing.T
+	manualAck bool
+	side      [2]*pairSide // 0 client, 1 server
+	link      [2][][]byte  // 0: client to server
+	up        bool
+	conns     int
+	now       time.Time
 }
 
-func newSessionPair(t *testing.T) *sessionPairFuzz {
-	p := &sessionPairFuzz{t: t, now: time.Unix(1e9, 0)}
+func newSessionPair(t *testing.T, manualAck bool) *sessionPairFuzz {
+	p := &sessionPairFuzz{t: t, manualAck: manualAck, now: time.Unix(1e9, 0)}
 	for i, role := range []session.Role{session.Client, session.Server} {
-		s, err := session.New(session.Config{Role: role, MaxInflight: 3, MaxQueued: 4})
+		s, err := session.New(session.Config{Role: role, MaxInflight: 3, MaxQueued: 4, ManualAck: manualAck})
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.side[i] = &pairSide{s: s, name: "cs"[i : i+1], delivered: map[string]int{}}
+		p.side[i] = &pairSide{s: s, name: "cs"[i : i+1], delivered: map[string]int{}, extra: map[uint16]int{}}
 	}
 	return p
 }
@@ -456,6 +478,11 @@ func (p *sessionPairFuzz) op(b byte) {
 		if !p.up {
 			p.connect()
 		}
+	case 6:
+		if p.manualAck { // side arg&1 acknowledges a message of its own
+			p.ack(p.side[arg&1], int(arg>>1))
+		}
+		p.flush()
 	case 7: // as 6, after both sessions let go of their spare memory
 		p.side[0].s.Shrink()
 		p.side[1].s.Shrink()
@@ -473,8 +500,24 @@ func (p *sessionPairFuzz) connect() {
 	p.up = true
 }
 
+// ack acknowledges x's i-th unacknowledged message (counting round).
+func (p *sessionPairFuzz) ack(x *pairSide, i int) {
+	if len(x.unacked) == 0 {
+		return
+	}
+	i %= len(x.unacked)
+	if err := x.s.Ack(x.unacked[i]); err != nil {
+		p.t.Fatalf("%s Ack(%d): %v", x.name, x.unacked[i], err)
+	}
+	x.unacked = append(x.unacked[:i], x.unacked[i+1:]...)
+}
+
 func (p *sessionPairFuzz) cut() {
 	p.link[0], p.link[1] = nil, nil
+	for _, x := range p.side {
+		x.unanswered = nil
+		clear(x.extra)
+	}
 	p.side[0].s.Disconnected()
 	p.side[1].s.Disconnected()
 	p.up = false
@@ -494,6 +537,7 @@ func (p *sessionPairFuzz) flush() {
 			if err != nil {
 				p.t.Fatalf("invalid packet %v: %v", pk, err)
 			}
+			p.answered(x, pk)
 			p.link[dir] = append(p.link[dir], b)
 		}
 	}
@@ -515,6 +559,16 @@ func (p *sessionPairFuzz) deliver(dir int, dup bool) {
 		p.t.Fatalf("undecodable % x: %v", b, err)
 	}
 	from, to := p.side[dir], p.side[1-dir]
+	if pub, ok := pk.(*packet.Publish); ok && pub.QoS > 0 {
+		if slices.Contains(to.unanswered, pub.PacketID) {
+			// A retransmission on the same connection before the answer
+			// (which MQTT servers do not do) may have an answer of its own,
+			// or share the first one's.
+			to.extra[pub.PacketID]++
+		} else {
+			to.unanswered = append(to.unanswered, pub.PacketID)
+		}
+	}
 	if c, ok := pk.(*packet.Connect); ok {
 		err = to.s.Accept(c, p.conns > 1, p.now)
 	} else {
@@ -537,6 +591,32 @@ func (p *sessionPairFuzz) deliver(dir int, dup bool) {
 		if to.delivered[payload] == 1 {
 			to.order = append(to.order, n)
 		}
+		if p.manualAck && ev.Tag != 0 {
+			to.unacked = append(to.unacked, ev.Tag)
+		}
+	}
+}
+
+// answered checks that an answer x sends is to the PUBLISH it received
+// first among those of this connection it has not answered yet
+// [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+func (p *sessionPairFuzz) answered(x *pairSide, pk packet.Packet) {
+	var id uint16
+	switch pk := pk.(type) {
+	case *packet.Puback:
+		id = pk.PacketID
+	case *packet.Pubrec:
+		id = pk.PacketID
+	default:
+		return
+	}
+	switch {
+	case len(x.unanswered) > 0 && x.unanswered[0] == id:
+		x.unanswered = x.unanswered[1:]
+	case x.extra[id] > 0:
+		x.extra[id]--
+	default:
+		p.t.Fatalf("%s sent %v, awaited answers %v", x.name, pk, x.unanswered)
 	}
 }
 
@@ -548,6 +628,11 @@ func (p *sessionPairFuzz) settle() {
 		}
 		if !p.up {
 			p.connect()
+		}
+		for _, x := range p.side {
+			for len(x.unacked) > 0 {
+				p.ack(x, 0)
+			}
 		}
 		p.flush()
 		p.deliver(0, false)

@@ -125,6 +125,7 @@ func (s *Session) Accept(c *packet.Connect, sessionPresent bool, now time.Time) 
 // resume queues the resends of the inflight messages, in their original
 // order [MQTT-4.4.0-1] [MQTT-4.6.0-1], then fills the window from the queue.
 func (s *Session) resume() error {
+	s.awaitResends()
 	s.releaseAcks() // given while disconnected
 	for m := s.inflight.head; m != nil; m = m.next {
 		m.sent = false

@@ -28,7 +28,9 @@
 // packet identifiers and in their original order [MQTT-4.4.0-1]
 // [MQTT-4.6.0-1]. Acknowledgements leave in the order the PUBLISH packets
 // arrived [MQTT-4.6.0-2] [MQTT-4.6.0-3] [MQTT-4.6.0-4], also with
-// Config.ManualAck, where each waits for the application's Ack.
+// Config.ManualAck, where each waits for the application's Ack. An Ack
+// given while disconnected answers the peer's resend of that message on the
+// next connection, in its turn, rather than leaving at the CONNACK.
 //
 // A Store makes the state durable. Without one, the state lives in the
 // Session value only. FileStore survives kill -9 at any instant. The Session

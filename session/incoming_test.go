@@ -154,21 +154,176 @@ func TestManualAckPubrelFirst(t *testing.T) {
 }
 
 func TestManualAckOffline(t *testing.T) {
-	// Acknowledged while disconnected: the acknowledgements leave, in
-	// arrival order, once the next connection is up.
+	// The acknowledgement of a message that came on an earlier connection,
+	// given while disconnected or before the resend: the peer never had
+	// it, so it sends the message again on the next connection
+	// [MQTT-4.4.0-1], and each resend is answered once, in the order of
+	// the resends [MQTT-4.6.0-2] [MQTT-4.6.0-3], and not delivered again.
+	// Sent at the CONNACK instead, the answers left ahead of the answers to
+	// the resends of earlier messages and each message was answered twice,
+	// which made mosquitto 2.0 deliver later messages out of order (client
+	// TestCutAllLoad).
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role, ManualAck: true})
+		ez := h.recv(pub(2, 4, false, "z"))
+		eq(t, "sent", h.out()) // awaiting its Ack: the PUBREC waits
+		e1 := h.recv(pub(1, 1, false, "a"))
+		e2 := h.recv(pub(2, 2, false, "b"))
+		e3 := h.recv(pub(1, 3, false, "c"))
+		h.s.Disconnected()
+		h.s.Ack(e2[0].Tag)
+		h.s.Ack(e1[0].Tag)
+		eq(t, "sent after reconnecting", h.connect(false, true))
+		// Cut again before the resends: they are still awaited.
+		h.s.Disconnected()
+		eq(t, "sent after reconnecting again", h.connect(false, true))
+		for _, p := range []*packet.Publish{pub(2, 4, true, "z"), pub(1, 1, true, "a"), pub(2, 2, true, "b"), pub(1, 3, true, "c")} {
+			if evs := h.recv(p); len(evs) != 0 {
+				t.Fatalf("resent %q delivered again: %v", p.Payload, kinds(evs))
+			}
+		}
+		// z, the first to arrive, still awaits its Ack: a, b and c wait
+		// behind it, in order.
+		eq(t, "sent for the resends", h.out())
+		h.s.Ack(e3[0].Tag)
+		eq(t, "sent after c's Ack", h.out())
+		h.s.Ack(ez[0].Tag)
+		eq(t, "sent after z's Ack", h.out(), "PUBREC 4", "PUBACK 1", "PUBREC 2", "PUBACK 3")
+	})
 	roles(t, func(t *testing.T, role Role) {
 		h := connected(t, Config{Role: role, ManualAck: true})
 		e1 := h.recv(pub(1, 1, false, "a"))
 		e2 := h.recv(pub(2, 2, false, "b"))
+		e3 := h.recv(pub(1, 3, false, "c"))
+		e4 := h.recv(pub(1, 4, false, "d"))
 		h.s.Disconnected()
 		h.s.Ack(e2[0].Tag)
 		h.s.Ack(e1[0].Tag)
-		eq(t, "sent after reconnecting", h.connect(false, true), "PUBACK 1", "PUBREC 2")
-		// A QoS 2 resend that crossed the PUBREC is answered, not delivered.
+		eq(t, "sent after reconnecting", h.connect(false, true))
+		// c is acknowledged on the new connection before its resend came.
+		h.s.Ack(e3[0].Tag)
+		eq(t, "sent after c's Ack", h.out())
+		for _, p := range []*packet.Publish{pub(1, 1, true, "a"), pub(2, 2, true, "b"), pub(1, 3, true, "c"), pub(1, 4, true, "d")} {
+			if evs := h.recv(p); len(evs) != 0 {
+				t.Fatalf("resent %q delivered again: %v", p.Payload, kinds(evs))
+			}
+		}
+		eq(t, "sent for the resends", h.out(), "PUBACK 1", "PUBREC 2", "PUBACK 3")
+		// d's resend came before its Ack: the Ack answers it.
+		h.s.Ack(e4[0].Tag)
+		eq(t, "sent after d's Ack", h.out(), "PUBACK 4")
+		// A second resend of b, which crossed the PUBREC, is answered
+		// again; the exchange ends as usual.
 		if evs := h.recv(pub(2, 2, true, "b")); len(evs) != 0 {
 			t.Fatalf("QoS 2 delivered again: %v", kinds(evs))
 		}
-		eq(t, "sent", h.out(), "PUBREC 2")
+		h.recv(&packet.Pubrel{PacketID: 2})
+		eq(t, "sent", h.out(), "PUBREC 2", "PUBCOMP 2")
+		// Ids 1 and 3 are free again: messages with them are new.
+		for _, p := range []*packet.Publish{pub(1, 1, false, "e"), pub(1, 3, true, "f")} {
+			if kinds(h.recv(p)) == "" {
+				t.Fatalf("new message %q not delivered", p.Payload)
+			}
+		}
+	})
+	roles(t, func(t *testing.T, role Role) {
+		// A message the peer sends with the id of one whose answer awaits
+		// the resend, but without DUP, is not a resend [MQTT-3.3.1-1]: the
+		// peer forgot the first one, and this one is delivered.
+		h := connected(t, Config{Role: role, ManualAck: true})
+		e1 := h.recv(pub(1, 1, false, "a"))
+		h.s.Disconnected()
+		h.s.Ack(e1[0].Tag)
+		eq(t, "sent after reconnecting", h.connect(false, true))
+		if kinds(h.recv(pub(1, 1, false, "b"))) == "" {
+			t.Fatal("new message with the id of an awaited resend not delivered")
+		}
+	})
+}
+
+func TestManualAckResendOrder(t *testing.T) {
+	// Answers lost with the connection (a, b) and answers given while
+	// disconnected (c, d): the peer sends all four again, and they are
+	// answered in that order [MQTT-4.6.0-2] [MQTT-4.6.0-3], d's not ahead
+	// of the redelivered a's and b's (client TestCutAllLoad saw PUBACKs
+	// of later messages overtake).
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role, ManualAck: true})
+		var tags []Tag
+		for i, p := range []*packet.Publish{pub(1, 1, false, "a"), pub(2, 2, false, "b"), pub(1, 3, false, "c"), pub(2, 4, false, "d")} {
+			tags = append(tags, h.recv(p)[0].Tag)
+			if i < 2 {
+				h.s.Ack(tags[i])
+			}
+		}
+		h.s.Disconnected() // PUBACK 1 and PUBREC 2 are lost
+		h.s.Ack(tags[2])
+		h.s.Ack(tags[3])
+		eq(t, "sent after reconnecting", h.connect(false, true))
+		ea := h.recv(pub(1, 1, true, "a"))
+		if len(ea) != 1 {
+			t.Fatalf("QoS 1 resend whose PUBACK was lost: %v, want it delivered again", kinds(ea))
+		}
+		for _, p := range []*packet.Publish{pub(2, 2, true, "b"), pub(1, 3, true, "c"), pub(2, 4, true, "d")} {
+			if evs := h.recv(p); len(evs) != 0 {
+				t.Fatalf("resent %q delivered again: %v", p.Payload, kinds(evs))
+			}
+		}
+		eq(t, "sent before a's Ack", h.out())
+		h.s.Ack(ea[0].Tag)
+		eq(t, "sent after a's Ack", h.out(), "PUBACK 1", "PUBREC 2", "PUBACK 3", "PUBREC 4")
+		// The QoS 2 exchanges end as usual.
+		h.recv(&packet.Pubrel{PacketID: 2})
+		h.recv(&packet.Pubrel{PacketID: 4})
+		eq(t, "sent", h.out(), "PUBCOMP 2", "PUBCOMP 4")
+	})
+}
+
+func TestManualAckOfflineNoSession(t *testing.T) {
+	// The server kept no session: it will not send the messages again, and
+	// their acknowledgements are not sent either; its next messages with
+	// the same ids are new.
+	h := connected(t, Config{Role: Client, ManualAck: true})
+	e1 := h.recv(pub(1, 1, false, "a"))
+	e2 := h.recv(pub(2, 2, false, "b"))
+	h.s.Disconnected()
+	h.s.Ack(e1[0].Tag)
+	h.s.Ack(e2[0].Tag)
+	eq(t, "sent after reconnecting", h.connect(false, false))
+	if kinds(h.recv(pub(1, 1, false, "c"))) == "" {
+		t.Fatal("new QoS 1 message not delivered")
+	}
+	if kinds(h.recv(pub(2, 2, false, "d"))) == "" {
+		t.Fatal("new QoS 2 message not delivered")
+	}
+}
+
+func TestPubcompNotSent(t *testing.T) {
+	// A PUBREL whose PUBCOMP never left (the connection ended first): the
+	// peer has no PUBCOMP, so a PUBLISH with that id on the next connection
+	// is the same message again, answered and not delivered twice
+	// [MQTT-4.3.3-2] (mosquitto 2.0 sends it when its resend of the PUBREL
+	// fails). Once the PUBCOMP is handed out, the id is the peer's to reuse.
+	roles(t, func(t *testing.T, role Role) {
+		for _, manual := range []bool{false, true} {
+			h := connected(t, Config{Role: role, ManualAck: manual})
+			evs := h.recv(pub(2, 7, false, "a"))
+			if manual {
+				h.s.Ack(evs[0].Tag)
+			}
+			eq(t, "sent", h.out(), "PUBREC 7")
+			h.recv(&packet.Pubrel{PacketID: 7})
+			h.s.Disconnected() // the PUBCOMP is not handed out
+			eq(t, "sent after reconnecting", h.connect(false, true))
+			if evs := h.recv(pub(2, 7, true, "a")); len(evs) != 0 {
+				t.Fatalf("manual %v: PUBLISH after a PUBREL without PUBCOMP delivered again: %v", manual, kinds(evs))
+			}
+			h.recv(&packet.Pubrel{PacketID: 7})
+			eq(t, "sent", h.out(), "PUBREC 7", "PUBCOMP 7")
+			if kinds(h.recv(pub(2, 7, false, "b"))) == "" {
+				t.Fatalf("manual %v: new message after the PUBCOMP not delivered", manual)
+			}
+		}
 	})
 }
 

@@ -97,7 +97,10 @@ func (s *Session) appendItem(dst []byte, it *outItem) ([]byte, error) {
 		return ack(dst, packet.PUBREL, it.id), nil
 	case 0:
 		return dst, nil // dropped by an acknowledgement
-	case packet.PUBACK, packet.PUBREC, packet.PUBCOMP, packet.UNSUBACK:
+	case packet.PUBCOMP:
+		s.completed(it.id)
+		return ack(dst, it.t, it.id), nil
+	case packet.PUBACK, packet.PUBREC, packet.UNSUBACK:
 		return ack(dst, it.t, it.id), nil
 	case packet.PINGREQ, packet.PINGRESP, packet.DISCONNECT:
 		return append(dst, byte(it.t)<<4, 0), nil
@@ -172,6 +175,7 @@ func (s *Session) itemPacket(it *outItem) packet.Packet {
 		sp.pubrec.PacketID = it.id
 		return &sp.pubrec
 	case packet.PUBCOMP:
+		s.completed(it.id)
 		sp.pubcomp.PacketID = it.id
 		return &sp.pubcomp
 	case packet.UNSUBACK:

@@ -154,10 +154,21 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 			}
 		}
 		if s.manualAck {
-			if _, ok := s.inQ1[id]; ok {
-				// Sent again before our PUBACK: the application has it and
-				// its Ack will answer both.
-				return nil
+			if t, ok := s.inQ1[id]; ok {
+				if t != 0 {
+					// Sent again before our PUBACK: the application has
+					// it, and its Ack answers the resend.
+					s.resent(t)
+					return nil
+				}
+				// Acknowledged while the resend was awaited (releaseAcks).
+				delete(s.inQ1, id)
+				if p.Dup {
+					s.answer(1, id)
+					return nil
+				}
+				// Not a resend [MQTT-3.3.1-1]: the peer forgot the message,
+				// and this is a new one.
 			}
 			t, err := s.newTag()
 			if err != nil {
@@ -184,9 +195,16 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 		// whatever its DUP flag says [MQTT-4.3.3-2].
 		switch {
 		case st.acked:
-			s.push(outItem{t: packet.PUBREC, id: id})
+			if st.released {
+				// Sent again though our PUBCOMP never left: the exchange
+				// goes on (recvPubrel).
+				st.released = false
+				s.in[id] = st
+			}
+			s.answer(2, id)
 		case st.pending:
 			// The application has it; its Ack sends the PUBREC.
+			s.resent(st.tag)
 		default:
 			// Stored before a restart, never acknowledged by the
 			// application (ManualAck): deliver it again with its tag.
@@ -203,7 +221,9 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 		return nil
 	}
 	if t, ok := s.inQ1[id]; ok {
-		s.voidAck(t) // the peer reused the id of an unacknowledged QoS 1 message
+		// The peer reused the id of an unacknowledged QoS 1 message.
+		delete(s.inQ1, id)
+		s.voidAck(t)
 	}
 	t, err := s.newTag()
 	if err != nil {
@@ -247,16 +267,36 @@ func (s *Session) dropIncoming(id uint16, st inState) error {
 }
 
 func (s *Session) recvPubrel(id uint16) error {
-	if st, ok := s.in[id]; ok {
-		// Removed, durably before the PUBCOMP leaves: the peer reuses the
-		// id once it has the PUBCOMP, and a stale entry would swallow its
-		// next message.
-		if err := s.dropIncoming(id, st); err != nil {
-			return err
+	if st, ok := s.in[id]; ok && !st.released {
+		// Removed from the store, durably before the PUBCOMP leaves: the
+		// peer reuses the id once it has the PUBCOMP, and a stale entry
+		// restored after a restart would swallow its next message.
+		if s.store != nil {
+			if err := s.store.DeleteIncoming(id); err != nil {
+				return err
+			}
+			s.dirty = true
 		}
+		if st.pending {
+			s.voidAck(st.tag)
+		}
+		// Kept in memory until the PUBCOMP is handed out (completed): if
+		// the connection ends before, the peer has no PUBCOMP and may send
+		// the PUBLISH again, a duplicate then, not a new message
+		// [MQTT-4.3.3-2]. mosquitto 2.0 does so when its resend of the
+		// PUBREL fails on a connection that breaks at once.
+		s.in[id] = inState{tag: st.tag, acked: true, released: true}
 	}
 	s.push(outItem{t: packet.PUBCOMP, id: id}) // [MQTT-4.3.3-2], for unknown ids too
 	return nil
+}
+
+// completed forgets the incoming QoS 2 exchange id as its PUBCOMP is
+// handed out: the peer may reuse the id from now on.
+func (s *Session) completed(id uint16) {
+	if st, ok := s.in[id]; ok && st.released {
+		delete(s.in, id)
+	}
 }
 
 // ackedRequest reports an acknowledgement of a publish flow for the id of a

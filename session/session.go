@@ -90,20 +90,24 @@ const (
 	closing // client: DISCONNECT queued; server: DISCONNECT received
 )
 
-// inState is an incoming QoS 2 exchange awaiting PUBREL.
+// inState is an incoming QoS 2 exchange awaiting PUBREL, or its PUBCOMP.
 type inState struct {
-	tag     Tag
-	acked   bool // PUBREC may be sent (queued or sent already)
-	pending bool // delivered in this process, awaiting the application's Ack
+	tag      Tag
+	acked    bool // PUBREC may be sent (queued or sent already)
+	pending  bool // delivered in this process, awaiting the application's Ack
+	released bool // PUBREL came and the PUBCOMP is not handed out yet (see recvPubrel)
 }
 
 // pendingAck is an incoming QoS 1 or 2 message awaiting the application's
 // Ack (Config.ManualAck), in arrival order.
 type pendingAck struct {
-	tag  Tag
+	tag  Tag // 0 for the answer to a resend (see Session.answer)
 	id   uint16
 	qos  byte
 	done uint8 // ackWaiting, ackDone or ackVoid
+	// resend: the message came on an earlier connection and the peer's
+	// resend of it has not come yet; the answer waits for the resend.
+	resend bool
 }
 
 const (
@@ -153,8 +157,8 @@ type Session struct {
 	queue    list                // messages waiting for a slot or a connection
 	byID     map[uint16]*message // inflight by packet id
 	subs     map[uint16]request  // SUBSCRIBE and UNSUBSCRIBE awaiting answers
-	in       map[uint16]inState  // incoming QoS 2 exchanges awaiting PUBREL
-	inQ1     map[uint16]Tag      // ManualAck: incoming QoS 1 awaiting Ack
+	in       map[uint16]inState  // incoming QoS 2 exchanges awaiting PUBREL or PUBCOMP
+	inQ1     map[uint16]Tag      // ManualAck: incoming QoS 1 awaiting Ack, or (tag 0) acknowledged offline and awaiting the resend
 	spare    *spare              // made while packets flow, dropped by Shrink
 }
 
