@@ -14,6 +14,7 @@ import (
 	"github.com/ternmq/mqtt/client"
 	"github.com/ternmq/mqtt/internal/mosquitto"
 	"github.com/ternmq/mqtt/mqtttest"
+	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
 )
 
@@ -236,6 +237,8 @@ func cutAllLoad(t *testing.T, url string) {
 		t.Run("qos"+strconv.Itoa(int(qos)), func(t *testing.T) {
 			ctx := testCtx(t, 60*time.Second)
 			p := mqtttest.NewProxy(t, url)
+			var answers answerOrder
+			p.SetFilter(answers.filter)
 			col := newCollector()
 			// MaxCuts off: the proxy cuts every 30 ms whatever is in
 			// flight, and under load the same message can meet three
@@ -280,9 +283,74 @@ func cutAllLoad(t *testing.T, url string) {
 			}
 			col.wait(t, n+1, 20*time.Second)
 			check(t, qos, col.snapshot(), n+1)
+			if err := answers.result(); err != nil {
+				t.Error(err)
+			}
 			t.Logf("%d connections", p.Accepted())
 		})
 	}
+}
+
+// answerOrder is a proxy Filter that checks that a client answers the
+// PUBLISH packets it receives on each connection once each, in the order
+// they came [MQTT-4.6.0-2] [MQTT-4.6.0-3], resends included: an answer
+// given before the resend of its message came, or for a message of an
+// earlier connection, breaks it. (It also catches what mosquitto 2.0 turns
+// an unexpected answer into only now and then: later messages overtaking
+// queued ones.)
+type answerOrder struct {
+	mu      sync.Mutex
+	pending map[int][]uint16 // per connection, the PUBLISHes not yet answered
+	err     error
+}
+
+func (a *answerOrder) filter(f mqtttest.Frame) mqtttest.Action {
+	var id uint16
+	switch f.Type {
+	case packet.PUBLISH, packet.PUBACK, packet.PUBREC:
+		p, err := packet.Decode(f.Bytes)
+		if err != nil {
+			return mqtttest.Forward
+		}
+		switch p := p.(type) {
+		case *packet.Publish:
+			if p.QoS == 0 || f.Dir != mqtttest.ServerToClient {
+				return mqtttest.Forward
+			}
+			id = p.PacketID
+		case *packet.Puback:
+			id = p.PacketID
+		case *packet.Pubrec:
+			id = p.PacketID
+		}
+	default:
+		return mqtttest.Forward
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending == nil {
+		a.pending = make(map[int][]uint16)
+	}
+	q := a.pending[f.Conn]
+	switch {
+	case f.Type == packet.PUBLISH:
+		a.pending[f.Conn] = append(q, id)
+	case f.Dir == mqtttest.ServerToClient:
+		// The server's answer to a publisher.
+	case len(q) == 0 || q[0] != id:
+		if a.err == nil {
+			a.err = fmt.Errorf("connection %d: the client answered %v %d, awaited answers %v", f.Conn, f.Type, id, q)
+		}
+	default:
+		a.pending[f.Conn] = q[1:]
+	}
+	return mqtttest.Forward
+}
+
+func (a *answerOrder) result() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
 }
 
 // TestRestartedPublisher runs the publisher as a child process with a file
