@@ -274,6 +274,43 @@ func TestOutgoingAckUnknownID(t *testing.T) {
 	})
 }
 
+func TestStrayAckKeepsWindow(t *testing.T) {
+	// A second PUBACK or PUBCOMP for a message already complete (a peer
+	// answering a resend twice) frees no slot: queued messages keep their
+	// turn and the window its size [MQTT-4.6.0-6]. mosquitto 2.0.11 takes
+	// such an acknowledgement for a free slot and sends the next message
+	// ahead of the ones it queued.
+	roles(t, func(t *testing.T, role Role) {
+		for _, qos := range []byte{1, 2} {
+			h := connected(t, Config{Role: role, MaxInflight: 2, MaxQueued: 4})
+			// complete acknowledges message id; it returns what the
+			// session sends in between (a PUBREL at QoS 2).
+			complete := func(id uint16) []string {
+				if qos == 1 {
+					h.recv(&packet.Puback{PacketID: id})
+					return nil
+				}
+				h.recv(&packet.Pubrec{PacketID: id})
+				between := h.out()
+				h.recv(&packet.Pubcomp{PacketID: id})
+				return between
+			}
+			for _, p := range []string{"a", "b", "c", "d"} {
+				h.publish(qos, p)
+			}
+			q := "PUBLISH q" + string('0'+qos)
+			eq(t, "sent", h.out(), q+" id1 a", q+" id2 b")
+			complete(1)
+			eq(t, "sent after the first completion", h.out(), q+" id3 c")
+			complete(1) // again: a stray answer
+			h.publish(qos, "e")
+			eq(t, "sent after the stray answer", h.out())
+			complete(2)
+			eq(t, "sent after the second completion", h.out(), q+" id4 d")
+		}
+	})
+}
+
 func TestPublishValidation(t *testing.T) {
 	h := connected(t, Config{Role: Client})
 	bad := []*packet.Publish{
