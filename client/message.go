@@ -31,8 +31,11 @@ type Message struct {
 
 // Ack acknowledges the message, with Options.ManualAck: its PUBACK or PUBREC
 // leaves once every message received before it is acknowledged too
-// [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Without ManualAck, and for QoS 0 messages,
-// it does nothing. Calling it more than once does nothing.
+// [MQTT-4.6.0-2] [MQTT-4.6.0-3]. If the connection the message came on is
+// gone, the broker sends the message again on the next one, and the
+// acknowledgement answers that resend in its turn; the message is not
+// delivered again. Without ManualAck, and for QoS 0 messages, it does
+// nothing. Calling it more than once does nothing.
 func (m *Message) Ack() error {
 	if !m.claim() {
 		return nil
