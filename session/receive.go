@@ -253,13 +253,22 @@ func (s *Session) recvPublish(p *packet.Publish) error {
 
 // dropIncoming forgets an incoming QoS 2 exchange.
 func (s *Session) dropIncoming(id uint16, st inState) error {
+	if err := s.endIncoming(id, st); err != nil {
+		return err
+	}
+	delete(s.in, id)
+	return nil
+}
+
+// endIncoming removes the incoming QoS 2 exchange id from the store and
+// from the messages awaiting the application's Ack.
+func (s *Session) endIncoming(id uint16, st inState) error {
 	if s.store != nil {
 		if err := s.store.DeleteIncoming(id); err != nil {
 			return err
 		}
 		s.dirty = true
 	}
-	delete(s.in, id)
 	if st.pending {
 		s.voidAck(st.tag)
 	}
@@ -271,14 +280,8 @@ func (s *Session) recvPubrel(id uint16) error {
 		// Removed from the store, durably before the PUBCOMP leaves: the
 		// peer reuses the id once it has the PUBCOMP, and a stale entry
 		// restored after a restart would swallow its next message.
-		if s.store != nil {
-			if err := s.store.DeleteIncoming(id); err != nil {
-				return err
-			}
-			s.dirty = true
-		}
-		if st.pending {
-			s.voidAck(st.tag)
+		if err := s.endIncoming(id, st); err != nil {
+			return err
 		}
 		// Kept in memory until the PUBCOMP is handed out (completed): if
 		// the connection ends before, the peer has no PUBCOMP and may send
