@@ -97,7 +97,9 @@ var (
 	// Drop discards the packet; the connection goes on.
 	Drop = Action{op: opDrop}
 	// Cut closes both sides of the connection without forwarding the
-	// packet: the receiver has exactly the packets before it.
+	// packet: the receiver has exactly the packets before it. A side
+	// sees EOF, or a connection reset when it had sent bytes that the
+	// proxy had not read yet.
 	Cut = Action{op: opCut}
 	// CutAfter forwards the packet, then closes both sides of the
 	// connection.

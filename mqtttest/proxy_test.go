@@ -2,9 +2,11 @@ package mqtttest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -277,7 +279,10 @@ func TestProxyTear(t *testing.T) {
 		if !bytes.Equal(raw, stream[:n]) {
 			t.Errorf("the server received %x, want %x", raw, stream[:n])
 		}
-		if !cmp.Equal(got, []packet.Type{packet.CONNECT}) || err != io.ErrUnexpectedEOF {
+		// The proxy may close its side with the CONNACK unread, and then
+		// the kernel resets the connection: the raw bytes above show that
+		// the server got the torn packet either way.
+		if !cmp.Equal(got, []packet.Type{packet.CONNECT}) || err != io.ErrUnexpectedEOF && !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("the server read %v then %v, want CONNECT then a torn packet", got, err)
 		}
 		// The client may or may not get the CONNACK, depending on timing,
@@ -316,8 +321,9 @@ func TestProxyTear(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw, got, err := peer.next(t).wait(t)
-		if !bytes.Equal(raw, stream[:n]) || !cmp.Equal(got, []packet.Type{packet.CONNECT}) || err != io.EOF {
-			t.Errorf("the server received %x, read %v then %v; want %x, CONNECT then EOF", raw, got, err, stream[:n])
+		// EOF, or a reset when the proxy closed with the CONNACK unread.
+		if !bytes.Equal(raw, stream[:n]) || !cmp.Equal(got, []packet.Type{packet.CONNECT}) || err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the server received %x, read %v then %v; want %x, CONNECT then the end", raw, got, err, stream[:n])
 		}
 	})
 }
