@@ -114,8 +114,9 @@ func TestAuthorizeRead(t *testing.T) {
 	}
 }
 
-// TestAuthorizeReadShared: a shared subscription's message goes to the member
-// picked in turn; one that may not read it does not get it (as mosquitto).
+// TestAuthorizeReadShared: a shared subscription's message goes to a member
+// that may read it: a member picked in turn that may not passes its turn to
+// the next, and the group loses nothing (mosquitto drops it).
 func TestAuthorizeReadShared(t *testing.T) {
 	var denied atomic.Int32
 	srv := newServer(t, func(o *broker.Options) {
@@ -132,9 +133,13 @@ func TestAuthorizeReadShared(t *testing.T) {
 	m2 := connect(t, srv, "m2", true, false)
 	m2.subscribe(1, "$share/g/t/#", 0)
 	p := connect(t, srv, "p", true, false)
+	var want []string
 	for i := range 4 {
-		p.publish(pub(fmt.Sprintf("t/%d/open", i), "x", 0, 0))
-		p.publish(pub(fmt.Sprintf("t/%d/secret", i), "x", 0, 0))
+		for _, kind := range []string{"open", "secret"} {
+			topic := fmt.Sprintf("t/%d/%s", i, kind)
+			p.publish(pub(topic, "x", 0, 0))
+			want = append(want, topic+" x")
+		}
 	}
 	got1, got2 := readAll(m1), readAll(m2)
 	for _, m := range got2 {
@@ -142,7 +147,18 @@ func TestAuthorizeReadShared(t *testing.T) {
 			t.Errorf("m2 got %q", m)
 		}
 	}
-	if n := len(got1) + len(got2) + int(denied.Load()); n != 8 || denied.Load() == 0 {
-		t.Errorf("m1 got %d, m2 %d, %d denied to m2: want 8 in all, some denied (members taken in turn)", len(got1), len(got2), denied.Load())
+	// Whichever member's turn comes first, m2 takes some of the open
+	// topics: a pass does not take m2 out of the turns.
+	if len(got2) == 0 {
+		t.Errorf("m2 got nothing (denied %d times): want members taken in turn", denied.Load())
+	}
+	got := append(got1, got2...)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("the group got %q, want each of %q once", got, want)
+	}
+	if st := srv.Broker.Stats(); st.Dropped != 0 {
+		t.Errorf("Stats.Dropped = %d, want 0", st.Dropped)
 	}
 }

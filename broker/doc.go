@@ -79,10 +79,12 @@
 // A filter "$share/{group}/{filter}" (the form of MQTT 5.0, also accepted from
 // 3.1.1 clients by mosquitto, EMQX and HiveMQ) makes the client a member of
 // the group: each matching message goes to one member of each group, taken in
-// turn among the connected members; a member whose session is full (its
-// window and queue taken) passes the message to the next member with room,
-// and it is dropped, counted, only when none has. Retained messages are not
-// sent for shared subscriptions.
+// turn among the connected members that may take it (AuthorizeRead allows
+// it, and it is not the bridge that brought it; mosquitto instead gives the
+// turn to such a member and the group loses the message); a member whose
+// session is full (its window and queue taken) passes the message to the
+// next member with room, and it is dropped, counted, only when none has.
+// Retained messages are not sent for shared subscriptions.
 //
 // # Authorization
 //

@@ -180,9 +180,9 @@ func (r *router) route(s *Server, p *packet.Publish) int {
 	clear(r.subs) // drop the client pointers until the next message
 	r.groups = s.subs.MatchShared(p.Topic, r.groups[:0])
 	for _, g := range r.groups {
-		sb := pickMember(g)
-		if !r.mayTake(s, sb) {
-			continue // as mosquitto: the member chosen may not read it
+		sb, ok := r.pickMember(s, g)
+		if !ok {
+			continue // no member may take it
 		}
 		r.shape(out, sb)
 		if s.deliverShared(r, g, sb, out) {
@@ -212,19 +212,26 @@ func (r *router) shape(q *packet.Publish, sb sub) {
 	q.Retain = r.src.Retain && sb.c.bridge.Load()
 }
 
-// pickMember takes the group's members in turn, skipping those whose client
-// is not connected, unless none is.
-func pickMember(g topic.Group[sub]) sub {
-	first := g.Pick()
-	if first.c.on.Load() || len(g.Members) == 1 {
-		return first
-	}
-	for range len(g.Members) - 1 {
-		if m := g.Pick(); m.c.on.Load() {
-			return m
+// pickMember takes the group's members in turn, skipping those that may not
+// take the message being routed (mosquitto gives such a member its turn, and
+// the group loses the message) and those whose client is not connected,
+// unless none that may take it is. It reports false when no member may.
+func (r *router) pickMember(s *Server, g topic.Group[sub]) (sub, bool) {
+	var away sub
+	found := false
+	for range len(g.Members) {
+		m := g.Pick()
+		if !r.mayTake(s, m) {
+			continue
+		}
+		if m.c.on.Load() {
+			return m, true
+		}
+		if !found {
+			away, found = m, true
 		}
 	}
-	return first
+	return away, found
 }
 
 // deliverShared delivers p to sb, the member of group g chosen for it; if
