@@ -49,6 +49,8 @@ type parking struct {
 
 	added  bool // registered with the poller's epoll
 	closed bool // closeNet was called: no net.Conn is made again
+	tcp    bool // the socket is TCP: its wake-ups can be held back (lowat_linux.go)
+	raised bool // SO_RCVLOWAT is raised: only while attached, lowered before parking
 }
 
 // detachAfter is how long a connection stays parked with its net.Conn
@@ -62,6 +64,7 @@ func (pk *parking) init(c *conn) {
 	switch nc := c.nc.(type) {
 	case *net.TCPConn:
 		sc = nc
+		pk.tcp = true
 	case *net.UnixConn:
 		sc = nc
 	default:
@@ -155,6 +158,10 @@ func (c *conn) linger() bool {
 // c.router.idle. It
 // reports parked when the connection is left waiting without a goroutine.
 func (c *conn) idleRead() (int, error, bool) {
+	// Bytes must wake the poller that c is about to wait in.
+	if err := c.lowerLowat(); err != nil {
+		return 0, err, false
+	}
 	for {
 		if err := c.attachReader(); err != nil {
 			return 0, err, false
@@ -167,7 +174,7 @@ func (c *conn) idleRead() (int, error, bool) {
 			return 0, err, false // came with the last bytes
 		}
 		c.pk.kick.Store(false)
-		n, err, empty := c.tryRead()
+		n, err, empty := c.tryRead(c.router.idle[:])
 		if !empty {
 			c.pk.busy()
 			return n, err, false
@@ -200,12 +207,12 @@ func (c *conn) idleRead() (int, error, bool) {
 	}
 }
 
-// tryRead reads what the socket holds without waiting; empty reports that it
-// holds nothing.
-func (c *conn) tryRead() (n int, err error, empty bool) {
+// tryRead reads what the socket holds into p without waiting; empty reports
+// that it holds nothing.
+func (c *conn) tryRead(p []byte) (n int, err error, empty bool) {
 	var rerr error
 	if cerr := c.pk.rc.Read(func(fd uintptr) bool {
-		n, rerr = syscall.Read(int(fd), c.router.idle[:])
+		n, rerr = syscall.Read(int(fd), p)
 		return true // never wait in the runtime's poller
 	}); cerr != nil {
 		if errors.Is(cerr, os.ErrDeadlineExceeded) {

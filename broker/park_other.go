@@ -21,6 +21,11 @@ func (c *conn) idleRead() (int, error, bool) {
 	return n, err, false
 }
 
+// Outside Linux a pausing reader's socket wakes the runtime's poller as
+// bytes come (see lowat_linux.go).
+func (c *conn) raiseLowat()                            {}
+func (c *conn) readRaised(p []byte) (int, error, bool) { return 0, nil, false }
+
 // linger is the Linux connection's wait before parking; elsewhere the
 // reader waits in idleRead.
 func (c *conn) linger() bool { return false }

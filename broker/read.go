@@ -202,14 +202,20 @@ func (r *connReader) Read(p []byte) (int, error) {
 	// Every packet read so far is handled: wake the writers that have
 	// something to send before waiting for more.
 	c.router.flushWakes(c)
+	if r := c.router; r.paceOn && r.pace.Pausing() {
+		c.raiseLowat() // no wake-ups for the bytes of the pause (lowat_linux.go)
+	}
 	start := c.paceRead()
 	for {
-		n, err := c.nc.Read(p)
+		n, err, raw := c.readRaised(p)
+		if !raw {
+			n, err = c.nc.Read(p)
+			if n > 0 {
+				c.srv.traffic.bytesIn.Add(int64(n))
+			}
+		}
 		if !start.IsZero() {
 			c.router.pace.Read(start)
-		}
-		if n > 0 {
-			c.srv.traffic.bytesIn.Add(int64(n))
 		}
 		if r := c.router; r.lingering && (n > 0 || err != nil) {
 			r.lingering = false

@@ -193,6 +193,10 @@ func (p *Reader) Wait(kind Kind, packets int) time.Time {
 	return now
 }
 
+// Pausing reports whether the reader is pausing: the next Wait will
+// likely pause.
+func (p *Reader) Pausing() bool { return p.pausing }
+
 // judge counts the packets of a read made while pausing and, every
 // judgeReads reads that brought QoS 1 or 2 traffic among others, reports
 // whether pausing kept the stream at half its rate before, at
