@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ternmq/mqtt/internal/lowat"
 	"github.com/ternmq/mqtt/packet"
 )
 
@@ -128,7 +129,7 @@ func TestPausedReadLowat(t *testing.T) {
 		for start := time.Now(); time.Since(start) < 100*time.Microsecond; {
 		}
 		if time.Since(lastLook) > time.Millisecond {
-			if rl.lowat(t, 1) == raisedLowat {
+			if rl.lowat(t, 1) == lowat.Raised {
 				raised++
 			}
 			lastLook = time.Now()

@@ -1,23 +1,12 @@
 package broker
 
-import "syscall"
+import "github.com/ternmq/mqtt/internal/lowat"
 
-// While a connection's reader pauses between reads (Options.BatchDelay), the
-// bytes arriving meanwhile would still wake the Go runtime's poller, once
-// per packet: the runtime watches every socket, edge-triggered, whether a
-// goroutine waits on it or not. On a busy broker those wake-ups, a thread
-// switch each, cost more than the reads that pausing saves. So while it
-// pauses, a TCP connection raises its socket's receive low-water mark
-// (SO_RCVLOWAT): the kernel then signals readiness only once raisedLowat
-// bytes wait, the receive buffer runs short or the peer closes, and the
-// read after the pause takes what came without waiting. Before any read that
-// may wait in a poller the mark comes down again; lowering it signals the
-// bytes already there.
-
-// raisedLowat is the mark while pausing: a pause that gathers more wakes the
-// poller once, to no harm. It is far under the receive buffer, so that the
-// kernel neither grows the buffer nor clamps the window for it.
-const raisedLowat = 16 << 10
+// While a TCP connection's reader pauses between reads (Options.BatchDelay),
+// its socket's receive low-water mark is raised, so that the bytes arriving
+// meanwhile do not wake the runtime's poller once per packet (see package
+// lowat). The connection keeps its own state, rather than a lowat.Reader,
+// since its net.Conn is made again after each detach.
 
 // raiseLowat raises the mark of a TCP connection about to pause.
 func (c *conn) raiseLowat() {
@@ -25,7 +14,7 @@ func (c *conn) raiseLowat() {
 	if !pk.tcp || pk.raised || pk.rc == nil {
 		return
 	}
-	pk.raised = setLowat(pk.rc, raisedLowat) == nil
+	pk.raised = lowat.Set(pk.rc, lowat.Raised) == nil
 }
 
 // lowerLowat lowers the mark again, if raised. An error leaves the socket
@@ -36,7 +25,7 @@ func (c *conn) lowerLowat() error {
 		return nil
 	}
 	pk.raised = false
-	return setLowat(pk.rc, 1)
+	return lowat.Set(pk.rc, 1)
 }
 
 // readRaised is the read after a pause with the mark raised: what the socket
@@ -55,14 +44,4 @@ func (c *conn) readRaised(p []byte) (int, error, bool) {
 		return 0, err, true
 	}
 	return 0, nil, false
-}
-
-func setLowat(rc syscall.RawConn, n int) error {
-	var err error
-	if cerr := rc.Control(func(fd uintptr) {
-		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
-	}); cerr != nil {
-		return cerr
-	}
-	return err
 }

@@ -3,13 +3,13 @@ package broker
 import (
 	"container/heap"
 	"errors"
-	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ternmq/mqtt/internal/lowat"
 )
 
 // An idle connection waits without a goroutine: a goroutine's stack (2 to 8
@@ -210,26 +210,11 @@ func (c *conn) idleRead() (int, error, bool) {
 // tryRead reads what the socket holds into p without waiting; empty reports
 // that it holds nothing.
 func (c *conn) tryRead(p []byte) (n int, err error, empty bool) {
-	var rerr error
-	if cerr := c.pk.rc.Read(func(fd uintptr) bool {
-		n, rerr = syscall.Read(int(fd), p)
-		return true // never wait in the runtime's poller
-	}); cerr != nil {
-		if errors.Is(cerr, os.ErrDeadlineExceeded) {
-			return 0, nil, true // idleRead runs the keepalive
-		}
-		return 0, cerr, false
+	n, err, empty = lowat.ReadNow(c.pk.rc, p) // a passed deadline: empty, idleRead runs the keepalive
+	if n > 0 {
+		c.srv.traffic.bytesIn.Add(int64(n))
 	}
-	switch {
-	case rerr == syscall.EAGAIN || rerr == syscall.EINTR:
-		return 0, nil, true
-	case rerr != nil:
-		return 0, rerr, false
-	case n == 0:
-		return 0, io.EOF, false
-	}
-	c.srv.traffic.bytesIn.Add(int64(n))
-	return n, nil, false
+	return n, err, empty
 }
 
 // park leaves c waiting for bytes or for the keepalive deadline d (none if

@@ -103,9 +103,12 @@ type Options struct {
 	// system call and a goroutine wake-up per message. A lone message is
 	// never delayed, a request and its response rarely; QoS 1 and 2 traffic
 	// is read at once again when pausing would slow it (when each pause
-	// fills a window, or the rate halves). See internal/pace; the client's
-	// Options.BatchDelay paces the same way. 0 means DefaultBatchDelay, a
-	// negative value reads every packet as soon as it arrives.
+	// fills a window, or the rate halves). On Linux a TCP connection's
+	// socket does not wake the broker for the bytes that arrive during a
+	// pause either (SO_RCVLOWAT, see internal/lowat). See internal/pace;
+	// the client's Options.BatchDelay paces the same way. 0 means
+	// DefaultBatchDelay, a negative value reads every packet as soon as it
+	// arrives.
 	BatchDelay time.Duration
 
 	// ConnectTimeout bounds the wait for the CONNECT packet (and the TLS

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ternmq/mqtt/internal/lowat"
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
 	"github.com/ternmq/mqtt/transport"
@@ -24,6 +25,7 @@ type conn struct {
 	nc       net.Conn
 	r        *packet.Reader
 	br       *bufio.Reader // under r
+	lr       *lowat.Reader // under br
 	url      string
 	done     chan struct{} // closed when the connection ends
 	discSent chan struct{} // closed once DISCONNECT is written
@@ -124,7 +126,8 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 	}
 	// A large buffer under the packet reader: one read system call takes
 	// many messages from a busy connection.
-	br := bufio.NewReaderSize(nc, readBuffer)
+	lr := lowat.NewReader(nc)
+	br := bufio.NewReaderSize(lr, readBuffer)
 	r := packet.NewReader(br, orDefault(c.opts.MaxPacketSize, DefaultMaxPacketSize))
 	p, err := r.ReadPacket()
 	if err != nil {
@@ -161,7 +164,7 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 		c.resubscribe()
 	}
 	c.log.Info("connected", "url", url, "session_present", ack.SessionPresent)
-	cn := &conn{nc: nc, r: r, br: br, url: url, done: make(chan struct{}), discSent: make(chan struct{}), since: time.Now()}
+	cn := &conn{nc: nc, r: r, br: br, lr: lr, url: url, done: make(chan struct{}), discSent: make(chan struct{}), since: time.Now()}
 	cn.sessionPresent = ack.SessionPresent
 	c.stats.connects.Add(1)
 	return cn, nil

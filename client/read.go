@@ -62,6 +62,9 @@ func (c *Client) reader(cn *conn) {
 		var start time.Time
 		fromNet := cn.r.Buffered()+cn.br.Buffered() == 0
 		if fromNet {
+			if pacer.Pausing() {
+				cn.lr.Raise() // no wake-ups for the bytes of the pause
+			}
 			start = pacer.Wait(read.Kind(window), read.Packets)
 			read = pace.Batch{}
 		}

@@ -1,0 +1,71 @@
+// Package lowat holds back the wake-ups of a TCP socket whose reader pauses
+// between reads, as the client's and the broker's readers do (see package
+// pace).
+//
+// The Go runtime watches every socket, edge-triggered, whether a goroutine
+// waits on it or not, so while a reader pauses, each packet that arrives
+// wakes a thread in the runtime's poller for nothing. On a busy connection
+// those thread switches cost more than the reads that pausing saves. So a
+// reader raises the socket's receive low-water mark (SO_RCVLOWAT) before a
+// pause: the kernel then signals readiness only once Raised bytes wait, the
+// receive buffer runs short or the peer closes; the read after the pause
+// takes what came without waiting, and if nothing came, lowers the mark
+// before it waits in the poller. Lowering the mark signals the bytes
+// already there, so none is missed. Only on Linux; elsewhere nothing is
+// raised.
+package lowat
+
+import (
+	"net"
+	"syscall"
+)
+
+// Raised is the mark while a reader pauses: a pause that gathers more wakes
+// the poller once, to no harm. It is far under the receive buffer, so that
+// the kernel neither grows the buffer nor clamps the window for it.
+const Raised = 16 << 10
+
+// Reader reads a connection for a reader that pauses: Raise before a pause,
+// and the next Read takes what came without waiting, or lowers the mark and
+// waits. Its methods are for one goroutine.
+type Reader struct {
+	nc     net.Conn
+	rc     syscall.RawConn // nil: the mark is never raised
+	raised bool
+}
+
+// NewReader returns a Reader of nc. Only a plain TCP connection has its mark
+// raised; others are read as they are.
+func NewReader(nc net.Conn) *Reader {
+	r := &Reader{nc: nc}
+	if tc, ok := nc.(*net.TCPConn); ok && supported {
+		if rc, err := tc.SyscallConn(); err == nil {
+			r.rc = rc
+		}
+	}
+	return r
+}
+
+// Raise raises the mark for a pause, if it can.
+func (r *Reader) Raise() {
+	if r.rc != nil && !r.raised {
+		r.raised = Set(r.rc, Raised) == nil
+	}
+}
+
+// Read reads into p: with the mark raised, what the socket holds without
+// waiting, or, if it holds nothing, it lowers the mark and waits as
+// net.Conn.Read does.
+func (r *Reader) Read(p []byte) (int, error) {
+	if r.raised {
+		n, err, empty := ReadNow(r.rc, p)
+		if !empty {
+			return n, err
+		}
+		r.raised = false
+		if err := Set(r.rc, 1); err != nil {
+			return 0, err // the socket could not wake a waiting read
+		}
+	}
+	return r.nc.Read(p)
+}

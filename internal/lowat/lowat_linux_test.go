@@ -1,0 +1,115 @@
+package lowat
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+func mark(t *testing.T, c *net.TCPConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		v, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	return v
+}
+
+// TestReader: with the mark raised, a read takes the few bytes that came
+// without waiting for Raised of them, and keeps the mark; a read that finds
+// nothing lowers the mark before it waits, so that one byte wakes it.
+func TestReader(t *testing.T) {
+	peer, c := tcpPair(t)
+	r := NewReader(c)
+	if got := mark(t, c); got > 1 {
+		t.Fatalf("mark %d before Raise, want the default (0 or 1)", got)
+	}
+	r.Raise()
+	if got := mark(t, c); got != Raised {
+		t.Fatalf("mark %d after Raise, want %d", got, Raised)
+	}
+	if _, err := peer.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the bytes are in c's receive queue
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, err := r.Read(buf)
+	if err != nil || !bytes.Equal(buf[:n], []byte("hello")) {
+		t.Fatalf("Read = %q, %v; want hello", buf[:n], err)
+	}
+	if got := mark(t, c); got != Raised {
+		t.Errorf("mark %d after a read that found bytes, want it still raised (%d)", got, Raised)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		peer.Write([]byte("!"))
+	}()
+	n, err = r.Read(buf)
+	if err != nil || string(buf[:n]) != "!" {
+		t.Fatalf("Read = %q, %v; want ! (a raised mark would wait for %d bytes)", buf[:n], err, Raised)
+	}
+	if got := mark(t, c); got != 1 {
+		t.Errorf("mark %d after a read that waited, want 1", got)
+	}
+}
+
+// TestReaderEOF: a peer that closes during a pause ends the next read.
+func TestReaderEOF(t *testing.T) {
+	peer, c := tcpPair(t)
+	r := NewReader(c)
+	r.Raise()
+	peer.Write([]byte("x"))
+	peer.Close()
+	time.Sleep(20 * time.Millisecond)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "x" {
+		t.Fatalf("ReadAll = %q, %v; want x then EOF", got, err)
+	}
+}
+
+// TestReaderNotTCP: a connection that is not plain TCP is read as it is.
+func TestReaderNotTCP(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	r := NewReader(b)
+	r.Raise()
+	go a.Write([]byte("pipe"))
+	buf := make([]byte, 8)
+	n, err := r.Read(buf)
+	if err != nil || string(buf[:n]) != "pipe" {
+		t.Fatalf("Read = %q, %v; want pipe", buf[:n], err)
+	}
+}
