@@ -14,7 +14,7 @@ func (c *conn) raiseLowat() {
 	if !pk.tcp || pk.raised || pk.rc == nil {
 		return
 	}
-	pk.raised = lowat.Set(pk.rc, lowat.Raised) == nil
+	pk.raised = lowat.Raise(pk.rc) == nil
 }
 
 // lowerLowat lowers the mark again, if raised. An error leaves the socket
@@ -25,7 +25,7 @@ func (c *conn) lowerLowat() error {
 		return nil
 	}
 	pk.raised = false
-	return lowat.Set(pk.rc, 1)
+	return lowat.Lower(pk.rc)
 }
 
 // readRaised is the read after a pause with the mark raised: what the socket

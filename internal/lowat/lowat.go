@@ -7,7 +7,7 @@
 // wakes a thread in the runtime's poller for nothing. On a busy connection
 // those thread switches cost more than the reads that pausing saves. So a
 // reader raises the socket's receive low-water mark (SO_RCVLOWAT) before a
-// pause: the kernel then signals readiness only once Raised bytes wait, the
+// pause: the kernel then signals readiness only once that many bytes wait, the
 // receive buffer runs short or the peer closes; the read after the pause
 // takes what came without waiting, and if nothing came, lowers the mark
 // before it waits in the poller. Lowering the mark signals the bytes
@@ -20,10 +20,11 @@ import (
 	"syscall"
 )
 
-// Raised is the mark while a reader pauses: a pause that gathers more wakes
-// the poller once, to no harm. It is far under the receive buffer, so that
-// the kernel neither grows the buffer nor clamps the window for it.
-const Raised = 16 << 10
+// Max is the highest mark: a pause that gathers more wakes the poller once,
+// to no harm. Under it, Raise keeps the mark to a quarter of the socket's
+// receive buffer, so that the kernel neither grows the buffer nor clamps the
+// receive window for it.
+const Max = 64 << 10
 
 // Reader reads a connection for a reader that pauses: Raise before a pause,
 // and the next Read takes what came without waiting, or lowers the mark and
@@ -49,7 +50,7 @@ func NewReader(nc net.Conn) *Reader {
 // Raise raises the mark for a pause, if it can.
 func (r *Reader) Raise() {
 	if r.rc != nil && !r.raised {
-		r.raised = Set(r.rc, Raised) == nil
+		r.raised = Raise(r.rc) == nil
 	}
 }
 
@@ -63,7 +64,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 			return n, err
 		}
 		r.raised = false
-		if err := Set(r.rc, 1); err != nil {
+		if err := Lower(r.rc); err != nil {
 			return 0, err // the socket could not wake a waiting read
 		}
 	}

@@ -9,11 +9,33 @@ import (
 
 const supported = true
 
-// Set sets the socket's SO_RCVLOWAT to n.
-func Set(rc syscall.RawConn, n int) error {
+// Raise raises the socket's SO_RCVLOWAT: to Max, or a quarter of its
+// receive buffer if that is less.
+func Raise(rc syscall.RawConn) error {
 	var err error
 	if cerr := rc.Control(func(fd uintptr) {
+		var buf int
+		if buf, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF); err != nil {
+			return
+		}
+		n := min(Max, buf/4)
+		if n < 2 {
+			err = syscall.ENOBUFS // a mark of 1 is no mark
+			return
+		}
 		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
+	}); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// Lower sets the socket's SO_RCVLOWAT back to 1, its default, which also
+// signals the bytes waiting.
+func Lower(rc syscall.RawConn) error {
+	var err error
+	if cerr := rc.Control(func(fd uintptr) {
+		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, 1)
 	}); cerr != nil {
 		return cerr
 	}

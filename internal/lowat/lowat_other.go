@@ -9,8 +9,11 @@ import (
 
 const supported = false
 
-// Set is not supported outside Linux.
-func Set(rc syscall.RawConn, n int) error { return errors.ErrUnsupported }
+// Raise is not supported outside Linux.
+func Raise(rc syscall.RawConn) error { return errors.ErrUnsupported }
+
+// Lower is not supported outside Linux.
+func Lower(rc syscall.RawConn) error { return errors.ErrUnsupported }
 
 // ReadNow reports every socket empty outside Linux: the caller waits.
 func ReadNow(rc syscall.RawConn, p []byte) (n int, err error, empty bool) { return 0, nil, true }
