@@ -13,21 +13,38 @@ const supported = true
 // receive buffer if that is less.
 func Raise(rc syscall.RawConn) error {
 	var err error
-	if cerr := rc.Control(func(fd uintptr) {
-		var buf int
-		if buf, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF); err != nil {
-			return
-		}
-		n := min(Max, buf/4)
-		if n < 2 {
-			err = syscall.ENOBUFS // a mark of 1 is no mark
-			return
-		}
-		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
-	}); cerr != nil {
+	if cerr := rc.Control(func(fd uintptr) { err = raise(int(fd)) }); cerr != nil {
 		return cerr
 	}
 	return err
+}
+
+func raise(fd int) error {
+	buf, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+	if err != nil {
+		return err
+	}
+	n := min(Max, buf/4)
+	if n < 2 {
+		return syscall.ENOBUFS // a mark of 1 is no mark
+	}
+	// A mark that the kernel thinks the buffer too small for (it judges
+	// by the overhead of the packets received so far) makes it grow the
+	// buffer and clamp the receive window to the mark, for good. The
+	// window is put back then: a clamp would cap the connection's
+	// throughput long after the pause.
+	clamp, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP)
+	if err != nil {
+		return err
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n); err != nil {
+		return err
+	}
+	// The mark is raised, whatever comes of this: the caller must lower it.
+	if now, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP); err == nil && now < clamp {
+		syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP, clamp)
+	}
+	return nil
 }
 
 // Lower sets the socket's SO_RCVLOWAT back to 1, its default, which also
