@@ -7,10 +7,10 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ternmq/mqtt/internal/lowat"
 	"github.com/ternmq/mqtt/packet"
 )
 
@@ -49,8 +49,8 @@ func (l *tcpRecording) Close() error {
 	return l.Listener.Close()
 }
 
-// lowat returns the SO_RCVLOWAT of the i-th accepted connection's socket.
-func (l *tcpRecording) lowat(t *testing.T, i int) int {
+// mark returns the SO_RCVLOWAT of the i-th accepted connection's socket.
+func (l *tcpRecording) mark(t *testing.T, i int) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// Not File.Fd, which would make the socket blocking.
@@ -58,12 +58,9 @@ func (l *tcpRecording) lowat(t *testing.T, i int) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		v, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
-	}); err != nil || gerr != nil {
-		t.Fatal(err, gerr)
+	v, err := lowat.Mark(rc)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return v
 }
@@ -128,7 +125,7 @@ func TestPausedReadLowat(t *testing.T) {
 		for start := time.Now(); time.Since(start) < 100*time.Microsecond; {
 		}
 		if time.Since(lastLook) > time.Millisecond {
-			if rl.lowat(t, 1) > 1 {
+			if rl.mark(t, 1) > 1 {
 				raised++
 			}
 			lastLook = time.Now()
@@ -141,7 +138,7 @@ func TestPausedReadLowat(t *testing.T) {
 
 	// The stream stopped: the reader waits in the poller, the mark low.
 	time.Sleep(20 * time.Millisecond)
-	if v := rl.lowat(t, 1); v != 1 {
+	if v := rl.mark(t, 1); v != 1 {
 		t.Errorf("SO_RCVLOWAT %d after the stream, want 1", v)
 	}
 	send(n)

@@ -59,6 +59,18 @@ func Lower(rc syscall.RawConn) error {
 	return err
 }
 
+// Mark returns the socket's SO_RCVLOWAT.
+func Mark(rc syscall.RawConn) (int, error) {
+	var v int
+	var err error
+	if cerr := rc.Control(func(fd uintptr) {
+		v, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
+	}); cerr != nil {
+		return 0, cerr
+	}
+	return v, err
+}
+
 // ReadNow reads what the socket holds into p without waiting in the
 // runtime's poller; empty reports that it holds nothing, or that the read
 // deadline has passed (a read that may wait reports it).

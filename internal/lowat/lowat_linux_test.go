@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -35,12 +34,9 @@ func mark(t *testing.T, c *net.TCPConn) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		v, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
-	}); err != nil || gerr != nil {
-		t.Fatal(err, gerr)
+	v, err := Mark(rc)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return v
 }

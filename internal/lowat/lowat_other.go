@@ -15,5 +15,8 @@ func Raise(rc syscall.RawConn) error { return errors.ErrUnsupported }
 // Lower is not supported outside Linux.
 func Lower(rc syscall.RawConn) error { return errors.ErrUnsupported }
 
+// Mark is not supported outside Linux.
+func Mark(rc syscall.RawConn) (int, error) { return 0, errors.ErrUnsupported }
+
 // ReadNow reports every socket empty outside Linux: the caller waits.
 func ReadNow(rc syscall.RawConn, p []byte) (n int, err error, empty bool) { return 0, nil, true }
