@@ -197,7 +197,9 @@ func probe(t testing.TB, pub *client.Client, col *collector, topic, seen string)
 // TestBridgeTopics checks topics out, in and both, with prefixes, at QoS
 // 0, 1 and 2, against tern's broker and mosquitto as the remote: each
 // message arrives once, on its mapped topic, at its QoS, and nothing comes
-// back to the side it was published on.
+// back to the side it was published on. The bridging broker is a client of
+// the remote and a server to its own clients, and each side of every flow
+// is checked [MQTT-7.0.0-1].
 func TestBridgeTopics(t *testing.T) {
 	eachRemote(t, func(t *testing.T, r remoteBroker) {
 		local := bridged(t, r.url, nil,

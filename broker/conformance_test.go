@@ -31,7 +31,6 @@ MQTT-4.7.3-4 MQTT-6.0.0-4 MQTT-7.0.0-1 MQTT-7.1.1-1
 var notApplicable = map[string]string{
 	"MQTT-3.8.3-2": "binds servers without wildcard support; tern's broker supports wildcards (TestTopicMatching subscribes with them)",
 	"MQTT-4.6.0-5": "lets an administrator mark topics unordered; tern has no such setting, every topic is ordered (MQTT-4.6.0-6, TestOrdering)",
-	"MQTT-7.0.0-1": "binds servers that bridge to other servers; tern's broker does not bridge",
 }
 
 // TestConformanceTable fails when a [server] rule has no test citing it.
