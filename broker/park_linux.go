@@ -47,10 +47,10 @@ type parking struct {
 	fd    int32       // the socket while detached (c.nc nil); -1 once closed
 	gen   uint32      // counts the net.Conns made: the writer moves its deadline on a new one
 
-	added  bool // registered with the poller's epoll
-	closed bool // closeNet was called: no net.Conn is made again
-	tcp    bool // the socket is TCP: its wake-ups can be held back (lowat_linux.go)
-	raised bool // SO_RCVLOWAT is raised: only while attached, lowered before parking
+	added  bool        // registered with the poller's epoll
+	closed bool        // closeNet was called: no net.Conn is made again
+	tcp    bool        // the socket is TCP: its wake-ups can be held back (lowat_linux.go)
+	mark   lowat.State // raised only while attached: lowered before parking
 }
 
 // detachAfter is how long a connection stays parked with its net.Conn

@@ -21,18 +21,58 @@ import (
 )
 
 // Max is the highest mark: a pause that gathers more wakes the poller once,
-// to no harm. Under it, Raise keeps the mark to a quarter of the socket's
+// to no harm. Under it, the mark is kept to a quarter of the socket's
 // receive buffer, so that the kernel neither grows the buffer nor clamps the
 // receive window for it.
 const Max = 64 << 10
+
+// State is whether a socket's mark is raised, for a reader whose net.Conn
+// may be made again under it (the broker's, after a detach); Reader holds
+// one for a fixed connection. Its methods are for one goroutine.
+type State struct{ raised bool }
+
+// Raise raises the mark of rc's socket for a pause, if it can.
+func (s *State) Raise(rc syscall.RawConn) {
+	if !s.raised {
+		s.raised = raise(rc) == nil
+	}
+}
+
+// Lower lowers the mark again, if raised. An error leaves the socket unable
+// to wake a waiting read: the caller ends the connection with it.
+func (s *State) Lower(rc syscall.RawConn) error {
+	if !s.raised {
+		return nil
+	}
+	s.raised = false
+	return lower(rc)
+}
+
+// Read is the read after a pause: with the mark raised, what the socket
+// holds, without waiting. It reports false, having lowered the mark, when
+// the socket holds nothing (or the mark was not raised): the caller then
+// waits for bytes in the runtime's poller.
+func (s *State) Read(rc syscall.RawConn, p []byte) (int, error, bool) {
+	if !s.raised {
+		return 0, nil, false
+	}
+	n, err, empty := ReadNow(rc, p)
+	if !empty {
+		return n, err, true
+	}
+	if err := s.Lower(rc); err != nil {
+		return 0, err, true
+	}
+	return 0, nil, false
+}
 
 // Reader reads a connection for a reader that pauses: Raise before a pause,
 // and the next Read takes what came without waiting, or lowers the mark and
 // waits. Its methods are for one goroutine.
 type Reader struct {
-	nc     net.Conn
-	rc     syscall.RawConn // nil: the mark is never raised
-	raised bool
+	nc   net.Conn
+	rc   syscall.RawConn // nil: the mark is never raised
+	mark State
 }
 
 // NewReader returns a Reader of nc. Only a plain TCP connection has its mark
@@ -49,8 +89,8 @@ func NewReader(nc net.Conn) *Reader {
 
 // Raise raises the mark for a pause, if it can.
 func (r *Reader) Raise() {
-	if r.rc != nil && !r.raised {
-		r.raised = Raise(r.rc) == nil
+	if r.rc != nil {
+		r.mark.Raise(r.rc)
 	}
 }
 
@@ -58,15 +98,8 @@ func (r *Reader) Raise() {
 // waiting, or, if it holds nothing, it lowers the mark and waits as
 // net.Conn.Read does.
 func (r *Reader) Read(p []byte) (int, error) {
-	if r.raised {
-		n, err, empty := ReadNow(r.rc, p)
-		if !empty {
-			return n, err
-		}
-		r.raised = false
-		if err := Lower(r.rc); err != nil {
-			return 0, err // the socket could not wake a waiting read
-		}
+	if n, err, ok := r.mark.Read(r.rc, p); ok {
+		return n, err
 	}
 	return r.nc.Read(p)
 }

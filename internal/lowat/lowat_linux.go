@@ -9,17 +9,17 @@ import (
 
 const supported = true
 
-// Raise raises the socket's SO_RCVLOWAT: to Max, or a quarter of its
+// raise raises the socket's SO_RCVLOWAT: to Max, or a quarter of its
 // receive buffer if that is less.
-func Raise(rc syscall.RawConn) error {
+func raise(rc syscall.RawConn) error {
 	var err error
-	if cerr := rc.Control(func(fd uintptr) { err = raise(int(fd)) }); cerr != nil {
+	if cerr := rc.Control(func(fd uintptr) { err = raiseFD(int(fd)) }); cerr != nil {
 		return cerr
 	}
 	return err
 }
 
-func raise(fd int) error {
+func raiseFD(fd int) error {
 	buf, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
 	if err != nil {
 		return err
@@ -47,9 +47,9 @@ func raise(fd int) error {
 	return nil
 }
 
-// Lower sets the socket's SO_RCVLOWAT back to 1, its default, which also
+// lower sets the socket's SO_RCVLOWAT back to 1, its default, which also
 // signals the bytes waiting.
-func Lower(rc syscall.RawConn) error {
+func lower(rc syscall.RawConn) error {
 	var err error
 	if cerr := rc.Control(func(fd uintptr) {
 		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, 1)

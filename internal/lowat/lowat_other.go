@@ -9,11 +9,8 @@ import (
 
 const supported = false
 
-// Raise is not supported outside Linux.
-func Raise(rc syscall.RawConn) error { return errors.ErrUnsupported }
-
-// Lower is not supported outside Linux.
-func Lower(rc syscall.RawConn) error { return errors.ErrUnsupported }
+func raise(rc syscall.RawConn) error { return errors.ErrUnsupported }
+func lower(rc syscall.RawConn) error { return errors.ErrUnsupported }
 
 // Mark is not supported outside Linux.
 func Mark(rc syscall.RawConn) (int, error) { return 0, errors.ErrUnsupported }
