@@ -13,11 +13,22 @@ func (c *conn) raiseLowat() {
 	}
 }
 
-// lowerLowat lowers the mark again, if raised.
-func (c *conn) lowerLowat() error { return c.pk.mark.Lower(c.pk.rc) }
+// lowerLowat lowers the mark again, if raised. A raised mark means an
+// attached connection, whose c.pk.rc the writer leaves alone; otherwise
+// c.pk.rc is not the reader's to read without c.pk.mu.
+func (c *conn) lowerLowat() error {
+	if !c.pk.mark.Raised() {
+		return nil
+	}
+	return c.pk.mark.Lower(c.pk.rc)
+}
 
-// readRaised is the read after a pause (lowat.State.Read).
+// readRaised is the read after a pause (lowat.State.Read), if the mark is
+// raised.
 func (c *conn) readRaised(p []byte) (int, error, bool) {
+	if !c.pk.mark.Raised() {
+		return 0, nil, false
+	}
 	n, err, ok := c.pk.mark.Read(c.pk.rc, p)
 	if n > 0 {
 		c.srv.traffic.bytesIn.Add(int64(n))

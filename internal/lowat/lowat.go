@@ -31,6 +31,9 @@ const Max = 64 << 10
 // one for a fixed connection. Its methods are for one goroutine.
 type State struct{ raised bool }
 
+// Raised reports whether the mark is raised.
+func (s *State) Raised() bool { return s.raised }
+
 // Raise raises the mark of rc's socket for a pause, if it can.
 func (s *State) Raise(rc syscall.RawConn) {
 	if !s.raised {
