@@ -130,14 +130,15 @@ func (c *conn) attachReader() error {
 }
 
 // netConn returns c's net.Conn for the writer, made again if c is detached,
-// and its generation: a new one has no write deadline yet.
-func (c *conn) netConn() (net.Conn, uint32, error) {
+// its raw connection, and its generation: a new one has no write deadline
+// yet.
+func (c *conn) netConn() (net.Conn, syscall.RawConn, uint32, error) {
 	c.pk.mu.Lock()
 	defer c.pk.mu.Unlock()
 	if err := c.attach(); err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
-	return c.nc, c.pk.gen, nil
+	return c.nc, c.pk.rc, c.pk.gen, nil
 }
 
 // closeNet closes c's connection, attached or not.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,3 +282,31 @@ type nopListener struct{}
 func (nopListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
 func (nopListener) Close() error              { return nil }
 func (nopListener) Addr() net.Addr            { return &net.TCPAddr{} }
+
+// A connection reset while a packet is half read ends the connection with
+// the read's error, as a net.Conn gives it (an *net.OpError around
+// ECONNRESET), whichever way the broker reads the socket (rawio.go).
+func TestDisconnectReset(t *testing.T) {
+	errs := make(chan error, 1)
+	srv := newServer(t, func(o *broker.Options) {
+		o.OnEvent = func(e *broker.Event) {
+			if e.Kind == broker.EventDisconnect {
+				errs <- e.Err
+			}
+		}
+	})
+	c := connect(t, srv, "c", true, false)
+	c.sendRaw([]byte{0x30, 10, 0, 1}) // a PUBLISH of 10 bytes, 2 of them sent
+	time.Sleep(50 * time.Millisecond) // let the broker wait for the rest
+	c.c.(*net.TCPConn).SetLinger(0)   // close sends a reset
+	c.c.Close()
+	select {
+	case err := <-errs:
+		var oe *net.OpError
+		if !errors.Is(err, syscall.ECONNRESET) || !errors.As(err, &oe) || oe.Op != "read" {
+			t.Fatalf("disconnect error %v (%T); want a read *net.OpError around ECONNRESET", err, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no EventDisconnect 5 s after the reset")
+	}
+}

@@ -76,6 +76,10 @@ func (pk *parking) init(c *conn) {
 	}
 }
 
+// raw is the reader's raw connection (see rawio.go), nil where the
+// connection cannot park; c.nc's, which it changes with.
+func (pk *parking) raw() syscall.RawConn { return pk.rc }
+
 // forget removes a connection that ends from the poller.
 func (pk *parking) forget(s *Server) {
 	if pk.id != 0 {

@@ -4,6 +4,7 @@ package broker
 
 import (
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -34,6 +35,10 @@ type poller struct{}
 
 func (p *poller) stop() {}
 
-func (c *conn) netConn() (net.Conn, uint32, error) { return c.nc, 0, nil }
-func (c *conn) closeNet()                          { c.nc.Close() }
-func (c *conn) interruptRead()                     { c.nc.SetReadDeadline(time.Unix(1, 0)) }
+// raw is nil: connections are read and written with their net.Conn (see
+// rawio.go).
+func (pk *parking) raw() syscall.RawConn { return nil }
+
+func (c *conn) netConn() (net.Conn, syscall.RawConn, uint32, error) { return c.nc, nil, 0, nil }
+func (c *conn) closeNet()                                           { c.nc.Close() }
+func (c *conn) interruptRead()                                      { c.nc.SetReadDeadline(time.Unix(1, 0)) }

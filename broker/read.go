@@ -209,7 +209,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 	for {
 		n, err, raw := c.readRaised(p)
 		if !raw {
-			n, err = c.nc.Read(p)
+			n, err = c.readNet(p)
 			if n > 0 {
 				c.srv.traffic.bytesIn.Add(int64(n))
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ternmq/mqtt/internal/pace"
+	"github.com/ternmq/mqtt/internal/rawio"
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
 	"github.com/ternmq/mqtt/topic"
@@ -95,6 +96,7 @@ type router struct {
 	pace      pace.Reader
 	paceOn    bool
 	paceBatch pace.Batch // what the last read from the network brought
+	raw       rawio.Reader
 
 	// src is the message being routed, for bridges (RETAIN as published).
 	src *packet.Publish

@@ -523,18 +523,17 @@ func (s *Server) emit(e *Event) {
 
 // getBuf and putBuf keep write buffers between batches so that idle
 // connections hold none.
-func (s *Server) getBuf() *[]byte {
-	if b, ok := s.bufPool.Get().(*[]byte); ok {
+func (s *Server) getBuf() *writeBuf {
+	if b, ok := s.bufPool.Get().(*writeBuf); ok {
 		return b
 	}
-	b := make([]byte, 0, 4096)
-	return &b
+	return &writeBuf{b: make([]byte, 0, 4096)}
 }
 
-func (s *Server) putBuf(b *[]byte) {
-	if cap(*b) > 256<<10 {
+func (s *Server) putBuf(b *writeBuf) {
+	if cap(b.b) > 256<<10 {
 		return // one huge message must not pin memory
 	}
-	*b = (*b)[:0]
+	b.b = b.b[:0]
 	s.bufPool.Put(b)
 }

@@ -97,7 +97,7 @@ func (c *conn) writeLoop() {
 func (c *conn) flush() error {
 	s := c.srv
 	cl := c.cl
-	var bp *[]byte
+	var bp *writeBuf
 	defer func() {
 		if bp != nil {
 			s.putBuf(bp)
@@ -113,17 +113,17 @@ func (c *conn) flush() error {
 		if bp == nil {
 			bp = s.getBuf()
 		}
-		buf, err := cl.sess.AppendOutgoing((*bp)[:0], now)
+		buf, err := cl.sess.AppendOutgoing(bp.b[:0], now)
 		mark := c.syncMark()
 		c.unlockOut()
-		*bp = buf
+		bp.b = buf
 		if err != nil {
 			return err
 		}
 		if len(buf) == 0 {
 			return nil
 		}
-		nc, gen, err := c.netConn() // made again if c was detached while parked
+		nc, rc, gen, err := c.netConn() // made again if c was detached while parked
 		if err != nil {
 			return err
 		}
@@ -142,7 +142,7 @@ func (c *conn) flush() error {
 		if err := s.dur.syncTo(mark); err != nil {
 			return err
 		}
-		if _, err := nc.Write(buf); err != nil {
+		if err := writeNet(nc, rc, &bp.raw, buf); err != nil {
 			return err
 		}
 		s.traffic.countOut(buf)

@@ -1,0 +1,115 @@
+package rawio
+
+import (
+	"io"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Supported reports whether Read and Write make raw calls here.
+const Supported = true
+
+// Reader reads a socket. The zero Reader is ready; it must not be copied
+// after first use, nor used by two goroutines at once.
+type Reader struct {
+	p     []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool // r.read, bound once
+}
+
+// Read reads into p from the socket of rc, waiting in the runtime's poller
+// while the socket is empty, until rc's read deadline. It returns io.EOF
+// when the peer has closed its side.
+func (r *Reader) Read(rc syscall.RawConn, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if r.fn == nil {
+		r.fn = r.read
+	}
+	r.p, r.n, r.errno = p, 0, 0
+	err := rc.Read(r.fn)
+	n, errno := r.n, r.errno
+	r.p = nil
+	switch {
+	case err != nil:
+		return 0, err // a closed connection or a passed deadline
+	case errno != 0:
+		return 0, os.NewSyscallError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// read is the call under rc.Read: false asks the poller to wait.
+func (r *Reader) read(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.p[0])), uintptr(len(r.p)))
+		switch e {
+		case 0:
+			r.n = int(n)
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.errno = e
+			return true
+		}
+	}
+}
+
+// Writer writes a socket. The zero Writer is ready; it must not be copied
+// after first use, nor used by two goroutines at once.
+type Writer struct {
+	p     []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool // w.write, bound once
+}
+
+// Write writes all of p to the socket of rc, waiting in the runtime's
+// poller while the socket's buffer is full, until rc's write deadline. It
+// returns how much was written and, if not all of p, why.
+func (w *Writer) Write(rc syscall.RawConn, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if w.fn == nil {
+		w.fn = w.write
+	}
+	w.p, w.n, w.errno = p, 0, 0
+	err := rc.Write(w.fn)
+	n, errno := w.n, w.errno
+	w.p = nil
+	switch {
+	case err != nil:
+		return n, err
+	case errno != 0:
+		return n, os.NewSyscallError("write", errno)
+	}
+	return n, nil
+}
+
+// write is the call under rc.Write: false asks the poller to wait until
+// the socket takes more.
+func (w *Writer) write(fd uintptr) bool {
+	for w.n < len(w.p) {
+		rest := w.p[w.n:]
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		switch e {
+		case 0:
+			w.n += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			w.errno = e
+			return true
+		}
+	}
+	return true
+}

@@ -1,0 +1,23 @@
+//go:build !linux
+
+package rawio
+
+import (
+	"errors"
+	"syscall"
+)
+
+// Supported reports whether Read and Write make raw calls here.
+const Supported = false
+
+// Reader reads a socket; not here.
+type Reader struct{}
+
+// Read reports errors.ErrUnsupported.
+func (r *Reader) Read(rc syscall.RawConn, p []byte) (int, error) { return 0, errors.ErrUnsupported }
+
+// Writer writes a socket; not here.
+type Writer struct{}
+
+// Write reports errors.ErrUnsupported.
+func (w *Writer) Write(rc syscall.RawConn, p []byte) (int, error) { return 0, errors.ErrUnsupported }
