@@ -18,6 +18,8 @@ package lowat
 import (
 	"net"
 	"syscall"
+
+	"github.com/ternmq/mqtt/internal/rawio"
 )
 
 // Max is the highest mark: a pause that gathers more wakes the poller once,
@@ -59,7 +61,7 @@ func (s *State) Read(rc syscall.RawConn, p []byte) (int, error, bool) {
 	if !s.raised {
 		return 0, nil, false
 	}
-	n, err, empty := ReadNow(rc, p)
+	n, err, empty := rawio.ReadNow(rc, p)
 	if !empty {
 		return n, err, true
 	}

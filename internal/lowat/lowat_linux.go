@@ -1,10 +1,9 @@
 package lowat
 
 import (
-	"errors"
-	"io"
-	"os"
 	"syscall"
+
+	"github.com/ternmq/mqtt/internal/rawio"
 )
 
 const supported = true
@@ -13,14 +12,16 @@ const supported = true
 // receive buffer if that is less.
 func raise(rc syscall.RawConn) error {
 	var err error
-	if cerr := rc.Control(func(fd uintptr) { err = raiseFD(int(fd)) }); cerr != nil {
+	if cerr := rc.Control(func(fd uintptr) { err = raiseFD(fd) }); cerr != nil {
 		return cerr
 	}
 	return err
 }
 
-func raiseFD(fd int) error {
-	buf, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+// The options are read and set with raw calls (package rawio), as the reads
+// around them are.
+func raiseFD(fd uintptr) error {
+	buf, err := rawio.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
 	if err != nil {
 		return err
 	}
@@ -33,16 +34,16 @@ func raiseFD(fd int) error {
 	// buffer and clamp the receive window to the mark, for good. The
 	// window is put back then: a clamp would cap the connection's
 	// throughput long after the pause.
-	clamp, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP)
+	clamp, err := rawio.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP)
 	if err != nil {
 		return err
 	}
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n); err != nil {
+	if err := rawio.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n); err != nil {
 		return err
 	}
 	// The mark is raised, whatever comes of this: the caller must lower it.
-	if now, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP); err == nil && now < clamp {
-		syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP, clamp)
+	if now, err := rawio.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP); err == nil && now < clamp {
+		rawio.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP, clamp)
 	}
 	return nil
 }
@@ -52,7 +53,7 @@ func raiseFD(fd int) error {
 func lower(rc syscall.RawConn) error {
 	var err error
 	if cerr := rc.Control(func(fd uintptr) {
-		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, 1)
+		err = rawio.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, 1)
 	}); cerr != nil {
 		return cerr
 	}
@@ -69,29 +70,4 @@ func Mark(rc syscall.RawConn) (int, error) {
 		return 0, cerr
 	}
 	return v, err
-}
-
-// ReadNow reads what the socket holds into p without waiting in the
-// runtime's poller; empty reports that it holds nothing, or that the read
-// deadline has passed (a read that may wait reports it).
-func ReadNow(rc syscall.RawConn, p []byte) (n int, err error, empty bool) {
-	var rerr error
-	if cerr := rc.Read(func(fd uintptr) bool {
-		n, rerr = syscall.Read(int(fd), p)
-		return true // never wait
-	}); cerr != nil {
-		if errors.Is(cerr, os.ErrDeadlineExceeded) {
-			return 0, nil, true
-		}
-		return 0, cerr, false
-	}
-	switch {
-	case rerr == syscall.EAGAIN || rerr == syscall.EINTR:
-		return 0, nil, true
-	case rerr != nil:
-		return 0, rerr, false
-	case n == 0:
-		return 0, io.EOF, false
-	}
-	return n, nil, false
 }

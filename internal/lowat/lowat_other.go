@@ -14,6 +14,3 @@ func lower(rc syscall.RawConn) error { return errors.ErrUnsupported }
 
 // Mark is not supported outside Linux.
 func Mark(rc syscall.RawConn) (int, error) { return 0, errors.ErrUnsupported }
-
-// ReadNow reports every socket empty outside Linux: the caller waits.
-func ReadNow(rc syscall.RawConn, p []byte) (n int, err error, empty bool) { return 0, nil, true }

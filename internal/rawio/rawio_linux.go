@@ -1,6 +1,7 @@
 package rawio
 
 import (
+	"errors"
 	"io"
 	"os"
 	"syscall"
@@ -46,20 +47,71 @@ func (r *Reader) Read(rc syscall.RawConn, p []byte) (int, error) {
 
 // read is the call under rc.Read: false asks the poller to wait.
 func (r *Reader) read(fd uintptr) bool {
+	n, e := readFD(fd, r.p)
+	if e == syscall.EAGAIN {
+		return false
+	}
+	r.n, r.errno = n, e
+	return true
+}
+
+// readFD reads fd once, again if a signal interrupted it.
+func readFD(fd uintptr, p []byte) (int, syscall.Errno) {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.p[0])), uintptr(len(r.p)))
-		switch e {
-		case 0:
-			r.n = int(n)
-			return true
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			r.errno = e
-			return true
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if e != syscall.EINTR {
+			return int(n), e
 		}
 	}
+}
+
+// ReadNow reads what the socket of rc holds into p without waiting in the
+// runtime's poller; empty reports that it holds nothing, or that the read
+// deadline has passed (a read that may wait reports it).
+func ReadNow(rc syscall.RawConn, p []byte) (n int, err error, empty bool) {
+	if len(p) == 0 {
+		return 0, nil, false
+	}
+	var errno syscall.Errno
+	if cerr := rc.Read(func(fd uintptr) bool {
+		n, errno = readFD(fd, p)
+		return true // never wait
+	}); cerr != nil {
+		if errors.Is(cerr, os.ErrDeadlineExceeded) {
+			return 0, nil, true
+		}
+		return 0, cerr, false
+	}
+	switch {
+	case errno == syscall.EAGAIN:
+		return 0, nil, true
+	case errno != 0:
+		return 0, os.NewSyscallError("read", errno), false
+	case n == 0:
+		return 0, io.EOF, false
+	}
+	return n, nil, false
+}
+
+// GetsockoptInt is syscall.GetsockoptInt as a raw call.
+func GetsockoptInt(fd uintptr, level, opt int) (int, error) {
+	var v int32
+	size := uint32(4)
+	_, _, e := syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&v)), uintptr(unsafe.Pointer(&size)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(v), nil
+}
+
+// SetsockoptInt is syscall.SetsockoptInt as a raw call.
+func SetsockoptInt(fd uintptr, level, opt, value int) error {
+	v := int32(value)
+	_, _, e := syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&v)), 4, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // Writer writes a socket. The zero Writer is ready; it must not be copied

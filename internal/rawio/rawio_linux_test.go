@@ -209,3 +209,68 @@ func TestAllocs(t *testing.T) {
 		t.Fatalf("%.1f allocations per write and read, want 0", allocs)
 	}
 }
+
+// TestReadNow: a read that never waits tells an empty socket from bytes and
+// from the peer's close.
+func TestReadNow(t *testing.T) {
+	peer, c := pair(t, "tcp")
+	rc := rawConn(t, c)
+	p := make([]byte, 16)
+	if n, err, empty := ReadNow(rc, p); n != 0 || err != nil || !empty {
+		t.Fatalf("ReadNow of an empty socket: %d, %v, %v; want 0, nil, true", n, err, empty)
+	}
+	peer.Write([]byte("abc"))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err, empty := ReadNow(rc, p)
+		if !empty {
+			if n != 3 || err != nil || string(p[:3]) != "abc" {
+				t.Fatalf("ReadNow: %q, %v; want \"abc\", nil", p[:n], err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ReadNow still finds nothing 5 s after 3 bytes were sent")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.SetReadDeadline(time.Now().Add(-time.Second))
+	if n, err, empty := ReadNow(rc, p); n != 0 || err != nil || !empty {
+		t.Fatalf("ReadNow past the read deadline: %d, %v, %v; want 0, nil, true (the caller's read reports it)", n, err, empty)
+	}
+	c.SetReadDeadline(time.Time{})
+	peer.Close()
+	for {
+		n, err, empty := ReadNow(rc, p)
+		if !empty {
+			if n != 0 || err != io.EOF {
+				t.Fatalf("ReadNow after the peer closed: %d, %v; want 0, io.EOF", n, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ReadNow still finds nothing 5 s after the peer closed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSockopt: an option set with SetsockoptInt reads back with
+// GetsockoptInt; a bad one fails as the syscall package's would.
+func TestSockopt(t *testing.T) {
+	_, c := pair(t, "tcp")
+	rc := rawConn(t, c)
+	var got int
+	var gerr, serr, bad error
+	rc.Control(func(fd uintptr) {
+		serr = SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, 100)
+		got, gerr = GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
+		_, bad = GetsockoptInt(fd, syscall.SOL_SOCKET, -1)
+	})
+	if serr != nil || gerr != nil || got != 100 {
+		t.Fatalf("SO_RCVLOWAT set to 100 reads back %d (set: %v, get: %v)", got, serr, gerr)
+	}
+	if bad != syscall.ENOPROTOOPT {
+		t.Fatalf("an unknown option: %v; want ENOPROTOOPT", bad)
+	}
+}
