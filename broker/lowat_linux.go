@@ -29,7 +29,7 @@ func (c *conn) readRaised(p []byte) (int, error, bool) {
 	if !c.pk.mark.Raised() {
 		return 0, nil, false
 	}
-	n, err, ok := c.pk.mark.Read(c.pk.rc, p)
+	n, err, ok := c.pk.mark.Read(c.pk.rc, &c.router.raw, p)
 	if n > 0 {
 		c.srv.traffic.bytesIn.Add(int64(n))
 	}

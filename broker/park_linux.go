@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ternmq/mqtt/internal/lowat"
-	"github.com/ternmq/mqtt/internal/rawio"
 )
 
 // An idle connection waits without a goroutine: a goroutine's stack (2 to 8
@@ -215,7 +214,7 @@ func (c *conn) idleRead() (int, error, bool) {
 // tryRead reads what the socket holds into p without waiting; empty reports
 // that it holds nothing.
 func (c *conn) tryRead(p []byte) (n int, err error, empty bool) {
-	n, err, empty = rawio.ReadNow(c.pk.rc, p) // a passed deadline: empty, idleRead runs the keepalive
+	n, err, empty = c.router.raw.ReadNow(c.pk.rc, p) // a passed deadline: empty, idleRead runs the keepalive
 	if n > 0 {
 		c.srv.traffic.bytesIn.Add(int64(n))
 	}

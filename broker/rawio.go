@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"errors"
 	"net"
 	"os"
 	"syscall"
@@ -40,8 +39,7 @@ func writeNet(nc net.Conn, rc syscall.RawConn, w *rawio.Writer, buf []byte) erro
 // the connection's addresses; other errors (io.EOF, a passed deadline, a
 // closed connection) come as they are.
 func opError(op string, nc net.Conn, err error) error {
-	var se *os.SyscallError
-	if err == nil || !errors.As(err, &se) {
+	if _, ok := err.(*os.SyscallError); !ok {
 		return err
 	}
 	return &net.OpError{Op: op, Net: nc.LocalAddr().Network(), Source: nc.LocalAddr(), Addr: nc.RemoteAddr(), Err: err}

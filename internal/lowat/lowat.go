@@ -56,12 +56,13 @@ func (s *State) Lower(rc syscall.RawConn) error {
 // Read is the read after a pause: with the mark raised, what the socket
 // holds, without waiting. It reports false, having lowered the mark, when
 // the socket holds nothing (or the mark was not raised): the caller then
-// waits for bytes in the runtime's poller.
-func (s *State) Read(rc syscall.RawConn, p []byte) (int, error, bool) {
+// waits for bytes in the runtime's poller. It reads with raw, the
+// caller's.
+func (s *State) Read(rc syscall.RawConn, raw *rawio.Reader, p []byte) (int, error, bool) {
 	if !s.raised {
 		return 0, nil, false
 	}
-	n, err, empty := rawio.ReadNow(rc, p)
+	n, err, empty := raw.ReadNow(rc, p)
 	if !empty {
 		return n, err, true
 	}
@@ -78,6 +79,7 @@ type Reader struct {
 	nc   net.Conn
 	rc   syscall.RawConn // nil: the mark is never raised
 	mark State
+	raw  rawio.Reader
 }
 
 // NewReader returns a Reader of nc. Only a plain TCP connection has its mark
@@ -103,7 +105,7 @@ func (r *Reader) Raise() {
 // waiting, or, if it holds nothing, it lowers the mark and waits as
 // net.Conn.Read does.
 func (r *Reader) Read(p []byte) (int, error) {
-	if n, err, ok := r.mark.Read(r.rc, p); ok {
+	if n, err, ok := r.mark.Read(r.rc, &r.raw, p); ok {
 		return n, err
 	}
 	return r.nc.Read(p)

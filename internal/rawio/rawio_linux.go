@@ -17,6 +17,7 @@ type Reader struct {
 	p     []byte
 	n     int
 	errno syscall.Errno
+	now   bool                  // ReadNow: never wait
 	fn    func(fd uintptr) bool // r.read, bound once
 }
 
@@ -37,6 +38,8 @@ func (r *Reader) Read(rc syscall.RawConn, p []byte) (int, error) {
 	switch {
 	case err != nil:
 		return 0, err // a closed connection or a passed deadline
+	case errno == syscall.EAGAIN:
+		return 0, errEmpty // only for ReadNow
 	case errno != 0:
 		return 0, os.NewSyscallError("read", errno)
 	case n == 0:
@@ -45,52 +48,38 @@ func (r *Reader) Read(rc syscall.RawConn, p []byte) (int, error) {
 	return n, nil
 }
 
+// errEmpty is Read's report to ReadNow of a socket that holds nothing.
+var errEmpty = errors.New("rawio: nothing to read")
+
 // read is the call under rc.Read: false asks the poller to wait.
 func (r *Reader) read(fd uintptr) bool {
-	n, e := readFD(fd, r.p)
-	if e == syscall.EAGAIN {
-		return false
-	}
-	r.n, r.errno = n, e
-	return true
-}
-
-// readFD reads fd once, again if a signal interrupted it.
-func readFD(fd uintptr, p []byte) (int, syscall.Errno) {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		if e != syscall.EINTR {
-			return int(n), e
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.p[0])), uintptr(len(r.p)))
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN && !r.now:
+			return false
 		}
+		r.n, r.errno = int(n), e
+		return true
 	}
 }
 
 // ReadNow reads what the socket of rc holds into p without waiting in the
 // runtime's poller; empty reports that it holds nothing, or that the read
 // deadline has passed (a read that may wait reports it).
-func ReadNow(rc syscall.RawConn, p []byte) (n int, err error, empty bool) {
+func (r *Reader) ReadNow(rc syscall.RawConn, p []byte) (n int, err error, empty bool) {
 	if len(p) == 0 {
 		return 0, nil, false
 	}
-	var errno syscall.Errno
-	if cerr := rc.Read(func(fd uintptr) bool {
-		n, errno = readFD(fd, p)
-		return true // never wait
-	}); cerr != nil {
-		if errors.Is(cerr, os.ErrDeadlineExceeded) {
-			return 0, nil, true
-		}
-		return 0, cerr, false
-	}
-	switch {
-	case errno == syscall.EAGAIN:
+	r.now = true
+	n, err = r.Read(rc, p)
+	r.now = false
+	if err == errEmpty || errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, nil, true
-	case errno != 0:
-		return 0, os.NewSyscallError("read", errno), false
-	case n == 0:
-		return 0, io.EOF, false
 	}
-	return n, nil, false
+	return n, err, false
 }
 
 // GetsockoptInt is syscall.GetsockoptInt as a raw call.

@@ -208,6 +208,29 @@ func TestAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per write and read, want 0", allocs)
 	}
+	allocs = testing.AllocsPerRun(200, func() {
+		if _, _, empty := r.ReadNow(rc, buf); !empty {
+			t.Fatal("ReadNow found bytes in a socket read empty")
+		}
+		if _, err := w.Write(prc, msg); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			n, err, empty := r.ReadNow(rc, buf)
+			if !empty {
+				if n != len(msg) || err != nil {
+					t.Fatalf("ReadNow: %d, %v", n, err)
+				}
+				break
+			}
+			if i == 1e6 {
+				t.Fatal("ReadNow finds nothing after a million tries")
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per ReadNow and write, want 0", allocs)
+	}
 }
 
 // TestReadNow: a read that never waits tells an empty socket from bytes and
@@ -215,14 +238,15 @@ func TestAllocs(t *testing.T) {
 func TestReadNow(t *testing.T) {
 	peer, c := pair(t, "tcp")
 	rc := rawConn(t, c)
+	var r Reader
 	p := make([]byte, 16)
-	if n, err, empty := ReadNow(rc, p); n != 0 || err != nil || !empty {
+	if n, err, empty := r.ReadNow(rc, p); n != 0 || err != nil || !empty {
 		t.Fatalf("ReadNow of an empty socket: %d, %v, %v; want 0, nil, true", n, err, empty)
 	}
 	peer.Write([]byte("abc"))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		n, err, empty := ReadNow(rc, p)
+		n, err, empty := r.ReadNow(rc, p)
 		if !empty {
 			if n != 3 || err != nil || string(p[:3]) != "abc" {
 				t.Fatalf("ReadNow: %q, %v; want \"abc\", nil", p[:n], err)
@@ -235,13 +259,13 @@ func TestReadNow(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	c.SetReadDeadline(time.Now().Add(-time.Second))
-	if n, err, empty := ReadNow(rc, p); n != 0 || err != nil || !empty {
+	if n, err, empty := r.ReadNow(rc, p); n != 0 || err != nil || !empty {
 		t.Fatalf("ReadNow past the read deadline: %d, %v, %v; want 0, nil, true (the caller's read reports it)", n, err, empty)
 	}
 	c.SetReadDeadline(time.Time{})
 	peer.Close()
 	for {
-		n, err, empty := ReadNow(rc, p)
+		n, err, empty := r.ReadNow(rc, p)
 		if !empty {
 			if n != 0 || err != io.EOF {
 				t.Fatalf("ReadNow after the peer closed: %d, %v; want 0, io.EOF", n, err)

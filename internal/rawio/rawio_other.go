@@ -23,4 +23,6 @@ type Writer struct{}
 func (w *Writer) Write(rc syscall.RawConn, p []byte) (int, error) { return 0, errors.ErrUnsupported }
 
 // ReadNow reports every socket empty: the caller waits with its net.Conn.
-func ReadNow(rc syscall.RawConn, p []byte) (n int, err error, empty bool) { return 0, nil, true }
+func (r *Reader) ReadNow(rc syscall.RawConn, p []byte) (n int, err error, empty bool) {
+	return 0, nil, true
+}
