@@ -71,7 +71,9 @@ func (pk *parking) init(c *conn) {
 		return
 	}
 	if rc, err := sc.SyscallConn(); err == nil {
+		pk.mu.Lock() // the writer, already started, reads pk.rc (netConn)
 		pk.rc = rc
+		pk.mu.Unlock()
 		pk.hidx = -1 // pk.since 0: a new connection detaches when it first parks
 	}
 }
