@@ -109,6 +109,7 @@ type Writer struct {
 	p     []byte
 	n     int
 	errno syscall.Errno
+	stuck bool                  // a write took nothing without an error
 	fn    func(fd uintptr) bool // w.write, bound once
 }
 
@@ -122,7 +123,7 @@ func (w *Writer) Write(rc syscall.RawConn, p []byte) (int, error) {
 	if w.fn == nil {
 		w.fn = w.write
 	}
-	w.p, w.n, w.errno = p, 0, 0
+	w.p, w.n, w.errno, w.stuck = p, 0, 0, false
 	err := rc.Write(w.fn)
 	n, errno := w.n, w.errno
 	w.p = nil
@@ -131,6 +132,8 @@ func (w *Writer) Write(rc syscall.RawConn, p []byte) (int, error) {
 		return n, err
 	case errno != 0:
 		return n, os.NewSyscallError("write", errno)
+	case w.stuck:
+		return n, io.ErrUnexpectedEOF
 	}
 	return n, nil
 }
@@ -143,6 +146,10 @@ func (w *Writer) write(fd uintptr) bool {
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
 		switch e {
 		case 0:
+			if n == 0 {
+				w.stuck = true // as internal/poll does: never spin on it
+				return true
+			}
 			w.n += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
