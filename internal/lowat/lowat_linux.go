@@ -65,7 +65,7 @@ func Mark(rc syscall.RawConn) (int, error) {
 	var v int
 	var err error
 	if cerr := rc.Control(func(fd uintptr) {
-		v, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
+		v, err = rawio.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
 	}); cerr != nil {
 		return 0, cerr
 	}

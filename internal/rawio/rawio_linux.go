@@ -8,9 +8,6 @@ import (
 	"unsafe"
 )
 
-// Supported reports whether Read and Write make raw calls here.
-const Supported = true
-
 // Reader reads a socket. The zero Reader is ready; it must not be copied
 // after first use, nor used by two goroutines at once.
 type Reader struct {

@@ -7,9 +7,6 @@ import (
 	"syscall"
 )
 
-// Supported reports whether Read and Write make raw calls here.
-const Supported = false
-
 // Reader reads a socket; not here.
 type Reader struct{}
 
