@@ -34,7 +34,9 @@ func TestStringScanEncode(t *testing.T) {
 		}
 		return ""
 	}
-	inserts := []string{"\x00", "+", "#", "\x80", "\xff", "\x7f", "\x01", "é", "\xed\xa0\x80", "\uFEFF", "€+", "é\x00"}
+	// Bad bytes, and good ones on either side of copyName's range (0x2c..0x7f).
+	inserts := []string{"\x00", "+", "#", "\x80", "\xff", "\x7f", "\x01", "é", "\xed\xa0\x80", "\uFEFF", "€+", "é\x00",
+		"$", " ", "*", ",", "/", "\x2d"}
 	dst := make([]byte, 3, 256)
 	copy(dst, "dst")
 	check := func(p packet.Packet, s string, want string) {

@@ -62,23 +62,24 @@ func (p *Publish) Append(dst []byte) ([]byte, error) {
 		return p.appendChecked(dst)
 	}
 	// The fast path checks the topic as it copies it, in one pass, and
-	// leaves anything it cannot decide to validate.
+	// leaves anything it cannot decide to validate. The topic goes last,
+	// so that little is live across the call that copies it.
 	out, b := grow(dst, 1+lengthSize(n)+n)
-	i := putHeader(b, p.first(), n)
-	b[i], b[i+1] = byte(len(p.Topic)>>8), byte(len(p.Topic))
-	i += 2
-	if !copyASCII(b[i:], p.Topic, true) {
-		if err := p.validate(); err != nil {
-			return dst, err
-		}
-		copy(b[i:], p.Topic)
-	}
-	i += len(p.Topic)
+	h := putHeader(b, p.first(), n)
+	i := h + 2 + len(p.Topic)
 	if p.QoS > 0 {
 		b[i], b[i+1] = byte(p.PacketID>>8), byte(p.PacketID)
 		i += 2
 	}
 	copy(b[i:], p.Payload)
+	b[h], b[h+1] = byte(len(p.Topic)>>8), byte(len(p.Topic))
+	if copyName(b[h+2:], p.Topic) {
+		return out, nil
+	}
+	if err := p.validate(); err != nil {
+		return dst, err
+	}
+	copy(b[h+2:], p.Topic)
 	return out, nil
 }
 
