@@ -3,6 +3,7 @@
 package broker
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"os"
@@ -149,4 +150,114 @@ func TestPausedReadLowat(t *testing.T) {
 	send(n + 1)
 	next(n + 1)
 	t.Logf("mark seen raised %d times during the stream", raised)
+}
+
+// TestReadAcks: the reader of a client whose window of messages in flight
+// is full waits for half the window's acknowledgements, not the first: the
+// mark of its socket is 4 bytes (a PUBACK) for each, and acknowledgements
+// that come that many at a time are read at once. What the client sends
+// besides waits BatchDelay at most, not for the linger that parking puts on
+// the read (made a minute here): a PINGREQ sent with the window full is
+// answered. Every message arrives once, in order; and a Shutdown that comes
+// while the reader waits ends it at once.
+func TestReadAcks(t *testing.T) {
+	defer func(d time.Duration) { parkAfter = d }(parkAfter)
+	parkAfter = time.Minute
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := &tcpRecording{Listener: l}
+	const (
+		window = 8
+		half   = window / 2
+		delay  = 2 * time.Second // long, so that the wait can be seen
+	)
+	s := New(Options{MaxInflight: window, BatchDelay: delay})
+	go s.Serve(rl)
+	defer s.Close()
+	defer rl.Close()
+	sub := rawConnect(t, l.Addr().String(), "sub", true) // subscribes to sub/cmd at QoS 1
+	pub := rawConnect(t, l.Addr().String(), "pub", false)
+	const n = 3 * window
+	var out []byte
+	for i := range uint32(n) {
+		payload := binary.BigEndian.AppendUint32(nil, i)
+		out, err = (&packet.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: []byte("sub/cmd"), Payload: payload}).Append(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pub.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	r := packet.NewReader(sub, 0)
+	var ids []uint16
+	next := func(want uint32) {
+		t.Helper()
+		sub.SetReadDeadline(time.Now().Add(5 * time.Second))
+		p, err := r.ReadPacket()
+		if err != nil {
+			t.Fatalf("message %d: %v", want, err)
+		}
+		pp, ok := p.(*packet.Publish)
+		if !ok || pp.QoS != 1 || len(pp.Payload) != 4 || binary.BigEndian.Uint32(pp.Payload) != want {
+			t.Fatalf("got %v, want message %d at QoS 1", p, want)
+		}
+		ids = append(ids, pp.PacketID)
+	}
+	ack := func(k int) { // the k oldest, in one write
+		t.Helper()
+		var b []byte
+		for _, id := range ids[:k] {
+			b, _ = (&packet.Puback{PacketID: id}).Append(b)
+		}
+		ids = ids[k:]
+		if _, err := sub.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range uint32(window) {
+		next(i)
+	}
+	// The window is full; the reader, waiting since the SUBSCRIBE, reads
+	// the first acknowledgement alone, and the message it lets through
+	// fills the window again. Now the reader waits for half of them.
+	ack(1)
+	next(window)
+	mark := 0
+	for start := time.Now(); time.Since(start) < 5*time.Second && mark != 4*half; time.Sleep(time.Millisecond) {
+		mark = rl.mark(t, 0)
+	}
+	if mark != 4*half {
+		t.Fatalf("SO_RCVLOWAT %d with the window full, want %d", mark, 4*half)
+	}
+	// A PINGREQ is fewer bytes than that.
+	if _, err := sub.Write([]byte{0xc0, 0x00}); err != nil {
+		t.Fatal(err)
+	}
+	sub.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if p, err := r.ReadPacket(); err != nil || p.Type() != packet.PINGRESP {
+		t.Fatalf("answer to a PINGREQ with the window full: %v, %v; want a PINGRESP", p, err)
+	}
+	start := time.Now()
+	for i := uint32(window + 1); i < n; {
+		ack(half)
+		for range half {
+			if i < n {
+				next(i)
+				i++
+			}
+		}
+	}
+	if d := time.Since(start); d >= delay {
+		t.Errorf("%d messages acknowledged half a window at a time took %v: the reader waited for more", n-window-1, d)
+	}
+	// The reader waits again, for the rest of the window.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start = time.Now()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown while the reader waits for acknowledgements: %v after %v", err, time.Since(start))
+	}
 }

@@ -1,5 +1,11 @@
 package broker
 
+import (
+	"errors"
+	"os"
+	"time"
+)
+
 // While a TCP connection's reader pauses between reads (Options.BatchDelay),
 // its socket's receive low-water mark is raised, so that the bytes arriving
 // meanwhile do not wake the runtime's poller once per packet (see package
@@ -35,3 +41,65 @@ func (c *conn) readRaised(p []byte) (int, error, bool) {
 	}
 	return n, err, ok
 }
+
+// readAcks is the read of a connection with several messages in flight to
+// its client: rather than wake for each acknowledgement as it comes, it
+// waits, once the socket is empty, with the mark raised to the bytes of half
+// of them (each PUBACK, PUBREC or PUBCOMP is 4 bytes), up to
+// Options.BatchDelay. If the window (MaxInflight) is full, the other half
+// keeps the client busy meanwhile, and the messages the gathered
+// acknowledgements let through go out in one write; if it is not, no
+// message waits for them. Anything else the client sends arrives with
+// them, or at the latest after BatchDelay.
+//
+// It reports false when it did not read: fewer than ackGatherMin messages
+// are in flight, the connection cannot raise its mark or does not pace, or
+// nothing came by the deadline (the mark stays raised: readRaised takes
+// what came, or lowers it and waits).
+func (c *conn) readAcks(p []byte) (int, error, bool) {
+	pk := &c.pk
+	delay := c.srv.opts.BatchDelay
+	if !pk.tcp || pk.rc == nil || c.cl == nil || delay <= 0 || (c.pr != nil && c.pr.r.Buffered() > 0) {
+		return 0, nil, false
+	}
+	cl := c.cl
+	cl.mu.Lock()
+	in := cl.sess.Inflight()
+	d := cl.sess.Deadline()
+	cl.mu.Unlock()
+	if in < ackGatherMin {
+		return 0, nil, false
+	}
+	if pk.mark.RaiseTo(pk.rc, 4*min(in/2, ackGatherMax)) != nil {
+		return 0, nil, false // the read that follows meets what is wrong
+	}
+	if c.router.lingering {
+		d = c.router.lingerUntil
+	}
+	// A Shutdown that comes between setting a deadline and looking at
+	// c.stop sets its own after ours (see shutdown).
+	c.nc.SetReadDeadline(time.Now().Add(delay))
+	if c.stop.Load() != running {
+		return 0, errShutdown, true
+	}
+	n, err := c.router.raw.Read(pk.rc, p)
+	c.nc.SetReadDeadline(d)
+	if c.stop.Load() != running {
+		c.nc.SetReadDeadline(time.Unix(1, 0)) // the next read ends at once
+	}
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil, false
+	}
+	if n > 0 {
+		c.srv.traffic.bytesIn.Add(int64(n))
+	}
+	return n, opError("read", c.nc, err), true
+}
+
+// ackGatherMin is the fewest messages in flight that readAcks waits for half
+// of; ackGatherMax bounds the half, so that the mark stays a few hundred
+// bytes, far below any receive buffer.
+const (
+	ackGatherMin = 4
+	ackGatherMax = 128
+)

@@ -154,7 +154,7 @@ func (c *conn) linger() bool {
 	if !d.IsZero() && d.Before(until) {
 		until = d // the keepalive comes first: connReader runs it
 	} else {
-		r.lingering = true
+		r.lingering, r.lingerUntil = true, until
 	}
 	c.nc.SetReadDeadline(until)
 	return true

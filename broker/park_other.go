@@ -26,6 +26,7 @@ func (c *conn) idleRead() (int, error, bool) {
 // bytes come (see lowat_linux.go).
 func (c *conn) raiseLowat()                            {}
 func (c *conn) readRaised(p []byte) (int, error, bool) { return 0, nil, false }
+func (c *conn) readAcks(p []byte) (int, error, bool)   { return 0, nil, false }
 
 // linger is the Linux connection's wait before parking; elsewhere the
 // reader waits in idleRead.

@@ -202,6 +202,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 	// Every packet read so far is handled: wake the writers that have
 	// something to send before waiting for more.
 	c.router.flushWakes(c)
+	if n, err, ok := c.readAcks(p); ok {
+		return n, err
+	}
 	if r := c.router; r.paceOn && r.pace.Pausing() {
 		c.raiseLowat() // no wake-ups for the bytes of the pause (lowat_linux.go)
 	}

@@ -87,6 +87,7 @@ type router struct {
 	// lingering: the read deadline is the end of a linger (see linger),
 	// not the keepalive's; lingered: the last linger ended without bytes.
 	lingering, lingered bool
+	lingerUntil         time.Time       // the end of the linger under way
 	evs                 []session.Event // events of the packet being handled
 	codes               []byte          // SUBACK return codes
 

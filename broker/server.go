@@ -105,7 +105,10 @@ type Options struct {
 	// is read at once again when pausing would slow it (when each pause
 	// fills a window, or the rate halves). On Linux a TCP connection's
 	// socket does not wake the broker for the bytes that arrive during a
-	// pause either (SO_RCVLOWAT, see internal/lowat). See internal/pace;
+	// pause either (SO_RCVLOWAT, see internal/lowat), and while a client
+	// has several messages in flight, its reader waits for half their
+	// acknowledgements, up to BatchDelay, rather than wake for each. See
+	// internal/pace;
 	// the client's Options.BatchDelay paces the same way. 0 means
 	// DefaultBatchDelay, a negative value reads every packet as soon as it
 	// arrives.

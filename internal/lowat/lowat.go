@@ -28,29 +28,47 @@ import (
 // receive window for it.
 const Max = 64 << 10
 
-// State is whether a socket's mark is raised, for a reader whose net.Conn
-// may be made again under it (the broker's, after a detach); Reader holds
-// one for a fixed connection. Its methods are for one goroutine.
-type State struct{ raised bool }
+// State is whether a socket's mark is raised, and to what, for a reader
+// whose net.Conn may be made again under it (the broker's, after a
+// detach); Reader holds one for a fixed connection. Its methods are for one
+// goroutine.
+type State struct{ mark int } // 0: not raised
 
 // Raised reports whether the mark is raised.
-func (s *State) Raised() bool { return s.raised }
+func (s *State) Raised() bool { return s.mark > 0 }
 
-// Raise raises the mark of rc's socket for a pause, if it can.
+// Raise raises the mark of rc's socket for a pause, if it can and it is not
+// raised already.
 func (s *State) Raise(rc syscall.RawConn) {
-	if !s.raised {
-		s.raised = raise(rc) == nil
+	if s.mark == 0 {
+		s.mark, _ = raise(rc)
 	}
+}
+
+// RaiseTo sets the mark of rc's socket to n bytes, for a reader that knows
+// how much it waits for (the broker, for acknowledgements); n is at least 2
+// and small beside the receive buffer (a few KiB at most), so that the
+// kernel has no cause to clamp the receive window, as Raise must watch
+// for. Setting the mark it has already costs nothing.
+func (s *State) RaiseTo(rc syscall.RawConn, n int) error {
+	if s.mark == n {
+		return nil
+	}
+	if err := set(rc, n); err != nil {
+		return err
+	}
+	s.mark = n
+	return nil
 }
 
 // Lower lowers the mark again, if raised. An error leaves the socket unable
 // to wake a waiting read: the caller ends the connection with it.
 func (s *State) Lower(rc syscall.RawConn) error {
-	if !s.raised {
+	if s.mark == 0 {
 		return nil
 	}
-	s.raised = false
-	return lower(rc)
+	s.mark = 0
+	return set(rc, 1)
 }
 
 // Read is the read after a pause: with the mark raised, what the socket
@@ -59,7 +77,7 @@ func (s *State) Lower(rc syscall.RawConn) error {
 // waits for bytes in the runtime's poller. It reads with raw, the
 // caller's.
 func (s *State) Read(rc syscall.RawConn, raw *rawio.Reader, p []byte) (int, error, bool) {
-	if !s.raised {
+	if s.mark == 0 {
 		return 0, nil, false
 	}
 	n, err, empty := raw.ReadNow(rc, p)

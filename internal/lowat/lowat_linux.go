@@ -9,25 +9,29 @@ import (
 const supported = true
 
 // raise raises the socket's SO_RCVLOWAT: to Max, or a quarter of its
-// receive buffer if that is less.
-func raise(rc syscall.RawConn) error {
+// receive buffer if that is less. It returns the mark, 0 if it failed.
+func raise(rc syscall.RawConn) (int, error) {
+	var n int
 	var err error
-	if cerr := rc.Control(func(fd uintptr) { err = raiseFD(fd) }); cerr != nil {
-		return cerr
+	if cerr := rc.Control(func(fd uintptr) { n, err = raiseFD(fd) }); cerr != nil {
+		return 0, cerr
 	}
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // The options are read and set with raw calls (package rawio), as the reads
 // around them are.
-func raiseFD(fd uintptr) error {
+func raiseFD(fd uintptr) (int, error) {
 	buf, err := rawio.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	n := min(Max, buf/4)
 	if n < 2 {
-		return syscall.ENOBUFS // a mark of 1 is no mark
+		return 0, syscall.ENOBUFS // a mark of 1 is no mark
 	}
 	// A mark that the kernel thinks the buffer too small for (it judges
 	// by the overhead of the packets received so far) makes it grow the
@@ -36,24 +40,24 @@ func raiseFD(fd uintptr) error {
 	// throughput long after the pause.
 	clamp, err := rawio.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := rawio.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n); err != nil {
-		return err
+		return 0, err
 	}
 	// The mark is raised, whatever comes of this: the caller must lower it.
 	if now, err := rawio.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP); err == nil && now < clamp {
 		rawio.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_WINDOW_CLAMP, clamp)
 	}
-	return nil
+	return n, nil
 }
 
-// lower sets the socket's SO_RCVLOWAT back to 1, its default, which also
-// signals the bytes waiting.
-func lower(rc syscall.RawConn) error {
+// set sets the socket's SO_RCVLOWAT to n. Setting it back to 1, its
+// default, also signals the bytes waiting.
+func set(rc syscall.RawConn, n int) error {
 	var err error
 	if cerr := rc.Control(func(fd uintptr) {
-		err = rawio.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, 1)
+		err = rawio.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
 	}); cerr != nil {
 		return cerr
 	}

@@ -2,10 +2,14 @@ package lowat
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/ternmq/mqtt/internal/rawio"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
@@ -108,5 +112,52 @@ func TestReaderNotTCP(t *testing.T) {
 	n, err := r.Read(buf)
 	if err != nil || string(buf[:n]) != "pipe" {
 		t.Fatalf("Read = %q, %v; want pipe", buf[:n], err)
+	}
+}
+
+// TestRaiseTo: a mark set to n bytes makes a waiting read sleep through
+// fewer (here until its deadline) and wake for n; the read after takes what
+// came without waiting, and Lower puts the mark back to 1.
+func TestRaiseTo(t *testing.T) {
+	peer, c := tcpPair(t)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s State
+	if err := s.RaiseTo(rc, 16); err != nil {
+		t.Fatal(err)
+	}
+	if got := mark(t, c); got != 16 || !s.Raised() {
+		t.Fatalf("mark %d (raised %v) after RaiseTo(16)", got, s.Raised())
+	}
+	// The bytes come while the read waits: a read finds whatever is
+	// there, mark or not; the mark only decides when a waiting one wakes.
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		peer.Write(make([]byte, 12))
+	}()
+	buf := make([]byte, 64)
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := c.Read(buf); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read with the mark at 16, 12 bytes coming: %d, %v; want it to wait out its deadline", n, err)
+	}
+	c.SetReadDeadline(time.Time{})
+	var raw rawio.Reader
+	if n, err, ok := s.Read(rc, &raw, buf); n != 12 || err != nil || !ok {
+		t.Fatalf("Read after the wait = %d, %v, %v; want the 12 bytes", n, err, ok)
+	}
+	if _, err := peer.Write(make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.ReadAtLeast(c, buf, 16); n != 16 || err != nil {
+		t.Fatalf("read of 16 bytes with the mark at 16: %d, %v", n, err)
+	}
+	if err := s.Lower(rc); err != nil || s.Raised() {
+		t.Fatalf("Lower: %v (raised %v)", err, s.Raised())
+	}
+	if got := mark(t, c); got != 1 {
+		t.Errorf("mark %d after Lower, want 1", got)
 	}
 }
