@@ -96,7 +96,7 @@ type Options struct {
 
 	// BatchDelay is how long, at most, the PUBLISHes of a client that
 	// publishes fast (several reads in a row bring more than one, or wait
-	// less than a quarter of the delay), or its acknowledgements of the
+	// less than half the delay), or its acknowledgements of the
 	// messages it receives, may collect in its connection before the
 	// broker reads them, so that one read and one wake-up take many: under
 	// such load it costs up to that much latency, and saves the broker a

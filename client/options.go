@@ -174,7 +174,7 @@ type Options struct {
 
 	// BatchDelay is how long, at most, the packets of a fast stream of
 	// messages or acknowledgements (reads that bring several, or wait less
-	// than a quarter of the delay, several times in a row) may collect in
+	// than half the delay, several times in a row) may collect in
 	// the connection before the client reads them, so that one read takes
 	// many: under such load it costs up to that much latency, and saves a
 	// system call and a wake-up per packet, on the broker too, and the

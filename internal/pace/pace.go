@@ -118,15 +118,16 @@ const (
 )
 
 // New returns a Reader that pauses up to delay (never if delay is 0 or
-// less) once reads are quick: waiting less than a quarter of the delay, so
-// that a pause would gather four packets or more.
+// less) once reads are quick: waiting less than half the delay, so that a
+// pause would gather two packets or more, and the reads it saves are at
+// least as many as it makes.
 //
 // How long a read waits, not how often reads come, is the measure: a reader
 // slower than the stream, which finds data at every read, is what pacing
 // helps most, however long it takes to handle each batch; and where a
 // wake-up is slow, a read that waited still brings several packets.
 func New(delay time.Duration) Reader {
-	return Reader{delay: delay, quickIn: delay / 4, need: pacerTrigger, now: time.Now, sleep: time.Sleep}
+	return Reader{delay: delay, quickIn: delay / 2, need: pacerTrigger, now: time.Now, sleep: time.Sleep}
 }
 
 // Wait is called when the reader is about to read from the network, with

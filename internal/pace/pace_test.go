@@ -61,9 +61,26 @@ func TestReadPacer(t *testing.T) {
 		// one it starts.
 		f := newFakePacer(d)
 		for i := range 20 {
-			if s := f.step(0, Free, 1, d/4); s != 0 {
+			if s := f.step(0, Free, 1, d/2); s != 0 {
 				t.Fatalf("read %d slept %v", i, s)
 			}
+		}
+	})
+
+	t.Run("reads that wait under half the delay are paced", func(t *testing.T) {
+		// A stream a little faster than two packets a delay: each read
+		// waits for one, and a pause gathers two.
+		f := newFakePacer(d)
+		wait := d/2 - 10*time.Microsecond
+		f.step(time.Second, Free, 1, wait)
+		for i := 0; !f.pausing; i++ {
+			if i > pacerTrigger+int(d/wait)+2 {
+				t.Fatalf("not pausing after %d reads that each waited %v", i, wait)
+			}
+			f.step(0, Free, 1, wait)
+		}
+		if s := f.step(0, Free, 1, 0); s != d-wait {
+			t.Fatalf("paced read slept %v, want %v", s, d-wait)
 		}
 	})
 
