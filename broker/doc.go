@@ -26,7 +26,9 @@
 // message on its own, which would otherwise cost the broker a read and a
 // wake-up each. A lone message is not delayed, nor is a stream of QoS 1 or 2
 // messages or acknowledgements that pausing would slow (a window that each
-// pause fills, or the rate dropping by half).
+// pause fills, or the rate dropping by half). A client with several
+// messages in flight is read, on Linux, once half of their
+// acknowledgements have come (or after BatchDelay), not at each.
 //
 // An idle connection holds no read or write buffer. On Linux, an idle plain
 // TCP or Unix connection holds no goroutine either: it is parked, its socket

@@ -66,6 +66,22 @@ func (l *tcpRecording) mark(t *testing.T, i int) int {
 	return v
 }
 
+// nextMessage reads the next packet from nc, with r, and fails unless it is
+// a PUBLISH whose payload starts with the message number want.
+func nextMessage(t *testing.T, nc net.Conn, r *packet.Reader, want uint32) *packet.Publish {
+	t.Helper()
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := r.ReadPacket()
+	if err != nil {
+		t.Fatalf("message %d: %v", want, err)
+	}
+	pp, ok := p.(*packet.Publish)
+	if !ok || len(pp.Payload) < 4 || binary.BigEndian.Uint32(pp.Payload) != want {
+		t.Fatalf("got %v, want message %d", p, want)
+	}
+	return pp
+}
+
 // TestPausedReadLowat: while the broker pauses between the reads of a fast
 // publisher, the socket's low-water mark is raised, so that the bytes of the
 // pause do not wake the runtime's poller; the mark comes down once the
@@ -86,15 +102,7 @@ func TestPausedReadLowat(t *testing.T) {
 	r := packet.NewReader(sub, 0)
 	next := func(want uint32) {
 		t.Helper()
-		sub.SetReadDeadline(time.Now().Add(5 * time.Second))
-		p, err := r.ReadPacket()
-		if err != nil {
-			t.Fatalf("message %d: %v", want, err)
-		}
-		pp, ok := p.(*packet.Publish)
-		if !ok || len(pp.Payload) < 4 || binary.BigEndian.Uint32(pp.Payload) != want {
-			t.Fatalf("got %v, want message %d", p, want)
-		}
+		nextMessage(t, sub, r, want)
 	}
 	payload := make([]byte, 64)
 	send := func(i uint32) {
@@ -195,16 +203,11 @@ func TestReadAcks(t *testing.T) {
 	var ids []uint16
 	next := func(want uint32) {
 		t.Helper()
-		sub.SetReadDeadline(time.Now().Add(5 * time.Second))
-		p, err := r.ReadPacket()
-		if err != nil {
-			t.Fatalf("message %d: %v", want, err)
-		}
-		pp, ok := p.(*packet.Publish)
-		if !ok || pp.QoS != 1 || len(pp.Payload) != 4 || binary.BigEndian.Uint32(pp.Payload) != want {
+		p := nextMessage(t, sub, r, want)
+		if p.QoS != 1 {
 			t.Fatalf("got %v, want message %d at QoS 1", p, want)
 		}
-		ids = append(ids, pp.PacketID)
+		ids = append(ids, p.PacketID)
 	}
 	ack := func(k int) { // the k oldest, in one write
 		t.Helper()
