@@ -53,13 +53,16 @@ func (c *conn) readRaised(p []byte) (int, error, bool) {
 // them, or at the latest after BatchDelay.
 //
 // It reports false when it did not read: fewer than ackGatherMin messages
-// are in flight, the connection cannot raise its mark or does not pace, or
+// are in flight, the connection cannot raise its mark, does not pace or is
+// pausing (a fast publisher's pause gathers its acknowledgements too), or
 // nothing came by the deadline (the mark stays raised: readRaised takes
 // what came, or lowers it and waits).
 func (c *conn) readAcks(p []byte) (int, error, bool) {
 	pk := &c.pk
 	delay := c.srv.opts.BatchDelay
-	if !pk.tcp || pk.rc == nil || c.cl == nil || delay <= 0 || (c.pr != nil && c.pr.r.Buffered() > 0) {
+	r := c.router
+	if !pk.tcp || pk.rc == nil || c.cl == nil || delay <= 0 || (c.pr != nil && c.pr.r.Buffered() > 0) ||
+		r.paceOn && r.pace.Pausing() { // the pause gathers the acknowledgements too
 		return 0, nil, false
 	}
 	cl := c.cl
@@ -73,8 +76,8 @@ func (c *conn) readAcks(p []byte) (int, error, bool) {
 	if pk.mark.RaiseTo(pk.rc, 4*min(in/2, ackGatherMax)) != nil {
 		return 0, nil, false // the read that follows meets what is wrong
 	}
-	if c.router.lingering {
-		d = c.router.lingerUntil
+	if r.lingering {
+		d = r.lingerUntil
 	}
 	// A Shutdown that comes between setting a deadline and looking at
 	// c.stop sets its own after ours (see shutdown).
@@ -82,7 +85,7 @@ func (c *conn) readAcks(p []byte) (int, error, bool) {
 	if c.stop.Load() != running {
 		return 0, errShutdown, true
 	}
-	n, err := c.router.raw.Read(pk.rc, p)
+	n, err := r.raw.Read(pk.rc, p)
 	c.nc.SetReadDeadline(d)
 	if c.stop.Load() != running {
 		c.nc.SetReadDeadline(time.Unix(1, 0)) // the next read ends at once
