@@ -96,6 +96,11 @@ func (c *conn) readAcks(p []byte) (int, error, bool) {
 	if n > 0 {
 		c.srv.traffic.bytesIn.Add(int64(n))
 	}
+	if r.lingering {
+		// As connReader.Read after any read that brought something.
+		r.lingering = false
+		pk.busy()
+	}
 	return n, opError("read", c.nc, err), true
 }
 
