@@ -264,3 +264,72 @@ func TestReadAcks(t *testing.T) {
 		t.Fatalf("Shutdown while the reader waits for acknowledgements: %v after %v", err, time.Since(start))
 	}
 }
+
+// TestReadAcksSlow: a client that does not acknowledge its full window
+// quickly makes a wait for acknowledgements run out with none come (only a
+// PINGREQ); after that the reader does not wait on its next read, then on
+// its next three after a second such wait: a PINGREQ is answered after
+// BatchDelay when the reader waits, at once when it does not.
+func TestReadAcksSlow(t *testing.T) {
+	defer func(d time.Duration) { parkAfter = d }(parkAfter)
+	parkAfter = time.Minute // no parking, which would start the reader afresh
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		window = 8
+		delay  = time.Second
+	)
+	s := New(Options{MaxInflight: window, BatchDelay: delay})
+	go s.Serve(l)
+	defer s.Close()
+	sub := rawConnect(t, l.Addr().String(), "sub", true) // subscribes to sub/cmd at QoS 1
+	pub := rawConnect(t, l.Addr().String(), "pub", false)
+	var out []byte
+	for i := range uint32(window + 1) {
+		out, _ = (&packet.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: []byte("sub/cmd"), Payload: binary.BigEndian.AppendUint32(nil, i)}).Append(out)
+	}
+	if _, err := pub.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	r := packet.NewReader(sub, 0)
+	var first uint16
+	for i := range uint32(window) {
+		p := nextMessage(t, sub, r, i)
+		if i == 0 {
+			first = p.PacketID
+		}
+	}
+	// One acknowledgement, read at once (the reader was waiting since the
+	// SUBSCRIBE), lets the last message through: the window is full again
+	// and the reader waits for half of it.
+	ack, _ := (&packet.Puback{PacketID: first}).Append(nil)
+	if _, err := sub.Write(ack); err != nil {
+		t.Fatal(err)
+	}
+	nextMessage(t, sub, r, window)
+	ping := func() time.Duration {
+		t.Helper()
+		start := time.Now()
+		if _, err := sub.Write([]byte{0xc0, 0x00}); err != nil {
+			t.Fatal(err)
+		}
+		sub.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if p, err := r.ReadPacket(); err != nil || p.Type() != packet.PINGRESP {
+			t.Fatalf("answer to a PINGREQ: %v, %v; want a PINGRESP", p, err)
+		}
+		return time.Since(start)
+	}
+	time.Sleep(50 * time.Millisecond) // the reader is waiting
+	for i, waits := range []bool{true, false, true, false, false, false, true} {
+		d := ping()
+		switch {
+		case waits && d < delay/2:
+			t.Fatalf("PINGREQ %d answered after %v: want the reader waiting for acknowledgements (BatchDelay %v)", i, d, delay)
+		case !waits && d >= delay/2:
+			t.Fatalf("PINGREQ %d answered after %v: want it at once, after a wait that ran out", i, d)
+		}
+		time.Sleep(50 * time.Millisecond) // the reader is at its next read
+	}
+}

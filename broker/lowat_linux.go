@@ -52,17 +52,27 @@ func (c *conn) readRaised(p []byte) (int, error, bool) {
 // message waits for them. Anything else the client sends arrives with
 // them, or at the latest after BatchDelay.
 //
+// A wait that runs out takes what came meanwhile. A client that
+// acknowledges slowly would make every wait run out with less than two
+// acknowledgements come, a timer's wake-up and two system calls more per
+// acknowledgement; so after such a wait the next reads do not wait: 1,
+// then 3, 7 and up to 63 of them after each further one in a row.
+//
 // It reports false when it did not read: fewer than ackGatherMin messages
 // are in flight, the connection cannot raise its mark, does not pace or is
-// pausing (a fast publisher's pause gathers its acknowledgements too), or
-// nothing came by the deadline (the mark stays raised: readRaised takes
-// what came, or lowers it and waits).
+// pausing (a fast publisher's pause gathers its acknowledgements too), the
+// last waits ran out with little come, or nothing came by the deadline (the
+// mark lowered: the caller waits for any byte).
 func (c *conn) readAcks(p []byte) (int, error, bool) {
 	pk := &c.pk
 	delay := c.srv.opts.BatchDelay
 	r := c.router
 	if !pk.tcp || pk.rc == nil || c.cl == nil || delay <= 0 || (c.pr != nil && c.pr.r.Buffered() > 0) ||
 		r.paceOn && r.pace.Pausing() { // the pause gathers the acknowledgements too
+		return 0, nil, false
+	}
+	if r.ackSkip > 0 {
+		r.ackSkip--
 		return 0, nil, false
 	}
 	cl := c.cl
@@ -79,9 +89,14 @@ func (c *conn) readAcks(p []byte) (int, error, bool) {
 	if r.lingering {
 		d = r.lingerUntil
 	}
-	// A Shutdown that comes between setting a deadline and looking at
-	// c.stop sets its own after ours (see shutdown).
-	c.nc.SetReadDeadline(time.Now().Add(delay))
+	// Not past the deadline already set. A Shutdown that comes between
+	// setting a deadline and looking at c.stop sets its own after ours
+	// (see shutdown).
+	until := time.Now().Add(delay)
+	if !d.IsZero() && d.Before(until) {
+		until = d
+	}
+	c.nc.SetReadDeadline(until)
 	if c.stop.Load() != running {
 		return 0, errShutdown, true
 	}
@@ -91,7 +106,25 @@ func (c *conn) readAcks(p []byte) (int, error, bool) {
 		c.nc.SetReadDeadline(time.Unix(1, 0)) // the next read ends at once
 	}
 	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-		return 0, nil, false
+		// The wait ran out: take what came meanwhile. Less than two
+		// acknowledgements' worth means a client slow to acknowledge.
+		var empty bool
+		n, err, empty = r.raw.ReadNow(pk.rc, p)
+		if n < 8 {
+			r.ackMisses = min(r.ackMisses+1, ackMaxMisses)
+			r.ackSkip = 1<<r.ackMisses - 1
+		} else {
+			r.ackMisses = 0
+		}
+		if empty {
+			// Nothing: wait in the poller, for any byte.
+			if err := pk.mark.Lower(pk.rc); err != nil {
+				return 0, err, true
+			}
+			return 0, nil, false
+		}
+	} else {
+		r.ackMisses = 0
 	}
 	if n > 0 {
 		c.srv.traffic.bytesIn.Add(int64(n))
@@ -106,8 +139,11 @@ func (c *conn) readAcks(p []byte) (int, error, bool) {
 
 // ackGatherMin is the fewest messages in flight that readAcks waits for half
 // of; ackGatherMax bounds the half, so that the mark stays a few hundred
-// bytes, far below any receive buffer.
+// bytes, far below any receive buffer. After ackMaxMisses waits in a row
+// that ran out with little come, readAcks waits once every 2^ackMaxMisses
+// reads.
 const (
 	ackGatherMin = 4
 	ackGatherMax = 128
+	ackMaxMisses = 6
 )

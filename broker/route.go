@@ -97,7 +97,10 @@ type router struct {
 	pace      pace.Reader
 	paceOn    bool
 	paceBatch pace.Batch // what the last read from the network brought
-	raw       rawio.Reader
+	// readAcks: waits in a row that nothing ended but their deadline,
+	// and the reads still to make without waiting after the last one.
+	ackMisses, ackSkip int
+	raw                rawio.Reader
 
 	// src is the message being routed, for bridges (RETAIN as published).
 	src *packet.Publish
@@ -143,6 +146,7 @@ var routerPool = sync.Pool{New: func() any { return new(router) }}
 func getRouter() *router { return routerPool.Get().(*router) }
 func putRouter(r *router) {
 	r.paceOn, r.paceBatch = false, pace.Batch{}
+	r.ackMisses, r.ackSkip = 0, 0
 	routerPool.Put(r)
 }
 
