@@ -97,8 +97,9 @@ type router struct {
 	pace      pace.Reader
 	paceOn    bool
 	paceBatch pace.Batch // what the last read from the network brought
-	// readAcks: waits in a row that nothing ended but their deadline,
-	// and the reads still to make without waiting after the last one.
+	// readAcks: waits in a row that ran out with less than two
+	// acknowledgements come, and the reads still to make without waiting
+	// after the last one.
 	ackMisses, ackSkip int
 	raw                rawio.Reader
 
