@@ -115,20 +115,24 @@ func copyFilter(dst, f []byte) bool {
 	if dst != nil {
 		binary.LittleEndian.PutUint64(dst[last:last+8], x)
 	}
-	if w := wildBits(x); w != 0 && !wildcardsFit(f, last, w) {
+	// A filter ending in "/#" or "/+", where most wildcards are, needs
+	// only the byte before it looked at.
+	if w := wildBits(x); w != 0 && !(w == 1<<63 && byte(x>>48) == '/') && !wildcardsFit(f, last, w) {
 		return false
 	}
 	return bad&msb == 0
 }
 
-// wildBits has the high bit set of exactly the bytes of x that are '+' or
-// '#'. As in nameBits, y is zero where x has a wildcard; adding 0x7f to the
-// low seven bits of each byte carries into its high bit unless they are
-// zero, and cannot carry further, so the test is exact per byte.
+// wildBits has the high bit set of every byte of x that is '+' or '#', and
+// perhaps of others above one: '+' and '#' differ only in bit 3, so
+// setting it turns both into '+', and no other byte; y is then zero where
+// x has a wildcard, and y-lsb sets the high bit of each zero byte of y. A
+// borrow may flag a byte above one as well (x's '*' or '"'), which
+// wildcardsFit then takes for a '+' that needs slashes around it: at worst
+// a valid filter goes the slow way.
 func wildBits(x uint64) uint64 {
-	const low = lsb * 0x7f // the low seven bits of each byte
 	y := (x | lsb*0x08) ^ lsb*'+'
-	return ^((y&low + low) | y | low)
+	return (y - lsb) &^ y & msb
 }
 
 // wildcardsFit reports whether the wildcards of f flagged in w, the
@@ -139,12 +143,8 @@ func wildcardsFit(f []byte, off int, w uint64) bool {
 		if k > 0 && f[k-1] != '/' {
 			return false
 		}
-		if f[k] == '#' {
-			if k != len(f)-1 {
-				return false
-			}
-		} else if k+1 < len(f) && f[k+1] != '/' {
-			return false
+		if k+1 < len(f) && (f[k] == '#' || f[k+1] != '/') {
+			return false // '#' before the end, or '+' with more after it
 		}
 	}
 	return true

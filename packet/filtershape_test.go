@@ -58,9 +58,10 @@ func TestFilterShapeAgrees(t *testing.T) {
 }
 
 // TestCopyFilterAgrees checks the SUBSCRIBE encoder's one-pass check,
-// copyFilter, against asciiOK and shapeByBytes: on every filter of 8 and 9
-// bytes over "a/+#" (words and the overlapping last one), and on random
-// filters of up to 40 bytes with bytes that are not plain ASCII too.
+// copyFilter, against asciiOK and shapeByBytes: on every filter of 1 to 9
+// bytes over "a/+#" (a short word, words and the overlapping last one),
+// and on random filters of up to 40 bytes with bytes that are not plain
+// ASCII too, and '*' and '"', which wildBits may flag above a wildcard.
 func TestCopyFilterAgrees(t *testing.T) {
 	dst := make([]byte, 64)
 	try := func(f []byte) {
@@ -78,7 +79,7 @@ func TestCopyFilterAgrees(t *testing.T) {
 		}
 	}
 	alphabet := []byte("a/+#")
-	for _, n := range []int{8, 9} {
+	for n := 1; n <= 9; n++ {
 		f := make([]byte, n)
 		for code := 0; code < 1<<(2*n); code++ {
 			for i := range f {
@@ -88,7 +89,7 @@ func TestCopyFilterAgrees(t *testing.T) {
 		}
 	}
 	rnd := rand.New(rand.NewPCG(1, 2))
-	bytesOf := []byte("ab/+#/+\x00\x7f\x80\xc3\xa9")
+	bytesOf := []byte("ab/+#/+*\"\x00\x7f\x80\xc3\xa9")
 	for range 200000 {
 		f := make([]byte, rnd.IntN(41))
 		for i := range f {
