@@ -40,7 +40,7 @@
 // Once idle for a quarter of a second (a new connection at once), it
 // also gives back its net.Conn, and with it the Go runtime's state for the
 // socket, keeping only a duplicate of the socket's descriptor; bytes to read
-// or to write make a net.Conn again. That leaves about 1.3 KB of memory per
+// or to write make a net.Conn again. That leaves about 1.5 KB of memory per
 // idle connection, 1.7 KB with one subscription (RSS, 10,000 connections; see
 // bench/idle_test.go), against about 8 KB with a goroutine each. TLS and
 // WebSocket connections keep their reading goroutine.
