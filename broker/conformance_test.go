@@ -38,6 +38,11 @@ func TestConformanceTable(t *testing.T) {
 	if len(serverRules) != 64 {
 		t.Fatalf("%d rules listed, the spec file has 64 [server] rules", len(serverRules))
 	}
+	if _, err := os.Stat("conformance_test.go"); err != nil {
+		// go test runs in the package's directory; a test binary run
+		// elsewhere has no sources to read.
+		t.Skip("not in the broker package's directory:", err)
+	}
 	files, err := filepath.Glob("*_test.go")
 	if err != nil {
 		t.Fatal(err)
