@@ -16,10 +16,7 @@ func raise(rc syscall.RawConn) (int, error) {
 	if cerr := rc.Control(func(fd uintptr) { n, err = raiseFD(fd) }); cerr != nil {
 		return 0, cerr
 	}
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
+	return n, err // raiseFD returns 0 with any error
 }
 
 // The options are read and set with raw calls (package rawio), as the reads
