@@ -82,8 +82,12 @@ func copyName(dst, s []byte) bool {
 // ASCII with every wildcard the whole of its level, '#' the last (what
 // checkFilter would accept), reading f once. False means "not decided
 // here", and leaves dst partly written: the caller encodes or checks again
-// the slow way. Each word's wildcards are found with wildBits and checked
-// where they are, so that a filter costs little more than a copy.
+// the slow way.
+//
+// A word with every byte in 0x2c..0x7f, as most are, is valid as it is:
+// the wildcards are below that range. Only the others have their bytes
+// checked and their wildcards found with wildBits and looked at where they
+// are.
 func copyFilter(dst, f []byte) bool {
 	if len(f) < 8 {
 		// One word, padded with 'a', which is neither a wildcard nor
@@ -101,27 +105,41 @@ func copyFilter(dst, f []byte) bool {
 	var bad uint64
 	for i := 0; i < len(f)-8; i += 8 {
 		x := binary.LittleEndian.Uint64(f[i : i+8])
-		bad |= plainBits(x)
 		if dst != nil {
 			binary.LittleEndian.PutUint64(dst[i:i+8], x)
 		}
-		if w := wildBits(x); w != 0 && !wildcardsFit(f, i, w) {
-			return false
+		if !inRange(x) {
+			bad |= plainBits(x)
+			if w := wildBits(x); w != 0 && !wildcardsFit(f, i, w) {
+				return false
+			}
 		}
 	}
 	last := len(f) - 8 // overlaps the word before: a wildcard checked twice is no harm
 	x := binary.LittleEndian.Uint64(f[last:])
-	bad |= plainBits(x)
 	if dst != nil {
 		binary.LittleEndian.PutUint64(dst[last:last+8], x)
 	}
-	// A filter ending in "/#" or "/+", where most wildcards are, needs
-	// only the byte before it looked at.
-	if w := wildBits(x); w != 0 && !(w == 1<<63 && byte(x>>48) == '/') && !wildcardsFit(f, last, w) {
-		return false
+	// A filter ending in "/#" or "/+", where most wildcards are, is in
+	// range with its last byte taken for an 'a'.
+	end := x
+	if x>>48|0x800 == '/'|'+'<<8 {
+		end = x&^(0xff<<56) | 'a'<<56
+	}
+	if !inRange(end) {
+		bad |= plainBits(x)
+		if w := wildBits(x); w != 0 && !wildcardsFit(f, last, w) {
+			return false
+		}
 	}
 	return bad&msb == 0
 }
+
+// inRange reports whether every byte of x is in 0x2c..0x7f, as copyName
+// tests a whole name: adding 0x54 to a byte under 0x80 sets its high bit
+// exactly when it is 0x2c or over, without a carry; a carry comes only
+// from a byte over 0x80, which x's own high bits flag anyway.
+func inRange(x uint64) bool { return (x|^(x+lsb*0x54))&msb == 0 }
 
 // wildBits has the high bit set of every byte of x that is '+' or '#', and
 // perhaps of others above one: '+' and '#' differ only in bit 3, so
@@ -178,6 +196,21 @@ func putHeader(b []byte, first byte, n int) int {
 	}
 	b[i] = byte(n)
 	return i + 1
+}
+
+// longHeader ends a one-pass encoder (Subscribe.appendFast) that wrote a
+// packet's variable header and payload, n bytes, into b, dst's spare
+// capacity, from b[2] on, leaving two bytes for a fixed header that needs
+// more: it moves them up, if b has the room, and writes the header. It
+// returns dst with the packet appended, or false.
+func longHeader(dst, b []byte, n int, first byte) ([]byte, bool) {
+	extra := lengthSize(n) - 1
+	if n > MaxRemainingLength || len(b) < 2+n+extra {
+		return nil, false
+	}
+	copy(b[2+extra:], b[2:2+n])
+	putHeader(b, first, n)
+	return dst[:len(dst)+2+extra+n], true
 }
 
 // grow extends dst by n bytes, allocating only when it lacks the room,

@@ -61,7 +61,8 @@ func TestFilterShapeAgrees(t *testing.T) {
 // copyFilter, against asciiOK and shapeByBytes: on every filter of 1 to 9
 // bytes over "a/+#" (a short word, words and the overlapping last one),
 // and on random filters of up to 40 bytes with bytes that are not plain
-// ASCII too, and '*' and '"', which wildBits may flag above a wildcard.
+// ASCII too, '*' and '"', which wildBits may flag above a wildcard, and
+// ',', '$' and ' ', at and below the bottom of inRange's 0x2c..0x7f.
 func TestCopyFilterAgrees(t *testing.T) {
 	dst := make([]byte, 64)
 	try := func(f []byte) {
@@ -89,7 +90,7 @@ func TestCopyFilterAgrees(t *testing.T) {
 		}
 	}
 	rnd := rand.New(rand.NewPCG(1, 2))
-	bytesOf := []byte("ab/+#/+*\"\x00\x7f\x80\xc3\xa9")
+	bytesOf := []byte("ab/+#/+*\"\x00\x7f\x80\xc3\xa9,$ ")
 	for range 200000 {
 		f := make([]byte, rnd.IntN(41))
 		for i := range f {

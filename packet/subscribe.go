@@ -1,6 +1,9 @@
 package packet
 
-import "bytes"
+import (
+	"bytes"
+	"slices"
+)
 
 // Subscription is one topic filter of a SUBSCRIBE and the maximum QoS asked for it.
 type Subscription struct {
@@ -73,27 +76,45 @@ func (p *Subscribe) validate() error {
 
 // Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Subscribe) Append(dst []byte) ([]byte, error) {
-	n := p.remaining()
-	if p.PacketID == 0 || len(p.Subscriptions) == 0 || n > MaxRemainingLength {
-		return p.appendChecked(dst)
+	if out, ok := p.appendFast(dst); ok {
+		return out, nil
 	}
-	// The fast path checks each filter as it copies it, and leaves
-	// anything it cannot decide to appendChecked.
-	out, b := grow(dst, 1+lengthSize(n)+n)
-	i := putHeader(b, byte(SUBSCRIBE)<<4|2, n)
-	b[i], b[i+1] = byte(p.PacketID>>8), byte(p.PacketID)
-	i += 2
+	if n := p.Size(); cap(dst)-len(dst) < n {
+		if out, ok := p.appendFast(slices.Grow(dst, n)); ok {
+			return out, nil
+		}
+	}
+	return p.appendChecked(dst)
+}
+
+// appendFast is Append in one pass over the subscriptions, for a packet it
+// can decide and a dst with the room; it reports false otherwise. It
+// checks each filter as it copies it into dst's spare capacity from the
+// fifth byte on, before it knows the remaining length: the two bytes left
+// before the packet identifier take the fixed header when that is under
+// 128, as it is in most SUBSCRIBEs; longHeader makes room otherwise.
+func (p *Subscribe) appendFast(dst []byte) ([]byte, bool) {
+	b := dst[len(dst):cap(dst)]
+	if p.PacketID == 0 || len(p.Subscriptions) == 0 || len(b) < 4 {
+		return nil, false
+	}
+	b[2], b[3] = byte(p.PacketID>>8), byte(p.PacketID)
+	rest := b[4:]
 	for _, s := range p.Subscriptions {
 		f := s.Filter
-		if len(f) > maxString || s.QoS > 2 || !copyFilter(b[i+2:], f) {
-			return p.appendChecked(dst)
+		if len(f) > maxString || s.QoS > 2 || len(f) >= len(rest)-2 || !copyFilter(rest[2:], f) {
+			return nil, false
 		}
-		b[i], b[i+1] = byte(len(f)>>8), byte(len(f))
-		i += 2 + len(f)
-		b[i] = s.QoS
-		i++
+		rest[0], rest[1] = byte(len(f)>>8), byte(len(f))
+		rest[2+len(f)] = s.QoS
+		rest = rest[3+len(f):]
 	}
-	return out, nil
+	n := len(b) - len(rest) - 2
+	if n < 128 {
+		b[0], b[1] = byte(SUBSCRIBE)<<4|2, byte(n)
+		return dst[:len(dst)+2+n], true
+	}
+	return longHeader(dst, b, n, byte(SUBSCRIBE)<<4|2)
 }
 
 // appendChecked is Append without the fast path.
@@ -241,23 +262,38 @@ func (p *Unsubscribe) validate() error {
 
 // Append validates the packet and appends its wire form to dst (see Packet).
 func (p *Unsubscribe) Append(dst []byte) ([]byte, error) {
-	n := p.remaining()
-	if p.PacketID == 0 || len(p.Filters) == 0 || n > MaxRemainingLength {
-		return p.appendChecked(dst)
+	if out, ok := p.appendFast(dst); ok {
+		return out, nil
 	}
-	// As Subscribe's: each filter checked as it is copied.
-	out, b := grow(dst, 1+lengthSize(n)+n)
-	i := putHeader(b, byte(UNSUBSCRIBE)<<4|2, n)
-	b[i], b[i+1] = byte(p.PacketID>>8), byte(p.PacketID)
-	i += 2
-	for _, f := range p.Filters {
-		if len(f) > maxString || !copyFilter(b[i+2:], f) {
-			return p.appendChecked(dst)
+	if n := p.Size(); cap(dst)-len(dst) < n {
+		if out, ok := p.appendFast(slices.Grow(dst, n)); ok {
+			return out, nil
 		}
-		b[i], b[i+1] = byte(len(f)>>8), byte(len(f))
-		i += 2 + len(f)
 	}
-	return out, nil
+	return p.appendChecked(dst)
+}
+
+// appendFast is Subscribe's, with filters alone.
+func (p *Unsubscribe) appendFast(dst []byte) ([]byte, bool) {
+	b := dst[len(dst):cap(dst)]
+	if p.PacketID == 0 || len(p.Filters) == 0 || len(b) < 4 {
+		return nil, false
+	}
+	b[2], b[3] = byte(p.PacketID>>8), byte(p.PacketID)
+	rest := b[4:]
+	for _, f := range p.Filters {
+		if len(f) > maxString || len(f) > len(rest)-2 || !copyFilter(rest[2:], f) {
+			return nil, false
+		}
+		rest[0], rest[1] = byte(len(f)>>8), byte(len(f))
+		rest = rest[2+len(f):]
+	}
+	n := len(b) - len(rest) - 2
+	if n < 128 {
+		b[0], b[1] = byte(UNSUBSCRIBE)<<4|2, byte(n)
+		return dst[:len(dst)+2+n], true
+	}
+	return longHeader(dst, b, n, byte(UNSUBSCRIBE)<<4|2)
 }
 
 // appendChecked is Append without the fast path.

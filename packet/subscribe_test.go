@@ -135,3 +135,52 @@ func TestSubscribeClone(t *testing.T) {
 		t.Errorf("Suback clone: %s", ac)
 	}
 }
+
+// TestSubscribeAppendRoom covers the one-pass encoders of SUBSCRIBE and
+// UNSUBSCRIBE, which write the filters before they know the remaining
+// length: around each length where it takes one more byte (127 and 128,
+// 16383 and 16384), into a dst with exactly the room, one byte less (it
+// must grow), the room of a one-byte length only, and none. The wire is
+// built here from section 2.2.3 (the length in 7-bit groups, low first,
+// with the high bit set on all but the last) and sections 3.8 and 3.10.
+func TestSubscribeAppendRoom(t *testing.T) {
+	remaining := func(n int) []byte {
+		var b []byte
+		for ; n >= 128; n >>= 7 {
+			b = append(b, byte(n)|0x80)
+		}
+		return append(b, byte(n))
+	}
+	for _, n := range []int{127, 128, 16383, 16384} {
+		// A packet identifier, then one filter of n-5 bytes (SUBSCRIBE:
+		// its length and QoS) or n-4 (UNSUBSCRIBE: its length).
+		sub := &packet.Subscribe{PacketID: 0x1234, Subscriptions: []packet.Subscription{{Filter: bytes.Repeat([]byte("a/"), n)[:n-5], QoS: 2}}}
+		unsub := &packet.Unsubscribe{PacketID: 0x1234, Filters: [][]byte{bytes.Repeat([]byte("b/"), n)[:n-4]}}
+		subWire := append(append([]byte{0x82}, remaining(n)...), 0x12, 0x34, byte((n-5)>>8), byte(n-5))
+		subWire = append(append(subWire, sub.Subscriptions[0].Filter...), 2)
+		unsubWire := append(append([]byte{0xa2}, remaining(n)...), 0x12, 0x34, byte((n-4)>>8), byte(n-4))
+		unsubWire = append(unsubWire, unsub.Filters[0]...)
+		for _, c := range []struct {
+			p    packet.Packet
+			wire []byte
+		}{{sub, subWire}, {unsub, unsubWire}} {
+			for _, room := range []int{len(c.wire), len(c.wire) - 1, 2 + n, 0} {
+				dst := append(make([]byte, 0, 3+room), "dst"...)
+				out, err := c.p.Append(dst)
+				if err != nil {
+					t.Fatalf("%v, remaining length %d, room %d: %v", c.p.Type(), n, room, err)
+				}
+				if string(out[:3]) != "dst" || !bytes.Equal(out[3:], c.wire) {
+					t.Fatalf("%v, remaining length %d, room %d:\n got % x\nwant % x", c.p.Type(), n, room, out[3:min(len(out), 12)], c.wire[:12])
+				}
+				if len(out) != len(dst)+c.p.Size() {
+					t.Fatalf("%v, remaining length %d: appended %d bytes, Size %d", c.p.Type(), n, len(out)-len(dst), c.p.Size())
+				}
+			}
+			buf := make([]byte, 0, len(c.wire))
+			if allocs := testing.AllocsPerRun(10, func() { c.p.Append(buf) }); allocs != 0 {
+				t.Errorf("%v, remaining length %d: Append with room allocates %.1f times", c.p.Type(), n, allocs)
+			}
+		}
+	}
+}
