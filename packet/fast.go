@@ -53,6 +53,9 @@ func asciiOK(s []byte, name bool) bool {
 // 0x80 sets its high bit exactly when it is 0x2c or over, without a
 // carry; a carry comes only from a byte over 0x80, which hi flags anyway.
 func copyName(dst, s []byte) bool {
+	if len(dst) < len(s) {
+		return false // never, but it spares the checks of each index
+	}
 	if len(s) < 8 {
 		lo, hi := byte(0xff), byte(0)
 		for i, c := range s {
@@ -61,7 +64,7 @@ func copyName(dst, s []byte) bool {
 		}
 		return lo >= 0x2c && hi < 0x80
 	}
-	d := dst[:len(s)]
+	d := dst[:len(s):len(s)]
 	var hi uint64
 	over := ^uint64(0)
 	for i := 0; i < len(s)-8; i += 8 {

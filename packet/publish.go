@@ -65,21 +65,31 @@ func (p *Publish) Append(dst []byte) ([]byte, error) {
 	// leaves anything it cannot decide to validate. The topic goes last,
 	// so that little is live across the call that copies it.
 	out, b := grow(dst, 1+lengthSize(n)+n)
-	h := putHeader(b, p.first(), n)
-	i := h + 2 + len(p.Topic)
-	if p.QoS > 0 {
-		b[i], b[i+1] = byte(p.PacketID>>8), byte(p.PacketID)
-		i += 2
+	rest := b[putHeader(b, p.first(), n):]
+	// rest has the room for what follows; the two tests of it marked
+	// "never" let the compiler drop the bounds check of every index.
+	topic := p.Topic
+	if len(topic) > len(rest)-2 {
+		return p.appendChecked(dst) // never
 	}
-	copy(b[i:], p.Payload)
-	b[h], b[h+1] = byte(len(p.Topic)>>8), byte(len(p.Topic))
-	if copyName(b[h+2:], p.Topic) {
+	rest[1], rest[0] = byte(len(topic)), byte(len(topic)>>8)
+	name := rest[2 : 2+len(topic)]
+	rest = rest[2+len(topic):]
+	if p.QoS > 0 {
+		if len(rest) < 2 {
+			return p.appendChecked(dst) // never
+		}
+		rest[1], rest[0] = byte(p.PacketID), byte(p.PacketID>>8)
+		rest = rest[2:]
+	}
+	copy(rest, p.Payload)
+	if copyName(name, topic) {
 		return out, nil
 	}
 	if err := p.validate(); err != nil {
 		return dst, err
 	}
-	copy(b[h+2:], p.Topic)
+	copy(name, topic)
 	return out, nil
 }
 
