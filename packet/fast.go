@@ -3,6 +3,7 @@ package packet
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 )
 
 // The fast paths of the hot encoders and decoders. Each one decides only
@@ -199,6 +200,26 @@ func putHeader(b []byte, first byte, n int) int {
 	}
 	b[i] = byte(n)
 	return i + 1
+}
+
+// onePass is a packet that Append writes in one pass when it can
+// (SUBSCRIBE, UNSUBSCRIBE).
+type onePass interface {
+	Size() int
+	appendFast(dst []byte) ([]byte, bool)
+	appendChecked(dst []byte) ([]byte, error)
+}
+
+// appendAgain is Append for a onePass packet whose first pass could not
+// finish: again into dst grown, if dst lacked the room, or else (and if
+// that fails too) the checked way.
+func appendAgain(p onePass, dst []byte) ([]byte, error) {
+	if n := p.Size(); cap(dst)-len(dst) < n {
+		if out, ok := p.appendFast(slices.Grow(dst, n)); ok {
+			return out, nil
+		}
+	}
+	return p.appendChecked(dst)
 }
 
 // longHeader ends a one-pass encoder (Subscribe.appendFast) that wrote a

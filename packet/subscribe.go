@@ -1,9 +1,6 @@
 package packet
 
-import (
-	"bytes"
-	"slices"
-)
+import "bytes"
 
 // Subscription is one topic filter of a SUBSCRIBE and the maximum QoS asked for it.
 type Subscription struct {
@@ -79,12 +76,7 @@ func (p *Subscribe) Append(dst []byte) ([]byte, error) {
 	if out, ok := p.appendFast(dst); ok {
 		return out, nil
 	}
-	if n := p.Size(); cap(dst)-len(dst) < n {
-		if out, ok := p.appendFast(slices.Grow(dst, n)); ok {
-			return out, nil
-		}
-	}
-	return p.appendChecked(dst)
+	return appendAgain(p, dst)
 }
 
 // appendFast is Append in one pass over the subscriptions, for a packet it
@@ -109,12 +101,11 @@ func (p *Subscribe) appendFast(dst []byte) ([]byte, bool) {
 		rest[2+len(f)] = s.QoS
 		rest = rest[3+len(f):]
 	}
-	n := len(b) - len(rest) - 2
-	if n < 128 {
+	if n := len(b) - len(rest) - 2; n < 128 {
 		b[0], b[1] = byte(SUBSCRIBE)<<4|2, byte(n)
 		return dst[:len(dst)+2+n], true
 	}
-	return longHeader(dst, b, n, byte(SUBSCRIBE)<<4|2)
+	return longHeader(dst, b, len(b)-len(rest)-2, byte(SUBSCRIBE)<<4|2)
 }
 
 // appendChecked is Append without the fast path.
@@ -265,12 +256,7 @@ func (p *Unsubscribe) Append(dst []byte) ([]byte, error) {
 	if out, ok := p.appendFast(dst); ok {
 		return out, nil
 	}
-	if n := p.Size(); cap(dst)-len(dst) < n {
-		if out, ok := p.appendFast(slices.Grow(dst, n)); ok {
-			return out, nil
-		}
-	}
-	return p.appendChecked(dst)
+	return appendAgain(p, dst)
 }
 
 // appendFast is Subscribe's, with filters alone.
@@ -288,12 +274,11 @@ func (p *Unsubscribe) appendFast(dst []byte) ([]byte, bool) {
 		rest[0], rest[1] = byte(len(f)>>8), byte(len(f))
 		rest = rest[2+len(f):]
 	}
-	n := len(b) - len(rest) - 2
-	if n < 128 {
+	if n := len(b) - len(rest) - 2; n < 128 {
 		b[0], b[1] = byte(UNSUBSCRIBE)<<4|2, byte(n)
 		return dst[:len(dst)+2+n], true
 	}
-	return longHeader(dst, b, n, byte(UNSUBSCRIBE)<<4|2)
+	return longHeader(dst, b, len(b)-len(rest)-2, byte(UNSUBSCRIBE)<<4|2)
 }
 
 // appendChecked is Append without the fast path.
