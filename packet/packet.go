@@ -45,7 +45,10 @@ type Packet interface {
 	// It is exact when the packet is valid.
 	Size() int
 	// Append validates the packet and appends its wire form to dst. It
-	// allocates only when dst lacks room. On error dst is returned as it was.
+	// allocates only when dst lacks room. On error dst is returned as it
+	// was. It may write into dst's spare capacity (past len(dst)) even
+	// when it then allocates or fails, as SUBSCRIBE and UNSUBSCRIBE, which
+	// encode in one pass, do when they run out of room.
 	Append(dst []byte) ([]byte, error)
 	// Decode fills the packet from b, which must hold exactly one complete
 	// packet of this type, fixed header included. Byte-slice fields alias b.
