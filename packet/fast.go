@@ -95,7 +95,7 @@ func copyName(dst, s []byte) bool {
 func copyFilter(dst, f []byte) bool {
 	if len(f) < 8 {
 		// One word, padded with 'a', which is neither a wildcard nor
-		// U+0000; no call, so that copyFilter needs no frame.
+		// U+0000.
 		x := uint64(lsb * 'a')
 		for i, c := range f {
 			if dst != nil {
@@ -222,11 +222,11 @@ func appendAgain(p onePass, dst []byte) ([]byte, error) {
 	return p.appendChecked(dst)
 }
 
-// longHeader ends a one-pass encoder (Subscribe.appendFast) that wrote a
-// packet's variable header and payload, n bytes, into b, dst's spare
-// capacity, from b[2] on, leaving two bytes for a fixed header that needs
-// more: it moves them up, if b has the room, and writes the header. It
-// returns dst with the packet appended, or false.
+// longHeader ends a one-pass encoder (SUBSCRIBE's or UNSUBSCRIBE's
+// appendFast) that wrote a packet's variable header and payload, n bytes,
+// into b, dst's spare capacity, from b[2] on, leaving two bytes for a
+// fixed header that needs more: it moves them up, if b has the room, and
+// writes the header. It returns dst with the packet appended, or false.
 func longHeader(dst, b []byte, n int, first byte) ([]byte, bool) {
 	extra := lengthSize(n) - 1
 	if n > MaxRemainingLength || len(b) < 2+n+extra {

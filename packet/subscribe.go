@@ -101,11 +101,12 @@ func (p *Subscribe) appendFast(dst []byte) ([]byte, bool) {
 		rest[2+len(f)] = s.QoS
 		rest = rest[3+len(f):]
 	}
-	if n := len(b) - len(rest) - 2; n < 128 {
+	n := len(b) - len(rest) - 2
+	if n < 128 {
 		b[0], b[1] = byte(SUBSCRIBE)<<4|2, byte(n)
 		return dst[:len(dst)+2+n], true
 	}
-	return longHeader(dst, b, len(b)-len(rest)-2, byte(SUBSCRIBE)<<4|2)
+	return longHeader(dst, b, n, byte(SUBSCRIBE)<<4|2)
 }
 
 // appendChecked is Append without the fast path.
@@ -274,11 +275,12 @@ func (p *Unsubscribe) appendFast(dst []byte) ([]byte, bool) {
 		rest[0], rest[1] = byte(len(f)>>8), byte(len(f))
 		rest = rest[2+len(f):]
 	}
-	if n := len(b) - len(rest) - 2; n < 128 {
+	n := len(b) - len(rest) - 2
+	if n < 128 {
 		b[0], b[1] = byte(UNSUBSCRIBE)<<4|2, byte(n)
 		return dst[:len(dst)+2+n], true
 	}
-	return longHeader(dst, b, len(b)-len(rest)-2, byte(UNSUBSCRIBE)<<4|2)
+	return longHeader(dst, b, n, byte(UNSUBSCRIBE)<<4|2)
 }
 
 // appendChecked is Append without the fast path.
