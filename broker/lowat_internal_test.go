@@ -281,9 +281,11 @@ func TestReadAcksSlow(t *testing.T) {
 		window = 8
 		delay  = time.Second
 	)
+	rl := &tcpRecording{Listener: l}
 	s := New(Options{MaxInflight: window, BatchDelay: delay})
-	go s.Serve(l)
+	go s.Serve(rl)
 	defer s.Close()
+	defer rl.Close()
 	sub := rawConnect(t, l.Addr().String(), "sub", true) // subscribes to sub/cmd at QoS 1
 	pub := rawConnect(t, l.Addr().String(), "pub", false)
 	var out []byte
@@ -321,8 +323,22 @@ func TestReadAcksSlow(t *testing.T) {
 		}
 		return time.Since(start)
 	}
-	time.Sleep(200 * time.Millisecond) // the reader is waiting, even on a loaded machine
+	// waiting reports whether the reader has raised the subscriber's mark:
+	// it is in a wait for acknowledgements, which a PINGREQ sent before it
+	// got there would have ended at once.
+	waiting := func() bool {
+		for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(time.Millisecond) {
+			if rl.mark(t, 0) > 1 {
+				return true
+			}
+		}
+		return false
+	}
+	time.Sleep(200 * time.Millisecond) // the reader is at its next read
 	for i, waits := range []bool{true, false, true, false, false, false, true} {
+		if waits && !waiting() {
+			t.Fatalf("before PINGREQ %d: the reader did not start waiting for acknowledgements in 5 s", i)
+		}
 		d := ping()
 		switch {
 		case waits && d < delay/2:
