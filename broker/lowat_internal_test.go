@@ -209,8 +209,10 @@ func TestReadAcks(t *testing.T) {
 		}
 		ids = append(ids, p.PacketID)
 	}
+	acked := 0
 	ack := func(k int) { // the k oldest, in one write
 		t.Helper()
+		acked += k
 		var b []byte
 		for _, id := range ids[:k] {
 			b, _ = (&packet.Puback{PacketID: id}).Append(b)
@@ -255,6 +257,20 @@ func TestReadAcks(t *testing.T) {
 	}
 	if d := time.Since(start); d >= delay {
 		t.Errorf("%d messages acknowledged half a window at a time took %v: the reader waited for more", n-window-1, d)
+	}
+	// Every byte read counts, those of the waits for acknowledgements
+	// too: two CONNECTs of 17 bytes (fixed header 2, variable header 10,
+	// client ID 2+3) and a SUBSCRIBE of 14 (2, packet ID 2, filter 2+7,
+	// QoS 1), the PUBLISHes, the PINGREQ and 4 bytes a PUBACK.
+	want := int64(2*17 + 14 + len(out) + 2 + 4*acked)
+	var got int64
+	for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(time.Millisecond) {
+		if got = s.Stats().BytesReceived; got == want {
+			break
+		}
+	}
+	if got != want {
+		t.Errorf("Stats().BytesReceived = %d, want %d", got, want)
 	}
 	// The reader waits again, for the rest of the window.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -35,11 +35,7 @@ func (c *conn) readRaised(p []byte) (int, error, bool) {
 	if !c.pk.mark.Raised() {
 		return 0, nil, false
 	}
-	n, err, ok := c.pk.mark.Read(c.pk.rc, &c.router.raw, p)
-	if n > 0 {
-		c.srv.traffic.bytesIn.Add(int64(n))
-	}
-	return n, err, ok
+	return c.pk.mark.Read(c.pk.rc, &c.router.raw, p)
 }
 
 // readAcks is the read of a connection with several messages in flight to
@@ -125,9 +121,6 @@ func (c *conn) readAcks(p []byte) (int, error, bool) {
 		}
 	} else {
 		r.ackMisses = 0
-	}
-	if n > 0 {
-		c.srv.traffic.bytesIn.Add(int64(n))
 	}
 	if r.lingering {
 		// As connReader.Read after any read that brought something.

@@ -203,6 +203,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 	// something to send before waiting for more.
 	c.router.flushWakes(c)
 	if n, err, ok := c.readAcks(p); ok {
+		if n > 0 {
+			c.srv.traffic.bytesIn.Add(int64(n))
+		}
 		return n, err
 	}
 	if r := c.router; r.paceOn && r.pace.Pausing() {
@@ -213,9 +216,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		n, err, raw := c.readRaised(p)
 		if !raw {
 			n, err = c.readNet(p)
-			if n > 0 {
-				c.srv.traffic.bytesIn.Add(int64(n))
-			}
+		}
+		if n > 0 {
+			c.srv.traffic.bytesIn.Add(int64(n))
 		}
 		if !start.IsZero() {
 			c.router.pace.Read(start)
