@@ -1,6 +1,7 @@
 package session
 
 import (
+	"sync"
 	"unsafe"
 
 	"github.com/ternmq/mqtt/packet"
@@ -61,22 +62,51 @@ func (s *Session) Shrink() {
 	if x == nil {
 		return
 	}
-	if x.outHead >= len(x.out) {
+	outDone, evDone, acksDone := x.outHead >= len(x.out), x.evHead >= len(x.events), x.ackHead >= len(x.acks)
+	if outDone && evDone && acksDone {
+		s.spare = nil // all of it: remade, or taken from spares, when packets flow
+		putSpare(x)
+		return
+	}
+	if outDone {
 		x.out, x.outHead, x.slab = nil, 0, nil
 		x.pendQ0, x.pendQ0B = 0, 0
 	}
-	if x.evHead >= len(x.events) {
+	if evDone {
 		x.events, x.evHead = nil, 0
 	}
-	if x.ackHead >= len(x.acks) {
+	if acksDone {
 		x.acks, x.ackHead = nil, 0
-	}
-	if x.out == nil && x.events == nil && x.acks == nil {
-		s.spare = nil // all of it: remade when packets flow
-		return
 	}
 	// Something still waits: keep the queues, drop the reusable messages,
 	// the scratch and the bitmap of packet ids (remade from byID and subs
 	// when many are in use again).
 	x.free, x.check, x.storeMsg, x.sp, x.bits = nil, nil, nil, nil, nil
+}
+
+// sparePool keeps what Shrink lets go of for the next session that needs it.
+// A broker shrinks the session of a connection that only receives after
+// each batch written to it (it has no reader running, see broker's
+// park_linux.go), and a busy subscriber would otherwise grow its outbox
+// again for every batch: a few hundred bytes allocated per message.
+var sparePool sync.Pool
+
+// Beyond these, an outbox is let go of rather than kept for another session: a
+// backlog flushed once should not stay with the pool.
+const (
+	spareSlabMax = 64 << 10
+	spareOutMax  = 1024
+)
+
+// putSpare gives x, all of whose packets and events are handed out, to
+// sparePool, keeping the room of its outbox, slab, events and topic
+// check and nothing else.
+func putSpare(x *spare) {
+	if cap(x.slab) > spareSlabMax || cap(x.out) > spareOutMax || cap(x.events) > spareOutMax {
+		return
+	}
+	clear(x.out) // the message pointers of items handed out
+	clear(x.events)
+	*x = spare{out: x.out[:0], slab: x.slab[:0], events: x.events[:0], check: x.check[:0]}
+	sparePool.Put(x)
 }

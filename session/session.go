@@ -185,7 +185,11 @@ type spare struct {
 
 func (s *Session) spares() *spare {
 	if s.spare == nil {
-		s.spare = new(spare)
+		if x, ok := sparePool.Get().(*spare); ok {
+			s.spare = x
+		} else {
+			s.spare = new(spare)
+		}
 	}
 	return s.spare
 }
