@@ -56,7 +56,8 @@ func (s *Session) mapIn(id uint16, st inState) {
 // Shrink lets go of the memory a Session keeps for reuse between packets:
 // the space of packets already handed out, of events already returned, and
 // of finished messages. A server holding many idle sessions calls it when a
-// connection goes idle; the next packets regrow what they need.
+// connection goes idle; the next packets regrow what they need, or take it
+// from what other sessions let go of (a pool shared by all).
 func (s *Session) Shrink() {
 	x := s.spare
 	if x == nil {
@@ -64,7 +65,7 @@ func (s *Session) Shrink() {
 	}
 	outDone, evDone, acksDone := x.outHead >= len(x.out), x.evHead >= len(x.events), x.ackHead >= len(x.acks)
 	if outDone && evDone && acksDone {
-		s.spare = nil // all of it: remade, or taken from spares, when packets flow
+		s.spare = nil // all of it: taken from sparePool, or made, when packets flow
 		putSpare(x)
 		return
 	}
@@ -91,8 +92,8 @@ func (s *Session) Shrink() {
 // again for every batch: a few hundred bytes allocated per message.
 var sparePool sync.Pool
 
-// Beyond these, an outbox is let go of rather than kept for another session: a
-// backlog flushed once should not stay with the pool.
+// Beyond these, an outbox is let go of rather than kept for another
+// session: a backlog flushed once should not stay with the pool.
 const (
 	spareSlabMax = 64 << 10
 	spareOutMax  = 1024
