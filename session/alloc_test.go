@@ -193,7 +193,7 @@ func TestShrinkPoolsOutbox(t *testing.T) {
 	}
 
 	// Another session writes only its own bytes, whichever outbox it takes:
-	// a QoS 0 PUBLISH of topic "b" and payload "y" [MQTT-3.3.1], 6 bytes.
+	// a QoS 0 PUBLISH of topic "b" and payload "y" (section 3.3), 6 bytes.
 	_, s2, _ := pair(t, nil, nil)
 	if _, err := s.Publish(&packet.Publish{Topic: []byte("a/long/topic/name"), Payload: make([]byte, 300)}); err != nil {
 		t.Fatal(err)
