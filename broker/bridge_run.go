@@ -12,6 +12,7 @@ import (
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/store"
 	"github.com/ternmq/mqtt/topic"
+	"github.com/ternmq/mqtt/transport"
 )
 
 // bridge is a running Bridge.
@@ -186,6 +187,7 @@ func (b *bridge) start(log interface{ Error(string, ...any) }) bool {
 	if err == nil {
 		if st != nil {
 			b.store, b.opts.Store = st, st
+			b.opts.Transport = &transport.Options{DialContext: st.dial}
 		}
 		b.c, err = mqttclient.New(b.opts)
 	}

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"context"
+	"net"
 	"strings"
 	"sync"
 
@@ -42,8 +44,9 @@ const bridgeIDPrefix = "$bridge/"
 // bridgeSession is a bridge's client session in the Server's store. Its
 // writes are counted like a client session's, so that a local publisher's
 // acknowledgement waits until the message is durable in the bridge's
-// queue; its Sync is real, since the bridge's client acknowledges and
-// releases messages of its own.
+// queue. Its Sync, which the bridge's client calls under its lock, does
+// nothing, as a client session's: the client writes to the remote broker
+// through a syncedConn, which syncs first, outside that lock.
 //
 // An incoming QoS 2 exchange is written only once its message is published
 // locally, with the local copies (published), and marked acknowledged: a
@@ -91,19 +94,40 @@ func (b *bridgeSession) Clear() error {
 	return b.storedSession.Clear()
 }
 
-// Sync makes the writes to the Server's store durable. It flushes the
-// store itself (store.Store.Flush), not through durable.syncTo, and without
-// waiting for the groups of the routings under way: the client calls Sync
-// holding its lock, which a routing may be waiting for (forward).
-func (b *bridgeSession) Sync() error {
-	d := b.d
-	if err := d.err(); err != nil {
-		return err
+// syncedConn is the bridge client's connection to the remote broker when
+// the Server has a store: each write first makes the bridge's writes
+// durable, as a connection's writer does for its client (see durable).
+// The packets it carries depend on them: a PUBLISH on the message being
+// in the queue, a PUBREL on the PUBREC being recorded. A Sync made by the
+// client under its lock could not wait for the groups of the routings
+// under way (a routing may wait for that lock to queue its message here,
+// see forward), and a crash cuts every write made after the beginning of
+// a group that did not end: a PUBLISH sent before its routing's group
+// ended, or a PUBREL whose record was cut, then arrives twice at the
+// remote once the bridge sends the message again.
+type syncedConn struct {
+	net.Conn
+	s *bridgeSession
+}
+
+func (c *syncedConn) Write(p []byte) (int, error) {
+	if err := c.s.d.syncTo(c.s.last.Load()); err != nil {
+		return 0, err
 	}
-	if err := d.st.Flush(); err != nil {
-		return d.fail(err)
+	return c.Conn.Write(p)
+}
+
+// NetConn returns the connection under c, for the transport's options.
+func (c *syncedConn) NetConn() net.Conn { return c.Conn }
+
+// dial opens the raw connection of a bridge's client to the remote broker.
+func (b *bridgeSession) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return &syncedConn{Conn: nc, s: b}, nil
 }
 
 // bridgeSession keeps the stored session of a bridge's queue found while

@@ -266,10 +266,10 @@ func (f *fakeStore) Close() error { return f.Sync() }
 
 // Groups are not modelled: the fake's crash keeps the synced writes, and
 // the broker syncs only between routings' groups. store.Log's own tests
-// and the kill test check groups.
+// and the broker's crash tests (TestBridgeCrashOpenGroup, TestBridgeKill)
+// check groups.
 func (f *fakeStore) Begin() store.Group { return 0 }
 func (f *fakeStore) End(store.Group)    {}
-func (f *fakeStore) Flush() error       { return f.Sync() }
 
 // fakeSession is the Session of one id, until its Delete.
 type fakeSession struct {

@@ -41,11 +41,6 @@ func (l *Log) Sync() error {
 	return l.commit(l.opts.Sync == SyncBatch, true)
 }
 
-// Flush implements Store.
-func (l *Log) Flush() error {
-	return l.commit(l.opts.Sync == SyncBatch, false)
-}
-
 // commit returns once every record appended before the call is written,
 // and synced if sync.
 func (l *Log) commit(sync, groups bool) error {

@@ -78,13 +78,6 @@ type Store interface {
 	Begin() Group
 	End(Group)
 
-	// Flush is Sync without the wait for open groups, for a caller that
-	// holds a lock the writer of an open group may wait for (a client
-	// inside the server, whose session syncs under its lock). What it
-	// writes after the beginning of a group that then never ends is cut
-	// with that group by a crash.
-	Flush() error
-
 	// Close syncs and releases the store.
 	Close() error
 }

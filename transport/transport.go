@@ -43,7 +43,9 @@ type Options struct {
 	// host:port, or "unix" with the socket path) in place of a net.Dialer:
 	// for a SOCKS or HTTP proxy, a custom source address, or an in-memory
 	// pipe in tests. TLS and the WebSocket handshake still run on top of
-	// what it returns. Dial only.
+	// what it returns. UnsentLimit applies to a *net.TCPConn, or to the
+	// one a wrapper returns from a NetConn method (as tls.Conn has). Dial
+	// only.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// Header holds extra HTTP header fields for the WebSocket upgrade
@@ -225,7 +227,7 @@ func dial(ctx context.Context, e *endpoint, opts *Options) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
+	if tc, ok := tcpConn(conn); ok {
 		if n := opts.unsentLimit(); n > 0 {
 			if err := setUnsentLimit(tc, n); err != nil {
 				conn.Close()
@@ -258,6 +260,16 @@ func dial(ctx context.Context, e *endpoint, opts *Options) (net.Conn, error) {
 		return wc, nil
 	}
 	return conn, nil
+}
+
+// tcpConn returns the TCP connection under conn: conn itself, or the one a
+// wrapper from Options.DialContext returns from its NetConn method.
+func tcpConn(conn net.Conn) (*net.TCPConn, bool) {
+	if w, ok := conn.(interface{ NetConn() net.Conn }); ok {
+		conn = w.NetConn()
+	}
+	tc, ok := conn.(*net.TCPConn)
+	return tc, ok
 }
 
 // clientTLSConfig clones the configured TLS config, defaulting ServerName

@@ -70,6 +70,48 @@ func TestUnsentLimitSet(t *testing.T) {
 	}
 }
 
+// wrappedConn is a connection a DialContext returns around a TCP one.
+type wrappedConn struct{ net.Conn }
+
+func (c wrappedConn) NetConn() net.Conn { return c.Conn }
+
+// TestUnsentLimitWrapped: the limit reaches the TCP connection under one
+// that Options.DialContext wraps and unwraps with NetConn; without NetConn
+// there is none to reach.
+func TestUnsentLimitWrapped(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, unwrap := range []bool{true, false} {
+		var raw *net.TCPConn
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			raw = c.(*net.TCPConn)
+			if unwrap {
+				return wrappedConn{c}, nil
+			}
+			return struct{ net.Conn }{c}, nil
+		}
+		c, err := Dial(context.Background(), "mqtt://"+l.Addr().String(), &Options{UnsentLimit: 4096, DialContext: dial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 4096
+		if !unwrap {
+			want = 0
+		}
+		if got := notSentLowat(t, raw); got != want {
+			t.Errorf("NetConn %v: TCP_NOTSENT_LOWAT %d, want %d", unwrap, got, want)
+		}
+		c.Close()
+	}
+}
+
 // TestUnsentLimitBoundsBacklog writes to a peer that never reads until a
 // write waits: with the limit, the kernel takes the peer's receive buffer
 // and about the limit, not megabytes.
