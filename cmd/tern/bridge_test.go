@@ -99,6 +99,9 @@ func bridgeKill(t *testing.T, remoteURL, remoteAddr string, n, kills int) {
 		"remote_clientid kill-bridge",
 		"cleansession false",
 		"restart_timeout 1",
+		// No limit on the bridge's queue either: in the long run its
+		// backlog passes the default 10,000 after the last restart.
+		"max_queued 1000000",
 		"topic k/# out 2",
 		"topic i/# in 2",
 		"",
