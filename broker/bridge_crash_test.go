@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ternmq/mqtt/broker"
+	"github.com/ternmq/mqtt/client"
 	"github.com/ternmq/mqtt/mqtttest"
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/store"
@@ -117,7 +118,8 @@ func TestBridgeCrashOpenGroup(t *testing.T) {
 			pb.expect(&packet.Pubrec{PacketID: 7})
 			pb.send(&packet.Pubrel{PacketID: 7})
 			pb.expect(&packet.Pubcomp{PacketID: 7})
-		}, "out/b", "b")
+			h.remoteOnce("out/b", "b")
+		})
 	})
 	t.Run("release", func(t *testing.T) {
 		// A QoS 2 message the remote has, whose PUBREC reaches the bridge
@@ -141,7 +143,63 @@ func TestBridgeCrashOpenGroup(t *testing.T) {
 				}
 				return false
 			})
-		}, nil, "out/c", "c")
+		}, func(t *testing.T, h *crashHarness) { h.remoteOnce("out/c", "c") })
+	})
+	t.Run("incoming", func(t *testing.T) {
+		// A QoS 2 message from the remote, published locally after the
+		// group began: its local copy and the bridge's record of the
+		// exchange are cut by the crash, so the remote's resend is
+		// published again. Neither the local subscriber's copy nor the
+		// bridge's PUBREC may have left.
+		var lsub1, lsub2 collector
+		var tok *client.Token
+		persistent := func(col *collector) func(*client.Options) {
+			return func(o *client.Options) {
+				o.KeepSession = true
+				o.DefaultHandler = func(m *client.Message) {
+					col.mu.Lock()
+					col.msgs = append(col.msgs, msg{Topic: m.Topic, Payload: append([]byte(nil), m.Payload...), QoS: m.QoS})
+					col.mu.Unlock()
+				}
+			}
+		}
+		crashOpenGroup(t, func(t *testing.T, h *crashHarness) {
+			ls := conn(t, h.local.URL, "lsub", persistent(&lsub1))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := ls.Subscribe(ctx, client.Subscription{Filter: "in/#", QoS: 2}); err != nil {
+				t.Fatal(err)
+			}
+			rpub := conn(t, h.remoteURL, "rpub", func(o *client.Options) { o.KeepSession = true })
+			probe(t, rpub, &lsub1, "in/probe", "in/probe") // the bridge's subscription is in place
+			h.hold.holdNext()
+			h.pubA()
+			tok = rpub.PublishAsync(context.Background(), "in/d", 2, false, []byte("d"))
+			h.settle(func() bool {
+				if lsub1.count("in/d", "d") > 0 {
+					return true
+				}
+				for _, f := range h.proxy.Frames() {
+					if f.Dir == mqtttest.ClientToServer && f.Type == packet.PUBREC {
+						return true
+					}
+				}
+				return false
+			})
+			ls.Close()
+		}, func(t *testing.T, h *crashHarness) {
+			conn(t, h.local.URL, "lsub", persistent(&lsub2))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := tok.Wait(ctx); err != nil {
+				t.Fatalf("the remote publisher's QoS 2 exchange: %v", err)
+			}
+			bwait(t, 10*time.Second, "in/d at the local subscriber", func() bool { return lsub1.count("in/d", "d")+lsub2.count("in/d", "d") > 0 })
+			time.Sleep(200 * time.Millisecond) // time for a late duplicate
+			if n1, n2 := lsub1.count("in/d", "d"), lsub2.count("in/d", "d"); n1+n2 != 1 {
+				t.Errorf("the local subscriber got in/d %d times before the crash and %d after, want once in all", n1, n2)
+			}
+		})
 	})
 }
 
@@ -166,11 +224,27 @@ func copyFiles(t *testing.T, from, to string) {
 // crashHarness is a local broker on a store.Log, bridged through a proxy to
 // a remote broker with a subscriber.
 type crashHarness struct {
-	t     *testing.T
-	local *mqtttest.Server
-	hold  *groupHold
-	proxy *mqtttest.Proxy
-	rsub  *collector
+	t         *testing.T
+	local     *mqtttest.Server
+	hold      *groupHold
+	remoteURL string
+	proxy     *mqtttest.Proxy
+	rsub      *collector
+}
+
+// remoteOnce waits until the bridge has sent everything and checks that the
+// remote's subscriber got topic and payload exactly once.
+func (h *crashHarness) remoteOnce(topic, payload string) {
+	t := h.t
+	t.Helper()
+	bwait(t, 10*time.Second, "the bridge's queue empty", func() bool {
+		st := h.local.Broker.Stats().Bridges[0]
+		return st.Pending == 0 && h.rsub.count(topic, payload) > 0
+	})
+	time.Sleep(200 * time.Millisecond) // time for a late duplicate
+	if n := h.rsub.count(topic, payload); n != 1 {
+		t.Errorf("the remote's subscriber got %s %q %d times, want once", topic, payload, n)
+	}
 }
 
 // pubA publishes a QoS 2 message that no one takes, and waits for its
@@ -190,16 +264,18 @@ func (h *crashHarness) settle(done func() bool) {
 }
 
 // crashOpenGroup runs before on a local broker, then crashes it (see
-// TestBridgeCrashOpenGroup), restarts it on the copy of its store, runs
-// after (if not nil), and checks that the remote's subscriber got topic
-// and payload exactly once.
-func crashOpenGroup(t *testing.T, before, after func(*testing.T, *crashHarness), topic, payload string) {
+// TestBridgeCrashOpenGroup), restarts it on the copy of its store, and
+// runs after, which checks the outcome.
+func crashOpenGroup(t *testing.T, before, after func(*testing.T, *crashHarness)) {
 	remote := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true })
-	h := &crashHarness{t: t, proxy: mqtttest.NewProxy(t, remote.URL)}
+	h := &crashHarness{t: t, remoteURL: remote.URL, proxy: mqtttest.NewProxy(t, remote.URL)}
 	h.rsub = collect(t, remote.URL, "rsub", "out/#", 2)
 	bridges := []broker.Bridge{{
 		Name: "crash", URLs: []string{h.proxy.URL()}, ClientID: "crash-bridge",
-		Topics:       []broker.BridgeTopic{{Pattern: "out/#", Direction: broker.BridgeOut, QoS: 2}},
+		Topics: []broker.BridgeTopic{
+			{Pattern: "out/#", Direction: broker.BridgeOut, QoS: 2},
+			{Pattern: "in/#", Direction: broker.BridgeIn, QoS: 2},
+		},
 		ReconnectMin: 20 * time.Millisecond, ReconnectMax: 100 * time.Millisecond,
 	}}
 	dir, crashed := t.TempDir(), t.TempDir()
@@ -233,15 +309,5 @@ func crashOpenGroup(t *testing.T, before, after func(*testing.T, *crashHarness),
 	defer h.local.Close()
 	h.proxy.SetFilter(nil)
 	bwait(t, 10*time.Second, "the bridge up again", func() bool { return h.local.Broker.Stats().Bridges[0].Connected })
-	if after != nil {
-		after(t, h)
-	}
-	bwait(t, 10*time.Second, "the bridge's queue empty", func() bool {
-		st := h.local.Broker.Stats().Bridges[0]
-		return st.Pending == 0 && h.rsub.count(topic, payload) > 0
-	})
-	time.Sleep(200 * time.Millisecond) // time for a late duplicate
-	if n := h.rsub.count(topic, payload); n != 1 {
-		t.Errorf("the remote's subscriber got %s %q %d times, want once", topic, payload, n)
-	}
+	after(t, h)
 }
