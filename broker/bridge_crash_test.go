@@ -92,8 +92,9 @@ func within(d time.Duration, ok func() bool) bool {
 // broker in TestBridgeKill (cmd/tern) duplicated QoS 2 messages at the
 // remote. Each case holds a routing's group open, lets the bridge act,
 // "crashes" (copies the store's files and cuts the bridge's link, so that
-// nothing more leaves), and restarts on the copy: the remote's subscriber
-// must have the message exactly once. [MQTT-4.3.3-2] [MQTT-4.3.3-3]
+// nothing more leaves), and restarts on the copy: the subscriber at the
+// far end must have the message exactly once. [MQTT-4.3.3-1]
+// [MQTT-4.3.3-2]
 func TestBridgeCrashOpenGroup(t *testing.T) {
 	t.Run("publish", func(t *testing.T) {
 		// A QoS 2 message routed to the bridge after the group began: its
