@@ -28,7 +28,11 @@ type groupHold struct {
 	group   store.Group
 	held    chan struct{} // closed when the held group's End is called
 	release chan struct{}
+	freed   sync.Once
 }
+
+// free lets the held group end.
+func (g *groupHold) free() { g.freed.Do(func() { close(g.release) }) }
 
 func newGroupHold(l *store.Log) *groupHold {
 	return &groupHold{Log: l, held: make(chan struct{}), release: make(chan struct{})}
@@ -286,6 +290,7 @@ func crashOpenGroup(t *testing.T, before, after func(*testing.T, *crashHarness))
 	}
 	h.hold = newGroupHold(l)
 	h.local = mqtttest.NewServer(t, func(o *broker.Options) { o.Store = h.hold; o.Bridges = bridges })
+	t.Cleanup(h.hold.free) // before the server's Close, if the test stops early
 	bwait(t, 10*time.Second, "the bridge up", func() bool { return h.local.Broker.Stats().Bridges[0].Connected })
 
 	before(t, h)
@@ -295,7 +300,7 @@ func crashOpenGroup(t *testing.T, before, after func(*testing.T, *crashHarness))
 	copyFiles(t, dir, crashed)
 	h.proxy.SetFilter(mqtttest.OnType(mqtttest.ClientToServer, packet.CONNECT, mqtttest.Cut))
 	h.proxy.CutAll()
-	close(h.hold.release)
+	h.hold.free()
 	h.local.Close()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
