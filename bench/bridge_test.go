@@ -58,9 +58,7 @@ func bridged(b *testing.B, addr string, st store.Store) {
 	local := mqtttest.NewServer(b, func(o *broker.Options) {
 		o.MaxInflight = 65535
 		o.MaxQueued = 1 << 22
-		if st != nil {
-			o.Store = st
-		}
+		o.Store = st
 		o.Bridges = []broker.Bridge{{
 			Name:      "bench",
 			URLs:      []string{"mqtt://" + addr},
