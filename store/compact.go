@@ -74,6 +74,10 @@ func (l *Log) compact() error {
 	}
 	l.base = n
 	l.stats.Compactions++
+	// The writes made meanwhile may have grown the files past the limit
+	// again; the check at the next write would come too late if there is
+	// none.
+	l.maybeCompact()
 	return nil
 }
 

@@ -131,9 +131,10 @@ var ErrLocked = errors.New("store: directory in use by another process")
 // a value (or deletes it), so a record replayed over a state that already
 // holds it changes nothing. The snapshot is synced and renamed into place,
 // the directory synced, and the older files removed; a crash at any point
-// leaves a complete set. Recovery therefore reads about twice the live
-// state at most, or CompactSize, and what was written during a
-// compaction.
+// leaves a complete set. A compaction that ends with the files past the
+// limit again, by the writes made meanwhile, starts another. Recovery
+// therefore reads about twice the live state at most, or CompactSize, and,
+// when Close stopped a compaction under way, what was written during it.
 type Log struct {
 	dir  string
 	opts Options
