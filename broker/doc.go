@@ -24,9 +24,10 @@
 // Options.BatchDelay (1 ms), so that one read and one wake-up take many
 // messages and one write their acknowledgements: common clients write each
 // message on its own, which would otherwise cost the broker a read and a
-// wake-up each. A lone message is not delayed, nor is a stream of QoS 1 or 2
-// messages or acknowledgements that pausing would slow (a window that each
-// pause fills, or the rate dropping by half). A client with several
+// wake-up each. A lone message is not delayed, nor is a stream that pausing
+// would slow (a window that each pause fills, of QoS 1 or 2 messages or of
+// an application that waits for its QoS 0 messages to arrive, or the rate
+// dropping by half). A client with several
 // messages in flight is read, on Linux, once half of their
 // acknowledgements have come (or after BatchDelay), not at each.
 //

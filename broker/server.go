@@ -101,9 +101,10 @@ type Options struct {
 	// broker reads them, so that one read and one wake-up take many: under
 	// such load it costs up to that much latency, and saves the broker a
 	// system call and a goroutine wake-up per message. A lone message is
-	// never delayed, a request and its response rarely; QoS 1 and 2 traffic
-	// is read at once again when pausing would slow it (when each pause
-	// fills a window, or the rate halves). On Linux a TCP connection's
+	// never delayed, a request and its response rarely; a stream is read
+	// at once again when pausing would slow it (when each pause fills a
+	// window, of QoS 1 or 2 messages or of the application's own, or the
+	// rate halves). On Linux a TCP connection's
 	// socket does not wake the broker for the bytes that arrive during a
 	// pause either (SO_RCVLOWAT, see internal/lowat), and while a client
 	// has several messages in flight, its reader waits for half their

@@ -180,8 +180,9 @@ type Options struct {
 	// system call and a wake-up per packet, on the broker too, and the
 	// acknowledgements of a read's QoS 1 and 2 messages leave in one write.
 	// Pausing stops when it would slow the stream, as when the window of a
-	// QoS 1 or 2 sender, not its pace, decides how much each read brings,
-	// and for a while after. On Linux, over plain TCP, the bytes that
+	// sender (of QoS 1 or 2 messages, or an application's own at QoS 0),
+	// not its pace, decides how much each read brings, and for a while
+	// after. On Linux, over plain TCP, the bytes that
 	// arrive during a pause do not wake the process either (SO_RCVLOWAT,
 	// see internal/lowat). In an otherwise idle process Go's
 	// timers round waits under a millisecond up to about one. Zero means

@@ -13,16 +13,10 @@ type Batch struct {
 // Add counts a packet of the read.
 func (b *Batch) Add(p packet.Packet) {
 	b.Packets++
-	switch p := p.(type) {
-	case *packet.Publish:
-		if p.QoS > 0 {
-			b.kind = max(b.kind, Windowed)
-		}
+	switch p.(type) {
+	case *packet.Publish, *packet.Pubrec, *packet.Pubrel:
 	case *packet.Puback, *packet.Pubcomp:
-		b.kind = max(b.kind, Windowed)
 		b.acks++
-	case *packet.Pubrec, *packet.Pubrel:
-		b.kind = max(b.kind, Windowed)
 	default:
 		b.kind = Answer // someone waits for it
 	}

@@ -14,11 +14,11 @@ func TestBatchKind(t *testing.T) {
 		window  int
 		want    Kind
 	}{
-		{"nothing", nil, 20, Free},
-		{"QoS 0 messages", []packet.Packet{pub(0), pub(0)}, 20, Free},
-		{"a QoS 1 message among them", []packet.Packet{pub(0), pub(1)}, 20, Windowed},
-		{"QoS 2 handshake", []packet.Packet{&packet.Pubrec{PacketID: 1}, &packet.Pubrel{PacketID: 2}}, 20, Windowed},
-		{"acknowledgements for under half the window", []packet.Packet{&packet.Puback{PacketID: 1}, &packet.Pubcomp{PacketID: 2}}, 20, Windowed},
+		{"nothing", nil, 20, Stream},
+		{"QoS 0 messages", []packet.Packet{pub(0), pub(0)}, 20, Stream},
+		{"a QoS 1 message among them", []packet.Packet{pub(0), pub(1)}, 20, Stream},
+		{"QoS 2 handshake", []packet.Packet{&packet.Pubrec{PacketID: 1}, &packet.Pubrel{PacketID: 2}}, 20, Stream},
+		{"acknowledgements for under half the window", []packet.Packet{&packet.Puback{PacketID: 1}, &packet.Pubcomp{PacketID: 2}}, 20, Stream},
 		{"acknowledgements for half the window", []packet.Packet{&packet.Puback{PacketID: 1}, &packet.Pubcomp{PacketID: 2}}, 4, Drained},
 		{"an answer among messages", []packet.Packet{pub(1), &packet.Suback{PacketID: 1, ReturnCodes: []byte{0}}, pub(0)}, 20, Answer},
 		{"an answer among drained acknowledgements", []packet.Packet{&packet.Puback{PacketID: 1}, &packet.Pingresp{}}, 1, Answer},

@@ -23,11 +23,13 @@ import "time"
 // again, so that a conversation is delayed a few times, not every few
 // messages.
 //
-// It also stops when it slows a stream of QoS 1 or 2 messages down. Their
-// sender has a window of messages in flight, and the acknowledgements that
-// open it are packets too: delaying them, or the messages they answer,
-// caps the stream at a window per delay. So while such packets are paced,
-// the pacer compares the packets per second of the paused reads with those
+// It also stops when it slows the stream down. A sender of QoS 1 or 2
+// messages has a window of messages in flight, and the acknowledgements
+// that open it are packets too: delaying them, or the messages they
+// answer, caps the stream at a window per delay. A sender of QoS 0
+// messages may hold a window of its own, in the application: a publisher
+// that waits for its messages to be delivered, or for answers to them, as
+// tern bench does. So while the pacer pauses, it compares the packets per second of the paused reads with those
 // of the quick reads that started the pausing; when pausing gets under half
 // of that (under a quarter: after two paused reads), or when paused reads
 // each bring the same number of packets however long they gathered them (a
@@ -36,9 +38,9 @@ import "time"
 // A reader that knows its own window full and drained by a paused
 // read says so (Drained), with the same effect. Every so often the pacer
 // stops pausing to measure the rate anew, as the stream may have sped up.
-// Nothing limits a stream of QoS 0 messages that way: it is paced without
-// the check, which would take the chance ups and downs of a stream's rate
-// for a window.
+// The check may take the chance ups and downs of a stream's rate for a
+// window: that costs reads, for a while, where a window capped by the
+// pauses would cost half the throughput and a delay of latency.
 //
 // The caller says what each read brought (Kind): answers to requests
 // (CONNACK, SUBACK) are never delayed.
@@ -65,7 +67,6 @@ type Reader struct {
 	judgedAt    time.Time
 	pausedPk    int
 	pausedReads int
-	windowed    bool          // some of those reads brought Windowed packets
 	each        int           // what each of those reads brought, if all the same; -1 if not
 	shortest    time.Duration // the shortest and longest time a paused read gathered packets
 	longest     time.Duration
@@ -83,11 +84,9 @@ type Reader struct {
 type Kind int
 
 const (
-	// Free: QoS 0 messages only. Nobody waits for them.
-	Free Kind = iota
-	// Windowed: QoS 1 or 2 messages or their acknowledgements, with no
+	// Stream: messages of any QoS and their acknowledgements, with no
 	// answer to a request. Paced while pausing keeps their rate.
-	Windowed
+	Stream Kind = iota
 	// Drained: acknowledgements that emptied much of the reader's own
 	// window of messages in flight, which is full: pausing stalls its
 	// messages behind the window. Holds pausing off, as a failed rate
@@ -158,7 +157,7 @@ func (p *Reader) Wait(kind Kind, packets int) time.Time {
 				p.need = pacerTrigger // pausing pays
 			}
 		}
-		if !p.judge(now, kind, packets) {
+		if !p.judge(now, packets) {
 			p.quick, p.pausing, p.useless = 0, false, false
 			break
 		}
@@ -185,7 +184,7 @@ func (p *Reader) Wait(kind Kind, packets int) time.Time {
 			if d := now.Sub(p.streakAt); d > 0 {
 				p.rate = float64(p.streakPk) / float64(d)
 			}
-			p.judgedAt, p.pausedPk, p.pausedReads, p.windowed, p.passed = time.Time{}, 0, 0, false, 0
+			p.judgedAt, p.pausedPk, p.pausedReads, p.passed = time.Time{}, 0, 0, 0
 		}
 	default:
 		p.quick = 0
@@ -199,13 +198,12 @@ func (p *Reader) Wait(kind Kind, packets int) time.Time {
 func (p *Reader) Pausing() bool { return p.pausing }
 
 // judge counts the packets of a read made while pausing and, every
-// judgeReads reads that brought QoS 1 or 2 traffic among others, reports
-// whether pausing kept the stream at half its rate before, at
-// least. If not, it holds pausing off. After remeasure checks passed, it
+// judgeReads reads, reports whether pausing kept the stream at half its
+// rate before, at least. If not, it holds pausing off. After remeasure checks passed, it
 // ends the pausing all the same, so that the next quick reads measure the
 // rate anew: the stream may have sped up since, and pauses that hold it
 // at its old rate would pass every check.
-func (p *Reader) judge(now time.Time, kind Kind, packets int) bool {
+func (p *Reader) judge(now time.Time, packets int) bool {
 	if p.judgedAt.IsZero() {
 		// The read that started the pausing was not paused: the
 		// paused reads start here.
@@ -213,7 +211,6 @@ func (p *Reader) judge(now time.Time, kind Kind, packets int) bool {
 		return true
 	}
 	p.pausedPk += packets
-	p.windowed = p.windowed || kind == Windowed
 	gathered := p.last.Sub(p.prev)
 	switch {
 	case p.pausedReads == 0:
@@ -227,21 +224,17 @@ func (p *Reader) judge(now time.Time, kind Kind, packets int) bool {
 	// a conversation, such as a QoS 1 message to oneself, gathers its
 	// two or three packets per pause. (One may be a chance gap.)
 	p.pausedReads++
-	crawl := p.windowed && p.pausedReads >= 2 && d > 0 && 4*float64(p.pausedPk) < p.rate*float64(d)
+	crawl := p.pausedReads >= 2 && d > 0 && 4*float64(p.pausedPk) < p.rate*float64(d)
 	if p.pausedReads < judgeReads && !crawl {
 		return true
 	}
-	windowed := p.windowed
 	// Paused reads that each bring the same number of packets, several,
 	// however long they gathered them, bring a window's worth: the
 	// window, not the stream, sets how much a pause gathers, and the
 	// pause is what holds it up.
 	full := p.each >= minWindow && 4*p.longest >= 5*p.shortest
 	slowed := full || d > 0 && 2*float64(p.pausedPk) < p.rate*float64(d)
-	p.judgedAt, p.pausedPk, p.pausedReads, p.windowed = now, 0, 0, false
-	if !windowed {
-		return true
-	}
+	p.judgedAt, p.pausedPk, p.pausedReads = now, 0, 0
 	if slowed {
 		p.holdOff(now)
 		return false

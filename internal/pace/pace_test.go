@@ -61,7 +61,7 @@ func TestReadPacer(t *testing.T) {
 		// one it starts.
 		f := newFakePacer(d)
 		for i := range 20 {
-			if s := f.step(0, Free, 1, d/2); s != 0 {
+			if s := f.step(0, Stream, 1, d/2); s != 0 {
 				t.Fatalf("read %d slept %v", i, s)
 			}
 		}
@@ -72,14 +72,14 @@ func TestReadPacer(t *testing.T) {
 		// waits for one, and a pause gathers two.
 		f := newFakePacer(d)
 		wait := d/2 - 10*time.Microsecond
-		f.step(time.Second, Free, 1, wait)
+		f.step(time.Second, Stream, 1, wait)
 		for i := 0; !f.pausing; i++ {
 			if i > pacerTrigger+int(d/wait)+2 {
 				t.Fatalf("not pausing after %d reads that each waited %v", i, wait)
 			}
-			f.step(0, Free, 1, wait)
+			f.step(0, Stream, 1, wait)
 		}
-		if s := f.step(0, Free, 1, 0); s != d-wait {
+		if s := f.step(0, Stream, 1, 0); s != d-wait {
 			t.Fatalf("paced read slept %v, want %v", s, d-wait)
 		}
 	})
@@ -90,10 +90,10 @@ func TestReadPacer(t *testing.T) {
 		// call is what helps it.
 		f := newFakePacer(d)
 		const handling = 200 * time.Microsecond
-		f.step(time.Second, Free, 1, 0)
-		f.untilPausing(t, handling, Free, 4)
+		f.step(time.Second, Stream, 1, 0)
+		f.untilPausing(t, handling, Stream, 4)
 		for i := range 10 {
-			if s := f.step(handling, Free, 20, 0); s != d-handling {
+			if s := f.step(handling, Stream, 20, 0); s != d-handling {
 				t.Fatalf("paced read %d slept %v, want %v", i, s, d-handling)
 			}
 		}
@@ -102,39 +102,39 @@ func TestReadPacer(t *testing.T) {
 	t.Run("the zero Reader never waits", func(t *testing.T) {
 		var p Reader
 		for range 20 {
-			p.Read(p.Wait(Free, 20))
+			p.Read(p.Wait(Stream, 20))
 		}
 	})
 
 	t.Run("a fast QoS 0 stream is paced", func(t *testing.T) {
 		f := newFakePacer(d)
-		f.step(time.Second, Free, 1, 0)
-		f.untilPausing(t, quick, Free, 1)
+		f.step(time.Second, Stream, 1, 0)
+		f.untilPausing(t, quick, Stream, 1)
 		// Every later read starts one delay after the previous one, and no
 		// sooner, while each brings what a delay of the stream brings.
 		perDelay := int(d / quick)
 		for i := range 10 {
-			if s := f.step(quick, Free, perDelay, 0); s != d-quick {
+			if s := f.step(quick, Stream, perDelay, 0); s != d-quick {
 				t.Fatalf("paced read %d slept %v, want %v", i, s, d-quick)
 			}
 		}
 		// The handling of a batch that took longer than the delay leaves
 		// nothing to wait for.
-		if s := f.step(2*d, Free, perDelay, 0); s != 0 {
+		if s := f.step(2*d, Stream, perDelay, 0); s != 0 {
 			t.Fatalf("read after slow handling slept %v", s)
 		}
-		if s := f.step(quick, Free, 2*perDelay, 0); s != d-quick {
+		if s := f.step(quick, Stream, 2*perDelay, 0); s != d-quick {
 			t.Fatalf("read after slow handling ended the pacing: slept %v", s)
 		}
 	})
 
 	t.Run("a read that waits longer than the delay ends the pacing", func(t *testing.T) {
 		f := newFakePacer(d)
-		f.untilPausing(t, quick, Free, 1)
-		if s := f.step(quick, Free, 1, d+time.Microsecond); s == 0 {
+		f.untilPausing(t, quick, Stream, 1)
+		if s := f.step(quick, Stream, 1, d+time.Microsecond); s == 0 {
 			t.Fatal("not pacing before the stream slowed")
 		}
-		if s := f.step(quick, Free, 20, 0); s != 0 {
+		if s := f.step(quick, Stream, 20, 0); s != 0 {
 			t.Fatalf("still pacing after the stream slowed: slept %v", s)
 		}
 	})
@@ -145,7 +145,7 @@ func TestReadPacer(t *testing.T) {
 		f := newFakePacer(d)
 		const reads = 10000
 		for range reads {
-			f.step(quick, Free, 1, 0)
+			f.step(quick, Stream, 1, 0)
 		}
 		// After two useless pauses in a row the pacer wants twice as
 		// many quick reads: at most two pauses per delay's worth of
@@ -158,14 +158,14 @@ func TestReadPacer(t *testing.T) {
 
 	t.Run("one pause that brings one packet does not end the pacing", func(t *testing.T) {
 		f := newFakePacer(d)
-		f.untilPausing(t, quick, Free, 1)
+		f.untilPausing(t, quick, Stream, 1)
 		// A gap in the stream: the pause brings one packet, the next
 		// ones many again.
-		if s := f.step(quick, Free, 1, 0); s == 0 {
+		if s := f.step(quick, Stream, 1, 0); s == 0 {
 			t.Fatal("not pacing before the gap")
 		}
 		for i := range 5 {
-			if s := f.step(quick, Free, int(d/quick), 0); s != d-quick {
+			if s := f.step(quick, Stream, int(d/quick), 0); s != d-quick {
 				t.Fatalf("paced read %d after the gap slept %v, want %v", i, s, d-quick)
 			}
 		}
@@ -179,8 +179,8 @@ func TestReadPacer(t *testing.T) {
 			}
 		}
 		// Pacing stops at the first read that brings one.
-		f.untilPausing(t, quick, Free, 20)
-		f.step(quick, Free, 20, 0)
+		f.untilPausing(t, quick, Stream, 20)
+		f.step(quick, Stream, 20, 0)
 		if s := f.step(quick, Answer, 20, 0); s != 0 {
 			t.Fatalf("read after a packet that may not be paced slept %v", s)
 		}
@@ -191,7 +191,7 @@ func TestReadPacer(t *testing.T) {
 		// never fill.
 		f := newFakePacer(d)
 		const every = 25 * time.Microsecond
-		f.untilPausing(t, every, Windowed, 1)
+		f.untilPausing(t, every, Stream, 1)
 		// Paced for remeasure checks, then read at once for a delay to
 		// measure the rate again, and paced again: under 5% of the time
 		// unpaced.
@@ -202,7 +202,7 @@ func TestReadPacer(t *testing.T) {
 				packets = int(d / every)
 			}
 			at := f.clock
-			if s := f.step(every, Windowed, packets, 0); s > 0 {
+			if s := f.step(every, Stream, packets, 0); s > 0 {
 				paced += f.clock.Sub(at)
 			} else {
 				unpaced += f.clock.Sub(at)
@@ -215,9 +215,10 @@ func TestReadPacer(t *testing.T) {
 
 	t.Run("a stream that pausing slows is read at once again", func(t *testing.T) {
 		// A sender with a window of 100 QoS 1 messages that the reader
-		// acknowledges: read at once, a read brings 5 of them every
-		// 10 µs (500,000 a second); paused, a read brings the window per
-		// delay (200,000 a second).
+		// acknowledges, or of 100 QoS 0 messages that it waits to see
+		// delivered (tern bench's publishers): read at once, a read
+		// brings 5 of them every 10 µs (500,000 a second); paused, a
+		// read brings the window per delay (200,000 a second).
 		f := newFakePacer(d)
 		const gap, window = 10 * time.Microsecond, 100
 		pausing := func() bool { return f.pausing }
@@ -229,13 +230,13 @@ func TestReadPacer(t *testing.T) {
 				packets = window
 			}
 			at := f.clock
-			if f.step(gap, Windowed, packets, 0) > 0 {
+			if f.step(gap, Stream, packets, 0) > 0 {
 				pauses++
 			}
 			elapsed += f.clock.Sub(at)
 			reads++
 		}
-		f.untilPausing(t, gap, Windowed, 5)
+		f.untilPausing(t, gap, Stream, 5)
 		for pausing() {
 			step()
 			if pauses > judgeReads {
@@ -265,7 +266,7 @@ func TestReadPacer(t *testing.T) {
 		// stream, is the limit; the rate check alone could miss it when
 		// the quick reads that started the pausing were slow ones.
 		f := newFakePacer(d)
-		f.untilPausing(t, 100*time.Microsecond, Windowed, 1)
+		f.untilPausing(t, 100*time.Microsecond, Stream, 1)
 		for i := 0; f.pausing; i++ {
 			if i > judgeReads {
 				t.Fatalf("still pausing after %d reads of a full window", i)
@@ -274,9 +275,9 @@ func TestReadPacer(t *testing.T) {
 			if i%2 == 1 {
 				gap = d * 3 / 2
 			}
-			f.step(gap, Windowed, 20, 0)
+			f.step(gap, Stream, 20, 0)
 		}
-		if s := f.step(0, Windowed, 20, 0); s != 0 {
+		if s := f.step(0, Stream, 20, 0); s != 0 {
 			t.Fatalf("paused %v right after", s)
 		}
 	})
@@ -284,8 +285,8 @@ func TestReadPacer(t *testing.T) {
 	t.Run("acknowledgements that drain the window hold pausing off", func(t *testing.T) {
 		f := newFakePacer(d)
 		const every = 25 * time.Microsecond
-		f.untilPausing(t, every, Windowed, 1)
-		if s := f.step(every, Windowed, 1, 0); s == 0 {
+		f.untilPausing(t, every, Stream, 1)
+		if s := f.step(every, Stream, 1, 0); s == 0 {
 			t.Fatal("not pacing before the window drained")
 		}
 		// The paused read brought acknowledgements for most of the
@@ -294,12 +295,12 @@ func TestReadPacer(t *testing.T) {
 			t.Fatalf("paused %v after the window drained", s)
 		}
 		for hold := f.clock.Add(minHold * d); f.clock.Before(hold); {
-			if s := f.step(every, Windowed, 1, 0); s != 0 {
+			if s := f.step(every, Stream, 1, 0); s != 0 {
 				t.Fatalf("paused %v during the hold, %v before its end", s, hold.Sub(f.clock))
 			}
 		}
 		// Then pausing starts again.
-		f.untilPausing(t, every, Windowed, 1)
+		f.untilPausing(t, every, Stream, 1)
 	})
 
 	t.Run("a QoS 1 conversation is paused rarely", func(t *testing.T) {
@@ -315,7 +316,7 @@ func TestReadPacer(t *testing.T) {
 				packets = 2
 			}
 			at := f.clock
-			s := f.step(every, Windowed, packets, 0)
+			s := f.step(every, Stream, packets, 0)
 			lost += s
 			elapsed += f.clock.Sub(at)
 		}
@@ -327,24 +328,11 @@ func TestReadPacer(t *testing.T) {
 		}
 	})
 
-	t.Run("a QoS 0 stream is paced whatever its rate", func(t *testing.T) {
-		// The same reads as above, all QoS 0: no window to stall, the
-		// stream only slowed by chance; pausing goes on.
-		f := newFakePacer(d)
-		const gap = 10 * time.Microsecond
-		f.untilPausing(t, gap, Free, 5)
-		for i := range 100 {
-			if s := f.step(gap, Free, 100, 0); s != d-gap {
-				t.Fatalf("paced read %d slept %v, want %v", i, s, d-gap)
-			}
-		}
-	})
-
 	t.Run("a negative or zero delay turns pacing off", func(t *testing.T) {
 		for _, delay := range []time.Duration{0, -1} {
 			f := newFakePacer(delay)
 			for i := range 20 {
-				if s := f.step(0, Free, 20, 0); s != 0 {
+				if s := f.step(0, Stream, 20, 0); s != 0 {
 					t.Fatalf("delay %v: read %d slept %v", delay, i, s)
 				}
 			}
