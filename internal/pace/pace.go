@@ -29,14 +29,15 @@ import "time"
 // answer, caps the stream at a window per delay. A sender of QoS 0
 // messages may hold a window of its own, in the application: a publisher
 // that waits for its messages to be delivered, or for answers to them, as
-// tern bench does. So while the pacer pauses, it compares the packets per second of the paused reads with those
-// of the quick reads that started the pausing; when pausing gets under half
-// of that (under a quarter: after two paused reads), or when paused reads
-// each bring the same number of packets however long they gathered them (a
-// window's worth: the pause is the limit), it reads at once again and does
-// not try pausing for a while, twice as long each time in a row it fails.
-// A reader that knows its own window full and drained by a paused
-// read says so (Drained), with the same effect. Every so often the pacer
+// tern bench does. So while the pacer pauses, it compares the packets per
+// second of the paused reads with those of the quick reads that started
+// the pausing; when pausing gets under half of that (under a quarter:
+// after two paused reads), or when paused reads each bring the same
+// number of packets however long they gathered them (a window's worth: the
+// pause is the limit), it reads at once again and does not try pausing
+// for a while, twice as long each time in a row it fails. A reader that
+// knows its own window full and drained by a paused read says so
+// (Drained), with the same effect. Every so often the pacer
 // stops pausing to measure the rate anew, as the stream may have sped up.
 // The check may take the chance ups and downs of a stream's rate for a
 // window: that costs reads, for a while, where a window capped by the
@@ -126,7 +127,13 @@ const (
 // helps most, however long it takes to handle each batch; and where a
 // wake-up is slow, a read that waited still brings several packets.
 func New(delay time.Duration) Reader {
-	return Reader{delay: delay, quickIn: delay / 2, need: pacerTrigger, now: time.Now, sleep: time.Sleep}
+	return NewClock(delay, time.Now, time.Sleep)
+}
+
+// NewClock is New on a clock of the caller's: now tells the time and sleep
+// waits (or moves the clock on). For tests and fuzzing.
+func NewClock(delay time.Duration, now func() time.Time, sleep func(time.Duration)) Reader {
+	return Reader{delay: delay, quickIn: delay / 2, need: pacerTrigger, now: now, sleep: sleep}
 }
 
 // Wait is called when the reader is about to read from the network, with
@@ -199,10 +206,10 @@ func (p *Reader) Pausing() bool { return p.pausing }
 
 // judge counts the packets of a read made while pausing and, every
 // judgeReads reads, reports whether pausing kept the stream at half its
-// rate before, at least. If not, it holds pausing off. After remeasure checks passed, it
-// ends the pausing all the same, so that the next quick reads measure the
-// rate anew: the stream may have sped up since, and pauses that hold it
-// at its old rate would pass every check.
+// rate before, at least. If not, it holds pausing off. After remeasure
+// checks passed, it ends the pausing all the same, so that the next quick
+// reads measure the rate anew: the stream may have sped up since, and
+// pauses that hold it at its old rate would pass every check.
 func (p *Reader) judge(now time.Time, packets int) bool {
 	if p.judgedAt.IsZero() {
 		// The read that started the pausing was not paused: the

@@ -15,9 +15,9 @@ type fakePacer struct {
 
 func newFakePacer(delay time.Duration) *fakePacer {
 	f := &fakePacer{clock: time.Unix(1000, 0)}
-	f.Reader = New(delay)
-	f.now = func() time.Time { return f.clock }
-	f.sleep = func(d time.Duration) { f.slept = append(f.slept, d); f.clock = f.clock.Add(d) }
+	f.Reader = NewClock(delay,
+		func() time.Time { return f.clock },
+		func(d time.Duration) { f.slept = append(f.slept, d); f.clock = f.clock.Add(d) })
 	return f
 }
 
