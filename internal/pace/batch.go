@@ -14,9 +14,10 @@ type Batch struct {
 func (b *Batch) Add(p packet.Packet) {
 	b.Packets++
 	switch p.(type) {
-	case *packet.Publish, *packet.Pubrec, *packet.Pubrel:
 	case *packet.Puback, *packet.Pubcomp:
 		b.acks++
+	case *packet.Publish, *packet.Pubrec, *packet.Pubrel:
+		// A stream's, which the pacer may delay.
 	default:
 		b.kind = Answer // someone waits for it
 	}
