@@ -1,6 +1,7 @@
 package fuzz_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -85,27 +86,19 @@ func pacerProgram(delayMicros uint16, reads ...pacerRead) []byte {
 	return b
 }
 
-func repeatRead(r pacerRead, n int) []pacerRead {
-	rs := make([]pacerRead, n)
-	for i := range rs {
-		rs[i] = r
-	}
-	return rs
-}
-
 // pacerSeeds: a fast stream that the pacer pauses, ended by a drained
 // window, an answer, a stream that slows; a window that every pause
 // fills; no delay, and a negative one.
 func pacerSeeds() [][]byte {
 	// Reads ready every 300 µs with 100 packets each: quick, and the
 	// pauses (to 500 µs) keep the rate over half.
-	fast := repeatRead(pacerRead{gap: 150, kind: 0x10, packets: 100}, 40)
+	fast := slices.Repeat([]pacerRead{{gap: 150, kind: 0x10, packets: 100}}, 40)
 	var seeds [][]byte
 	for _, end := range [][]pacerRead{
 		{{gap: 5, kind: 2, packets: 20}, {gap: 5, packets: 1}},
 		{{gap: 5, kind: 3, packets: 1}, {gap: 5, packets: 1}},
 		{{gap: 5, packets: 1, wait: 255}, {gap: 255, packets: 1, wait: 255}},
-		repeatRead(pacerRead{gap: 250, packets: 20}, 40),
+		slices.Repeat([]pacerRead{{gap: 250, packets: 20}}, 40),
 	} {
 		seeds = append(seeds, pacerProgram(500, append(fast, end...)...))
 	}
