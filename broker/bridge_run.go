@@ -246,6 +246,9 @@ func (b *bridge) run() {
 		if b.ctx.Err() != nil {
 			return
 		}
+		if b.storeFailed(log) {
+			return
+		}
 		log.Warn("bridge down", "err", err)
 		t := time.NewTimer(wait)
 		select {
@@ -280,11 +283,42 @@ func (b *bridge) run() {
 				b.publishState(false)
 			}
 		}
+		if b.storeFailed(log) {
+			return
+		}
 		if !subscribed && b.up.Load() {
 			// Once: the client subscribes again by itself on every
 			// connection whose session the broker did not keep.
 			subscribed = b.subscribe(log)
 		}
+	}
+}
+
+// storeFailed stops a bridge with a store once the Server's store has
+// failed, and reports whether it did. Its queue can no longer be kept, and
+// every write to the remote broker would fail (see syncedConn): it would
+// reconnect in a loop. A routing that finds the queue's write failed, or
+// the client's events, wake run to look.
+func (b *bridge) storeFailed(log interface{ Error(string, ...any) }) bool {
+	err := b.srv.dur.err()
+	if b.store == nil || err == nil {
+		return false
+	}
+	b.local.mu.Lock()
+	b.srv.removeAllSubs(b.local)
+	b.local.mu.Unlock()
+	b.c.Close()
+	b.up.Store(false)
+	b.publishState(false)
+	log.Error("bridge stopped: the store failed", "err", err)
+	return true
+}
+
+// wake tells run to look at the events and the store.
+func (b *bridge) wake() {
+	select {
+	case b.notify <- struct{}{}:
+	default:
 	}
 }
 
@@ -321,6 +355,9 @@ func (b *bridge) subscribe(log interface{ Warn(string, ...any) }) bool {
 // onEvent hands the client's connection events to run.
 func (b *bridge) onEvent(ev mqttclient.Event) {
 	if ev.Kind != mqttclient.Connected && ev.Kind != mqttclient.ConnectionLost {
+		if ev.Err != nil && errors.Is(ev.Err, errStoreFailed) {
+			b.wake() // a reconnection that failed on the store
+		}
 		return
 	}
 	// Set here, not in run, so that forward and incoming see the link as
@@ -332,10 +369,7 @@ func (b *bridge) onEvent(ev mqttclient.Event) {
 	b.mu.Lock()
 	b.events = append(b.events, ev)
 	b.mu.Unlock()
-	select {
-	case b.notify <- struct{}{}:
-	default:
-	}
+	b.wake()
 }
 
 // publishState publishes the notification: locally, and on the remote
@@ -433,6 +467,9 @@ func (b *bridge) forward(r *router, p *packet.Publish) bool {
 		why := err.Error()
 		if errors.Is(err, context.Canceled) {
 			why = "queue full"
+		}
+		if errors.Is(err, errStoreFailed) {
+			b.wake()
 		}
 		b.drop(why, remote, p.QoS)
 		return false
@@ -551,9 +588,10 @@ func (b *bridge) acker() {
 		batch, b.toAck = b.toAck, batch[:0]
 		b.ackMu.Unlock()
 		if err := b.srv.dur.syncAll(); err != nil {
-			// Not acknowledged: the remote sends them again, to a
-			// broker that, with its store failed, acknowledges nothing.
-			b.srv.log.Error("bridge: store failed", "bridge", b.cfg.Name, "err", err)
+			// Not acknowledged: the remote sends them again, once
+			// the broker runs on a store that works; the bridge
+			// stops (see storeFailed).
+			b.wake()
 			clear(batch)
 			continue
 		}

@@ -3,6 +3,9 @@ package broker_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,5 +210,52 @@ func TestBridgeIncomingCrash(t *testing.T) {
 	}
 	if st := b.Broker.Stats().Bridges[0]; !st.Connected {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestBridgeStoreFailed: a bridge with a store stops once the store fails
+// (logged), rather than reconnect in a loop with every write failing; the
+// local publisher whose message it could not queue gets no PUBACK.
+func TestBridgeStoreFailed(t *testing.T) {
+	remote := mqtttest.NewServer(t, func(o *broker.Options) { o.AllowBridges = true })
+	proxy := mqtttest.NewProxy(t, remote.URL)
+	fs := newFakeStore(t)
+	logs := new(lockedBuffer)
+	local := storeServer(t, fs, func(o *broker.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError}))
+		o.Bridges = []broker.Bridge{{
+			Name: "b", URLs: []string{proxy.URL()}, ClientID: "b-bridge",
+			Topics:       []broker.BridgeTopic{{Pattern: "t", Direction: broker.BridgeOut, QoS: 1}},
+			ReconnectMin: 10 * time.Millisecond, ReconnectMax: 20 * time.Millisecond,
+		}}
+	})
+	bwait(t, 10*time.Second, "bridge up", func() bool { return local.Broker.Stats().Bridges[0].Connected })
+
+	fs.breakWith(errors.New("disk gone"))
+	p := connect(t, local, "p", true, false)
+	p.send(pub("t", "x", 1, 1))
+	p.expectClose() // its copy for the bridge could not be queued
+	bwait(t, 10*time.Second, "bridge stopped", func() bool {
+		return strings.Contains(logs.String(), "bridge stopped: the store failed")
+	})
+	if local.Broker.Stats().Bridges[0].Connected {
+		t.Errorf("bridge still connected after it stopped")
+	}
+	connects := func() int {
+		n := 0
+		for _, f := range proxy.Frames() {
+			if f.Dir == mqtttest.ClientToServer && f.Type == packet.CONNECT {
+				n++
+			}
+		}
+		return n
+	}
+	before := connects()
+	time.Sleep(200 * time.Millisecond) // 10 reconnection delays
+	if after := connects(); after != before {
+		t.Errorf("bridge connected %d more times after it stopped", after-before)
+	}
+	if n := strings.Count(logs.String(), "bridge stopped"); n != 1 {
+		t.Errorf("%d log lines about the bridge stopping, want 1; log:\n%s", n, logs.String())
 	}
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -53,9 +54,10 @@ import (
 // writes synced when their turn comes: group commit).
 type durable struct {
 	st      store.Store
+	log     *slog.Logger
 	expiry  time.Duration
 	syncMu  sync.Mutex    // held by the one caller of the store's Sync
-	written atomic.Uint64 // writes returned so far
+	written atomic.Uint64 // writes returned so far, failed ones too
 	synced  atomic.Uint64 // writes known durable
 	failed  atomic.Pointer[error]
 	expired atomic.Int64
@@ -70,17 +72,21 @@ type durable struct {
 // that depends on the store is acknowledged.
 var errStoreFailed = errors.New("broker: store failed")
 
-func newDurable(opts *Options) *durable {
-	return &durable{st: opts.Store, expiry: opts.SessionExpiry, stop: make(chan struct{})}
+func newDurable(opts *Options, log *slog.Logger) *durable {
+	return &durable{st: opts.Store, log: log, expiry: opts.SessionExpiry, stop: make(chan struct{})}
 }
 
 // fail records the store's first error. A store that failed a write may
-// have lost it: the broker keeps serving, but no acknowledgement that
-// depends on the store leaves again (the writers fail, which closes their
-// connections), so that nothing acknowledged is lost.
+// have lost it, and what it had not synced: from then on nothing is
+// synced, so that no packet that depends on a write made after the last
+// Sync leaves (its writer fails, which closes its connection) and nothing
+// acknowledged is lost. The rest goes on: clean sessions depend on no
+// write; persistent sessions are refused (CONNACK 0x03).
 func (d *durable) fail(err error) error {
 	err = fmt.Errorf("%w: %w", errStoreFailed, err)
-	d.failed.CompareAndSwap(nil, &err)
+	if d.failed.CompareAndSwap(nil, &err) {
+		d.log.Error("store failed: nothing that depends on it is acknowledged or sent from now on, persistent sessions are refused", "err", err)
+	}
 	return *d.failed.Load()
 }
 
@@ -91,34 +97,38 @@ func (d *durable) err() error {
 	return nil
 }
 
-// wrote counts a write that returned err and returns its number.
+// wrote counts a write that returned err and returns its number. A
+// failed write gets a number too, which is never synced: whatever depends
+// on it never leaves.
 func (d *durable) wrote(err error) (uint64, error) {
 	if err != nil {
-		return 0, d.fail(err)
+		err = d.fail(err) // before the number, for syncTo
 	}
-	return d.written.Add(1), nil
+	return d.written.Add(1), err
 }
 
 // syncTo makes the writes up to number n durable. Without a store, or with
-// n synced already, it costs a load or two.
+// n synced already, it costs a load or two; after the store failed, it
+// fails for any write not synced before.
 func (d *durable) syncTo(n uint64) error {
-	if d.st == nil {
+	if d.st == nil || d.synced.Load() >= n {
 		return nil
 	}
 	if err := d.err(); err != nil {
 		return err
 	}
-	if d.synced.Load() >= n {
-		return nil
-	}
 	d.syncMu.Lock()
 	defer d.syncMu.Unlock()
 	if d.synced.Load() >= n {
-		return d.err() // synced by the caller before
+		return nil // synced by the caller before
 	}
 	upTo := d.written.Load() // a Sync covers every write returned before it
 	if err := d.st.Sync(); err != nil {
 		return d.fail(err)
+	}
+	// A write that failed while Sync ran may be numbered upTo or below.
+	if err := d.err(); err != nil {
+		return err
 	}
 	d.synced.Store(upTo) // only the holder of syncMu stores
 	return nil
@@ -148,9 +158,7 @@ type storedSession struct {
 
 func (s *storedSession) wrote(err error) error {
 	n, err := s.d.wrote(err)
-	if err == nil {
-		s.last.Store(n)
-	}
+	s.last.Store(n) // a failed write too: the session's packets wait for it forever
 	return err
 }
 
@@ -251,6 +259,9 @@ func (s *Server) newSession(id string, clean bool) (*client, error) {
 	if d.st == nil || clean {
 		return newClient(s, id, nil)
 	}
+	if err := d.err(); err != nil {
+		return nil, err
+	}
 	st, err := d.st.Session(id)
 	if err != nil {
 		return nil, d.fail(err)
@@ -280,6 +291,9 @@ func (s *Server) attached(cl *client, clean bool) error {
 		// durable.
 		ss.delete()
 		return ss.d.err()
+	}
+	if err := ss.d.err(); err != nil {
+		return err
 	}
 	return ss.wrote(ss.st.Connected())
 }
@@ -474,7 +488,8 @@ type ackGate struct {
 	held    bool          // by the reader; read and written by the reader only
 	grouped bool          // a QoS 2 PUBLISH is handled in group
 	group   store.Group   // its group of writes
-	seq     atomic.Uint64 // writes made when the reader's last packet was handled
+	before  uint64        // writes made when the reader took its packet; reader only
+	seq     atomic.Uint64 // writes made when the last packet that made any was handled
 }
 
 // holdAcks is called by the reader before it gives packet p to the
@@ -488,6 +503,7 @@ func (c *conn) holdAcks(p packet.Packet) {
 		}
 		c.gate.mu.Lock()
 		c.gate.held = true
+		c.gate.before = c.srv.dur.written.Load()
 	}
 }
 
@@ -503,7 +519,12 @@ func (c *conn) releaseAcks() {
 			c.srv.dur.st.End(c.gate.group)
 			c.gate.grouped = false
 		}
-		c.gate.seq.Store(c.srv.dur.written.Load())
+		// A packet during which nothing was written (a QoS 0
+		// message for clean sessions, a PINGREQ) adds no dependency:
+		// after a failed write elsewhere, its answers still leave.
+		if w := c.srv.dur.written.Load(); w != c.gate.before {
+			c.gate.seq.Store(w)
+		}
 		c.gate.held = false
 		c.gate.mu.Unlock()
 	}

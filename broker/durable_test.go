@@ -3,7 +3,11 @@ package broker_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -451,4 +455,64 @@ func TestDurableStatsAfterRestart(t *testing.T) {
 		st := srv.Broker.Stats()
 		return st.Sessions == 1 && st.Subscriptions == 0
 	})
+}
+
+// TestDurableStoreFailed: once the store fails, nothing that depends on it
+// is acknowledged or sent, and the rest goes on: clean sessions connect and
+// get their messages; a persistent session is refused (CONNACK 0x03); the
+// failure is logged once.
+func TestDurableStoreFailed(t *testing.T) {
+	fs := newFakeStore(t)
+	logs := new(lockedBuffer)
+	srv := storeServer(t, fs, func(o *broker.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError}))
+	})
+	cs := connect(t, srv, "cs", true, false)
+	cs.subscribe(1, "t", 1)
+	ps := connect(t, srv, "ps", false, false)
+	ps.subscribe(1, "t", 1)
+	p1 := connect(t, srv, "p1", true, false)
+
+	fs.breakWith(errors.New("disk gone"))
+	// ps's copy cannot be stored: no PUBACK, and the publisher is cut off
+	// (it sends the message again elsewhere or later).
+	p1.send(pub("t", "lost", 1, 1))
+	p1.expectClose()
+	// Clean sessions depend on nothing stored.
+	p2 := connect(t, srv, "p2", true, false)
+	p2.publish(pub("t", "after", 0, 0))
+	for {
+		got := cs.expectPublish() // "lost" may come first: cs does not depend on the store
+		if string(got.Payload) == "after" {
+			break
+		}
+		cs.ack(got)
+	}
+	// ps's session made a write that failed: its connection ends, at the
+	// latest when it has something to send ("after").
+	for {
+		b, err := ps.next(scriptTimeout)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !isReset(err) {
+				t.Fatalf("ps: want the connection closed, got %v", err)
+			}
+			break
+		}
+		if p := describe(b); packet.Type(b[0]>>4) != packet.PUBLISH || strings.Contains(p, "after") {
+			t.Fatalf("ps: got %s, want the connection closed", p)
+		}
+	}
+
+	// [MQTT-3.2.2-4] [MQTT-3.2.2-5] A persistent session, new or kept, is
+	// refused, with Session Present 0, and the connection closed.
+	for _, id := range []string{"ps", "new"} {
+		c := dial(t, srv, id)
+		c.send(&packet.Connect{ClientID: []byte(id)})
+		c.expect(&packet.Connack{ReturnCode: packet.RefusedServerUnavailable})
+		c.expectClose()
+	}
+
+	if n := strings.Count(logs.String(), `msg="store failed`); n != 1 {
+		t.Errorf("%d error lines about the store's failure, want 1; log:\n%s", n, logs.String())
+	}
 }

@@ -30,6 +30,16 @@ type fakeStore struct {
 	// beforeSync, when set, is called by Sync before it makes the writes
 	// durable, without the lock.
 	beforeSync func()
+	// broken, once set by breakWith, is returned by every write and Sync,
+	// which then change nothing: a disk that failed.
+	broken error
+}
+
+// breakWith makes every later write and Sync fail with err.
+func (f *fakeStore) breakWith(err error) {
+	f.mu.Lock()
+	f.broken = err
+	f.mu.Unlock()
 }
 
 type opKind uint8
@@ -198,10 +208,14 @@ func (s *fakeSess) payloads() []string {
 	return out
 }
 
-func (f *fakeStore) add(op fakeOp) {
+func (f *fakeStore) add(op fakeOp) error {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.broken != nil {
+		return f.broken
+	}
 	f.ops = append(f.ops, op)
-	f.mu.Unlock()
+	return nil
 }
 
 func (f *fakeStore) Load(sess func(string, []store.Subscription, time.Time) error, ret func(*store.Retained) error) error {
@@ -232,6 +246,9 @@ func (f *fakeStore) Load(sess func(string, []store.Subscription, time.Time) erro
 func (f *fakeStore) Session(id string) (store.Session, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.broken != nil {
+		return nil, f.broken
+	}
 	if f.gen[id] > 0 {
 		f.t.Errorf("fakeStore: second Session(%q) before its Delete", id)
 	}
@@ -242,13 +259,11 @@ func (f *fakeStore) Session(id string) (store.Session, error) {
 
 func (f *fakeStore) SetRetained(m *store.Retained) error {
 	r := store.Retained{Topic: slices.Clone(m.Topic), Payload: slices.Clone(m.Payload), QoS: m.QoS}
-	f.add(fakeOp{kind: opSetRetained, id: string(m.Topic), ret: r})
-	return nil
+	return f.add(fakeOp{kind: opSetRetained, id: string(m.Topic), ret: r})
 }
 
 func (f *fakeStore) DeleteRetained(topic []byte) error {
-	f.add(fakeOp{kind: opDeleteRetained, id: string(topic)})
-	return nil
+	return f.add(fakeOp{kind: opDeleteRetained, id: string(topic)})
 }
 
 func (f *fakeStore) Sync() error {
@@ -256,9 +271,12 @@ func (f *fakeStore) Sync() error {
 		f.beforeSync()
 	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.broken != nil {
+		return f.broken
+	}
 	f.synced = len(f.ops)
 	f.syncs++
-	f.mu.Unlock()
 	return nil
 }
 
@@ -282,6 +300,9 @@ func (s *fakeSession) add(op fakeOp) error {
 	f := s.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.broken != nil {
+		return f.broken
+	}
 	if f.gen[s.id] != s.gen {
 		f.t.Errorf("fakeStore: write %d to session %q after its Delete", op.kind, s.id)
 		return nil

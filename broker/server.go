@@ -178,8 +178,13 @@ type Options struct {
 	// message (PUBACK, PUBREC) only once it is durable for every
 	// persistent session it was queued for and as retained, a
 	// subscription (SUBACK) once it is durable, and sends a PUBREL only
-	// once the PUBREC's state is durable [MQTT-4.3.3-1]. The Server does
-	// not close the Store: close it after Shutdown or Close returns.
+	// once the PUBREC's state is durable [MQTT-4.3.3-1]. Once a write or
+	// Sync of the Store fails (logged at error level), the broker keeps
+	// that promise by acknowledging nothing that depends on a write made
+	// since the last good Sync (the connections waiting for such a packet
+	// are closed), refuses persistent sessions (CONNACK 0x03) and stops
+	// its bridges; clean sessions go on. The Server does not close the
+	// Store: close it after Shutdown or Close returns.
 	Store store.Store
 
 	// SessionExpiry deletes a persistent session whose client has not
@@ -299,7 +304,7 @@ func New(opts Options) *Server {
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	s := &Server{
-		dur:       newDurable(&opts),
+		dur:       newDurable(&opts, log),
 		opts:      opts,
 		log:       log,
 		clients:   make(map[string]*client),

@@ -38,6 +38,10 @@ Durable state (without -data, everything is kept in memory only):
   -session-expiry DURATION  deletes a persistent session whose client has
                  not connected for that long (e.g. 720h); 0 keeps them.
   SIGTERM and SIGINT stop the broker cleanly and close the store.
+  A write or fsync that fails (a full or failing disk) is logged at error
+  level; from then on nothing that depends on the store is acknowledged,
+  persistent sessions are refused (CONNACK 0x03) and bridges stop, while
+  clean sessions go on. Restart the broker once the disk is fixed.
 `
 
 func (f *storeFlags) register(fs *flag.FlagSet) {
