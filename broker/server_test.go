@@ -2,7 +2,9 @@ package broker_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"runtime"
 	"testing"
 	"time"
@@ -178,6 +180,59 @@ func TestWriteTimeout(t *testing.T) {
 		p.send(&packet.Publish{Topic: []byte("load"), Payload: payload})
 	}
 	waitFor(t, "the stuck connection to be closed", func() bool { return srv.Broker.Stats().Disconnected == 1 })
+}
+
+// WriteTimeout bounds a time without progress, not the time a batch takes:
+// a subscriber that reads a backlog of 2 MiB slowly (about 1 MB/s, a
+// second and more) but steadily keeps its connection and gets every
+// message, where each write of the backlog is allowed 300 ms.
+func TestWriteTimeoutSlowReader(t *testing.T) {
+	srv := newServer(t, func(o *broker.Options) { o.WriteTimeout = 300 * time.Millisecond })
+	ctx := context.Background()
+	nc, err := srv.Dial(ctx, "", "") // a pipe: no kernel buffer takes the backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	slow := &script{t: t, name: "slow", c: nc, r: packet.NewReader(nc, 0)}
+	slow.send(&packet.Connect{ClientID: []byte("slow"), CleanSession: true})
+	slow.expect(&packet.Connack{})
+	slow.subscribe(1, "big/#", 0)
+
+	const n, size = 128, 16 << 10
+	p := connect(t, srv, "p", true, false)
+	for i := range n {
+		payload := make([]byte, size)
+		binary.BigEndian.PutUint32(payload, uint32(i))
+		p.send(&packet.Publish{Topic: []byte("big/t"), Payload: payload})
+	}
+	p.send(&packet.Pingreq{}) // all routed, and queued for slow, once answered
+	p.expect(&packet.Pingresp{})
+
+	slow.r = packet.NewReader(&trickle{r: nc, n: 4 << 10, every: 2 * time.Millisecond}, 0)
+	for i := range n {
+		b, err := slow.next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("message %d of %d: %v (Stats.Disconnected = %d)", i, n, err, srv.Broker.Stats().Disconnected)
+		}
+		got, err := packet.Decode(b)
+		pub, ok := got.(*packet.Publish)
+		if err != nil || !ok || len(pub.Payload) != size || binary.BigEndian.Uint32(pub.Payload) != uint32(i) {
+			t.Fatalf("message %d: got %s", i, describe(b))
+		}
+	}
+}
+
+// trickle reads at most n bytes every interval.
+type trickle struct {
+	r     io.Reader
+	n     int
+	every time.Duration
+}
+
+func (t *trickle) Read(b []byte) (int, error) {
+	time.Sleep(t.every)
+	return t.r.Read(b[:min(len(b), t.n)])
 }
 
 // Shutdown writes out what waits, ends every connection without publishing
