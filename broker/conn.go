@@ -49,6 +49,8 @@ type conn struct {
 	wgen      uint32        // the generation of the net.Conn wdeadline is for
 	wexit     chan struct{} // closed by the running writer when it ends, if set
 	wdeadline time.Duration // when the write deadline was last moved, since the Server started; 0 never
+	werr      error         // why the writer failed, if it did; guarded by wmu
+	wlost     int           // QoS 0 messages of batches whose write failed; writer only, then finish
 
 	pr     *pooledReader   // lent while there are bytes to read, nil when idle
 	will   *packet.Publish // nil without a will, or after DISCONNECT
@@ -358,6 +360,13 @@ func (c *conn) finish(why error) {
 	s := c.srv
 	cl := c.cl
 	stop := c.stop.Load()
+	c.wmu.Lock()
+	if c.werr != nil {
+		// The writer failed first (a write timeout), and closed the
+		// connection under the reader: its error is the cause.
+		why = c.werr
+	}
+	c.wmu.Unlock()
 	c.releaseAcks()
 	// Routers stop choosing this session for shared subscriptions before
 	// the client can see its connection closed: once it has, the group's
@@ -384,8 +393,10 @@ func (c *conn) finish(why error) {
 	}
 
 	var ended bool
+	discarded := c.wlost // the writer has stopped
 	s.mu.Lock()
 	cl.mu.Lock()
+	discarded += cl.sess.PendingQoS0()
 	cl.sess.Disconnected()
 	for _, ok := cl.sess.NextEvent(); ok; _, ok = cl.sess.NextEvent() {
 	}
@@ -404,6 +415,7 @@ func (c *conn) finish(why error) {
 	if ended {
 		cl.mu.Lock()
 		s.removeAllSubs(cl)
+		discarded += cl.sess.Queued() + cl.sess.Inflight()
 		cl.sess.Reset()
 		for _, ok := cl.sess.NextEvent(); ok; _, ok = cl.sess.NextEvent() {
 		}
@@ -421,6 +433,11 @@ func (c *conn) finish(why error) {
 	c.router.flushWakes(nil)
 	if why == io.EOF {
 		why = io.ErrUnexpectedEOF // the client went away without DISCONNECT
+	}
+	if discarded > 0 {
+		total := s.discarded.Add(int64(discarded))
+		s.log.Warn("connection ended: undelivered messages discarded", "client", c.info.ID, "remote", c.info.RemoteAddr,
+			"messages", discarded, "discarded", total, "err", why)
 	}
 	s.log.Debug("client disconnected", "client", c.info.ID, "remote", c.info.RemoteAddr, "err", why)
 	if s.opts.OnEvent != nil {

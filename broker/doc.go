@@ -61,7 +61,10 @@
 // level, at most one line a second: a slow or stuck subscriber loses
 // messages, publishers and other subscribers are never slowed by it. A
 // connection whose writes make no progress for Options.WriteTimeout is
-// closed.
+// closed (a client that reads a long backlog slowly but steadily is not:
+// the deadline covers 64 KiB at a time); what its session cannot keep,
+// the messages of a clean session and QoS 0 messages not yet written, is
+// discarded, counted (Stats.Discarded) and logged at warn level.
 //
 // # Sessions
 //

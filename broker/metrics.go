@@ -21,6 +21,7 @@ var metrics = [...]struct {
 	{"tern_messages_received_total", "counter", "PUBLISH packets taken from clients (authorized).", func(st *Stats) int64 { return st.Received }},
 	{"tern_messages_delivered_total", "counter", "Messages handed to sessions for sending or queueing.", func(st *Stats) int64 { return st.Delivered }},
 	{"tern_messages_dropped_total", "counter", "Messages dropped because a session's queue was full.", func(st *Stats) int64 { return st.Dropped }},
+	{"tern_messages_discarded_total", "counter", "Messages undelivered when their connection ended: held by a clean session, or QoS 0 in a write that failed.", func(st *Stats) int64 { return st.Discarded }},
 	{"tern_messages_sent_total", "counter", "PUBLISH packets written to clients, resends included.", func(st *Stats) int64 { return st.PublishSent }},
 	{"tern_packets_received_total", "counter", "MQTT control packets of any type read from clients.", func(st *Stats) int64 { return st.PacketsReceived }},
 	{"tern_packets_sent_total", "counter", "MQTT control packets of any type written to clients.", func(st *Stats) int64 { return st.PacketsSent }},

@@ -26,13 +26,12 @@ func (c *conn) readNet(p []byte) (int, error) {
 
 // writeNet writes buf to nc, with w when rc, nc's raw connection, is not
 // nil.
-func writeNet(nc net.Conn, rc syscall.RawConn, w *rawio.Writer, buf []byte) error {
+func writeNet(nc net.Conn, rc syscall.RawConn, w *rawio.Writer, buf []byte) (int, error) {
 	if rc == nil {
-		_, err := nc.Write(buf)
-		return err
+		return nc.Write(buf)
 	}
-	_, err := w.Write(rc, buf)
-	return opError("write", nc, err)
+	n, err := w.Write(rc, buf)
+	return n, opError("write", nc, err)
 }
 
 // opError gives a failed system call the form a net.Conn's error has, with

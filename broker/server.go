@@ -120,8 +120,10 @@ type Options struct {
 	ConnectTimeout time.Duration
 
 	// WriteTimeout closes a connection whose writes make no progress for
-	// that long (a stuck client that does not read); 0 means
-	// DefaultWriteTimeout, a negative value no limit.
+	// that long (a stuck client that does not read): a batch goes out 64
+	// KiB at a time, each with between half of it and all of it to go, so
+	// that a client reading a long backlog slowly keeps its connection; 0
+	// means DefaultWriteTimeout, a negative value no limit.
 	WriteTimeout time.Duration
 
 	// Authenticate decides whether a client may connect, once its
@@ -213,6 +215,7 @@ type Stats struct {
 	Received     int64 // PUBLISH packets taken from clients (authorized)
 	Delivered    int64 // messages handed to sessions for sending or queueing
 	Dropped      int64 // messages dropped because a session's queue was full
+	Discarded    int64 // messages undelivered when their connection ended: held by its clean session (queued, or unacknowledged in flight), or QoS 0 in a write that failed
 	Refused      int64 // CONNECTs refused with a non-zero CONNACK
 	Retained     int64 // retained messages held now
 	Disconnected int64 // connections that ended after an accepted CONNECT
@@ -250,6 +253,7 @@ type Server struct {
 	received  atomic.Int64
 	delivered atomic.Int64
 	dropped   atomic.Int64
+	discarded atomic.Int64
 	refused   atomic.Int64
 	ended     atomic.Int64
 	dropLog   atomic.Int64 // when a drop was last logged, in Unix nanoseconds
@@ -461,6 +465,7 @@ func (s *Server) Stats() Stats {
 		Received:     s.received.Load(),
 		Delivered:    s.delivered.Load(),
 		Dropped:      s.dropped.Load(),
+		Discarded:    s.discarded.Load(),
 		Refused:      s.refused.Load(),
 		Retained:     int64(s.retained.Len()),
 		Disconnected: s.ended.Load(),

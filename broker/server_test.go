@@ -3,9 +3,14 @@ package broker_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,6 +225,56 @@ func TestWriteTimeoutSlowReader(t *testing.T) {
 		if err != nil || !ok || len(pub.Payload) != size || binary.BigEndian.Uint32(pub.Payload) != uint32(i) {
 			t.Fatalf("message %d: got %s", i, describe(b))
 		}
+	}
+}
+
+// A connection cut by WriteTimeout accounts for what its clean session
+// loses: the QoS 0 messages of the batch that failed, the messages queued
+// and those in flight are counted (Stats.Discarded) and logged, and the
+// disconnection gives the write's error, not the reader's.
+func TestWriteTimeoutDiscarded(t *testing.T) {
+	logs := new(lockedBuffer)
+	var mu sync.Mutex
+	var why error
+	srv := newServer(t, func(o *broker.Options) {
+		o.WriteTimeout = 200 * time.Millisecond
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		o.OnEvent = func(e *broker.Event) {
+			if e.Kind == broker.EventDisconnect && e.Client.ID == "stuck" {
+				mu.Lock()
+				why = e.Err
+				mu.Unlock()
+			}
+		}
+	})
+	nc, err := srv.Dial(context.Background(), "", "") // a pipe: nothing is taken unless read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	stuck := &script{t: t, name: "stuck", c: nc, r: packet.NewReader(nc, 0)}
+	stuck.send(&packet.Connect{ClientID: []byte("stuck"), CleanSession: true})
+	stuck.expect(&packet.Connack{})
+	stuck.subscribe(1, "s/#", 1)
+
+	p := connect(t, srv, "p", true, false)
+	for i := range 20 {
+		p.publish(pub("s/0", fmt.Sprint(i), 0, 0))
+	}
+	for i := range 10 {
+		p.publish(pub("s/1", fmt.Sprint(i), 1, uint16(i+1)))
+	}
+	waitFor(t, "the stuck connection closed", func() bool { return srv.Broker.Stats().Disconnected == 1 })
+	if got := srv.Broker.Stats().Discarded; got != 30 {
+		t.Errorf("Stats.Discarded = %d, want 30", got)
+	}
+	if !strings.Contains(logs.String(), "undelivered messages discarded") || !strings.Contains(logs.String(), "messages=30") {
+		t.Errorf("no log line about 30 discarded messages; log:\n%s", logs.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !errors.Is(why, os.ErrDeadlineExceeded) {
+		t.Errorf("disconnection error %v, want the write's timeout", why)
 	}
 }
 

@@ -73,31 +73,62 @@ type ioCounters struct {
 // encoded, once written.
 func (k *ioCounters) countOut(buf []byte) {
 	var n, pubs int64
-	for i := 0; i+1 < len(buf); n++ {
+	for i := 0; i+1 < len(buf); i = packetEnd(buf, i) {
+		n++
 		if buf[i]>>4 == byte(packet.PUBLISH) {
 			pubs++
 		}
-		// The remaining length: 1 to 4 bytes of 7 bits, low first;
-		// one byte below 128.
-		if l := buf[i+1]; l < 0x80 {
-			i += 2 + int(l)
-			continue
-		}
-		length, shift, j := 0, 0, i+1
-		for ; j < len(buf) && j < i+5; j++ {
-			length |= int(buf[j]&0x7f) << shift
-			shift += 7
-			if buf[j] < 0x80 {
-				break
-			}
-		}
-		i = j + 1 + length
 	}
 	k.bytesOut.Add(int64(len(buf)))
 	k.packetsOut.Add(n)
 	if pubs > 0 {
 		k.publishOut.Add(pubs)
 	}
+}
+
+// packetEnd returns where the packet that starts at buf[i] ends, for a
+// batch the Server encoded (its remaining lengths are well formed); i+1 is
+// within buf.
+func packetEnd(buf []byte, i int) int {
+	// The remaining length: 1 to 4 bytes of 7 bits, low first; one
+	// byte below 128.
+	if l := buf[i+1]; l < 0x80 {
+		return i + 2 + int(l)
+	}
+	length, shift, j := 0, 0, i+1
+	for ; j < len(buf) && j < i+5; j++ {
+		length |= int(buf[j]&0x7f) << shift
+		shift += 7
+		if buf[j] < 0x80 {
+			break
+		}
+	}
+	return j + 1 + length
+}
+
+// wholePackets returns the length of the packets of buf that its first n
+// bytes hold whole.
+func wholePackets(buf []byte, n int) int {
+	i := 0
+	for i+1 < len(buf) {
+		end := packetEnd(buf, i)
+		if end > n {
+			break
+		}
+		i = end
+	}
+	return i
+}
+
+// countQoS0 returns the number of QoS 0 PUBLISH packets in buf.
+func countQoS0(buf []byte) int {
+	n := 0
+	for i := 0; i+1 < len(buf); i = packetEnd(buf, i) {
+		if buf[i]>>4 == byte(packet.PUBLISH) && buf[i]&0x06 == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // sysState is the $SYS publisher's.

@@ -317,6 +317,7 @@ func TestSysAndMetrics(t *testing.T) {
 		"tern_messages_received_total":   n + 2,
 		"tern_messages_delivered_total":  sum(func(tl *tally) int64 { return tl.liveIn }),
 		"tern_messages_dropped_total":    0,
+		"tern_messages_discarded_total":  0,
 		"tern_messages_sent_total":       sum(func(tl *tally) int64 { return tl.publishIn }),
 		"tern_packets_received_total":    sum(func(tl *tally) int64 { return tl.packetsOut }),
 		"tern_packets_sent_total":        sum(func(tl *tally) int64 { return tl.packetsIn }),

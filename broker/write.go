@@ -81,6 +81,9 @@ func (c *conn) writeLoop() {
 		c.wrunning, c.wagain = false, false
 		if err != nil {
 			c.wclosed = true
+			if c.werr == nil {
+				c.werr = err
+			}
 		}
 		if c.wexit != nil {
 			close(c.wexit)
@@ -141,7 +144,12 @@ func (c *conn) flush() error {
 		if err := s.dur.syncTo(mark); err != nil {
 			return err
 		}
-		if err := c.writeOut(nc, rc, &bp.raw, buf, now); err != nil {
+		if n, err := c.writeOut(nc, rc, &bp.raw, buf, now); err != nil {
+			// Its QoS 1 and 2 messages stay in flight in the session;
+			// its QoS 0 ones not written whole are lost.
+			sent := wholePackets(buf, n)
+			s.traffic.countOut(buf[:sent])
+			c.wlost += countQoS0(buf[sent:])
 			return err
 		}
 		s.traffic.countOut(buf)
@@ -159,22 +167,22 @@ const writeChunk = 64 << 10
 // reads it slowly but steadily (16 MiB queued, read at 100 KB/s, takes
 // minutes). The deadline moves at most once per half period, which keeps
 // each chunk at least half of it without a timer update per batch.
-func (c *conn) writeOut(nc net.Conn, rc syscall.RawConn, w *rawio.Writer, buf []byte, now time.Time) error {
+func (c *conn) writeOut(nc net.Conn, rc syscall.RawConn, w *rawio.Writer, buf []byte, now time.Time) (int, error) {
 	wt := c.srv.opts.WriteTimeout
 	if wt <= 0 {
 		return writeNet(nc, rc, w, buf)
 	}
+	written := 0
 	for {
 		if at := now.Sub(c.srv.sys.start); c.wdeadline == 0 || at-c.wdeadline > wt/2 {
 			nc.SetWriteDeadline(now.Add(wt))
 			c.wdeadline = at
 		}
-		n := min(len(buf), writeChunk)
-		if err := writeNet(nc, rc, w, buf[:n]); err != nil {
-			return err
-		}
-		if buf = buf[n:]; len(buf) == 0 {
-			return nil
+		end := min(len(buf), written+writeChunk)
+		n, err := writeNet(nc, rc, w, buf[written:end])
+		written += n
+		if err != nil || written == len(buf) {
+			return written, err
 		}
 		now = time.Now()
 	}

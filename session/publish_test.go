@@ -375,3 +375,26 @@ func TestAckBeforeResend(t *testing.T) {
 		eq(t, "sent", got, "PUBREL 2")
 	})
 }
+
+// PendingQoS0 counts the QoS 0 messages not yet handed out, which a
+// disconnection drops: the broker accounts for them as discarded.
+func TestPendingQoS0(t *testing.T) {
+	roles(t, func(t *testing.T, role Role) {
+		h := connected(t, Config{Role: role})
+		h.publish(0, "a")
+		h.publish(1, "b")
+		h.publish(0, "c")
+		if n := h.s.PendingQoS0(); n != 2 {
+			t.Fatalf("PendingQoS0 = %d with two QoS 0 messages waiting, want 2", n)
+		}
+		eq(t, "sent", h.out(), "PUBLISH q0 a", "PUBLISH q1 id1 b", "PUBLISH q0 c")
+		if n := h.s.PendingQoS0(); n != 0 {
+			t.Fatalf("PendingQoS0 = %d once handed out, want 0", n)
+		}
+		h.publish(0, "d")
+		h.s.Disconnected()
+		if n := h.s.PendingQoS0(); n != 0 {
+			t.Fatalf("PendingQoS0 = %d after Disconnected, want 0", n)
+		}
+	})
+}

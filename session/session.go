@@ -316,6 +316,11 @@ func (s *Session) Inflight() int { return s.inflight.n }
 // connection.
 func (s *Session) Queued() int { return s.queue.n }
 
+// PendingQoS0 returns the number of QoS 0 messages waiting to be handed
+// out by AppendOutgoing, which Disconnected and Reset drop: QoS 0 messages
+// are not part of the session state.
+func (s *Session) PendingQoS0() int { return s.pendQ0() }
+
 // LastHandle returns the largest Handle handed out so far, including those
 // loaded from the Store: a restarted publisher can tell from it how far it
 // had got.

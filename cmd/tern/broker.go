@@ -112,6 +112,7 @@ type brokerFlags struct {
 	maxQueued      int
 	maxQueuedBytes int
 	batchDelay     time.Duration
+	writeTimeout   time.Duration
 	logLevel       string
 	sysInterval    time.Duration
 	metrics        string
@@ -137,6 +138,7 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.maxQueued, "max-queued", 0, "`messages` queued for each client beyond its inflight window, dropped (counted, logged at warn) beyond; 0 for 1000 while a client is away and no bound but -max-queued-bytes while it is connected")
 	fs.IntVar(&f.maxQueuedBytes, "max-queued-bytes", 0, "`bytes` of messages queued for each client, dropped beyond; 0 for 16 MiB, -1 for no bound in bytes")
 	fs.DurationVar(&f.batchDelay, "batch-delay", broker.DefaultBatchDelay, "let a fast client's messages collect this long, at most, between two reads; negative reads each at once")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", broker.DefaultWriteTimeout, "close a connection whose writes make no progress for this long; what its clean session held is discarded (counted, logged at warn); negative never")
 	fs.StringVar(&f.logLevel, "log", "info", "log `level`: debug, info (connections), warn or error")
 	f.sysInterval = broker.DefaultSysInterval
 	fs.Var((*secondsFlag)(&f.sysInterval), "sys-interval", "publish the $SYS topics every this many `seconds` (or a duration); 0 turns them off")
@@ -321,6 +323,7 @@ func newBrokerServer(f *brokerFlags, e *env) (*brokerServer, error) {
 		MaxQueued:      f.maxQueued,
 		MaxQueuedBytes: f.maxQueuedBytes,
 		BatchDelay:     f.batchDelay,
+		WriteTimeout:   f.writeTimeout,
 		Transport:      &transport.Options{TLSConfig: b.tls},
 		SysInterval:    f.sysInterval,
 	}
