@@ -22,22 +22,23 @@ import (
 
 // conn is one network connection and its two goroutines.
 type conn struct {
-	nc       net.Conn
-	r        *packet.Reader
-	br       *bufio.Reader // under r
-	lr       *lowat.Reader // under br
-	url      string
-	done     chan struct{} // closed when the connection ends
-	discSent chan struct{} // closed once DISCONNECT is written
-	once     sync.Once
-	err      error // why it ended; set before done is closed
-	wg       sync.WaitGroup
-	stalled  atomic.Bool  // the reader waits for room in the delivery queue
-	resumed  atomic.Int64 // when the reader last stopped waiting, Unix nanoseconds
-	progress atomic.Bool  // a packet came after the CONNACK
-	recvs    atomic.Int64 // packets read after the CONNACK
-	recvsAt  atomic.Int64 // recvs when the last write was done
-	since    time.Time    // when the CONNACK came
+	nc        net.Conn
+	r         *packet.Reader
+	br        *bufio.Reader // under r
+	lr        *lowat.Reader // under br
+	url       string
+	done      chan struct{} // closed when the connection ends
+	discSent  chan struct{} // closed once DISCONNECT is written
+	once      sync.Once
+	err       error // why it ended; set before done is closed
+	wg        sync.WaitGroup
+	stalled   atomic.Bool  // the reader waits for room in the delivery queue
+	resumed   atomic.Int64 // when the reader last stopped waiting, Unix nanoseconds
+	progress  atomic.Bool  // a packet came after the CONNACK
+	recvs     atomic.Int64 // packets read after the CONNACK
+	recvsAt   atomic.Int64 // recvs when the last write was done
+	since     time.Time    // when the CONNACK came
+	wdeadline time.Time    // the write deadline; the writer's
 
 	sessionPresent bool // from the CONNACK
 }

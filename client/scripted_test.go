@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -593,5 +594,37 @@ func TestDeliveredBeforeNextPacketCompletes(t *testing.T) {
 	}
 	if topic := <-got; topic != "large" {
 		t.Fatalf("delivered %q, want large", topic)
+	}
+}
+
+// A broker that stops reading while a write is under way is found dead
+// like one that stops answering: after 1.5 times the keepalive without
+// progress [MQTT-3.1.2-24], not never. The pipe takes nothing unless read.
+func TestWriteStalledBroker(t *testing.T) {
+	t.Parallel()
+	lost := make(chan error, 1)
+	c, _, p := startScripted(t, client.Options{KeepAlive: time.Second, NoReconnect: true, OnEvent: func(e client.Event) {
+		if e.Kind == client.ConnectionLost {
+			lost <- e.Err
+		}
+	}})
+	defer c.Close()
+	_ = p // connected; it reads nothing from now on
+	start := time.Now()
+	published := make(chan error, 1)
+	go func() { published <- c.Publish(testCtx(t, 10*time.Second), "big", 0, false, make([]byte, 1<<20)) }()
+	select {
+	case err := <-lost:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("connection lost with %v, want a write timeout", err)
+		}
+		if d := time.Since(start); d > 4*time.Second {
+			t.Errorf("found dead after %v, want about 1.5 s", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a broker that reads nothing was not found dead in 10 s")
+	}
+	if err := <-published; err == nil {
+		t.Errorf("Publish of the message that never left returned nil")
 	}
 }

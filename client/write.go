@@ -96,7 +96,7 @@ func (c *Client) writer(cn *conn) {
 			return
 		}
 		if len(buf) > 0 {
-			if _, err := cn.nc.Write(buf); err != nil {
+			if err := cn.write(buf, keepAlive, now); err != nil {
 				cn.close(err)
 				return
 			}
@@ -130,5 +130,38 @@ func (c *Client) writer(cn *conn) {
 		case <-cn.done:
 			return
 		}
+	}
+}
+
+// writeChunk is the most one write deadline covers.
+const writeChunk = 64 << 10
+
+// write writes a batch taken at now. With a keepalive, each 64 KiB of it
+// must be taken within 1.5 times the keepalive, after which the session
+// takes a silent broker for dead [MQTT-3.1.2-24]: a broker that stops
+// reading while a write is under way, which no ping can then reach, is
+// found as surely, and one that reads a large batch slowly but steadily
+// keeps its connection. The deadline moves at most once per half its
+// length, which leaves each chunk at least 0.75 keepalives without a timer
+// update per batch.
+func (cn *conn) write(buf []byte, keepAlive time.Duration, now time.Time) error {
+	if keepAlive <= 0 {
+		_, err := cn.nc.Write(buf)
+		return err
+	}
+	limit := keepAlive * 3 / 2
+	for {
+		if cn.wdeadline.Sub(now) < limit/2 {
+			cn.wdeadline = now.Add(limit)
+			cn.nc.SetWriteDeadline(cn.wdeadline)
+		}
+		n := min(len(buf), writeChunk)
+		if _, err := cn.nc.Write(buf[:n]); err != nil {
+			return err
+		}
+		if buf = buf[n:]; len(buf) == 0 {
+			return nil
+		}
+		now = time.Now()
 	}
 }
