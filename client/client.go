@@ -255,7 +255,9 @@ func (c *Client) server(i int) string {
 // connection and waits for the client's goroutines to end. ctx bounds the
 // waiting: when it ends, the rest is done at once and ctx's error returned.
 // Messages not yet complete stay in Options.Store and their tokens fail with
-// ErrClosed.
+// ErrClosed; Disconnect then returns an error wrapping ErrConnectionLost
+// (the connection was lost while it waited, or before DISCONNECT was
+// written) or ErrNotConnected (there was no connection).
 //
 // Disconnect may be called from a message handler or from Options.OnEvent;
 // the goroutine running them then ends just after they return.
@@ -281,6 +283,11 @@ func (c *Client) Disconnect(ctx context.Context) error {
 			break
 		}
 	}
+	if n := c.s.Inflight() + c.s.Queued(); err == nil && n > 0 {
+		// The connection was lost, or there was none: what is not
+		// complete fails, and the caller must hear of it.
+		err = c.notUp(fmt.Sprintf("%d messages not complete", n))
+	}
 	if cn := c.cur; cn != nil && err == nil {
 		if e := c.s.Disconnect(); e == nil {
 			c.discQueued = true
@@ -289,6 +296,17 @@ func (c *Client) Disconnect(ctx context.Context) error {
 			select {
 			case <-cn.discSent:
 			case <-cn.done:
+				select {
+				case <-cn.wend: // it ends once done is closed, having written the DISCONNECT or not
+				case <-ctx.Done():
+				}
+				select {
+				case <-cn.discSent: // written, then closed by the broker
+				default:
+					c.mu.Lock()
+					err = c.notUp("DISCONNECT not sent")
+					c.mu.Unlock()
+				}
 			case <-ctx.Done():
 				err = ctx.Err()
 			}
@@ -300,6 +318,23 @@ func (c *Client) Disconnect(ctx context.Context) error {
 		err = e
 	}
 	return err
+}
+
+// notUp returns the error of a Disconnect that could not do what: the
+// loss of the connection, or ErrNotConnected when there was none. Called
+// with c.mu held.
+func (c *Client) notUp(what string) error {
+	if cn := c.cur; cn != nil {
+		select {
+		case <-cn.done:
+			return fmt.Errorf("client: disconnect: %s: %w", what, &lostError{url: cn.url, cause: cn.err})
+		default:
+		}
+	}
+	if c.lost != nil {
+		return fmt.Errorf("client: disconnect: %s: %w", what, c.lost)
+	}
+	return fmt.Errorf("client: disconnect: %s: %w", what, ErrNotConnected)
 }
 
 // Close stops the client at once, without DISCONNECT: the broker publishes

@@ -29,6 +29,7 @@ type conn struct {
 	url       string
 	done      chan struct{} // closed when the connection ends
 	discSent  chan struct{} // closed once DISCONNECT is written
+	wend      chan struct{} // closed when the writer ends
 	once      sync.Once
 	err       error // why it ended; set before done is closed
 	wg        sync.WaitGroup
@@ -165,7 +166,7 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 		c.resubscribe()
 	}
 	c.log.Info("connected", "url", url, "session_present", ack.SessionPresent)
-	cn := &conn{nc: nc, r: r, br: br, lr: lr, url: url, done: make(chan struct{}), discSent: make(chan struct{}), since: time.Now()}
+	cn := &conn{nc: nc, r: r, br: br, lr: lr, url: url, done: make(chan struct{}), discSent: make(chan struct{}), wend: make(chan struct{}), since: time.Now()}
 	cn.sessionPresent = ack.SessionPresent
 	c.stats.connects.Add(1)
 	return cn, nil

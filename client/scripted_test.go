@@ -628,3 +628,26 @@ func TestWriteStalledBroker(t *testing.T) {
 		t.Errorf("Publish of the message that never left returned nil")
 	}
 }
+
+// Disconnect tells the caller when what it waited for did not complete:
+// the connection lost while a QoS 1 message awaited its PUBACK is an
+// error, not nil (tern pub then exits 7, not 0).
+func TestDisconnectConnectionLost(t *testing.T) {
+	t.Parallel()
+	for _, reconnect := range []bool{false, true} {
+		c, _, p := startScripted(t, client.Options{NoReconnect: !reconnect})
+		tok := c.PublishAsync(testCtx(t, 5*time.Second), "t", 1, false, []byte("x"))
+		p.expect(packet.PUBLISH) // and no PUBACK
+		done := make(chan error, 1)
+		go func() { done <- c.Disconnect(testCtx(t, 5*time.Second)) }()
+		time.Sleep(50 * time.Millisecond) // Disconnect waits for the PUBACK
+		p.c.Close()                       // Disconnect does not wait for a reconnection
+		err := <-done
+		if !errors.Is(err, client.ErrConnectionLost) {
+			t.Errorf("reconnect %v: Disconnect = %v, want ErrConnectionLost", reconnect, err)
+		}
+		if err := tok.Wait(testCtx(t, time.Second)); err == nil {
+			t.Errorf("reconnect %v: the message's token completed without error", reconnect)
+		}
+	}
+}

@@ -50,6 +50,7 @@ const maxBatch = 64
 // the keepalive.
 func (c *Client) writer(cn *conn) {
 	defer cn.wg.Done()
+	defer close(cn.wend)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var buf []byte
