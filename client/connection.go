@@ -199,6 +199,9 @@ func (c *Client) manage(cn *conn) {
 		stop := c.closing || c.opts.NoReconnect
 		if stop {
 			c.running = false
+			// Calls waiting for a connection see that none comes.
+			close(c.up)
+			c.up = make(chan struct{})
 			if !c.closing {
 				c.failWaiting() // nothing will send them: fail them now
 			}
