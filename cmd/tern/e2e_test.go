@@ -505,6 +505,11 @@ func TestSilentServer(t *testing.T) {
 	if r.code != exitTimeout || r.stderr != "tern sub: -W 500ms elapsed while connecting\n" {
 		t.Errorf("sub -W: exit %d, %q", r.code, r.stderr)
 	}
+	// -connect-timeout ending first is a connect timeout, not -W's.
+	r = runTern(t, "", "sub", "-L", url, "-t", "x", "-W", "60", "-connect-timeout", "0.5")
+	if r.code != exitError || r.stderr != "tern sub: connect to "+url+": timed out\n" {
+		t.Errorf("sub -W 60 -connect-timeout 0.5: exit %d, %q", r.code, r.stderr)
+	}
 	r = runTern(t, "", "pub", "-L", url, "-t", "x", "-m", "y", "-connect-timeout", "0.5")
 	if r.code != exitError || r.stderr != "tern pub: connect to "+url+": timed out\n" {
 		t.Errorf("pub -connect-timeout: exit %d, %q", r.code, r.stderr)

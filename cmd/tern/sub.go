@@ -151,7 +151,7 @@ func runSub(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "tern sub: "+format+"\n", args...)
 	}})
 	if err != nil {
-		if f.timeout > 0 && errors.Is(err, context.DeadlineExceeded) {
+		if f.timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) { // -W, not -connect-timeout
 			return timedOut(" while connecting")
 		}
 		return err
