@@ -226,7 +226,14 @@ func (c *Client) Connect(ctx context.Context) error {
 	// Added before shutdown can wait: Close may run while Connect dials.
 	c.wg.Add(1)
 	c.mu.Unlock()
+	// Close ends the dial and the CONNACK's wait too, not only ctx.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(c.ctx, stop)()
 	cn, err := c.connectLoop(ctx)
+	if err != nil && c.ctx.Err() != nil {
+		err = ErrClosed
+	}
 	if err == nil {
 		c.disp.start()
 		go c.manage(cn)
@@ -363,6 +370,9 @@ func (c *Client) shutdown(ctx context.Context) error {
 	if cn != nil {
 		cn.close(ErrClosed)
 	}
+	// Fail what waits before waiting for the goroutines: a handler or
+	// callback blocked in Publish or Subscribe is one of them.
+	c.failPending()
 	var err error
 	self := goid()
 	if c.managerG.Load() != self {
@@ -373,7 +383,15 @@ func (c *Client) shutdown(ctx context.Context) error {
 	if e := c.disp.stop(ctx, self); err == nil && e != nil {
 		err = fmt.Errorf("client: handler still running: %w", e)
 	}
+	c.failPending() // anything the goroutines left
+	return err
+}
+
+// failPending fails the tokens and requests still waiting with ErrClosed,
+// and wakes the calls waiting for room or for a write.
+func (c *Client) failPending() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for h, t := range c.tokens {
 		delete(c.tokens, h)
 		t.complete(ErrClosed, 0)
@@ -386,8 +404,6 @@ func (c *Client) shutdown(ctx context.Context) error {
 		}
 	}
 	c.broadcast()
-	c.mu.Unlock()
-	return err
 }
 
 // waitCtx runs wait, giving up when ctx ends first (wait then goes on in

@@ -651,3 +651,54 @@ func TestDisconnectConnectionLost(t *testing.T) {
 		}
 	}
 }
+
+// Close ends a Connect whose server accepted the connection and never
+// answers: Connect returns ErrClosed at once, not when ConnectTimeout ends.
+func TestCloseDuringConnect(t *testing.T) {
+	t.Parallel()
+	s, topts := newScripted(t)
+	c, err := client.New(client.Options{Servers: []string{"mqtt://scripted"}, Transport: topts, ConnectTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connected := make(chan error, 1)
+	go func() { connected <- c.Connect(context.Background()) }()
+	p := s.accept()
+	p.expect(packet.CONNECT) // and no CONNACK
+	start := time.Now()
+	c.Close()
+	select {
+	case err := <-connected:
+		if !errors.Is(err, client.ErrClosed) {
+			t.Errorf("Connect = %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Connect still waiting 5 s after Close")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close and Connect took %v", d)
+	}
+}
+
+// Close does not wait forever for a handler blocked in a Publish that needs
+// an acknowledgement: the Publish fails with ErrClosed, and Close returns.
+func TestCloseWhileHandlerPublishes(t *testing.T) {
+	t.Parallel()
+	published := make(chan error, 1)
+	var c *client.Client
+	c, _, p := startScripted(t, client.Options{DefaultHandler: func(m *client.Message) {
+		published <- c.Publish(context.Background(), "reply", 1, false, []byte("r"))
+	}})
+	p.send(&packet.Publish{Topic: []byte("in"), Payload: []byte("m")})
+	p.expect(packet.PUBLISH) // the reply, never acknowledged
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close still waiting 5 s later for the handler's Publish")
+	}
+	if err := <-published; !errors.Is(err, client.ErrClosed) {
+		t.Errorf("the handler's Publish = %v, want ErrClosed", err)
+	}
+}
