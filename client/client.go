@@ -115,6 +115,7 @@ type Client struct {
 
 	wg       sync.WaitGroup // the connection manager
 	managerG atomic.Int64   // goroutine id of the connection manager
+	eventG   atomic.Int64   // goroutine id running Options.OnEvent, 0 when none does
 
 	disp dispatcher
 }
@@ -375,7 +376,9 @@ func (c *Client) shutdown(ctx context.Context) error {
 	c.failPending()
 	var err error
 	self := goid()
-	if c.managerG.Load() != self {
+	// Not from the manager, nor from the goroutine of a Connect whose
+	// OnEvent called this: each would wait for itself.
+	if c.managerG.Load() != self && c.eventG.Load() != self {
 		if err = waitCtx(ctx, c.wg.Wait); err != nil {
 			err = fmt.Errorf("client: goroutines still running: %w", err)
 		}
@@ -451,6 +454,9 @@ func (c *Client) waitUp(ctx context.Context) error {
 		case !c.running:
 			c.mu.Unlock()
 			return ErrNotConnected
+		case c.heldUp():
+			c.mu.Unlock()
+			return errHeldUp
 		}
 		up := c.up
 		c.mu.Unlock()

@@ -295,6 +295,20 @@ func (c *Client) reconnect(young bool) *conn {
 // emit calls Options.OnEvent.
 func (c *Client) emit(e Event) {
 	if c.opts.OnEvent != nil {
+		c.eventG.Store(goid())
+		defer c.eventG.Store(0)
 		c.opts.OnEvent(e)
 	}
 }
+
+// heldUp reports whether the caller is the OnEvent callback while the
+// client is not connected: the connection a call would wait for comes only
+// once the callback returns, on the same goroutine. Cheap unless a
+// callback runs. Called with c.mu held.
+func (c *Client) heldUp() bool {
+	g := c.eventG.Load()
+	return g != 0 && c.cur == nil && g == goid()
+}
+
+// errHeldUp is the error of a call that heldUp would make wait for itself.
+var errHeldUp = fmt.Errorf("%w: called from OnEvent while the connection is down, it would hold up the reconnection it waits for (a message stays queued; PublishAsync does not wait)", ErrNotConnected)

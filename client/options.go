@@ -213,8 +213,13 @@ type Options struct {
 	DiscardUnhandled bool
 
 	// OnEvent is told about the connection: connected, lost (with the
-	// cause), reconnecting. It runs on the client's connection goroutine:
-	// it must return promptly, and may call the Client's methods.
+	// cause), reconnecting. It runs on the client's connection goroutine
+	// (or Connect's): it must return promptly, and may call the Client's
+	// methods. While the connection is down, a call that would wait for
+	// the next one (Publish at QoS 1 or 2, Subscribe, Unsubscribe) fails
+	// at once with an error wrapping ErrNotConnected, since that
+	// connection comes only once the callback returns; a message stays
+	// queued (PublishAsync does not wait).
 	OnEvent func(Event)
 
 	// Logger receives debug and warning records. Nil means silence.

@@ -129,6 +129,14 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, retain boo
 		tokenPool.Put(t)
 		return err
 	}
+	if c.eventG.Load() != 0 {
+		c.mu.Lock()
+		held := c.heldUp()
+		c.mu.Unlock()
+		if held {
+			return errHeldUp // the token stays with the message, and is dropped
+		}
+	}
 	select {
 	case <-t.done:
 		err := t.err
@@ -260,6 +268,9 @@ func (c *Client) waitWritten(ctx context.Context, gen uint64) error {
 		case c.closed:
 			c.mu.Unlock()
 			return ErrClosed
+		case c.heldUp(): // queued with Options.QueueQoS0
+			c.mu.Unlock()
+			return errHeldUp
 		}
 		ch := waitPool.Get().(chan struct{})
 		c.writeWait = append(c.writeWait, writeWaiter{gen: gen, ch: ch})

@@ -702,3 +702,74 @@ func TestCloseWhileHandlerPublishes(t *testing.T) {
 		t.Errorf("the handler's Publish = %v, want ErrClosed", err)
 	}
 }
+
+// OnEvent may call the client's methods [the Options doc]: Close from a
+// Reconnecting event of a Connect that retries ends that Connect
+// (ErrClosed), instead of each waiting for the other.
+func TestCloseFromOnEventDuringConnect(t *testing.T) {
+	t.Parallel()
+	var c *client.Client
+	closed := make(chan error, 1)
+	c, err := client.New(client.Options{
+		Servers:      []string{"mqtt://scripted"},
+		ConnectRetry: true,
+		Transport: &transport.Options{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return nil, errors.New("nothing listens")
+		}},
+		OnEvent: func(e client.Event) {
+			if e.Kind == client.Reconnecting {
+				closed <- c.Close()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connected := make(chan error, 1)
+	go func() { connected <- c.Connect(testCtx(t, 10*time.Second)) }()
+	select {
+	case err := <-connected:
+		if !errors.Is(err, client.ErrClosed) {
+			t.Errorf("Connect = %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Connect and Close from its OnEvent wait for each other")
+	}
+	if err := <-closed; err != nil {
+		t.Errorf("Close from OnEvent = %v", err)
+	}
+}
+
+// A Publish that waits for its acknowledgement, or a Subscribe, from
+// OnEvent on ConnectionLost would wait for the reconnection its own
+// callback holds up: it fails at once (ErrNotConnected), the message stays
+// queued and leaves on the next connection.
+func TestCallsFromOnEventWhileDown(t *testing.T) {
+	t.Parallel()
+	calls := make(chan error, 2)
+	var c *client.Client
+	c, s, p := startScripted(t, client.Options{OnEvent: func(e client.Event) {
+		if e.Kind == client.ConnectionLost {
+			calls <- c.Publish(context.Background(), "t", 1, false, []byte("queued"))
+			_, err := c.Subscribe(context.Background(), client.Subscription{Filter: "f", QoS: 1})
+			calls <- err
+		}
+	}})
+	defer c.Close()
+	p.c.Close()
+	for range 2 {
+		select {
+		case err := <-calls:
+			if !errors.Is(err, client.ErrNotConnected) {
+				t.Errorf("call from OnEvent while down = %v, want ErrNotConnected", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a call from OnEvent while down is still waiting")
+		}
+	}
+	p = s.accept() // the client reconnects
+	p.handshake(false)
+	if pub := p.expect(packet.PUBLISH).(*packet.Publish); string(pub.Payload) != "queued" {
+		t.Errorf("sent %q after the reconnection, want the queued message", pub.Payload)
+	}
+}
