@@ -38,6 +38,15 @@ var (
 	// again on the next connection (unless Options.NoReconnect).
 	ErrConnectionLost = errors.New("client: connection lost")
 
+	// ErrSessionEnded fails a QoS 2 message whose exchange was under way
+	// (its PUBLISH sent, perhaps its PUBREC received) when the connection
+	// ended with Options.KeepSession false: the broker's session, and the
+	// exchange with it, ended too, and the broker may have delivered the
+	// message or not. Sent again it could arrive twice; reported done it
+	// could be lost. Options.KeepSession keeps exactly once across
+	// connections.
+	ErrSessionEnded = errors.New("client: QoS 2 message given up: the session ended with the connection (KeepSession false) during its exchange; it may have been delivered, or not")
+
 	// ErrFull means the inflight window and the queue are full
 	// (Options.FailWhenFull). It is session.ErrFull.
 	ErrFull = session.ErrFull

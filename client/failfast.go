@@ -179,10 +179,13 @@ type Stats struct {
 	Connects, Lost uint64
 	// Refused counts the outgoing messages given up with a *MessageError.
 	Refused uint64
+	// SessionEnded counts the QoS 2 messages given up with
+	// ErrSessionEnded.
+	SessionEnded uint64
 }
 
 type stats struct {
-	received, dropped, connects, lost, refused atomic.Uint64
+	received, dropped, connects, lost, refused, sessionEnded atomic.Uint64
 }
 
 // Stats returns the client's counters.
@@ -198,5 +201,7 @@ func (c *Client) Stats() Stats {
 		Connects: c.stats.connects.Load(),
 		Lost:     c.stats.lost.Load(),
 		Refused:  c.stats.refused.Load(),
+
+		SessionEnded: c.stats.sessionEnded.Load(),
 	}
 }

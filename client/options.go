@@ -66,8 +66,11 @@ type Options struct {
 	// KeepSession asks the broker to keep the session between connections
 	// (CleanSession 0): subscriptions, and QoS 1 and 2 messages for the
 	// client while it is away. The zero value starts a clean session on
-	// every connection (CleanSession 1) [MQTT-3.1.2-6]; outgoing messages
-	// not yet acknowledged are then sent again as new messages.
+	// every connection (CleanSession 1) [MQTT-3.1.2-6]; outgoing QoS 1
+	// messages not yet acknowledged are then sent again as new messages,
+	// and QoS 2 messages whose exchange had begun are given up with
+	// ErrSessionEnded (exactly once does not outlive the session: sent
+	// again they could arrive twice, reported done they could be lost).
 	KeepSession bool
 
 	// KeepAlive is the longest time the client stays silent; the broker

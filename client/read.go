@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -141,12 +142,20 @@ func (c *Client) event(ev session.Event) {
 			c.room, c.roomQ0 = nil, false
 		}
 	case session.EventDropped:
+		err := ErrClosed
+		switch {
+		case errors.Is(ev.Err, session.ErrSessionEnded):
+			err = ErrSessionEnded
+			if c.lost != nil {
+				err = fmt.Errorf("%w: %w", ErrSessionEnded, c.lost)
+			}
+			c.stats.sessionEnded.Add(1)
+			c.log.Warn("QoS 2 message given up: the session ended during its exchange (KeepSession false)", "packet_id", ev.PacketID)
+		case c.gaveUp != nil:
+			err = c.gaveUp
+		}
 		if t, ok := c.tokens[ev.Handle]; ok {
 			delete(c.tokens, ev.Handle)
-			err := ErrClosed
-			if c.gaveUp != nil {
-				err = c.gaveUp
-			}
 			t.complete(err, ev.PacketID)
 		}
 		if r, ok := c.reqs[ev.Handle]; ok {

@@ -773,3 +773,35 @@ func TestCallsFromOnEventWhileDown(t *testing.T) {
 		t.Errorf("sent %q after the reconnection, want the queued message", pub.Payload)
 	}
 }
+
+// With KeepSession false, a QoS 2 exchange cut by the loss of the
+// connection ends with the broker's session: the message is given up with
+// ErrSessionEnded, PUBREC or not, and never sent again (the broker may
+// have delivered it, on PUBLISH, and would deliver it twice; or may drop
+// it, held for a PUBREL that never comes, while the client said done).
+func TestQoS2CleanSessionCut(t *testing.T) {
+	t.Parallel()
+	c, s, p := startScripted(t, client.Options{})
+	defer c.Close()
+	ctx := testCtx(t, 5*time.Second)
+	t1 := c.PublishAsync(ctx, "t", 2, false, []byte("a"))
+	t2 := c.PublishAsync(ctx, "t", 2, false, []byte("b"))
+	a := p.expect(packet.PUBLISH).(*packet.Publish)
+	p.expect(packet.PUBLISH)
+	p.send(&packet.Pubrec{PacketID: a.PacketID})
+	p.expect(packet.PUBREL)
+	p.c.Close()
+	p = s.accept()
+	if c := p.handshake(false); !c.CleanSession {
+		t.Fatal("the reconnection is not clean")
+	}
+	for i, tok := range []*client.Token{t1, t2} {
+		if err := tok.Wait(ctx); !errors.Is(err, client.ErrSessionEnded) {
+			t.Errorf("message %d: %v, want ErrSessionEnded", i+1, err)
+		}
+	}
+	p.silent(200 * time.Millisecond) // neither is sent again
+	if n := c.Stats().SessionEnded; n != 2 {
+		t.Errorf("Stats.SessionEnded = %d, want 2", n)
+	}
+}

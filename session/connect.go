@@ -45,30 +45,50 @@ func (s *Session) Connect(c *packet.Connect, now time.Time) error {
 }
 
 // cleanStart ends the client's previous session for a CleanSession
-// connection.
+// connection: QoS 1 messages in flight and every message not yet sent go
+// again, as new ones; QoS 2 messages whose PUBLISH left are given up
+// (EventDropped, ErrSessionEnded).
 func (s *Session) cleanStart() error {
 	if err := s.dropAllIncoming(); err != nil {
 		return err
 	}
-	for m := s.inflight.tail; m != nil; {
-		prev := m.prev
-		if m.state == StateReleased {
-			if err := s.complete(m); err != nil {
-				return err
-			}
-		} else {
+	// Given up first, oldest first: tokens complete in order.
+	for m := s.inflight.head; m != nil; {
+		next := m.next
+		if m.qos == 2 && (m.state == StateReleased || m.everSent) {
+			// Exactly once does not outlive the session: the receiver
+			// may have the message, delivered (on PUBLISH) or held
+			// until a PUBREL that will never come, or not have it.
+			// Sent again it may arrive twice, reported done it may be
+			// lost: it is given up, and the caller told.
 			if s.store != nil {
-				if err := s.store.UpdateMessage(m.h, 0, StateQueued); err != nil {
+				if err := s.store.DeleteMessage(m.h); err != nil {
 					return err
 				}
 				s.dirty = true
 			}
+			s.dropItems(m)
 			s.inflight.remove(m)
 			delete(s.byID, m.id)
 			s.releaseID(m.id)
-			m.id, m.state, m.sent, m.everSent = 0, StateQueued, false, false
-			s.queue.pushFront(m)
+			s.emit(Event{Kind: EventDropped, Handle: m.h, PacketID: m.id, Err: ErrSessionEnded})
+			s.freeMessage(m)
 		}
+		m = next
+	}
+	for m := s.inflight.tail; m != nil; {
+		prev := m.prev
+		if s.store != nil {
+			if err := s.store.UpdateMessage(m.h, 0, StateQueued); err != nil {
+				return err
+			}
+			s.dirty = true
+		}
+		s.inflight.remove(m)
+		delete(s.byID, m.id)
+		s.releaseID(m.id)
+		m.id, m.state, m.sent, m.everSent = 0, StateQueued, false, false
+		s.queue.pushFront(m)
 		m = prev
 	}
 	return nil

@@ -1,6 +1,10 @@
 package session
 
-import "github.com/ternmq/mqtt/packet"
+import (
+	"errors"
+
+	"github.com/ternmq/mqtt/packet"
+)
 
 // Handle identifies an outgoing QoS 1 or 2 message, or a SUBSCRIBE or
 // UNSUBSCRIBE request, from the call that took it (Publish, Subscribe,
@@ -38,14 +42,13 @@ const (
 	EventMessage EventKind = iota + 1
 
 	// EventPublished: the outgoing message Handle is complete: PUBACK
-	// arrived for QoS 1, PUBCOMP for QoS 2. Also reported for a QoS 2
-	// message whose PUBREC had arrived when a clean session discarded it
-	// (the receiver had taken ownership of it).
+	// arrived for QoS 1, PUBCOMP for QoS 2.
 	EventPublished
 
 	// EventDropped: the message or request Handle will never complete: a
-	// SUBSCRIBE or UNSUBSCRIBE whose connection ended before its answer, or
-	// a message discarded by Reset.
+	// SUBSCRIBE or UNSUBSCRIBE whose connection ended before its answer, a
+	// message discarded by Reset, or (Err ErrSessionEnded) a QoS 2 message
+	// whose exchange a clean session's connection cut short.
 	EventDropped
 
 	// EventSubscribed (client): the SUBACK for Subscribe call Handle;
@@ -108,4 +111,12 @@ type Event struct {
 
 	SessionPresent bool              // EventConnack
 	ReturnCode     packet.ReturnCode // EventConnack
+
+	Err error // EventDropped: why, when the caller must be told (ErrSessionEnded)
 }
+
+// ErrSessionEnded is the Err of EventDropped for a QoS 2 message whose
+// PUBLISH had left when a CleanSession connection ended the session: the
+// receiver may have delivered it or not, and sending it again could
+// deliver it twice.
+var ErrSessionEnded = errors.New("session: the session ended during the message's QoS 2 exchange: it may have been delivered, or not")
