@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -57,6 +58,21 @@ func connect(t testing.TB, srv *mqtttest.Server, id string, clean, sessionPresen
 	s := dial(t, srv, id)
 	s.send(&packet.Connect{ClientID: []byte(id), CleanSession: clean})
 	s.expect(&packet.Connack{SessionPresent: sessionPresent})
+	return s
+}
+
+// connectPipe is connect (clean, no session present) over an in-memory
+// pipe, which takes nothing that is not read: no kernel buffer.
+func connectPipe(t testing.TB, srv *mqtttest.Server, id string) *script {
+	t.Helper()
+	nc, err := srv.Dial(context.Background(), "", "")
+	if err != nil {
+		t.Fatalf("%s: dial: %v", id, err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	s := &script{t: t, name: id, c: nc, r: packet.NewReader(nc, 0)}
+	s.send(&packet.Connect{ClientID: []byte(id), CleanSession: true})
+	s.expect(&packet.Connack{})
 	return s
 }
 

@@ -193,15 +193,7 @@ func TestWriteTimeout(t *testing.T) {
 // message, where each write of the backlog is allowed 300 ms.
 func TestWriteTimeoutSlowReader(t *testing.T) {
 	srv := newServer(t, func(o *broker.Options) { o.WriteTimeout = 300 * time.Millisecond })
-	ctx := context.Background()
-	nc, err := srv.Dial(ctx, "", "") // a pipe: no kernel buffer takes the backlog
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	slow := &script{t: t, name: "slow", c: nc, r: packet.NewReader(nc, 0)}
-	slow.send(&packet.Connect{ClientID: []byte("slow"), CleanSession: true})
-	slow.expect(&packet.Connack{})
+	slow := connectPipe(t, srv, "slow") // no kernel buffer takes the backlog
 	slow.subscribe(1, "big/#", 0)
 
 	const n, size = 128, 16 << 10
@@ -214,7 +206,7 @@ func TestWriteTimeoutSlowReader(t *testing.T) {
 	p.send(&packet.Pingreq{}) // all routed, and queued for slow, once answered
 	p.expect(&packet.Pingresp{})
 
-	slow.r = packet.NewReader(&trickle{r: nc, n: 4 << 10, every: 2 * time.Millisecond}, 0)
+	slow.r = packet.NewReader(&trickle{r: slow.c, n: 4 << 10, every: 2 * time.Millisecond}, 0)
 	for i := range n {
 		b, err := slow.next(5 * time.Second)
 		if err != nil {
@@ -247,14 +239,7 @@ func TestWriteTimeoutDiscarded(t *testing.T) {
 			}
 		}
 	})
-	nc, err := srv.Dial(context.Background(), "", "") // a pipe: nothing is taken unless read
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	stuck := &script{t: t, name: "stuck", c: nc, r: packet.NewReader(nc, 0)}
-	stuck.send(&packet.Connect{ClientID: []byte("stuck"), CleanSession: true})
-	stuck.expect(&packet.Connack{})
+	stuck := connectPipe(t, srv, "stuck") // nothing is taken unless read
 	stuck.subscribe(1, "s/#", 1)
 
 	p := connect(t, srv, "p", true, false)
