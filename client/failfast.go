@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/ternmq/mqtt/session"
 )
 
 // youngFor is how long a connection must last, when nothing came on it
@@ -111,6 +114,11 @@ func (c *Client) gaveUpConnecting(ctx context.Context, attempts int, last error)
 func (c *Client) suspectOf(cn *conn) *MessageError {
 	limit := orDefault(c.opts.MaxCuts, DefaultMaxCuts)
 	if limit < 0 || cn.err == nil || errors.Is(cn.err, ErrClosed) {
+		return nil
+	}
+	if errors.Is(cn.err, session.ErrTimeout) || errors.Is(cn.err, os.ErrDeadlineExceeded) {
+		// The broker went silent (keepalive, or a write that made no
+		// progress): it did not close the connection on the message.
 		return nil
 	}
 	h, tp, size, ok := c.s.OldestSent()

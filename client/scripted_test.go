@@ -805,3 +805,29 @@ func TestQoS2CleanSessionCut(t *testing.T) {
 		t.Errorf("Stats.SessionEnded = %d, want 2", n)
 	}
 }
+
+// A broker that goes silent with a message in flight, connection after
+// connection, has not refused it: keepalive and write timeouts are not
+// cuts (Options.MaxCuts), and the message is sent again until it is
+// acknowledged, not given up with a MessageError.
+func TestSilentBrokerNotACut(t *testing.T) {
+	t.Parallel()
+	c, s, p := startScripted(t, client.Options{KeepAlive: time.Second, ReconnectMin: time.Millisecond, ReconnectMax: 10 * time.Millisecond})
+	defer c.Close()
+	tok := c.PublishAsync(testCtx(t, 20*time.Second), "t", 1, false, []byte("x"))
+	for i := range client.DefaultMaxCuts {
+		p.expect(packet.PUBLISH) // then nothing: not even a PINGRESP
+		p = s.accept()
+		p.handshake(false)
+		select {
+		case <-tok.Done():
+			t.Fatalf("after %d silent connections: %v", i+1, tok.Err())
+		default:
+		}
+	}
+	pub := p.expect(packet.PUBLISH).(*packet.Publish)
+	p.send(&packet.Puback{PacketID: pub.PacketID})
+	if err := tok.Wait(testCtx(t, 5*time.Second)); err != nil {
+		t.Errorf("acknowledged after %d silent connections: %v", client.DefaultMaxCuts, err)
+	}
+}
