@@ -252,9 +252,13 @@ func (c *conn) park(d time.Time) bool {
 	if err != nil && c.nc == nil {
 		err = errors.Join(err, c.attach())
 	}
+	if err != nil {
+		// Read with a goroutine from now on. Under the lock: the
+		// writer reads rc (netConn).
+		pk.rc = nil
+	}
 	pk.mu.Unlock()
 	if err != nil {
-		pk.rc = nil // read with a goroutine from now on
 		c.srv.log.Debug("cannot park connection", "client", c.info.ID, "err", err)
 		c.router = getRouter()
 		return false
