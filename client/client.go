@@ -454,9 +454,9 @@ func (c *Client) waitUp(ctx context.Context) error {
 		case !c.running:
 			c.mu.Unlock()
 			return ErrNotConnected
-		case c.heldUp():
+		case c.callbackLost() != nil && c.cur == nil:
 			c.mu.Unlock()
-			return errHeldUp
+			return ErrCallbackWait
 		}
 		up := c.up
 		c.mu.Unlock()

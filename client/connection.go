@@ -301,14 +301,25 @@ func (c *Client) emit(e Event) {
 	}
 }
 
-// heldUp reports whether the caller is the OnEvent callback while the
-// client is not connected: the connection a call would wait for comes only
-// once the callback returns, on the same goroutine. Cheap unless a
-// callback runs. Called with c.mu held.
-func (c *Client) heldUp() bool {
+// callbackLost returns, for a call made from the OnEvent callback, a
+// channel closed once the connection is down: the callback holds up the
+// handling of that loss and the next connection, so a call waiting on
+// the connection would wait for itself. Nil (never ready) for any other
+// caller; cheap unless a callback runs. Called with c.mu held.
+func (c *Client) callbackLost() <-chan struct{} {
 	g := c.eventG.Load()
-	return g != 0 && c.cur == nil && g == goid()
+	if g == 0 || g != goid() {
+		return nil
+	}
+	if c.cur == nil {
+		return closedChan
+	}
+	return c.cur.done
 }
 
-// errHeldUp is the error of a call that heldUp would make wait for itself.
-var errHeldUp = fmt.Errorf("%w: called from OnEvent while the connection is down, it would hold up the reconnection it waits for (a message stays queued; PublishAsync does not wait)", ErrNotConnected)
+// closedChan is a channel that is always ready.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()

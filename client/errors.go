@@ -38,6 +38,13 @@ var (
 	// again on the next connection (unless Options.NoReconnect).
 	ErrConnectionLost = errors.New("client: connection lost")
 
+	// ErrCallbackWait is returned by a call made from Options.OnEvent
+	// that would wait for a connection while the connection is down: the
+	// next one comes only once the callback returns. A message published
+	// stays queued and leaves on the next connection, as when a Publish's
+	// context ends first; a Subscribe or Unsubscribe is not made.
+	ErrCallbackWait = errors.New("client: called from OnEvent while the connection is down: waiting would hold up the reconnection")
+
 	// ErrSessionEnded fails a QoS 2 message whose exchange was under way
 	// (its PUBLISH sent, perhaps its PUBREC received) when the connection
 	// ended with Options.KeepSession false: the broker's session, and the

@@ -218,11 +218,12 @@ type Options struct {
 	// OnEvent is told about the connection: connected, lost (with the
 	// cause), reconnecting. It runs on the client's connection goroutine
 	// (or Connect's): it must return promptly, and may call the Client's
-	// methods. While the connection is down, a call that would wait for
-	// the next one (Publish at QoS 1 or 2, Subscribe, Unsubscribe) fails
-	// at once with an error wrapping ErrNotConnected, since that
-	// connection comes only once the callback returns; a message stays
-	// queued (PublishAsync does not wait).
+	// methods. A call that waits on the connection (Publish at QoS 1 or 2,
+	// Subscribe, Unsubscribe) fails with ErrCallbackWait when the
+	// connection is down, or goes down while it waits: the loss is
+	// handled, and the next connection made, only once the callback
+	// returns. A message published stays queued (PublishAsync does not
+	// wait).
 	OnEvent func(Event)
 
 	// Logger receives debug and warning records. Nil means silence.

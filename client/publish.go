@@ -129,13 +129,11 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, retain boo
 		tokenPool.Put(t)
 		return err
 	}
+	var lost <-chan struct{}
 	if c.eventG.Load() != 0 {
 		c.mu.Lock()
-		held := c.heldUp()
+		lost = c.callbackLost()
 		c.mu.Unlock()
-		if held {
-			return errHeldUp // the token stays with the message, and is dropped
-		}
 	}
 	select {
 	case <-t.done:
@@ -145,6 +143,8 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, retain boo
 		return err
 	case <-ctx.Done():
 		return ctx.Err() // the token stays with the message, and is dropped
+	case <-lost:
+		return ErrCallbackWait // likewise
 	}
 }
 
@@ -268,35 +268,38 @@ func (c *Client) waitWritten(ctx context.Context, gen uint64) error {
 		case c.closed:
 			c.mu.Unlock()
 			return ErrClosed
-		case c.heldUp(): // queued with Options.QueueQoS0
-			c.mu.Unlock()
-			return errHeldUp
 		}
+		lostCh := c.callbackLost()
 		ch := waitPool.Get().(chan struct{})
 		c.writeWait = append(c.writeWait, writeWaiter{gen: gen, ch: ch})
 		c.mu.Unlock()
+		var err error
 		select {
 		case <-ch:
 			waitPool.Put(ch)
-		case <-ctx.Done():
 			c.mu.Lock()
-			for i, w := range c.writeWait {
-				if w.ch == ch {
-					c.writeWait = append(c.writeWait[:i], c.writeWait[i+1:]...)
-					break
-				}
-			}
-			c.mu.Unlock()
-			// Woken meanwhile or not, the channel is empty or holds one
-			// value: drain it before reuse.
-			select {
-			case <-ch:
-			default:
-			}
-			waitPool.Put(ch)
-			return ctx.Err()
+			continue
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-lostCh: // queued with Options.QueueQoS0
+			err = ErrCallbackWait
 		}
 		c.mu.Lock()
+		for i, w := range c.writeWait {
+			if w.ch == ch {
+				c.writeWait = append(c.writeWait[:i], c.writeWait[i+1:]...)
+				break
+			}
+		}
+		c.mu.Unlock()
+		// Woken meanwhile or not, the channel is empty or holds one
+		// value: drain it before reuse.
+		select {
+		case <-ch:
+		default:
+		}
+		waitPool.Put(ch)
+		return err
 	}
 	c.mu.Unlock()
 	return nil

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -742,7 +743,7 @@ func TestCloseFromOnEventDuringConnect(t *testing.T) {
 
 // A Publish that waits for its acknowledgement, or a Subscribe, from
 // OnEvent on ConnectionLost would wait for the reconnection its own
-// callback holds up: it fails at once (ErrNotConnected), the message stays
+// callback holds up: it fails at once (ErrCallbackWait), the message stays
 // queued and leaves on the next connection.
 func TestCallsFromOnEventWhileDown(t *testing.T) {
 	t.Parallel()
@@ -760,8 +761,8 @@ func TestCallsFromOnEventWhileDown(t *testing.T) {
 	for range 2 {
 		select {
 		case err := <-calls:
-			if !errors.Is(err, client.ErrNotConnected) {
-				t.Errorf("call from OnEvent while down = %v, want ErrNotConnected", err)
+			if !errors.Is(err, client.ErrCallbackWait) {
+				t.Errorf("call from OnEvent while down = %v, want ErrCallbackWait", err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("a call from OnEvent while down is still waiting")
@@ -829,5 +830,46 @@ func TestSilentBrokerNotACut(t *testing.T) {
 	p.send(&packet.Puback{PacketID: pub.PacketID})
 	if err := tok.Wait(testCtx(t, 5*time.Second)); err != nil {
 		t.Errorf("acknowledged after %d silent connections: %v", client.DefaultMaxCuts, err)
+	}
+}
+
+// The same from OnEvent on Connected (a "birth" message): a Publish that
+// waits for its PUBACK, or a Subscribe for its SUBACK, when the connection
+// is lost meanwhile fails with ErrCallbackWait rather than hold up the
+// handling of that loss for ever; the message leaves on the next
+// connection.
+func TestCallsFromOnEventConnectedThenLost(t *testing.T) {
+	t.Parallel()
+	calls := make(chan error, 2)
+	var once sync.Once
+	handOver := make(chan *client.Client, 1) // the callback runs before startScripted returns
+	c, s, p := startScripted(t, client.Options{OnEvent: func(e client.Event) {
+		if e.Kind == client.Connected {
+			once.Do(func() {
+				c := <-handOver
+				calls <- c.Publish(context.Background(), "birth", 1, false, []byte("up"))
+				_, err := c.Subscribe(context.Background(), client.Subscription{Filter: "f", QoS: 1})
+				calls <- err
+			})
+		}
+	}})
+	defer c.Close()
+	handOver <- c
+	p.expect(packet.PUBLISH) // no PUBACK: the connection is lost first
+	p.c.Close()
+	for range 2 {
+		select {
+		case err := <-calls:
+			if !errors.Is(err, client.ErrCallbackWait) {
+				t.Errorf("call from OnEvent(Connected), connection lost = %v, want ErrCallbackWait", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a call from OnEvent(Connected) still waits after the connection was lost")
+		}
+	}
+	p = s.accept()
+	p.handshake(false)
+	if pub := p.expect(packet.PUBLISH).(*packet.Publish); string(pub.Payload) != "up" {
+		t.Errorf("sent %q after the reconnection, want the birth message", pub.Payload)
 	}
 }

@@ -138,17 +138,21 @@ func (c *Client) request(ctx context.Context, send func() (session.Handle, error
 		r := &request{done: make(chan struct{})}
 		c.reqs[h] = r
 		c.kick()
+		lost := c.callbackLost()
 		c.mu.Unlock()
 		select {
 		case <-r.done:
 			return r.codes, r.err
 		case <-ctx.Done():
-			c.mu.Lock()
-			if c.reqs[h] == r {
-				c.reqs[h] = nil // the answer is still handled, by nobody
-			}
-			c.mu.Unlock()
-			return nil, ctx.Err()
+			err = ctx.Err()
+		case <-lost:
+			err = ErrCallbackWait
 		}
+		c.mu.Lock()
+		if c.reqs[h] == r {
+			c.reqs[h] = nil // the answer is still handled, by nobody
+		}
+		c.mu.Unlock()
+		return nil, err
 	}
 }
