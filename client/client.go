@@ -452,8 +452,12 @@ func (c *Client) waitUp(ctx context.Context) error {
 			c.mu.Unlock()
 			return nil
 		case !c.running:
+			err := error(ErrNotConnected)
+			if c.lost != nil && c.opts.NoReconnect {
+				err = c.lost // ErrNotConnected, with the cause
+			}
 			c.mu.Unlock()
-			return ErrNotConnected
+			return err
 		case c.callbackLost() != nil && c.cur == nil:
 			c.mu.Unlock()
 			return ErrCallbackWait

@@ -873,3 +873,20 @@ func TestCallsFromOnEventConnectedThenLost(t *testing.T) {
 		t.Errorf("sent %q after the reconnection, want the birth message", pub.Payload)
 	}
 }
+
+// With NoReconnect, a call after the connection is lost says why: the
+// error wraps ErrNotConnected and the cause of the loss.
+func TestNoReconnectCallSaysWhy(t *testing.T) {
+	t.Parallel()
+	c, _, p := startScripted(t, client.Options{NoReconnect: true})
+	defer c.Close()
+	p.c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.IsConnected() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	_, err := c.Subscribe(testCtx(t, 5*time.Second), client.Subscription{Filter: "f", QoS: 1})
+	if !errors.Is(err, client.ErrNotConnected) || !errors.Is(err, client.ErrConnectionLost) {
+		t.Errorf("Subscribe after the loss = %v, want ErrNotConnected and ErrConnectionLost with the cause", err)
+	}
+}
