@@ -224,10 +224,13 @@ func (r *router) shape(q *packet.Publish, sb sub) {
 // take the message being routed (mosquitto gives such a member its turn, and
 // the group loses the message) and those whose client is not connected,
 // unless none that may take it is. It reports false when no member may.
+// With none connected, the first that may take it gets it, and the turn
+// moves on past it, so that the members' persistent sessions share the
+// messages queued while they are away.
 func (r *router) pickMember(s *Server, g topic.Group[sub]) (sub, bool) {
 	var away sub
-	found := false
-	for range len(g.Members) {
+	at := -1
+	for i := range len(g.Members) {
 		m := g.Pick()
 		if !r.mayTake(s, m) {
 			continue
@@ -235,11 +238,15 @@ func (r *router) pickMember(s *Server, g topic.Group[sub]) (sub, bool) {
 		if m.c.on.Load() {
 			return m, true
 		}
-		if !found {
-			away, found = m, true
+		if at < 0 {
+			away, at = m, i
 		}
 	}
-	return away, found
+	// A full round brought the turn back to where it started.
+	for range at + 1 {
+		g.Pick()
+	}
+	return away, at >= 0
 }
 
 // deliverShared delivers p to sb, the member of group g chosen for it; if

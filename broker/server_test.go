@@ -69,6 +69,42 @@ func TestSharedSubscriptions(t *testing.T) {
 	}
 }
 
+// When no member of a shared subscription is connected, the messages are
+// queued to the members' persistent sessions in turn, not all to one of
+// them: each member finds its share when it comes back (mosquitto does the
+// same).
+func TestSharedSubscriptionAllAway(t *testing.T) {
+	srv := newServer(t)
+	const members, n = 3, 9
+	for i := range members {
+		m := connect(t, srv, fmt.Sprint("m", i), false, false)
+		m.subscribe(1, "$share/g/jobs", 1)
+		m.disconnect()
+	}
+	waitFor(t, "members gone", func() bool { return srv.Broker.Stats().Connected == 0 })
+	p := connect(t, srv, "p", true, false)
+	for i := range n {
+		p.publish(pub("jobs", fmt.Sprint(i), 1, uint16(i+1)))
+	}
+	seen := map[string]bool{}
+	for i := range members {
+		m := connect(t, srv, fmt.Sprint("m", i), false, true)
+		for range n / members {
+			got := m.expectPublish()
+			checkPublish(t, got, "jobs", string(got.Payload), 1, false)
+			if seen[string(got.Payload)] {
+				t.Errorf("message %s delivered twice", got.Payload)
+			}
+			seen[string(got.Payload)] = true
+			m.ack(got)
+		}
+		m.expectNothing()
+	}
+	if len(seen) != n {
+		t.Errorf("%d of %d messages delivered", len(seen), n)
+	}
+}
+
 // A member of a shared subscription whose session is full does not lose the
 // group its messages: each goes to the next member with room, and none is
 // dropped while one has.
