@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -225,6 +226,47 @@ func TestListeners(t *testing.T) {
 		got := s.expectPublish()
 		checkPublish(t, got, "all", "hi", 1, false)
 		s.ack(got)
+	}
+}
+
+// A WebSocket client idle for longer than WriteTimeout still gets a pong
+// for its ping (RFC 6455 section 5.5.2: it MUST be answered) and its
+// connection still works: the write deadline the broker set for its last
+// write, long past, does not hold back the pong, nor break the connection.
+func TestWebSocketIdlePastWriteTimeout(t *testing.T) {
+	const wt = 100 * time.Millisecond
+	srv := broker.New(broker.Options{WriteTimeout: wt})
+	l, err := transport.Listen("ws://127.0.0.1:0/mqtt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, srv, l)
+	s := dialURL(t, "ws://"+l.Addr().String()+"/mqtt", nil, "idle")
+	s.send(&packet.Connect{ClientID: []byte("idle"), CleanSession: true, KeepAlive: 60})
+	s.expect(&packet.Connack{})
+	time.Sleep(3 * wt)
+
+	// A masked ping, written under the WebSocketConn, whose reader then
+	// holds nothing: the CONNACK frame was read whole.
+	nc := s.c.(*transport.WebSocketConn).NetConn()
+	key := [4]byte{1, 2, 3, 4}
+	ping := []byte{0x89, 0x80 | 4, key[0], key[1], key[2], key[3]}
+	for i, b := range []byte("idle") {
+		ping = append(ping, b^key[i%4])
+	}
+	if _, err := nc.Write(ping); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	pong := make([]byte, 6)
+	if _, err := io.ReadFull(nc, pong); err != nil || string(pong) != "\x8a\x04idle" {
+		t.Fatalf("pong: %q, %v; want \"\\x8a\\x04idle\"", pong, err)
+	}
+	nc.SetReadDeadline(time.Time{})
+	s.send(&packet.Pingreq{})
+	s.expect(&packet.Pingresp{})
+	if st := srv.Stats(); st.Disconnected != 0 {
+		t.Errorf("Stats.Disconnected = %d, want 0", st.Disconnected)
 	}
 }
 

@@ -53,9 +53,10 @@ const writeBufferLimit = 64<<10 + maxHeaderLen
 // length and a 4-byte masking key.
 const maxHeaderLen = 14
 
-// closeTimeout bounds how long Close waits to send its close frame to a peer
-// that does not read.
-const closeTimeout = time.Second
+// controlTimeout is the least time a control frame gets to go out: a pong
+// or close that Read sends, whatever the caller's write deadline, and the
+// close frame Close sends to a peer that does not read.
+const controlTimeout = time.Second
 
 // Errors reported by WebSocketConn.Read. They wrap more detail; test with
 // errors.Is.
@@ -139,6 +140,12 @@ type WebSocketConn struct {
 	closeSent bool
 	rng       *rand.ChaCha8 // masking keys; client side only
 
+	// dmu guards the caller's write deadline, which a control frame sent by
+	// Read stretches while it goes out and then restores.
+	dmu       sync.Mutex
+	wdeadline time.Time
+	inControl bool
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -196,7 +203,12 @@ func (c *WebSocketConn) LocalAddr() net.Addr { return c.conn.LocalAddr() }
 func (c *WebSocketConn) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
 
 // SetDeadline sets the read and write deadlines of the underlying connection.
-func (c *WebSocketConn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
+func (c *WebSocketConn) SetDeadline(t time.Time) error {
+	if err := c.conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
 
 // SetReadDeadline sets the read deadline of the underlying connection. A Read
 // that times out in the middle of a frame header resumes where it stopped.
@@ -204,8 +216,19 @@ func (c *WebSocketConn) SetReadDeadline(t time.Time) error { return c.conn.SetRe
 
 // SetWriteDeadline sets the write deadline of the underlying connection. A
 // Write that times out after sending part of a frame breaks the connection,
-// since the frame cannot be finished.
-func (c *WebSocketConn) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
+// since the frame cannot be finished. The deadline bounds the caller's
+// writes only: a pong or close that Read sends gets at least a second of
+// its own, so that a deadline left in the past by the last write of a
+// connection idle since does not keep a ping unanswered.
+func (c *WebSocketConn) SetWriteDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.wdeadline = t
+	if c.inControl {
+		return nil // set when the control frame is out
+	}
+	return c.conn.SetWriteDeadline(t)
+}
 
 // Read reads payload bytes of binary frames into p, across frame boundaries.
 func (c *WebSocketConn) Read(p []byte) (int, error) {
@@ -526,7 +549,14 @@ func (c *WebSocketConn) writeFrame(op byte, p []byte) (n, sent int, err error) {
 	return n, sent, nil
 }
 
-// writeControl sends a control frame; the caller holds neither lock.
+// writeControl sends a control frame for Read (a pong, a close); the
+// caller holds neither lock. RFC 6455 section 5.5.2 says a ping MUST be
+// answered, so the frame gets at least controlTimeout whatever the
+// caller's write deadline: a server that sets one before each write leaves
+// it in the past while its client is idle, and its client's pings must not
+// go unanswered for that. A frame that cannot start within the time is
+// dropped, leaving the stream whole (a peer that does not read needs no
+// pong); one cut short breaks the connection, and Read reports it.
 func (c *WebSocketConn) writeControl(op byte, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -539,14 +569,34 @@ func (c *WebSocketConn) writeControl(op byte, payload []byte) error {
 	if op == opClose {
 		c.closeSent = true
 	}
-	if err := c.writeControlLocked(op, payload); err != nil {
-		c.werr = err
-		return err
+	c.dmu.Lock()
+	least := time.Now().Add(controlTimeout)
+	stretch := !c.wdeadline.IsZero() && c.wdeadline.Before(least)
+	if stretch {
+		c.inControl = true
+		c.conn.SetWriteDeadline(least)
+	}
+	c.dmu.Unlock()
+	sent, err := c.writeControlLocked(op, payload)
+	if stretch {
+		c.dmu.Lock()
+		c.inControl = false
+		c.conn.SetWriteDeadline(c.wdeadline)
+		c.dmu.Unlock()
+	}
+	if err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() && sent == 0 {
+			return nil
+		}
+		// Not a timeout to Read's caller: the stream is broken.
+		c.werr = fmt.Errorf("transport: websocket control frame: %w", err)
+		return c.werr
 	}
 	return nil
 }
 
-func (c *WebSocketConn) writeControlLocked(op byte, payload []byte) error {
+// writeControlLocked writes a control frame and returns the bytes sent.
+func (c *WebSocketConn) writeControlLocked(op byte, payload []byte) (int, error) {
 	b := c.cbuf[:0]
 	b = append(b, 0x80|op, byte(len(payload)))
 	start := len(b)
@@ -561,8 +611,7 @@ func (c *WebSocketConn) writeControlLocked(op byte, payload []byte) error {
 	} else {
 		b = append(b, payload...)
 	}
-	_, err := c.conn.Write(b)
-	return err
+	return c.conn.Write(b)
 }
 
 // sendClose sends a close frame with code (none for StatusNoStatus) unless
@@ -589,7 +638,7 @@ func (c *WebSocketConn) Close() error {
 		if c.wmu.TryLock() {
 			if !c.closeSent && c.werr == nil {
 				c.closeSent = true
-				c.conn.SetWriteDeadline(time.Now().Add(closeTimeout))
+				c.conn.SetWriteDeadline(time.Now().Add(controlTimeout))
 				c.writeControlLocked(opClose, []byte{StatusNormalClosure >> 8, StatusNormalClosure & 0xff})
 			}
 			c.closeSent = true

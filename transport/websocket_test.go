@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -631,5 +632,79 @@ func TestWriteDeadline(t *testing.T) {
 	got := make([]byte, 4)
 	if _, err := io.ReadFull(a, got); err != nil || !bytes.Equal(got, []byte{0x82, 0x02, 'h', 'i'}) {
 		t.Fatalf("after the timeout: % x, %v", got, err)
+	}
+}
+
+// A ping is answered, and a close echoed, even when the caller's write
+// deadline passed long ago, as it has on a server that sets one before each
+// write and whose client has been idle since (RFC 6455 sections 5.5.2 and
+// 5.5.1: both MUST be answered). The caller's own writes keep its deadline.
+func TestControlAfterWriteDeadline(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	c := NewWebSocketConn(b, false, nil)
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(-time.Minute))
+	a.SetDeadline(time.Now().Add(5 * time.Second))
+	go func() {
+		a.Write(maskedFrame(0x89, rfcKey, []byte("hi")))
+		a.Write(maskedFrame(0x82, rfcKey, []byte("x")))
+	}()
+	readc := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 8)
+		n, err := c.Read(buf)
+		readc <- fmt.Sprintf("%q %v", buf[:n], err)
+	}()
+	pong := make([]byte, 4)
+	if _, err := io.ReadFull(a, pong); err != nil || !bytes.Equal(pong, []byte{0x8a, 0x02, 'h', 'i'}) {
+		t.Fatalf("pong % x, %v; want 8a 02 68 69", pong, err)
+	}
+	if got := <-readc; got != `"x" <nil>` {
+		t.Fatalf("Read after the ping: %s", got)
+	}
+	_, err := c.Write([]byte("y"))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("Write with the deadline passed: %v, want a timeout", err)
+	}
+	go a.Write(maskedFrame(0x88, rfcKey, []byte{0x03, 0xe8}))
+	go func() {
+		_, err := c.Read(make([]byte, 8))
+		readc <- fmt.Sprint(err)
+	}()
+	echo := make([]byte, 4)
+	if _, err := io.ReadFull(a, echo); err != nil || !bytes.Equal(echo, []byte{0x88, 0x02, 0x03, 0xe8}) {
+		t.Fatalf("close echo % x, %v; want 88 02 03 e8", echo, err)
+	}
+	if got := <-readc; got != "EOF" {
+		t.Fatalf("Read after the close: %s, want EOF", got)
+	}
+}
+
+// A pong that cannot start within its time, to a peer that does not read,
+// is dropped and leaves the connection whole; the caller's deadline is back
+// in force after it.
+func TestPongToPeerNotReading(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	c := NewWebSocketConn(b, false, nil)
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(-time.Minute))
+	go a.Write(cat(maskedFrame(0x89, rfcKey, []byte("p")), maskedFrame(0x82, rfcKey, []byte("x"))))
+	buf := make([]byte, 8)
+	start := time.Now()
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "x" {
+		t.Fatalf("Read: %q, %v; want x", buf[:n], err)
+	}
+	if d := time.Since(start); d < controlTimeout/2 {
+		t.Fatalf("the unread pong gave up after %v, want about %v", d, controlTimeout)
+	}
+	c.SetWriteDeadline(time.Time{})
+	go c.Write([]byte("y"))
+	got := make([]byte, 3)
+	if _, err := io.ReadFull(a, got); err != nil || !bytes.Equal(got, []byte{0x82, 0x01, 'y'}) {
+		t.Fatalf("after the dropped pong: % x, %v; want 82 01 79", got, err)
 	}
 }
