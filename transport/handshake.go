@@ -142,13 +142,42 @@ func clientHandshake(ctx context.Context, conn net.Conn, e *endpoint, opts *Opti
 	return newWebSocketConn(conn, br, true, proto, opts), nil
 }
 
+// maxResponseHead bounds the HTTP response to a WebSocket upgrade: a
+// server or proxy that sends headers without end fails the handshake
+// instead of filling memory (RFC 6455 section 10.4).
+const maxResponseHead = 64 << 10
+
+// errResponseHead reports a response head longer than maxResponseHead.
+var errResponseHead = fmt.Errorf("HTTP response head longer than %d bytes", maxResponseHead)
+
+// headReader reads a connection for the handshake, failing once the
+// response head has taken more than its share; lifted after the head, so
+// that the same buffered reader goes on with the frames that follow it.
+type headReader struct {
+	r    io.Reader
+	left int // bytes the head may still take; -1 once it is read
+}
+
+func (h *headReader) Read(p []byte) (int, error) {
+	switch {
+	case h.left < 0:
+		return h.r.Read(p)
+	case h.left == 0:
+		return 0, errResponseHead
+	}
+	n, err := h.r.Read(p[:min(len(p), h.left)])
+	h.left -= n
+	return n, err
+}
+
 // roundTrip writes req and reads the response head. The reader it returns
 // may hold the first frames, sent right after the response.
 func roundTrip(conn net.Conn, req *http.Request) (*http.Response, *bufio.Reader, error) {
 	if err := req.Write(conn); err != nil {
 		return nil, nil, err
 	}
-	br := bufio.NewReaderSize(conn, 4096)
+	hr := &headReader{r: conn, left: maxResponseHead}
+	br := bufio.NewReaderSize(hr, 4096)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -156,6 +185,7 @@ func roundTrip(conn net.Conn, req *http.Request) (*http.Response, *bufio.Reader,
 		}
 		return nil, nil, err
 	}
+	hr.left = -1
 	// The body of a 101 response is the WebSocket stream itself; for
 	// other statuses it is an error page nobody reads.
 	return resp, br, nil

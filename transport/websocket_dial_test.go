@@ -315,3 +315,35 @@ func TestWebSocketHandlerBesidePages(t *testing.T) {
 		t.Fatalf("dial after handler Close: %v, want 503", err)
 	}
 }
+
+// A server that answers the upgrade with a response head that never ends,
+// as many header lines or one endless line, fails the handshake once the
+// head passes 64 KiB, instead of filling the client's memory until the
+// context ends (RFC 6455 section 10.4). The server writes at most 8 MiB.
+func TestDialEndlessResponseHead(t *testing.T) {
+	for name, filler := range map[string]string{
+		"lines":    "X-Filler: " + strings.Repeat("a", 100) + "\r\n",
+		"one line": strings.Repeat("a", 1000),
+	} {
+		t.Run(name, func(t *testing.T) {
+			addr := rawServer(t, func(c net.Conn) {
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nX-Start: 1")
+				if name == "lines" {
+					io.WriteString(c, "\r\n")
+				}
+				for sent := 0; sent < 8<<20; sent += len(filler) {
+					if _, err := io.WriteString(c, filler); err != nil {
+						return
+					}
+				}
+			})
+			_, err := transport.Dial(ctxT(t), "ws://"+addr+"/mqtt", nil)
+			if err == nil || !strings.Contains(err.Error(), "longer than 65536 bytes") {
+				t.Fatalf("Dial: %v, want the response head refused for its length", err)
+			}
+		})
+	}
+}
