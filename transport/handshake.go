@@ -194,14 +194,21 @@ func roundTrip(conn net.Conn, req *http.Request) (*http.Response, *bufio.Reader,
 // headerHasToken reports whether a comma-separated header field holds
 // token, ignoring case (RFC 7230 section 7).
 func headerHasToken(h http.Header, name, token string) bool {
+	_, ok := headerToken(h, name, token)
+	return ok
+}
+
+// headerToken returns the element of a comma-separated header field that
+// is token, ignoring case, as the field spells it.
+func headerToken(h http.Header, name, token string) (string, bool) {
 	for _, v := range h.Values(name) {
 		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
+			if t = strings.TrimSpace(t); strings.EqualFold(t, token) {
+				return t, true
 			}
 		}
 	}
-	return false
+	return "", false
 }
 
 // UpgradeWebSocket performs the server side of the opening handshake (RFC
@@ -241,10 +248,13 @@ func UpgradeWebSocket(w http.ResponseWriter, r *http.Request, opts *Options) (*W
 	if opts != nil && len(opts.Subprotocols) > 0 {
 		accepted = opts.Subprotocols
 	}
+	// The answer must be one of the values offered (RFC 6455 section
+	// 4.2.2), which clients compare as they sent them: a client that
+	// offers "MQTT" gets "MQTT" back.
 	proto := ""
 	for _, p := range accepted {
-		if headerHasToken(r.Header, "Sec-WebSocket-Protocol", p) {
-			proto = p
+		if t, ok := headerToken(r.Header, "Sec-WebSocket-Protocol", p); ok {
+			proto = t
 			break
 		}
 	}

@@ -244,6 +244,10 @@ func TestSubprotocolChoice(t *testing.T) {
 		{[]string{"mqttv3.1"}, nil, "mqttv3.1"},
 		{[]string{"mqttv3.1", "mqtt"}, nil, "mqtt"},
 		{[]string{"custom", "mqtt"}, []string{"custom"}, "custom"},
+		// The answer is the value as the client offered it (RFC 6455
+		// section 4.2.2), matched ignoring case.
+		{[]string{"MQTT"}, nil, "MQTT"},
+		{[]string{"Mqtt", "mqttv3.1"}, nil, "Mqtt"},
 	} {
 		ln, err := transport.Listen("ws://127.0.0.1:0", &transport.Options{Subprotocols: tt.accepted})
 		if err != nil {
