@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -170,6 +171,9 @@ func parseURL(raw string) (*endpoint, error) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownScheme, u.Scheme)
 	}
 	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n > 65535 {
+			return nil, fmt.Errorf("port %s out of range", p)
+		}
 		port = p
 	}
 	e.addr = net.JoinHostPort(u.Hostname(), port)

@@ -418,12 +418,12 @@ func TestAcceptKeyRFCExample(t *testing.T) {
 }
 
 func TestCheckURL(t *testing.T) {
-	for _, u := range []string{"mqtt://h", "tcp://h:1", "mqtts://h", "ssl://h", "tls://[::1]:8883", "ws://h", "wss://h:443/x?y=1", "unix:///tmp/s", "MQTT://h"} {
+	for _, u := range []string{"mqtt://h", "tcp://h:1", "mqtts://h", "ssl://h", "tls://[::1]:8883", "ws://h", "wss://h:443/x?y=1", "unix:///tmp/s", "unix://rel.sock", "MQTT://h", "mqtt://h:65535"} {
 		if err := transport.CheckURL(u); err != nil {
 			t.Errorf("CheckURL(%q): %v", u, err)
 		}
 	}
-	for _, u := range []string{"", "h:1883", "http://h", "mqtt://[::1", "unix://", "mqtt://u:secret@h:x"} {
+	for _, u := range []string{"", "h:1883", "http://h", "mqtt://[::1", "unix://", "mqtt://u:secret@h:x", "mqtt://h:65536", "ws://h:99999"} {
 		err := transport.CheckURL(u)
 		if err == nil {
 			t.Errorf("CheckURL(%q) accepted", u)

@@ -52,6 +52,7 @@ func TestResolve(t *testing.T) {
 		{args: []string{"-url", "ws://b:8080/mqtt"}, url: "ws://b:8080/mqtt", keepalive: time.Minute}, // the path is the HTTP path
 		{args: []string{"-L", "wss://b/mqtt", "-insecure"}, url: "wss://b/mqtt", tls: true, keepalive: time.Minute},
 		{args: []string{"-L", "unix:///run/mqtt.sock"}, url: "unix:///run/mqtt.sock", keepalive: time.Minute},
+		{args: []string{"-L", "unix://mqtt.sock"}, url: "unix://mqtt.sock", keepalive: time.Minute}, // relative, as the transport takes it
 		{args: []string{"-u", "a", "-P", ""}, url: "mqtt://localhost:1883", user: "a", hasPass: true, keepalive: time.Minute},
 	} {
 		d, err := parseConn(t, c.args...)
@@ -92,6 +93,7 @@ func TestResolveRejects(t *testing.T) {
 		{[]string{"-L", "mqtt://b:x"}, "bad URL", exitUsage},
 		{[]string{"-L", "mqtt://u:secret@b:x"}, "bad URL", exitUsage},
 		{[]string{"-L", "unix://"}, "no socket path", exitUsage},
+		{[]string{"-L", "unix:rel.sock"}, "unix:///absolute/path", exitUsage},
 		{[]string{"-L", "mqtt://b", "-cafile", notPEM}, "TLS flags given with the non-TLS URL", exitUsage},
 		{[]string{"-p", "70000"}, "port must be between", exitUsage},
 		{[]string{"-k", "70000"}, "keepalive", exitUsage},

@@ -209,7 +209,12 @@ func parseBrokerURL(raw string) (*url.URL, error) {
 			}
 		}
 	case "unix":
-		if u.Path == "" && u.Opaque == "" {
+		// As the transport reads it: unix:///absolute/path, or
+		// unix://relative/path.
+		if u.Opaque != "" {
+			return nil, usagef("bad URL %q: write unix:///absolute/path or unix://relative/path", redact(raw))
+		}
+		if u.Host+u.Path == "" {
 			return nil, usagef("bad URL %q: no socket path", redact(raw))
 		}
 	case "":
