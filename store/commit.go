@@ -47,10 +47,14 @@ func (l *Log) commit(sync, groups bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	target := l.seq
-	if groups && l.openBefore(target) {
-		// A write of an open group is durable only with its end.
-		l.waitGroups(target)
+	if groups && len(l.open) > 0 {
+		// A write of an open group is durable only with its end; and
+		// what Sync returns for must end where no group is open, or
+		// recovery could cut below it (see group.go). So no group
+		// begins until the open ones end.
+		l.quiesce()
 		target = l.seq
+		l.unquiesce()
 	}
 	for {
 		if l.err != nil {

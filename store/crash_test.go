@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -272,7 +273,18 @@ func crashWriter(l *Log, w int, report func([]byte) error) error {
 	for i := 0; ; i++ {
 		line = line[:0]
 		h++
-		if err := s.SaveMessage(&session.Message{Handle: h, QoS: 1, Topic: []byte("t"), Payload: []byte(crashPayload(w, h))}); err != nil {
+		// Odd writers save in groups, which overlap one another and the
+		// even writers' plain writes, as a broker's QoS 2 routings do.
+		var g Group
+		if w%2 == 1 {
+			g = l.Begin()
+		}
+		err := s.SaveMessage(&session.Message{Handle: h, QoS: 1, Topic: []byte("t"), Payload: []byte(crashPayload(w, h))})
+		if w%2 == 1 {
+			runtime.Gosched()
+			l.End(g)
+		}
+		if err != nil {
 			return err
 		}
 		line = fmt.Appendf(line, "S %d %d\n", w, h)

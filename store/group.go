@@ -9,10 +9,19 @@ import (
 // Groups keep the writes of one routing whole across a crash (see
 // Store.Begin). The log marks where a group begins and ends; recovery cuts
 // the log at the beginning of the first group that has no end, as it cuts a
-// torn tail. That is safe because nothing after such a beginning was ever
-// reported durable: Sync waits for the groups open at its call to end, and
-// its flush then covers their ends. Cutting there also drops the writes
-// others made meanwhile; none of them was covered by a Sync either.
+// torn tail, and again if that cut took the end of a group that began
+// before it. That is safe because the point up to which a Sync returns is
+// one where no group is open: Sync holds new groups back until the open
+// ones end. A group left without its end by a crash then began after the
+// last such point, and so did any group whose end a cut takes (it was open
+// across the cut, so it did not end before that point, nor was it open
+// there). Cutting also drops the writes others made after the beginning;
+// none of them was covered by a Sync either.
+//
+// Without the hold, a group that began while Sync waited could still be
+// open when the flush was taken, its beginning before the end of the group
+// Sync waited for: recovery cut at it, then at the other's beginning,
+// below what Sync had returned for.
 //
 // A compaction writes its snapshot from the state in memory, which holds
 // the writes of open groups too. So the switch to a new segment and every
@@ -33,12 +42,12 @@ func (l *Log) Begin() Group {
 		return g // the writes fail; End does nothing
 	}
 	if l.open == nil {
-		l.open = make(map[Group]uint64)
+		l.open = make(map[Group]struct{})
 	}
 	start := len(l.buf)
 	l.buf = appendGroup(l.buf, recGroupBegin, g)
 	l.appended(start, false)
-	l.open[g] = l.seq
+	l.open[g] = struct{}{}
 	return g
 }
 
@@ -57,27 +66,6 @@ func (l *Log) End(g Group) {
 	}
 	if l.groupWaiters > 0 {
 		l.cond.Broadcast()
-	}
-}
-
-// openBefore reports whether a group that began at or before record seq
-// is open. l.mu is held.
-func (l *Log) openBefore(seq uint64) bool {
-	for _, start := range l.open {
-		if start <= seq {
-			return true
-		}
-	}
-	return false
-}
-
-// waitGroups waits until no group that began at or before record seq is
-// open (or the log failed or closes). l.mu is held.
-func (l *Log) waitGroups(seq uint64) {
-	for l.err == nil && !l.closing && l.openBefore(seq) {
-		l.groupWaiters++
-		l.cond.Wait()
-		l.groupWaiters--
 	}
 }
 

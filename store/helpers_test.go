@@ -137,3 +137,12 @@ func copyDir(t testing.TB, from, to string) {
 }
 
 func timeAt(s int64) time.Time { return time.Unix(s, 0) }
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

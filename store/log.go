@@ -166,10 +166,10 @@ type Log struct {
 	wg                   sync.WaitGroup
 	tick                 chan struct{} // closed to stop the interval goroutine
 
-	// Groups (group.go): the open ones by the record number of their
-	// beginning, the last number handed out, the callers waiting for
-	// groups to end, and the compactions keeping new ones from beginning.
-	open         map[Group]uint64
+	// Groups (group.go): the open ones, the last number handed out, the
+	// callers waiting for groups to end, and the Syncs and compactions
+	// keeping new ones from beginning.
+	open         map[Group]struct{}
 	opened       map[Group]logPos // by recovery: groups begun and not ended
 	lastGroup    Group
 	groupWaiters int

@@ -62,7 +62,7 @@ type Store interface {
 	// Sync makes every write made before the call durable. Calls made at
 	// the same time share one flush (group commit). A write inside a
 	// group is durable only with the whole group: Sync first waits for
-	// the groups open at the call to end.
+	// the groups open at the call to end, and no group begins meanwhile.
 	Sync() error
 
 	// Begin opens a group of writes that a crash keeps whole or not at
