@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,7 +113,7 @@ func diffDump(t testing.TB, want, got dump) {
 // logFiles returns the segments of dir.
 func logFiles(t testing.TB, dir string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "log.*"))
+	m, err := filepath.Glob(filepath.Join(dir, "log."+strings.Repeat("?", 16)))
 	if err != nil {
 		t.Fatal(err)
 	}

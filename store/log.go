@@ -177,9 +177,13 @@ type Log struct {
 }
 
 // Open opens the log in dir, creating the directory if needed, and reads
-// its state. A torn or damaged tail is cut (and counted in
-// Stats.TornBytes); a damaged snapshot is an error, since it was synced
-// whole before it was renamed into place. While a Log is open, Open of the
+// its state. The log is read up to its first torn or damaged record, and
+// cut there (counted in Stats.TornBytes): what follows is kept beside it,
+// in log.N.cut-OFFSET, and segments after a damaged one in log.N.cut, for
+// whoever wants to look (a crash tears only what no Sync covered, but a
+// damaged disk can spoil a record anywhere). A damaged snapshot, or one
+// without its segment, is an error, since it was synced whole before it
+// was renamed into place. While a Log is open, Open of the
 // same directory fails with ErrLocked (on systems with flock; elsewhere
 // the caller must see to it).
 func Open(dir string, opts Options) (*Log, error) {
@@ -272,30 +276,34 @@ func (l *Log) recover() error {
 		}
 	}
 	l.seg = first
-	if i, _ := slices.BinarySearch(segs, first); i < len(segs) && segs[i] != first {
+	if i, found := slices.BinarySearch(segs, first); !found && (len(snaps) > 0 || i < len(segs)) {
 		// Segment first is made before its snapshot and never removed
-		// while it is the first: someone removed it.
+		// while it is the first: someone removed it, or the snapshot
+		// is not this log's.
 		return fmt.Errorf("store: %s is missing", l.path("log", first))
 	}
 	cut, removed := false, false
 	for _, s := range segs {
 		p := l.path("log", s)
-		if s < first || cut {
-			// Older than the snapshot, or after a damaged segment.
-			if err := os.Remove(p); err != nil {
+		if s < first {
+			if err := os.Remove(p); err != nil { // older than the snapshot
 				return err
 			}
-			removed = removed || cut
 			continue
 		}
-		if s != l.seg {
+		if s != l.seg && !cut {
 			// A segment missing: a recovery that cut the log was
-			// interrupted while it removed the segments after the cut.
-			cut, removed = true, true
-			l.log.Warn("store: segment missing, later ones removed", "dir", l.dir, "segment", l.seg)
-			if err := os.Remove(p); err != nil {
+			// interrupted while it moved the segments after the cut.
+			cut = true
+			l.log.Warn("store: segment missing, later ones moved aside", "dir", l.dir, "segment", l.seg)
+		}
+		if cut {
+			// After a damaged or missing segment: not applied, kept
+			// aside (the log must stay a prefix of what was written).
+			if err := os.Rename(p, p+".cut"); err != nil {
 				return err
 			}
+			removed = true
 			continue
 		}
 		n, whole, err := l.readFile(p, true)
@@ -429,7 +437,19 @@ func (l *Log) readFile(p string, cut bool) (n int64, whole bool, err error) {
 	if !cut {
 		return off, false, nil
 	}
-	l.log.Warn("store: cut a torn or damaged tail", "file", p, "offset", off, "bytes", size-off)
+	// A crash tears the end of the last write only, but a damaged disk
+	// can make a bad record anywhere, with good ones after it: what is
+	// cut is kept beside the log, so that nothing is destroyed.
+	saved := fmt.Sprintf("%s.cut-%d", p, off)
+	if err := saveTail(f, off, size, saved); err != nil {
+		return 0, false, fmt.Errorf("store: saving the tail of %s before cutting it: %w", p, err)
+	}
+	if l.opts.Sync != SyncNever {
+		if err := dirsync.Sync(l.dir); err != nil {
+			return 0, false, err
+		}
+	}
+	l.log.Warn("store: cut a torn or damaged tail", "file", p, "offset", off, "bytes", size-off, "saved", saved)
 	l.stats.TornBytes += size - off
 	if err := f.Truncate(off); err != nil {
 		return 0, false, err
@@ -441,6 +461,23 @@ func (l *Log) readFile(p string, cut bool) (n int64, whole bool, err error) {
 		}
 	}
 	return off, false, nil
+}
+
+// saveTail copies the bytes of f from off to size to a new file at path,
+// durably.
+func saveTail(f *os.File, off, size int64, path string) error {
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, io.NewSectionReader(f, off, size-off))
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Load implements Store. Sessions come in the order they were first

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -230,7 +231,8 @@ func TestDamagedSnapshot(t *testing.T) {
 }
 
 // TestLeftovers: files of an unfinished compaction and older files are
-// removed by Open; a segment missing in the sequence ends the log.
+// removed by Open; a segment missing in the sequence ends the log, and the
+// segments after the gap are moved aside.
 func TestLeftovers(t *testing.T) {
 	dir := t.TempDir()
 	l := open(t, dir, Options{})
@@ -254,7 +256,7 @@ func TestLeftovers(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, " ") != "LOCK log.0000000000000000" {
+	if strings.Join(names, " ") != "LOCK log.0000000000000000 log.0000000000000002.cut" {
 		t.Fatalf("files left: %v", names)
 	}
 }
@@ -273,6 +275,23 @@ func TestFirstSegmentMissing(t *testing.T) {
 	}
 	if len(logFiles(t, dir)) != 1 {
 		t.Fatal("Open removed a segment")
+	}
+}
+
+// TestStraySnapshot: a snapshot without its segment, newer than the log
+// (an empty file left by hand, a copy from elsewhere), is an error; before,
+// Open took it as the newest state and removed the log.
+func TestStraySnapshot(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	check(t, mustSession(t, l, "x").Subscribe("f", 1))
+	check(t, l.Close())
+	check(t, os.WriteFile(filepath.Join(dir, "snap.0000000000000001"), nil, 0o644))
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "log.0000000000000001 is missing") {
+		t.Fatalf("Open with a stray snapshot: %v", err)
+	}
+	if len(logFiles(t, dir)) != 1 {
+		t.Fatal("Open removed the log")
 	}
 }
 
@@ -298,5 +317,32 @@ func TestDamagedMiddleSegment(t *testing.T) {
 	check(t, l.Close())
 	if segs := logFiles(t, dir); len(segs) != 1 {
 		t.Fatalf("segments left: %v", segs)
+	}
+	// What was cut is kept aside, not destroyed.
+	for name, want := range map[string][]byte{
+		"log.0000000000000000.cut-" + fmt.Sprint(sizes[5]): file[sizes[5]:off],
+		"log.0000000000000001.cut":                         later,
+		"log.0000000000000002.cut":                         later,
+	} {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(b, want) {
+			t.Errorf("%s: %d bytes, %v; want the %d bytes cut", name, len(b), err, len(want))
+		}
+	}
+}
+
+// A byte damaged in the middle of the log cuts the log at the record that
+// holds it (recovery cannot tell it from a torn write that the disk wrote
+// out of order), but the bytes cut are kept beside the log, whole.
+func TestCutKeptAside(t *testing.T) {
+	file, sizes, states := history(t)
+	off := sizes[3] + 5
+	b := clone(file)
+	b[off] ^= 0x10
+	l, dir := openFile(t, b)
+	diffDump(t, states[3], loadDump(t, l))
+	check(t, l.Close())
+	kept, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("log.0000000000000000.cut-%d", sizes[3])))
+	if err != nil || !bytes.Equal(kept, b[sizes[3]:]) {
+		t.Fatalf("kept %d bytes, %v; want the %d bytes cut", len(kept), err, len(b)-int(sizes[3]))
 	}
 }
