@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -409,6 +410,11 @@ func (b *bridge) stop(ctx context.Context) {
 	}
 	if ctx != nil {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		if b.up.Load() && !b.cfg.NoNotifications && !b.cfg.NotificationsLocalOnly {
+			// DISCONNECT discards the will, which would have said 0 on
+			// the remote broker [MQTT-3.14.4-3]: say it first.
+			c.Publish(dctx, b.state, 1, true, []byte("0"))
+		}
 		c.Disconnect(dctx)
 		cancel()
 	}
@@ -432,7 +438,7 @@ func (b *bridge) forward(r *router, p *packet.Publish) bool {
 	if rule == nil {
 		return false
 	}
-	remote := rule.RemotePrefix + string(p.Topic[len(rule.LocalPrefix):])
+	remote := mapTopic(string(p.Topic), rule.LocalPrefix, rule.RemotePrefix)
 	if rule.Pattern == "" {
 		remote = rule.RemotePrefix
 	}
@@ -476,6 +482,15 @@ func (b *bridge) forward(r *router, p *packet.Publish) bool {
 	}
 	b.forwarded.Add(1)
 	return true
+}
+
+// mapTopic maps a topic name from one side of a bridge to the other: prefix
+// from is replaced by to. A name that does not start with from, the parent
+// level "a" that the filter "a/#" also matches [MQTT-4.7.1-2], keeps its
+// name under to, as with mosquitto ("a" under the prefixes "a/" and "b/"
+// is "b/a").
+func mapTopic(name, from, to string) string {
+	return to + strings.TrimPrefix(name, from)
 }
 
 // bridgeStateFilter matches the default state topics of bridges, which
@@ -538,7 +553,7 @@ func (b *bridge) incoming(m *mqttclient.Message) {
 	if rule == nil {
 		return // a subscription the remote session kept from an older configuration
 	}
-	local := rule.LocalPrefix + m.Topic[len(rule.RemotePrefix):]
+	local := mapTopic(m.Topic, rule.RemotePrefix, rule.LocalPrefix)
 	if rule.Pattern == "" {
 		local = rule.LocalPrefix
 	}

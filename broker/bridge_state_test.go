@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -62,6 +63,17 @@ func TestBridgeState(t *testing.T) {
 			t.Errorf("log has no %q:\n%s", want, log)
 		}
 	}
+
+	// A clean stop says 0 on the remote too: its DISCONNECT discards the
+	// will that would have [MQTT-3.14.4-3].
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := local.Broker.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bwait(t, 5*time.Second, "state 0 on the remote after a clean stop", func() bool {
+		return strings.HasSuffix(payloads(rstate), ",1,0")
+	})
 }
 
 // TestBridgeRetainedOnConnect checks that the local retained messages of

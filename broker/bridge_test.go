@@ -278,6 +278,28 @@ func TestBridgeTopics(t *testing.T) {
 	})
 }
 
+// TestBridgeParentLevel: the filter "a/#" matches "a" too [MQTT-4.7.1-2].
+// Under the prefixes "a/" and "b/" a bridge maps it to "b/a", and "b"
+// coming in to "a/b", as mosquitto's bridge does; taking the prefix off a
+// name shorter than it crashed the broker, in the publisher's reader (out)
+// or the bridge's client (in).
+func TestBridgeParentLevel(t *testing.T) {
+	eachRemote(t, func(t *testing.T, r remoteBroker) {
+		local := bridged(t, r.url, nil, broker.BridgeTopic{Pattern: "#", Direction: broker.BridgeBoth, QoS: 1, LocalPrefix: "a/", RemotePrefix: "b/"})
+		lsub := collect(t, local.URL, "lsub", "#", 1)
+		rsub := collect(t, r.url, "rsub", "#", 1)
+		lpub := conn(t, local.URL, "lpub", nil)
+		rpub := conn(t, r.url, "rpub", nil)
+		probe(t, lpub, rsub, "a/probe", "b/probe")
+		probe(t, rpub, lsub, "b/probe", "a/probe")
+		publish(t, lpub, "a", 1, false, "out")
+		publish(t, rpub, "b", 1, false, "in")
+		bwait(t, 10*time.Second, `"a" out as "b/a" and "b" in as "a/b"`, func() bool {
+			return rsub.count("b/a", "out") == 1 && lsub.count("a/b", "in") == 1
+		})
+	})
+}
+
 // TestBridgeRetain checks that RETAIN crosses the bridge as published, as
 // with mosquitto's bridges: a retained message published on either side is
 // kept as retained on the other, for subscribers that come later. Coming in,
