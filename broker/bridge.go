@@ -81,15 +81,20 @@ func (t *BridgeTopic) remoteFilter() string { return t.RemotePrefix + t.Pattern 
 // published it, with its RETAIN flag as received: a remote broker that
 // accepted the bridge mark (mosquitto, or tern with AllowBridges) sends it as
 // published, another one only sets it on the retained messages sent when the
-// bridge subscribes. A message that came in through a bridge never goes out
-// through the same bridge.
+// bridge subscribes. A message that came in through a bridge does not go
+// out through the same bridge as it is routed; but a retained one is kept
+// here like any other, and so is among the retained messages sent again on
+// the next connection (as mosquitto's bridge sends them): if the remote
+// broker cleared or replaced it meanwhile, it gets the old one back.
 //
 // Loops: with the bridge mark (the default, mosquitto's try_private), the
 // remote broker does not send the bridge's own messages back. A broker that
 // refuses the mark with CONNACK 0x01 is connected to without it; the
-// bridge then drops incoming messages that equal (topic and payload) one it
-// forwarded recently, which also drops a genuine copy published on the
-// remote side meanwhile.
+// bridge then drops incoming messages that equal (topic and payload) one of
+// the last 4,096 it forwarded, which also drops a genuine copy published
+// on the remote side meanwhile, and lets an echo through once 4,096 more
+// have gone out (a burst faster than the round trip): use the mark where
+// the remote broker takes it.
 //
 // QoS 2 is exactly once end to end as far as MQTT 3.1.1 allows: the queue
 // and the exchange with the remote broker survive a restart when the Server

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ternmq/mqtt/transport"
 )
 
 // ParseBridges reads bridges from a file in the form of mosquitto's bridge
@@ -330,9 +332,17 @@ func (p *bridgeParser) finish() error {
 }
 
 // bridgeURL turns a mosquitto address (host, host:port, [v6]:port) into a
-// URL; a URL is kept as it is.
+// URL; a URL is kept as it is, once checked: with TLS keys given, it must
+// be one of TLS (mqtts://, wss://...), not a plain one that would leave
+// them unused.
 func bridgeURL(a string, tlsOn bool) (string, error) {
-	if strings.Contains(a, "://") {
+	if scheme, _, ok := strings.Cut(a, "://"); ok {
+		if err := transport.CheckURL(a); err != nil {
+			return "", err
+		}
+		if s := strings.ToLower(scheme); tlsOn && s != "mqtts" && s != "ssl" && s != "tls" && s != "wss" {
+			return "", fmt.Errorf("address %q: TLS keys (bridge_cafile...) given with a URL that is not TLS", a)
+		}
 		return a, nil
 	}
 	scheme, port := "mqtt://", "1883"
