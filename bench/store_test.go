@@ -31,13 +31,19 @@ func BenchmarkStoreWriteSync(b *testing.B) {
 	}{{"SyncBatch", store.SyncBatch}, {"SyncInterval", store.SyncInterval}, {"SyncNever", store.SyncNever}} {
 		for _, writers := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/writers=%d", policy.name, writers), func(b *testing.B) {
-				storeWriteSync(b, policy.sync, writers)
+				storeWriteSync(b, policy.sync, writers, false)
 			})
 		}
+		// Each message saved in a group of its own, as a broker routes a
+		// QoS 2 message: a Sync holds new groups back until the open ones
+		// end.
+		b.Run(policy.name+"/writers=8/grouped", func(b *testing.B) {
+			storeWriteSync(b, policy.sync, 8, true)
+		})
 	}
 }
 
-func storeWriteSync(b *testing.B, policy store.SyncPolicy, writers int) {
+func storeWriteSync(b *testing.B, policy store.SyncPolicy, writers int, grouped bool) {
 	l, err := store.Open(b.TempDir(), store.Options{Sync: policy})
 	if err != nil {
 		b.Fatal(err)
@@ -57,7 +63,7 @@ func storeWriteSync(b *testing.B, policy store.SyncPolicy, writers int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- storeWriter(l, fmt.Sprintf("client-%d", w), payload, n)
+			errs <- storeWriter(l, fmt.Sprintf("client-%d", w), payload, n, grouped)
 		}()
 	}
 	wg.Wait()
@@ -77,7 +83,7 @@ func storeWriteSync(b *testing.B, policy store.SyncPolicy, writers int) {
 	}
 }
 
-func storeWriter(l *store.Log, id string, payload []byte, n int) error {
+func storeWriter(l *store.Log, id string, payload []byte, n int, grouped bool) error {
 	s, err := l.Session(id)
 	if err != nil {
 		return err
@@ -86,7 +92,15 @@ func storeWriter(l *store.Log, id string, payload []byte, n int) error {
 	m := session.Message{QoS: 1, Topic: topic, Payload: payload}
 	for h := 1; h <= n; h++ {
 		m.Handle = session.Handle(h)
-		if err := s.SaveMessage(&m); err != nil {
+		var g store.Group
+		if grouped {
+			g = l.Begin()
+		}
+		err := s.SaveMessage(&m)
+		if grouped {
+			l.End(g)
+		}
+		if err != nil {
 			return err
 		}
 		if h > 64 {
