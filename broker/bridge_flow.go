@@ -102,9 +102,12 @@ var doneCtx = func() context.Context {
 	return ctx
 }()
 
+// drop counts a message lost, and logs the first and every thousandth.
+// Echoes are counted apart (see incoming): dropping them is the filter's
+// work, and their count must not hold back the first line about a loss.
 func (b *bridge) drop(why, remote string, qos byte) {
-	n := b.dropped.Add(1)
-	if n == 1 || n%1000 == 0 {
+	b.dropped.Add(1)
+	if n := b.lost.Add(1); n == 1 || n%1000 == 0 {
 		b.srv.log.Warn("bridge dropped a message", "bridge", b.cfg.Name, "why", why, "topic", remote, "qos", qos, "dropped", n)
 	}
 }

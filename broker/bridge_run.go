@@ -49,7 +49,8 @@ type bridge struct {
 	marked    atomic.Bool // the remote accepted the bridge mark
 	forwarded atomic.Int64
 	received  atomic.Int64
-	dropped   atomic.Int64
+	dropped   atomic.Int64 // echoes too
+	lost      atomic.Int64 // dropped but for echoes: the ones logged
 
 	echo echoFilter
 }

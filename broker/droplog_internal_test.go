@@ -2,6 +2,7 @@ package broker
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,5 +38,25 @@ func TestCountDropTakesNoServerLock(t *testing.T) {
 	s.mu.Unlock()
 	if got := s.dropped.Load(); got != 3 {
 		t.Fatalf("dropped = %d, want 3", got)
+	}
+}
+
+// A bridge logs its first loss even after it dropped echoes: they are
+// counted in Dropped, but not toward the lines about losses (before, 999
+// echoes and then a full queue logged nothing).
+func TestBridgeFirstLossLoggedAfterEchoes(t *testing.T) {
+	var logs strings.Builder
+	s := New(Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	defer s.Close()
+	b := &bridge{srv: s, cfg: Bridge{Name: "edge"}}
+	for range 5 {
+		b.dropped.Add(1) // echoes, as incoming drops them
+	}
+	b.drop("queue full", "t", 1)
+	if !strings.Contains(logs.String(), `msg="bridge dropped a message" bridge=edge why="queue full"`) {
+		t.Errorf("no line for the first loss:\n%s", logs.String())
+	}
+	if n := b.dropped.Load(); n != 6 {
+		t.Errorf("dropped = %d, want 6 (echoes too)", n)
 	}
 }
