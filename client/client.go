@@ -103,6 +103,7 @@ type Client struct {
 	inbox      []*Message    // the messages of one Receive, for the reader
 	pub        packet.Publish
 	lost       error          // what the calls failed by the last loss get
+	storeErr   error          // the session store failed: the client stops (see ErrStoreFailed)
 	gaveUp     error          // what the token of a message given up gets (Abandon)
 	suspect    session.Handle // the message the last connections ended on
 	cuts       int            // connections in a row that ended on suspect
@@ -219,6 +220,9 @@ func (c *Client) Connect(ctx context.Context) error {
 	case c.closing:
 		c.mu.Unlock()
 		return ErrClosed
+	case c.storeErr != nil:
+		c.mu.Unlock()
+		return c.storeErr
 	case c.running:
 		c.mu.Unlock()
 		return ErrConnected
@@ -453,7 +457,7 @@ func (c *Client) waitUp(ctx context.Context) error {
 			return nil
 		case !c.running:
 			err := error(ErrNotConnected)
-			if c.lost != nil && c.opts.NoReconnect {
+			if c.lost != nil && c.final() {
 				err = c.lost // ErrNotConnected, with the cause
 			}
 			c.mu.Unlock()

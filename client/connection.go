@@ -108,10 +108,14 @@ func (c *Client) handshake(nc net.Conn, url string) (*conn, error) {
 	}
 	now := time.Now()
 	if err := c.s.Connect(c.connect, now); err != nil {
+		err = c.sessionFailed(err)
 		c.mu.Unlock()
 		return nil, err
 	}
 	buf, err := c.s.AppendOutgoing(nil, now)
+	if err != nil {
+		err = c.sessionFailed(err)
+	}
 	c.mu.Unlock()
 	fail := func(err error) (*conn, error) {
 		c.mu.Lock()
@@ -196,7 +200,7 @@ func (c *Client) manage(cn *conn) {
 	for cn != nil {
 		c.serve(cn)
 		c.mu.Lock()
-		stop := c.closing || c.opts.NoReconnect
+		stop := c.closing || c.final()
 		if stop {
 			c.running = false
 			// Calls waiting for a connection see that none comes.
@@ -217,6 +221,14 @@ func (c *Client) manage(cn *conn) {
 	}
 	c.mu.Lock()
 	c.running = false
+	if c.storeErr != nil && !c.closing {
+		// A reconnection found the store failed: fail the calls
+		// waiting, as when a connection is lost for good.
+		c.lost = c.storeErr
+		close(c.up)
+		c.up = make(chan struct{})
+		c.failWaiting()
+	}
 	c.mu.Unlock()
 }
 
@@ -238,7 +250,7 @@ func (c *Client) serve(cn *conn) {
 	<-cn.done
 	cn.wg.Wait()
 	c.mu.Lock()
-	c.lost = &lostError{final: c.opts.NoReconnect, url: cn.url, cause: cn.err}
+	c.lost = &lostError{final: c.final(), store: c.storeErr != nil, url: cn.url, cause: cn.err}
 	suspect := c.suspectOf(cn)
 	c.s.Disconnected()
 	c.dropEvents()
@@ -283,7 +295,7 @@ func (c *Client) reconnect(young bool) *conn {
 			if err == nil {
 				return cn
 			}
-			if c.ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			if c.ctx.Err() != nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrStoreFailed) {
 				return nil
 			}
 			c.log.Debug("reconnect failed", "url", url, "attempt", attempt, "err", err)

@@ -45,6 +45,15 @@ var (
 	// context ends first; a Subscribe or Unsubscribe is not made.
 	ErrCallbackWait = errors.New("client: called from OnEvent while the connection is down: waiting would hold up the reconnection")
 
+	// ErrStoreFailed means a write to Options.Store failed (a full disk,
+	// a failing one). The session can no longer record what it does, and
+	// the client stops as with Options.NoReconnect: the connection is
+	// closed, the calls waiting on it fail with an error wrapping this one
+	// and the store's, and later calls and Connect fail too. Make a new
+	// Client once the store works again: the messages it had stored are
+	// loaded and sent.
+	ErrStoreFailed = errors.New("client: session store failed")
+
 	// ErrSessionEnded fails a QoS 2 message whose exchange was under way
 	// (its PUBLISH sent, perhaps its PUBREC received) when the connection
 	// ended with Options.KeepSession false: the broker's session, and the
@@ -140,13 +149,17 @@ func (e *MessageError) Unwrap() []error { return []error{ErrMessageRefused, e.Er
 // ErrNotConnected too.
 type lostError struct {
 	final bool
+	store bool // final because the session store failed
 	url   string
 	cause error
 }
 
 func (e *lostError) Error() string {
 	s := "client: connection to " + redactURL(e.url) + " lost"
-	if e.final {
+	switch {
+	case e.store:
+		s = "client: stopped (the session store failed): connection to " + redactURL(e.url) + " lost"
+	case e.final:
 		s = "client: not connected (Options.NoReconnect): connection to " + redactURL(e.url) + " lost"
 	}
 	if e.cause != nil {

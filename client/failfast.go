@@ -68,7 +68,7 @@ func (c *Client) connectLoop(ctx context.Context) (*conn, error) {
 			}
 			var ce *ConnectError
 			switch {
-			case errors.Is(err, ErrClosed) || (errors.As(err, &ce) && ce.permanent()):
+			case errors.Is(err, ErrClosed) || errors.Is(err, ErrStoreFailed) || (errors.As(err, &ce) && ce.permanent()):
 				return nil, err
 			case ended(ctx):
 				if !c.opts.ConnectRetry || last == nil {
@@ -212,4 +212,27 @@ func (c *Client) Stats() Stats {
 
 		SessionEnded: c.stats.sessionEnded.Load(),
 	}
+}
+
+// final reports whether a lost connection ends the client's service:
+// with Options.NoReconnect, or once the session store failed. Called with
+// c.mu held.
+func (c *Client) final() bool { return c.opts.NoReconnect || c.storeErr != nil }
+
+// sessionFailed classifies an error of the session met while a connection
+// is served: a protocol violation or a keepalive timeout (*session.Error)
+// is the connection's; anything else is the store's (a write or a sync
+// that failed), which stops the client (see ErrStoreFailed). It returns
+// the error the connection closes with. Called with c.mu held.
+func (c *Client) sessionFailed(err error) error {
+	var se *session.Error
+	switch {
+	case errors.As(err, &se), errors.Is(err, session.ErrState), errors.Is(err, session.ErrNotConnected):
+		return err
+	}
+	if c.storeErr == nil {
+		c.storeErr = fmt.Errorf("%w: %w", ErrStoreFailed, err)
+		c.log.Error("session store failed: the client stops", "err", err)
+	}
+	return c.storeErr
 }

@@ -140,6 +140,7 @@ type Options struct {
 	// exchanges) durable: session.NewMemoryStore, or session.OpenFileStore
 	// to survive a restart of the process. Nil keeps it in memory, for the
 	// life of the Client. The caller closes a FileStore after Disconnect.
+	// A write to the store that fails stops the client (ErrStoreFailed).
 	Store session.Store
 
 	// MaxInflight is the number of QoS 1 and 2 messages that may await

@@ -179,7 +179,7 @@ func (c *Client) publish(ctx context.Context, topic string, qos byte, retain boo
 			c.mu.Unlock()
 			return 0, ErrClosed
 		}
-		if c.opts.NoReconnect && !c.running {
+		if c.final() && !c.running {
 			// Nothing would send it: say so now rather than queue it.
 			err := c.lost
 			if err == nil {

@@ -98,10 +98,14 @@ func (c *Client) reader(cn *conn) {
 			clear(c.inbox)
 			c.inbox = c.inbox[:0]
 			answers = answers || c.s.HasOutgoing()
+		} else {
+			err = c.sessionFailed(err)
 		}
 		c.mu.Unlock()
 		if err != nil {
-			c.log.Warn("protocol error", "err", err)
+			if !errors.Is(err, ErrStoreFailed) {
+				c.log.Warn("protocol error", "err", err)
+			}
 			cn.close(err)
 			return
 		}

@@ -76,6 +76,9 @@ func (c *Client) writer(cn *conn) {
 		}
 		var err error
 		buf, err = c.s.AppendOutgoing(buf[:0], now)
+		if err != nil {
+			err = c.sessionFailed(err)
+		}
 		if busy && len(buf) == 0 && now.Sub(lastWrite) >= keepAlive/2 {
 			buf = append(buf, byte(packet.PINGREQ)<<4, 0) // an unsolicited PINGRESP is harmless
 		}
