@@ -65,6 +65,11 @@ func (b *bridgeSession) SaveIncoming(in session.Incoming) error {
 	if err := b.d.err(); err != nil {
 		return err
 	}
+	if in.Acked {
+		// The client's Ack of an exchange held or written already: each
+		// is written acknowledged (see published).
+		return nil
+	}
 	in.Acked = true
 	b.mu.Lock()
 	b.held = append(b.held, in)

@@ -39,7 +39,9 @@
 // subscriptions; when its CONNACK says it did not (or without KeepSession),
 // the client subscribes again to every filter granted so far. With a
 // session.FileStore as Options.Store, messages in flight survive a restart of
-// the process, and a QoS 2 message is still delivered once.
+// the process, and a QoS 2 message is still delivered once, unless the
+// process dies while its handler runs (or, with Options.ManualAck, before
+// it is acknowledged): it is then delivered again, with Message.Dup set.
 //
 // Every call ends: with Options.NoReconnect, the calls waiting on a lost
 // connection fail at once (ErrNotConnected, with the cause); with

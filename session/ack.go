@@ -88,6 +88,7 @@ func (s *Session) releaseAcks() {
 			if st, ok := s.in[a.id]; ok && !st.released && (a.tag == 0 || st.tag == a.tag) {
 				st.pending, st.acked = false, true // a resend gets its PUBREC
 				s.in[a.id] = st
+				s.storeAcked(a.id, st.tag)
 				if !a.resend {
 					s.push(outItem{t: packet.PUBREC, id: a.id}) // [MQTT-4.3.3-2]
 				}
@@ -102,6 +103,22 @@ func (s *Session) releaseAcks() {
 		x.acks = x.acks[:n]
 		x.ackHead = 0
 	}
+}
+
+// storeAcked records that the application acknowledged the incoming QoS 2
+// message id, before its PUBREC leaves (the Sync of AppendOutgoing): a
+// resend after a crash, which comes when the PUBREC did not reach the peer,
+// then gets its PUBREC without reaching the application a second time.
+// A failed write is kept for that Sync to report: Ack's caller may be
+// done with it.
+func (s *Session) storeAcked(id uint16, t Tag) {
+	if s.store == nil {
+		return
+	}
+	if err := s.store.SaveIncoming(Incoming{PacketID: id, Tag: t, Acked: true}); err != nil && s.storeErr == nil {
+		s.storeErr = err
+	}
+	s.dirty = true
 }
 
 // awaitResends marks, as a connection resumes the session, every message

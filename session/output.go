@@ -17,6 +17,9 @@ func (s *Session) HasOutgoing() bool {
 // syncStore makes the store's writes durable before packets that depend on
 // them leave.
 func (s *Session) syncStore() error {
+	if s.storeErr != nil {
+		return s.storeErr
+	}
 	if s.dirty && s.store != nil {
 		if err := s.store.Sync(); err != nil {
 			return err

@@ -137,7 +137,8 @@ type Session struct {
 	role      Role
 	queueQoS0 bool
 	manualAck bool
-	dirty     bool // the store was written since its last Sync
+	dirty     bool  // the store was written since its last Sync
+	storeErr  error // a store write that failed where no caller could be told (storeAcked)
 
 	state       connState
 	clean       bool   // client: the current connection asked for a clean session

@@ -51,8 +51,9 @@ type Incoming struct {
 	PacketID uint16
 	Tag      Tag
 	// Acked is set when the message was acknowledged when stored (always,
-	// without Config.ManualAck). If not, a duplicate PUBLISH after a
-	// restart is delivered again, with Tag.
+	// without Config.ManualAck). With ManualAck the exchange is stored
+	// again, Acked, when the application acknowledges it. Until then, a
+	// duplicate PUBLISH after a restart is delivered again, with Tag.
 	Acked bool
 }
 

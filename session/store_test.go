@@ -112,6 +112,45 @@ func TestStoreManualAckRedelivery(t *testing.T) {
 	})
 }
 
+// With ManualAck, a QoS 2 message the application acknowledged is stored
+// as such before its PUBREC leaves: if the process dies before the PUBREC
+// reaches the peer, the peer's resend gets the PUBREC and does not reach
+// the application a second time [MQTT-4.3.3-2]. Before, the Ack was kept
+// in memory only, and the message was delivered again after the restart.
+func TestStoreManualAckAcked(t *testing.T) {
+	stores(t, func(t *testing.T, open func() Store) {
+		h := connected(t, Config{Role: Client, Store: open(), ManualAck: true})
+		evs := h.recv(pub(2, 4, false, "m"))
+		if err := h.s.Ack(evs[0].Tag); err != nil {
+			t.Fatal(err)
+		}
+		eq(t, "sent", h.out(), "PUBREC 4") // lost with the process
+		h2 := newHarness(t, Config{Role: Client, Store: open(), ManualAck: true})
+		h2.connect(false, true)
+		if evs := h2.recv(pub(2, 4, true, "m")); len(evs) != 0 {
+			t.Fatalf("acknowledged, then delivered again after a restart: %v", kinds(evs))
+		}
+		eq(t, "sent", h2.out(), "PUBREC 4")
+		h2.recv(&packet.Pubrel{PacketID: 4})
+		eq(t, "sent", h2.out(), "PUBCOMP 4")
+	})
+}
+
+// A failed write of an Ack (ManualAck, QoS 2) is reported by the next
+// AppendOutgoing, which hands out nothing: the PUBREC must not leave
+// unrecorded. Ack's caller, perhaps done with the message, is not told.
+func TestStoreAckWriteFails(t *testing.T) {
+	fs := &failStore{Store: NewMemoryStore(), n: 1} // the receipt is stored, the Ack not
+	h := connected(t, Config{Role: Client, Store: fs, ManualAck: true})
+	evs := h.recv(pub(2, 4, false, "m"))
+	if err := h.s.Ack(evs[0].Tag); err != nil {
+		t.Fatalf("Ack = %v", err)
+	}
+	if out, err := h.s.AppendOutgoing(nil, h.now); !errors.Is(err, errDisk) || len(out) != 0 {
+		t.Fatalf("AppendOutgoing = %x, %v; want nothing and the store's error", out, err)
+	}
+}
+
 func TestStoreCleanSession(t *testing.T) {
 	stores(t, func(t *testing.T, open func() Store) {
 		st := open()
