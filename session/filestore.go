@@ -114,7 +114,10 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 const logName = "session.log"
 
 // OpenFileStore opens the store in dir, creating the directory and the log
-// if needed, and reads the log's index. A torn last record is cut off.
+// if needed, and reads the log's index. The log is read up to its first
+// torn or damaged record and cut there; the bytes cut are kept beside it,
+// in session.log.cut-OFFSET (a crash tears only the last record, but a
+// damaged disk can spoil one anywhere).
 func OpenFileStore(dir string, opts FileStoreOptions) (*FileStore, error) {
 	if opts.CompactSize <= 0 {
 		opts.CompactSize = 1 << 20
@@ -178,8 +181,19 @@ func (s *FileStore) readLog() error {
 	}
 	s.size = int64(off)
 	if off < len(data) {
-		// A torn or corrupt last record: cut it, durably, so that the next
-		// record does not follow garbage.
+		// A torn or corrupt record: cut it and what follows, durably, so
+		// that the next record does not follow garbage. A crash tears
+		// only the end, but a damaged disk can spoil a record anywhere:
+		// what is cut is kept beside the log first, not destroyed.
+		cut := fmt.Sprintf("%s.cut-%d", s.path, off)
+		if err := os.WriteFile(cut, data[off:], 0o644); err != nil {
+			return fmt.Errorf("session: saving the tail of %s before cutting it: %w", s.path, err)
+		}
+		if s.opts.Sync != SyncNever {
+			if err := dirsync.Sync(s.dir); err != nil {
+				return err
+			}
+		}
 		if err := s.f.Truncate(int64(off)); err != nil {
 			return err
 		}
