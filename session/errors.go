@@ -38,6 +38,10 @@ var (
 	// ErrTimeout is the Kind of an *Error returned by Tick when the peer
 	// has sent nothing for one and a half times the keepalive period.
 	ErrTimeout = errors.New("keepalive timeout")
+
+	// ErrLocked is returned by OpenFileStore for a directory that a
+	// FileStore has open already, in this process or another.
+	ErrLocked = errors.New("session: file store directory in use")
 )
 
 // Error is a protocol violation by the peer, or a keepalive timeout. The

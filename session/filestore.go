@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/ternmq/mqtt/internal/dirlock"
 	"github.com/ternmq/mqtt/internal/dirsync"
 )
 
@@ -57,15 +58,18 @@ type FileStoreOptions struct {
 // The state is an append-only log (file "session.log"): one record per
 // write, each made of its length, a CRC-32C checksum and its body, written
 // with a single write call. When the log is opened, a record that is
-// incomplete or fails its checksum can only be the last one, torn by a
-// crash: the log is cut before it, and everything before it is intact.
+// incomplete or fails its checksum is the last one, torn by a crash, or
+// one a damaged disk spoiled: the log is cut before it (and what is cut
+// kept beside it, see OpenFileStore), and everything before it is intact.
 // When the log has grown past FileStoreOptions.CompactSize and is more than
 // twice the size of the live state, it is rewritten: the live state goes to
 // "session.log.tmp", which is synced and renamed over the log, and the
 // directory is synced. A crash at any point leaves either log whole.
 //
-// A FileStore serves one Session, and a directory one process at a time
-// (it takes no lock). It is safe for concurrent use. It keeps only an
+// A FileStore serves one Session, and a directory one opener at a time:
+// it locks the file LOCK in it (with flock, where the system has it), and
+// OpenFileStore of a directory in use fails with ErrLocked. It is safe for
+// concurrent use. It keeps only an
 // index in memory; message bodies are read back from the file when loading
 // and compacting.
 type FileStore struct {
@@ -73,6 +77,7 @@ type FileStore struct {
 	dir      string
 	path     string
 	f        *os.File
+	lock     *os.File
 	opts     FileStoreOptions
 	size     int64 // bytes in the log
 	live     int64 // bytes of the records that hold the live state
@@ -125,7 +130,19 @@ func OpenFileStore(dir string, opts FileStoreOptions) (*FileStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	lock, err := dirlock.Lock(filepath.Join(dir, "LOCK"))
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, ErrLocked
+	}
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*FileStore, error) {
+		dirlock.Unlock(lock)
+		return nil, err
+	}
 	s := &FileStore{
+		lock: lock,
 		dir:  dir,
 		path: filepath.Join(dir, logName),
 		opts: opts,
@@ -137,19 +154,19 @@ func OpenFileStore(dir string, opts FileStoreOptions) (*FileStore, error) {
 	_, statErr := os.Stat(s.path)
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	s.f = f
 	if os.IsNotExist(statErr) && opts.Sync != SyncNever {
 		// A new log: its directory entry must be durable too.
 		if err := dirsync.Sync(dir); err != nil {
 			f.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
 	if err := s.readLog(); err != nil {
 		f.Close()
-		return nil, err
+		return fail(err)
 	}
 	return s, nil
 }
@@ -569,6 +586,9 @@ func (s *FileStore) Close() error {
 	}
 	err := s.f.Close()
 	s.f = nil
+	if uerr := dirlock.Unlock(s.lock); err == nil {
+		err = uerr
+	}
 	if s.err == nil {
 		s.err = errors.New("session: file store closed")
 	}

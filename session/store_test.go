@@ -330,6 +330,26 @@ func TestFileStoreCutKeptAside(t *testing.T) {
 	}
 }
 
+// A directory is one FileStore's at a time: a second opener gets
+// ErrLocked, not a store whose writes the first one's overwrite (two
+// clients on one directory lost half their messages, with no error).
+func TestFileStoreLocked(t *testing.T) {
+	dir := t.TempDir()
+	fs, err := OpenFileStore(dir, FileStoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenFileStore(dir, FileStoreOptions{}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second OpenFileStore = %v, want ErrLocked", err)
+	}
+	fs.Close()
+	fs, err = OpenFileStore(dir, FileStoreOptions{})
+	if err != nil {
+		t.Fatalf("OpenFileStore after Close: %v", err)
+	}
+	fs.Close()
+}
+
 func TestFileStoreCompaction(t *testing.T) {
 	dir := t.TempDir()
 	// SyncNever: compaction works the same, without 10,000 fsyncs.

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ternmq/mqtt/internal/dirlock"
 	"github.com/ternmq/mqtt/internal/dirsync"
 )
 
@@ -196,7 +197,10 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	lock, err := lockDir(filepath.Join(dir, "LOCK"))
+	lock, err := dirlock.Lock(filepath.Join(dir, "LOCK"))
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, ErrLocked
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +213,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		if l.f != nil {
 			l.f.Close()
 		}
-		unlockDir(lock)
+		dirlock.Unlock(lock)
 		return nil, err
 	}
 	if opts.Sync == SyncInterval {
@@ -617,7 +621,7 @@ func (l *Log) Close() error {
 	if l.err == nil {
 		l.err = ErrClosed
 	}
-	if uerr := unlockDir(l.lock); err == nil {
+	if uerr := dirlock.Unlock(l.lock); err == nil {
 		err = uerr
 	}
 	if errors.Is(err, ErrClosed) {

@@ -1,6 +1,6 @@
 //go:build unix
 
-package store
+package dirlock
 
 import (
 	"errors"
@@ -8,9 +8,10 @@ import (
 	"syscall"
 )
 
-// lockDir takes an exclusive advisory lock on the file at p, so that a
-// second process cannot open the same log. The lock goes with the process.
-func lockDir(p string) (*os.File, error) {
+// Lock takes an exclusive advisory lock on the file at p, creating it, so
+// that a second process (or a second opener in this one) cannot use the
+// same directory: it gets ErrLocked. The lock goes with the process.
+func Lock(p string) (*os.File, error) {
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
@@ -25,7 +26,8 @@ func lockDir(p string) (*os.File, error) {
 	return f, nil
 }
 
-func unlockDir(f *os.File) error {
+// Unlock releases the lock Lock took.
+func Unlock(f *os.File) error {
 	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return f.Close()
 }
