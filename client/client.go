@@ -144,6 +144,13 @@ func New(opts Options) (*Client, error) {
 		crand.Read(b[:])
 		id = "tern-" + hex.EncodeToString(b[:])
 	}
+	// What the codec refuses (a will payload over 65535 bytes, a client
+	// id or user name that is not UTF-8 or holds U+0000) would fail every
+	// connection, after the dial: say so now.
+	cp := opts.connectPacket(id)
+	if _, err := cp.Append(nil); err != nil {
+		return nil, fmt.Errorf("client: Options make a CONNECT that cannot be sent: %w", err)
+	}
 	s, err := session.New(session.Config{
 		Role:        session.Client,
 		MaxInflight: orDefault(opts.MaxInflight, DefaultMaxInflight),
@@ -169,7 +176,7 @@ func New(opts Options) (*Client, error) {
 	c := &Client{
 		opts:    opts,
 		id:      id,
-		connect: opts.connectPacket(id),
+		connect: cp,
 		topts:   &topts,
 		log:     log.With("client", id),
 		s:       s,

@@ -192,6 +192,11 @@ func TestOptionsRejected(t *testing.T) {
 		{"negative inflight", client.Options{Servers: []string{"mqtt://x"}, MaxInflight: -1}},
 		{"inflight over 65535", client.Options{Servers: []string{"mqtt://x"}, MaxInflight: 65536}},
 		{"batch delay over 100 ms", client.Options{Servers: []string{"mqtt://x"}, BatchDelay: client.MaxBatchDelay + 1}},
+		// What the CONNECT could not carry, found before any dial.
+		{"will payload over 65535 bytes", client.Options{Servers: []string{"mqtt://x"}, Will: &client.Will{Topic: "a", Payload: make([]byte, 65536)}}}, // section 3.1.3.3: a two-byte length
+		{"client id with U+0000", client.Options{Servers: []string{"mqtt://x"}, ClientID: "a\x00b"}},                                                   // [MQTT-1.5.3-2]
+		{"client id not UTF-8", client.Options{Servers: []string{"mqtt://x"}, ClientID: "a\xffb"}},                                                     // [MQTT-1.5.3-1]
+		{"user name not UTF-8", client.Options{Servers: []string{"mqtt://x"}, Username: "\xc3"}},                                                       // [MQTT-1.5.3-1]
 	} {
 		if _, err := client.New(tc.o); err == nil {
 			t.Errorf("%s: New accepted it", tc.name)
