@@ -18,9 +18,9 @@ import (
 // incoming QoS 2 state is dropped, and outgoing messages not yet complete
 // go back to the head of the queue, to be sent in the new session as new
 // messages with new packet identifiers (so QoS 1 keeps its at-least-once
-// promise); a QoS 2 message whose PUBREC had arrived is reported complete
-// (EventPublished), since the receiver took ownership of it and sending its
-// PUBLISH again is forbidden [MQTT-4.3.3-1].
+// promise); a QoS 2 message whose PUBLISH had left is given up
+// (EventDropped, with ErrSessionEnded): the receiver may have it or not,
+// sent again it could arrive twice, and reported complete it could be lost.
 func (s *Session) Connect(c *packet.Connect, now time.Time) error {
 	if s.role != Client || s.state != offline {
 		return ErrState

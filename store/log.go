@@ -95,7 +95,8 @@ type Stats struct {
 	TornBytes int64
 }
 
-// ErrClosed is returned by the methods of a closed Log.
+// ErrClosed is returned by the methods of a closed Log (but Close, which
+// does nothing the second time and returns nil).
 var ErrClosed = errors.New("store: log closed")
 
 // ErrLocked is returned by Open when another process has the directory
