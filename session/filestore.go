@@ -66,7 +66,11 @@ type FileStoreOptions struct {
 // "session.log.tmp", which is synced and renamed over the log, and the
 // directory is synced. A crash at any point leaves either log whole.
 //
-// A FileStore serves one Session, and a directory one opener at a time:
+// A FileStore serves one Session, that of one client identifier: it does
+// not record the identifier, and a client that opens another's store takes
+// its messages into its own session (the other's exchanges left in flight
+// on the broker are then never finished). A directory serves one opener
+// at a time:
 // it locks the file LOCK in it (with flock, where the system has it), and
 // OpenFileStore of a directory in use fails with ErrLocked. It is safe for
 // concurrent use. It keeps only an
