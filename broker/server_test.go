@@ -224,35 +224,44 @@ func TestWriteTimeout(t *testing.T) {
 }
 
 // WriteTimeout bounds a time without progress, not the time a batch takes:
-// a subscriber that reads a backlog of 2 MiB slowly (about 1 MB/s, a
-// second and more) but steadily keeps its connection and gets every
-// message, where each write of the backlog is allowed 300 ms.
+// a subscriber that reads steadily but slowly (about 2 MB/s) while a
+// publisher outruns it, so that the broker's batches to it grow to hundreds
+// of KB, each read over more than the 300 ms allowed for a write, keeps its
+// connection and gets every message. It reads from the start: a reader
+// that waits before its first read makes no progress at all meanwhile, and
+// a loaded machine made that wait alone longer than WriteTimeout.
 func TestWriteTimeoutSlowReader(t *testing.T) {
 	srv := newServer(t, func(o *broker.Options) { o.WriteTimeout = 300 * time.Millisecond })
 	slow := connectPipe(t, srv, "slow") // no kernel buffer takes the backlog
 	slow.subscribe(1, "big/#", 0)
 
 	const n, size = 128, 16 << 10
+	slow.r = packet.NewReader(&trickle{r: slow.c, n: 4 << 10, every: 2 * time.Millisecond}, 0)
+	done := make(chan error, 1)
+	go func() {
+		for i := range n {
+			b, err := slow.next(5 * time.Second)
+			if err != nil {
+				done <- fmt.Errorf("message %d of %d: %v (Stats.Disconnected = %d)", i, n, err, srv.Broker.Stats().Disconnected)
+				return
+			}
+			got, err := packet.Decode(b)
+			pub, ok := got.(*packet.Publish)
+			if err != nil || !ok || len(pub.Payload) != size || binary.BigEndian.Uint32(pub.Payload) != uint32(i) {
+				done <- fmt.Errorf("message %d: got %s", i, describe(b))
+				return
+			}
+		}
+		done <- nil
+	}()
 	p := connect(t, srv, "p", true, false)
 	for i := range n {
 		payload := make([]byte, size)
 		binary.BigEndian.PutUint32(payload, uint32(i))
 		p.send(&packet.Publish{Topic: []byte("big/t"), Payload: payload})
 	}
-	p.send(&packet.Pingreq{}) // all routed, and queued for slow, once answered
-	p.expect(&packet.Pingresp{})
-
-	slow.r = packet.NewReader(&trickle{r: slow.c, n: 4 << 10, every: 2 * time.Millisecond}, 0)
-	for i := range n {
-		b, err := slow.next(5 * time.Second)
-		if err != nil {
-			t.Fatalf("message %d of %d: %v (Stats.Disconnected = %d)", i, n, err, srv.Broker.Stats().Disconnected)
-		}
-		got, err := packet.Decode(b)
-		pub, ok := got.(*packet.Publish)
-		if err != nil || !ok || len(pub.Payload) != size || binary.BigEndian.Uint32(pub.Payload) != uint32(i) {
-			t.Fatalf("message %d: got %s", i, describe(b))
-		}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
