@@ -224,19 +224,19 @@ func TestWriteTimeout(t *testing.T) {
 }
 
 // WriteTimeout bounds a time without progress, not the time a batch takes:
-// a subscriber that reads steadily but slowly (about 2 MB/s) while a
-// publisher outruns it, so that the broker's batches to it grow to hundreds
-// of KB, each read over more than the 300 ms allowed for a write, keeps its
+// a subscriber that reads steadily but slowly (1 MiB/s) while a publisher
+// outruns it, so that the broker's batches to it grow to hundreds of KB,
+// each read over more than the 600 ms allowed for a write, keeps its
 // connection and gets every message. It reads from the start: a reader
 // that waits before its first read makes no progress at all meanwhile, and
 // a loaded machine made that wait alone longer than WriteTimeout.
 func TestWriteTimeoutSlowReader(t *testing.T) {
-	srv := newServer(t, func(o *broker.Options) { o.WriteTimeout = 300 * time.Millisecond })
+	srv := newServer(t, func(o *broker.Options) { o.WriteTimeout = 600 * time.Millisecond })
 	slow := connectPipe(t, srv, "slow") // no kernel buffer takes the backlog
 	slow.subscribe(1, "big/#", 0)
 
 	const n, size = 128, 16 << 10
-	slow.r = packet.NewReader(&trickle{r: slow.c, n: 4 << 10, every: 2 * time.Millisecond}, 0)
+	slow.r = packet.NewReader(&paced{r: slow.c, rate: 1 << 20}, 0)
 	done := make(chan error, 1)
 	go func() {
 		for i := range n {
@@ -309,15 +309,29 @@ func TestWriteTimeoutDiscarded(t *testing.T) {
 }
 
 // trickle reads at most n bytes every interval.
-type trickle struct {
+// paced reads r at rate bytes a second on average since its first read: a
+// read that comes late (a loaded machine, the race detector) takes what
+// the time allows, so that the rate holds where sleeps between fixed reads
+// would slow it down.
+type paced struct {
 	r     io.Reader
-	n     int
-	every time.Duration
+	rate  float64
+	start time.Time
+	done  int
 }
 
-func (t *trickle) Read(b []byte) (int, error) {
-	time.Sleep(t.every)
-	return t.r.Read(b[:min(len(b), t.n)])
+func (p *paced) Read(b []byte) (int, error) {
+	if p.start.IsZero() {
+		p.start = time.Now()
+	}
+	for {
+		if allowed := int(time.Since(p.start).Seconds()*p.rate) - p.done; allowed > 0 {
+			n, err := p.r.Read(b[:min(len(b), allowed)])
+			p.done += n
+			return n, err
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Shutdown writes out what waits, ends every connection without publishing
