@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -316,6 +319,37 @@ func dialURL(t testing.TB, url string, opts *transport.Options, name string) *sc
 	}
 	t.Cleanup(func() { c.Close() })
 	return &script{t: t, name: name, c: c, r: packet.NewReader(c, 0)}
+}
+
+// emfileListener fails its first accepts as a process out of file
+// descriptors does, then accepts from l.
+type emfileListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (f *emfileListener) Accept() (net.Conn, error) {
+	if f.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return f.Listener.Accept()
+}
+
+// Too many open files is trouble to wait out, not the end of Serve: a
+// flood of connections that never send CONNECT made the broker exit when
+// the process ran out of descriptors (accept4: too many open files).
+func TestServeOutOfFiles(t *testing.T) {
+	srv := broker.New(broker.Options{Logger: slog.New(slog.DiscardHandler)})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &emfileListener{Listener: l}
+	fl.fails.Store(5)
+	serve(t, srv, fl)
+	s := dialURL(t, "mqtt://"+l.Addr().String(), nil, "after")
+	s.send(&packet.Connect{ClientID: []byte("after"), CleanSession: true})
+	s.expect(&packet.Connack{})
 }
 
 // nopListener is a listener that never accepts anything.

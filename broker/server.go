@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ternmq/mqtt/packet"
@@ -365,10 +366,12 @@ func (s *Server) Serve(l net.Listener) error {
 			if s.isClosing() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Temporary trouble such as too many open files: wait
-				// a little, as net/http does, rather than spin.
+			if acceptRetry(err) {
+				// Temporary trouble: wait a little, as net/http does,
+				// rather than spin, and go on serving.
+				if delay == 0 {
+					s.log.Error("accept failed, retrying", "addr", l.Addr().String(), "err", err)
+				}
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
@@ -388,6 +391,24 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 		go c.serve()
 	}
+}
+
+// acceptRetry reports whether an error of Accept is one to wait out: a
+// timeout, or a lack of resources that connections closing will end (too
+// many open files in the process or the system, no buffer space, no
+// memory), or a connection reset before it was taken. Running out of file
+// descriptors under a flood of connections must not stop the server.
+func acceptRetry(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) isClosing() bool {
