@@ -355,12 +355,21 @@ func (s *Server) sendRetained(cl *client, info *Client, r *router, filter string
 	if s.opts.AuthorizeRead != nil {
 		r.rets = s.readable(info, r.rets)
 	}
+	var dropped []int // allocated only when some are: rare
 	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	for _, m := range r.rets {
+	for i, m := range r.rets {
 		p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic, Payload: m.payload}
 		if _, err := cl.sess.Publish(&p); errors.Is(err, session.ErrFull) {
 			s.countDrop(cl, &p)
+			dropped = append(dropped, i)
+		}
+	}
+	cl.mu.Unlock()
+	if s.opts.OnEvent != nil {
+		// After cl.mu: the callback may call into the Server.
+		for _, i := range dropped {
+			m := r.rets[i]
+			s.emit(&Event{Kind: EventDrop, Client: info, Topic: m.topic, QoS: min(m.qos, granted), Retain: true, PayloadSize: len(m.payload)})
 		}
 	}
 	clear(r.rets)

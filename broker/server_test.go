@@ -161,6 +161,50 @@ func TestSharedSubscriptionFullMember(t *testing.T) {
 	}
 }
 
+// Retained messages that do not fit the new subscriber's session are
+// dropped like any other: counted, and each reported by EventDrop (they
+// were counted only), whose callback may call into the Server.
+func TestRetainedDropEvents(t *testing.T) {
+	var mu sync.Mutex
+	var drops []string
+	var srvp *broker.Server
+	srv := newServer(t, func(o *broker.Options) {
+		o.MaxInflight = 1
+		o.MaxQueued = 2
+		o.OnEvent = func(e *broker.Event) {
+			if e.Kind != broker.EventDrop || e.Client.ID != "sub" {
+				return
+			}
+			mu.Lock()
+			drops = append(drops, fmt.Sprintf("%s q%d r%v %dB", e.Topic, e.QoS, e.Retain, e.PayloadSize))
+			mu.Unlock()
+			srvp.Publish(&packet.Publish{Topic: []byte("note"), Payload: []byte("dropped")}) // into the Server, from the callback
+		}
+	})
+	srvp = srv.Broker
+	p := connect(t, srv, "p", true, false)
+	for i := range 5 {
+		p.publish(&packet.Publish{Topic: []byte(fmt.Sprint("r/", i)), Payload: []byte("xy"), QoS: 1, PacketID: uint16(i + 1), Retain: true})
+	}
+	sub := connect(t, srv, "sub", true, false)
+	sub.subscribe(1, "r/#", 1) // one in flight, two queued: two dropped
+	waitFor(t, "two EventDrop", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(drops) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, d := range drops {
+		if !strings.HasSuffix(d, " q1 rtrue 2B") || !strings.HasPrefix(d, "r/") {
+			t.Errorf("EventDrop %s, want a retained r/N at QoS 1 of 2 bytes", d)
+		}
+	}
+	if st := srv.Broker.Stats(); st.Dropped != 2 {
+		t.Errorf("Stats.Dropped = %d, want 2", st.Dropped)
+	}
+}
+
 // A subscriber that does not read blocks neither the publisher nor other
 // subscribers: its session's queue fills, and what does not fit is dropped and
 // counted.
