@@ -93,6 +93,11 @@ Examples:
   tern broker -bridge bridges.conf
   tern broker -metrics 127.0.0.1:9234 -sys-interval 60
 
+SIGTERM or SIGINT stops the broker: it stops accepting, writes out what is
+queued for the clients connected (for at most 5 s), closes the connections
+without publishing wills, and closes the store. A second signal meanwhile
+stops it at once.
+
 Exit status: 0 stopped by a signal; 1 error (a listener could not start, a
 file could not be read); 2 bad usage.
 `
@@ -197,6 +202,17 @@ wait:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// A second signal cuts the wait for queued messages short.
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	go func() {
+		select {
+		case <-again:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
 	if err := b.srv.Shutdown(sctx); err != nil {
 		b.srv.Close()
 	}

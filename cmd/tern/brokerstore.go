@@ -37,7 +37,8 @@ Durable state (without -data, everything is kept in memory only):
                  fsynced: survives kill -9, not a power cut.
   -session-expiry DURATION  deletes a persistent session whose client has
                  not connected for that long (e.g. 720h); 0 keeps them.
-  SIGTERM and SIGINT stop the broker cleanly and close the store.
+  SIGTERM and SIGINT stop the broker cleanly and close the store (see
+  above: a second signal stops it at once, the store still closed).
   A write or fsync that fails (a full or failing disk) is logged at error
   level; from then on nothing that depends on the store is acknowledged,
   persistent sessions are refused (CONNACK 0x03) and bridges stop, while
