@@ -7,7 +7,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	mqttclient "github.com/ternmq/mqtt/client"
@@ -31,7 +30,7 @@ func (b *bridge) forward(r *router, p *packet.Publish) bool {
 	if rule == nil {
 		return false
 	}
-	remote := mapTopic(string(p.Topic), rule.LocalPrefix, rule.RemotePrefix)
+	remote := mapTopic(p.Topic, rule.LocalPrefix, rule.RemotePrefix)
 	if rule.Pattern == "" {
 		remote = rule.RemotePrefix
 	}
@@ -82,8 +81,11 @@ func (b *bridge) forward(r *router, p *packet.Publish) bool {
 // level "a" that the filter "a/#" also matches [MQTT-4.7.1-2], keeps its
 // name under to, as with mosquitto ("a" under the prefixes "a/" and "b/"
 // is "b/a").
-func mapTopic(name, from, to string) string {
-	return to + strings.TrimPrefix(name, from)
+func mapTopic[T string | []byte](name T, from, to string) string {
+	if len(name) >= len(from) && string(name[:len(from)]) == from {
+		name = name[len(from):]
+	}
+	return to + string(name) // one allocation, a []byte name not copied first
 }
 
 // bridgeStateFilter matches the default state topics of bridges, which
