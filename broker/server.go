@@ -508,8 +508,12 @@ func (s *Server) Stats() Stats {
 // subscribers, as if a client had published it (no authorization hook is
 // called). With p.Retain set it is also stored, or cleared with an empty
 // payload. p is not kept: it may be reused when Publish returns. With
-// Options.Store, Publish returns once what it stored is durable.
+// Options.Store, Publish returns once what it stored is durable. After
+// Shutdown or Close it returns ErrServerClosed: nobody is left to deliver to.
 func (s *Server) Publish(p *packet.Publish) error {
+	if s.isClosing() {
+		return ErrServerClosed
+	}
 	if err := s.dur.ready(s); err != nil {
 		return err
 	}

@@ -431,6 +431,16 @@ func TestServerPublish(t *testing.T) {
 	s2.ack(got)
 }
 
+// Server.Publish after Close says the message went nowhere.
+func TestServerPublishAfterClose(t *testing.T) {
+	srv := newServer(t)
+	srv.Close()
+	err := srv.Broker.Publish(&packet.Publish{Topic: []byte("a"), Payload: []byte("v")})
+	if !errors.Is(err, broker.ErrServerClosed) {
+		t.Fatalf("Publish after Close: %v, want ErrServerClosed", err)
+	}
+}
+
 // [MQTT-3.1.2-5] The queue of an offline persistent session is bounded by
 // Options.MaxQueued: the oldest messages are kept, the rest dropped and
 // counted.
