@@ -66,6 +66,16 @@
 // the messages of a clean session and QoS 0 messages not yet written, is
 // discarded, counted (Stats.Discarded) and logged at warn level.
 //
+// The retained messages a new subscription matches are not dropped for want
+// of room [MQTT-3.3.1-6]: those the queue has no room for wait, by topic
+// name, in a backlog that joins the queue as the subscriber takes what is in
+// it, each with the value retained when its turn comes (none if it was
+// cleared meanwhile, and none once a newer message to its topic has been
+// queued). The backlog costs its names and 64 bytes each, bounded by
+// Options.MaxQueuedBytes too; names beyond that are dropped as above. A
+// backlog is not stored: a Server with Options.Store counts and logs as
+// discarded, when it closes, the names still waiting.
+//
 // # Sessions
 //
 // A client that connects with CleanSession 0 keeps its subscriptions and its

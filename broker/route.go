@@ -47,6 +47,9 @@ type client struct {
 	// clean sessions.
 	stored *storedSession
 	sink   *bridge // a bridge's local subscriber: messages go to the bridge, sess is nil
+	// ret: retained messages matched by a SUBSCRIBE, waiting for room in
+	// sess's queue; nil when none wait.
+	ret *retainedBacklog
 }
 
 func newClient(s *Server, id string, st session.Store) (*client, error) {
@@ -308,6 +311,9 @@ func (s *Server) offer(r *router, cl *client, p *packet.Publish) error {
 		err = session.ErrFull // the bound of a client that is away
 	} else {
 		_, err = cl.sess.Publish(p)
+		if err == nil && cl.ret != nil {
+			cl.ret.forget(p.Topic)
+		}
 	}
 	c := cl.conn
 	// A message that only joins the queue, behind a full window of
@@ -346,7 +352,8 @@ func (s *Server) retain(p *packet.Publish) {
 
 // sendRetained hands cl's session the retained messages matching filter, with
 // RETAIN set [MQTT-3.3.1-6] [MQTT-3.3.1-8], at most at QoS granted, those
-// info may read (Options.AuthorizeRead). cl.mu is not held.
+// info may read (Options.AuthorizeRead); those its queue has no room for
+// wait in its backlog. cl.mu is not held.
 func (s *Server) sendRetained(cl *client, info *Client, r *router, filter string, granted byte) {
 	r.rets = s.retained.Match(filter, r.rets[:0])
 	if len(filter) > 0 && filter[0] == '$' {
@@ -355,15 +362,9 @@ func (s *Server) sendRetained(cl *client, info *Client, r *router, filter string
 	if s.opts.AuthorizeRead != nil {
 		r.rets = s.readable(info, r.rets)
 	}
-	var dropped []int // allocated only when some are: rare
 	cl.mu.Lock()
-	for i, m := range r.rets {
-		p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic, Payload: m.payload}
-		if _, err := cl.sess.Publish(&p); errors.Is(err, session.ErrFull) {
-			s.countDrop(cl, &p)
-			dropped = append(dropped, i)
-		}
-	}
+	// dropped is allocated only when the backlog is full too: rare.
+	dropped := s.backlogRetained(cl, r.rets, granted, nil)
 	cl.mu.Unlock()
 	if s.opts.OnEvent != nil {
 		// After cl.mu: the callback may call into the Server.

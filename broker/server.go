@@ -92,7 +92,9 @@ type Options struct {
 	// writer is writing (at most as much again) until WriteTimeout closes
 	// its connection; the kernel holds what it took of that batch, which
 	// a listener made by transport.Listen (ListenAndServe uses one) keeps
-	// to about transport.Options.UnsentLimit not yet sent.
+	// to about transport.Options.UnsentLimit not yet sent. It also bounds
+	// the backlog of retained messages waiting for room in the queue (see
+	// the package doc, Slow subscribers).
 	MaxQueuedBytes int
 
 	// BatchDelay is how long, at most, the PUBLISHes of a client that
@@ -455,6 +457,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.park.stop()
+		s.discardBacklogs()
 		return s.dur.syncAll()
 	case <-ctx.Done():
 		s.Close()
@@ -472,6 +475,7 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.park.stop()
+	s.discardBacklogs()
 	return s.dur.syncAll()
 }
 

@@ -161,9 +161,10 @@ func TestSharedSubscriptionFullMember(t *testing.T) {
 	}
 }
 
-// Retained messages that do not fit the new subscriber's session are
-// dropped like any other: counted, and each reported by EventDrop (they
-// were counted only), whose callback may call into the Server.
+// Retained messages that fit neither the new subscriber's session nor its
+// backlog (see TestRetainedBacklog) are dropped like any other: counted, and
+// each reported by EventDrop (they were counted only), whose callback may
+// call into the Server.
 func TestRetainedDropEvents(t *testing.T) {
 	var mu sync.Mutex
 	var drops []string
@@ -171,6 +172,7 @@ func TestRetainedDropEvents(t *testing.T) {
 	srv := newServer(t, func(o *broker.Options) {
 		o.MaxInflight = 1
 		o.MaxQueued = 2
+		o.MaxQueuedBytes = 1 // one queued message, and no backlog
 		o.OnEvent = func(e *broker.Event) {
 			if e.Kind != broker.EventDrop || e.Client.ID != "sub" {
 				return
@@ -187,11 +189,11 @@ func TestRetainedDropEvents(t *testing.T) {
 		p.publish(&packet.Publish{Topic: []byte(fmt.Sprint("r/", i)), Payload: []byte("xy"), QoS: 1, PacketID: uint16(i + 1), Retain: true})
 	}
 	sub := connect(t, srv, "sub", true, false)
-	sub.subscribe(1, "r/#", 1) // one in flight, two queued: two dropped
-	waitFor(t, "two EventDrop", func() bool {
+	sub.subscribe(1, "r/#", 1) // one in flight, one queued: three dropped
+	waitFor(t, "three EventDrop", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(drops) == 2
+		return len(drops) == 3
 	})
 	mu.Lock()
 	defer mu.Unlock()
@@ -200,8 +202,8 @@ func TestRetainedDropEvents(t *testing.T) {
 			t.Errorf("EventDrop %s, want a retained r/N at QoS 1 of 2 bytes", d)
 		}
 	}
-	if st := srv.Broker.Stats(); st.Dropped != 2 {
-		t.Errorf("Stats.Dropped = %d, want 2", st.Dropped)
+	if st := srv.Broker.Stats(); st.Dropped != 3 {
+		t.Errorf("Stats.Dropped = %d, want 3", st.Dropped)
 	}
 }
 

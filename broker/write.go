@@ -115,6 +115,9 @@ func (c *conn) flush() error {
 	for {
 		now := time.Now()
 		c.lockOut()
+		if cl.ret != nil {
+			s.refillRetained(cl)
+		}
 		if !cl.sess.HasOutgoing() {
 			c.unlockOut()
 			return nil
