@@ -257,7 +257,10 @@ func (c *Client) serve(cn *conn) {
 	if suspect != nil {
 		c.giveUp(suspect)
 	}
-	if !errors.Is(cn.err, ErrClosed) {
+	// A broker that closes the connection once our DISCONNECT is written
+	// ends it cleanly too, though the reader may see its EOF first.
+	clean := errors.Is(cn.err, ErrClosed) || isClosed(cn.discSent)
+	if !clean {
 		c.stats.lost.Add(1)
 	}
 	c.cur = nil
@@ -266,8 +269,18 @@ func (c *Client) serve(cn *conn) {
 	c.discQueued = false
 	c.broadcast()
 	c.mu.Unlock()
-	if !errors.Is(cn.err, ErrClosed) {
+	if !clean {
 		c.log.Warn("connection lost", "url", cn.url, "err", cn.err)
+	}
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

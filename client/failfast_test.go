@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -305,6 +306,30 @@ func TestErrorPrefix(t *testing.T) {
 	}
 	if err := c.Handle("a/#/b", func(*client.Message) {}); err == nil || !strings.HasPrefix(err.Error(), "client: ") {
 		t.Errorf("Handle(a/#/b) = %v", err)
+	}
+}
+
+// A broker that closes the connection as soon as it reads DISCONNECT, as
+// mosquitto and tern do, ends it cleanly: the reader may see its EOF before
+// the writer reports the DISCONNECT written, and that is no lost connection.
+func TestDisconnectAnsweredByClose(t *testing.T) {
+	t.Parallel()
+	for i := range 40 {
+		var logs syncBuf
+		c, _, p := startScripted(t, client.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		for !c.IsConnected() {
+			time.Sleep(time.Millisecond)
+		}
+		done := make(chan error, 1)
+		go func() { done <- c.Disconnect(testCtx(t, 5*time.Second)) }()
+		p.expect(packet.DISCONNECT)
+		p.c.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("run %d: Disconnect: %v", i, err)
+		}
+		if st := c.Stats(); st.Lost != 0 || strings.Contains(logs.String(), "connection lost") {
+			t.Fatalf("run %d: Stats.Lost = %d after a clean Disconnect; log:\n%s", i, st.Lost, logs.String())
+		}
 	}
 }
 
