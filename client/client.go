@@ -30,7 +30,10 @@
 // filling memory, while the keepalive goes on. While a handler waits in a
 // call of the client (Publish, Subscribe, Token.Wait...), reading goes on
 // past MaxPending, since the answer it waits for may be behind the messages
-// on the connection.
+// on the connection: QoS 1 and 2 messages are queued (the broker's inflight
+// window bounds them), QoS 0 ones too until they hold Options.MaxPacketSize
+// (16 MiB by default), and the next ones are dropped, counted in
+// Stats.Discarded and logged.
 //
 // Reconnection: when the connection is lost, the client tries
 // Options.Servers in turn with a growing, jittered wait, and sends again,
@@ -103,6 +106,7 @@ type Client struct {
 	writtenGen uint64        // batches written
 	connGen    uint64        // connections lost
 	inbox      []*Message    // the messages of one Receive, for the reader
+	overLog    atomic.Int64  // when dropOverQoS0 last logged, Unix nanoseconds
 	pub        packet.Publish
 	lost       error          // what the calls failed by the last loss get
 	storeErr   error          // the session store failed: the client stops (see ErrStoreFailed)

@@ -179,6 +179,12 @@ type Stats struct {
 	// took them and no one read Messages (see Options.DefaultHandler and
 	// Options.DiscardUnhandled). Each was acknowledged all the same.
 	Dropped uint64
+	// Discarded counts the received messages the client stopped (Close,
+	// Disconnect) before handing them to a handler or to Messages (the QoS
+	// 1 and 2 ones were not acknowledged, so a broker keeping the session
+	// sends them again), and the QoS 0 messages dropped while a handler
+	// waited in a call of the client (see the package doc, Flow control).
+	Discarded uint64
 	// Kept is the number of received messages kept for a reader of
 	// Messages still to come.
 	Kept int
@@ -193,7 +199,7 @@ type Stats struct {
 }
 
 type stats struct {
-	received, dropped, connects, lost, refused, sessionEnded atomic.Uint64
+	received, dropped, discarded, connects, lost, refused, sessionEnded atomic.Uint64
 }
 
 // Stats returns the client's counters.
@@ -206,9 +212,11 @@ func (c *Client) Stats() Stats {
 		Received: c.stats.received.Load(),
 		Dropped:  c.stats.dropped.Load(),
 		Kept:     kept,
-		Connects: c.stats.connects.Load(),
-		Lost:     c.stats.lost.Load(),
-		Refused:  c.stats.refused.Load(),
+
+		Discarded: c.stats.discarded.Load(),
+		Connects:  c.stats.connects.Load(),
+		Lost:      c.stats.lost.Load(),
+		Refused:   c.stats.refused.Load(),
 
 		SessionEnded: c.stats.sessionEnded.Load(),
 	}

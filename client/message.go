@@ -185,6 +185,7 @@ type dispatcher struct {
 	max      int           // MaxPending
 	reentry  chan struct{} // closed while a handler waits in a call of the client
 	calls    int           // the calls of the handler under way (nested: Publish waiting for room)
+	over     atomic.Int64  // the overCost of the messages queued without a place (see reserve)
 	msgs     chan *Message // Messages, once called
 	started  bool
 	finished bool // the goroutine has ended; msgs is closed
@@ -263,50 +264,95 @@ func (d *dispatcher) stop(ctx context.Context, self int64) error {
 	}
 }
 
-// push queues msgs for delivery, waiting for a slot while the queue is
-// full, unless the connection ends meanwhile: a message is then queued
-// anyway (a batch over the limit at most, per reader), since it was
-// received and is to be acknowledged in order. The dispatcher is woken once
-// for all.
-func (d *dispatcher) push(cn *conn, msgs []*Message) {
-	held := 0 // msgs[:held] hold slots and wait to be queued
-	for i, m := range msgs {
-		select {
-		case d.slots <- struct{}{}:
-			m.slot = true
-			continue
-		default:
-		}
-		// Queue those that have a slot, for the dispatcher to free more.
-		d.enqueue(msgs[held:i])
-		held = i
-		cn.stalled.Store(true)
-		d.mu.Lock()
-		reentry := d.reentry
-		d.mu.Unlock()
-		select {
-		case d.slots <- struct{}{}:
-			m.slot = true
-		case <-reentry:
-		case <-cn.done:
-		case <-d.c.ctx.Done():
-			cn.stalled.Store(false)
-			return
-		}
+// reserve takes a place in the delivery queue for the message in the
+// PUBLISH about to be handed to the session, waiting while the queue is
+// full; flush hands the batch read so far to the dispatcher first, so that
+// the wait does not hold back messages that have their place. A message
+// gets its place before the session takes it: when the connection or the
+// client ends during the wait, the PUBLISH is left unread (go is false), as
+// if the network had lost it, and the broker sends a QoS 1 or 2 message
+// again to a kept session. Across any number of lost connections the queue
+// holds at most MaxPending.
+//
+// While a handler waits in a call of the client, the answer it waits for
+// may be behind the messages on the connection: reading goes on without a
+// place (slot is false). QoS 1 and 2 messages are queued all the same: the
+// broker's inflight window bounds them, since they are acknowledged once
+// handled. QoS 0 messages are bounded by overFull.
+func (d *dispatcher) reserve(cn *conn, flush func()) (slot, ok bool) {
+	select {
+	case d.slots <- struct{}{}:
+		return true, true
+	default:
+	}
+	flush()
+	cn.stalled.Store(true)
+	defer func() {
 		cn.resumed.Store(time.Now().UnixNano())
 		cn.stalled.Store(false)
+	}()
+	d.mu.Lock()
+	reentry := d.reentry
+	d.mu.Unlock()
+	select {
+	case d.slots <- struct{}{}:
+		return true, true
+	case <-reentry:
+		return false, true
+	case <-cn.done:
+	case <-d.c.ctx.Done():
 	}
-	d.enqueue(msgs[held:])
+	return false, false
 }
 
-func (d *dispatcher) enqueue(msgs []*Message) {
+// overCost is what a message queued without a place counts against
+// overFull: its topic and payload, and about what the Message costs.
+func overCost(topicLen, payloadLen int) int64 {
+	return int64(topicLen + payloadLen + 128)
+}
+
+// overFull reports whether a QoS 0 message of cost c, read while a handler
+// waits in a call of the client, is to be dropped rather than queued without
+// a place: the messages so queued hold Options.MaxPacketSize already, the
+// memory the client must allow for one packet anyway. It is dropped, not
+// waited for, since the answer the handler waits for may be behind it.
+func (d *dispatcher) overFull(c int64) bool {
+	return d.over.Load()+c > int64(orDefault(d.c.opts.MaxPacketSize, DefaultMaxPacketSize))
+}
+
+// release gives back a place reserve took for a PUBLISH that brought no
+// message: a duplicate of a QoS 2 message already received.
+func (d *dispatcher) release() { <-d.slots }
+
+// push queues msgs for delivery and wakes the dispatcher once for all. Once
+// the dispatcher has ended (the client stopped), they are discarded: counted
+// and logged.
+func (d *dispatcher) push(msgs []*Message) {
 	if len(msgs) == 0 {
 		return
 	}
 	d.mu.Lock()
+	if d.finished {
+		d.mu.Unlock()
+		d.discarded(len(msgs))
+		return
+	}
+	for _, m := range msgs {
+		if !m.slot {
+			d.over.Add(overCost(len(m.Topic), len(m.Payload)))
+		}
+	}
 	d.queue = append(d.queue, msgs...)
 	d.mu.Unlock()
 	d.wake()
+}
+
+// discarded counts and logs n received messages that the client stopped
+// before handing to a handler or to Messages. The QoS 1 and 2 ones were not
+// acknowledged: a broker keeping the session sends them again.
+func (d *dispatcher) discarded(n int) {
+	d.c.stats.discarded.Add(uint64(n))
+	d.c.log.Warn("received messages not handled: the client stopped", "count", n)
 }
 
 // wake tells the dispatcher there is something to deliver.
@@ -354,12 +400,20 @@ func (d *dispatcher) pop() *Message {
 
 func (d *dispatcher) run() {
 	d.g.Store(goid())
+	// A message taken from the kept ones or from the queue when the client
+	// stopped, not handed out.
+	keptTaken, queueTaken := 0, 0
 	defer func() {
 		d.mu.Lock()
-		if n := len(d.kept); n > 0 {
+		if n := len(d.kept) + keptTaken; n > 0 {
 			d.c.stats.dropped.Add(uint64(n))
 			d.c.log.Warn("messages kept for Messages discarded at shutdown", "count", n)
 			d.kept = nil
+		}
+		if n := len(d.queue) - d.head + queueTaken; n > 0 {
+			d.discarded(n)
+			clear(d.queue)
+			d.queue, d.head = nil, 0
 		}
 		d.finished = true
 		if d.msgs != nil {
@@ -376,6 +430,7 @@ func (d *dispatcher) run() {
 			case ch <- m:
 				continue
 			case <-done:
+				keptTaken = 1
 				return
 			}
 		}
@@ -394,14 +449,18 @@ func (d *dispatcher) run() {
 		}
 		select {
 		case <-done:
+			queueTaken = 1
 			return
 		default:
 		}
 		if !d.deliver(m) {
+			queueTaken = 1
 			return
 		}
 		if m.slot {
 			<-d.slots
+		} else {
+			d.over.Add(-overCost(len(m.Topic), len(m.Payload)))
 		}
 		if !d.c.opts.ManualAck && m.claim() {
 			d.c.ack(m.tag, false)

@@ -173,7 +173,9 @@ type Options struct {
 	// MaxPending bounds the received messages waiting for their handler or
 	// for a reader of Messages. When it is reached, the client stops
 	// reading from the network, which slows the broker down; keepalive
-	// goes on meanwhile. Zero means DefaultMaxPending.
+	// goes on meanwhile. Zero means DefaultMaxPending. While a handler
+	// waits in a call of the client, reading goes on (see the package doc,
+	// Flow control).
 	MaxPending int
 
 	// BatchDelay is how long, at most, the packets of a fast stream of

@@ -48,7 +48,7 @@ func (c *Client) reader(cn *conn) {
 		if answers {
 			c.kick()
 		}
-		c.disp.push(cn, batch)
+		c.disp.push(batch)
 		clear(batch)
 		batch, answers, packets = batch[:0], false, 0
 	}
@@ -90,10 +90,29 @@ func (c *Client) reader(cn *conn) {
 		if !cn.progress.Load() {
 			cn.progress.Store(true)
 		}
+		pub, isPub := p.(*packet.Publish)
+		slot := false
+		if isPub {
+			var ok bool
+			if slot, ok = c.disp.reserve(cn, flush); !ok {
+				return // the PUBLISH is left unread (see reserve)
+			}
+			if !slot && pub.QoS == 0 && c.disp.overFull(overCost(len(pub.Topic), len(pub.Payload))) {
+				c.dropOverQoS0(pub)
+				continue
+			}
+		}
 		c.mu.Lock()
 		err = c.s.Receive(p, time.Now())
 		if err == nil {
 			c.drainEvents()
+			if slot {
+				if len(c.inbox) == 1 {
+					c.inbox[0].slot = true
+				} else {
+					c.disp.release() // a QoS 2 message received before
+				}
+			}
 			batch = append(batch, c.inbox...)
 			clear(c.inbox)
 			c.inbox = c.inbox[:0]
@@ -112,6 +131,19 @@ func (c *Client) reader(cn *conn) {
 		if packets++; packets >= maxBatch {
 			flush()
 		}
+	}
+}
+
+// dropOverQoS0 drops a QoS 0 message read while a handler waits in a call
+// of the client, with as much queued past MaxPending already as
+// dispatcher.overFull allows: counted, and logged once a second at most.
+func (c *Client) dropOverQoS0(p *packet.Publish) {
+	c.stats.received.Add(1)
+	n := c.stats.discarded.Add(1)
+	now := time.Now().UnixNano()
+	if last := c.overLog.Load(); now-last >= int64(time.Second) && c.overLog.CompareAndSwap(last, now) {
+		c.log.Warn("QoS 0 message dropped: MaxPacketSize of messages wait past MaxPending while a handler waits in a call of the client",
+			"topic", string(p.Topic), "discarded", n)
 	}
 }
 
