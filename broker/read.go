@@ -66,9 +66,13 @@ func (c *conn) readLoop() (error, bool) {
 		}
 		c.router.evs = evs
 		out := cl.sess.HasOutgoing()
+		backlog := cl.sess.Outgoing() > maxOutgoing
 		cl.mu.Unlock()
 		if out {
 			c.router.later(c)
+		}
+		if backlog {
+			c.awaitWriter()
 		}
 		if err != nil {
 			return err, false // a protocol violation, a second CONNECT among them [MQTT-3.1.0-2]

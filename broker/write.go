@@ -33,6 +33,45 @@ func (c *conn) writeHere() {
 	}
 }
 
+// maxOutgoing bounds the packets a connection's session has waiting for
+// its writer before its reader pauses (awaitWriter): every PINGREQ, QoS 1 or
+// 2 PUBLISH and PUBREL a client sends queues an answer, and a client that
+// sends them without reading what it is sent would otherwise make the
+// broker queue answers without end (2.7 GB in 15 s of PINGREQs). A client
+// that reads never comes near it: its answers leave with each batch.
+const maxOutgoing = 4096
+
+// awaitWriter runs the writer, or, while it runs on another goroutine,
+// waits until it has taken what the session has waiting (or ended): the
+// reader reads on only as fast as the writer writes. A client that does not
+// read then holds its own writes back, until WriteTimeout ends the
+// connection.
+func (c *conn) awaitWriter() {
+	c.router.flushWakes(c)
+	c.wmu.Lock()
+	if !c.wrunning || c.wclosed {
+		c.wmu.Unlock()
+		return
+	}
+	if c.wtake == nil {
+		c.wtake = make(chan struct{})
+	}
+	ch := c.wtake
+	c.wmu.Unlock()
+	<-ch
+}
+
+// tookOut tells a reader waiting in awaitWriter that the writer has taken
+// the session's packets, or ended.
+func (c *conn) tookOut() {
+	c.wmu.Lock()
+	if c.wtake != nil {
+		close(c.wtake)
+		c.wtake = nil
+	}
+	c.wmu.Unlock()
+}
+
 // claimWriter reports whether the caller must run the writer: it did not
 // run and may start. Otherwise the running writer flushes once more.
 func (c *conn) claimWriter() bool {
@@ -88,6 +127,10 @@ func (c *conn) writeLoop() {
 		if c.wexit != nil {
 			close(c.wexit)
 		}
+		if c.wtake != nil {
+			close(c.wtake)
+			c.wtake = nil
+		}
 		c.wmu.Unlock()
 		if err != nil {
 			// Closing the connection ends the reader, which then
@@ -128,6 +171,7 @@ func (c *conn) flush() error {
 		buf, err := cl.sess.AppendOutgoing(bp.b[:0], now)
 		mark := c.syncMark()
 		c.unlockOut()
+		c.tookOut()
 		bp.b = buf
 		if err != nil {
 			return err

@@ -14,6 +14,18 @@ func (s *Session) HasOutgoing() bool {
 	return x != nil && x.outHead < len(x.out)
 }
 
+// Outgoing returns the number of packets waiting to be handed out by
+// AppendOutgoing or Next. A server reading from a peer that does not read
+// what it is sent can bound it by pausing its reads: every PINGREQ, QoS 1
+// or 2 PUBLISH, PUBREL and SUBSCRIBE queues an answer.
+func (s *Session) Outgoing() int {
+	x := s.spare
+	if x == nil {
+		return 0
+	}
+	return len(x.out) - x.outHead
+}
+
 // syncStore makes the store's writes durable before packets that depend on
 // them leave.
 func (s *Session) syncStore() error {

@@ -398,3 +398,18 @@ func TestPendingQoS0(t *testing.T) {
 		}
 	})
 }
+
+// Outgoing counts every packet waiting to be handed out, answers included.
+func TestOutgoing(t *testing.T) {
+	h := connected(t, Config{Role: Server})
+	h.recv(&packet.Pingreq{})
+	h.recv(&packet.Publish{Topic: []byte("t"), QoS: 1, PacketID: 7, Payload: []byte("x")})
+	h.publish(0, "a")
+	if n := h.s.Outgoing(); n != 3 {
+		t.Fatalf("Outgoing = %d with a PINGRESP, a PUBACK and a PUBLISH waiting, want 3", n)
+	}
+	eq(t, "sent", h.out(), "PINGRESP", "PUBACK 7", "PUBLISH q0 a")
+	if n := h.s.Outgoing(); n != 0 {
+		t.Fatalf("Outgoing = %d once handed out, want 0", n)
+	}
+}
