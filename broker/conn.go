@@ -231,6 +231,10 @@ func (c *conn) readConnect() (*packet.Connect, bool) {
 			return nil, false
 		}
 	}
+	if cp.Will && tooDeep(cp.WillTopic) {
+		s.log.Debug("bad connect", "remote", c.info.RemoteAddr, "err", errTooDeep)
+		return nil, false
+	}
 	if cp.Will {
 		w := &packet.Publish{QoS: cp.WillQoS, Retain: cp.WillRetain, Topic: cp.WillTopic, Payload: cp.WillMessage}
 		c.will = w.Clone()

@@ -47,7 +47,11 @@
 // WebSocket connections keep their reading goroutine.
 //
 // A packet's read buffer grows with the bytes that have arrived, not with
-// the length its header announces, up to Options.MaxPacketSize.
+// the length its header announces, up to Options.MaxPacketSize. A client is
+// read from no faster than the broker writes to it: once 4,096 packets (the
+// answers to its PINGREQs, PUBLISHes and PUBRELs among them) wait for a
+// connection's writer, its reader pauses until the writer takes them.
+// Topics are bounded to MaxTopicLevels levels.
 //
 // # Slow subscribers
 //

@@ -95,6 +95,9 @@ func (c *conn) handle(ev *session.Event) (bool, error) {
 	switch ev.Kind {
 	case session.EventMessage:
 		p := ev.Publish
+		if tooDeep(p.Topic) {
+			return false, errTooDeep
+		}
 		if s.sysReserved(p.Topic) || s.opts.AuthorizePublish != nil && !s.opts.AuthorizePublish(&c.info, p.Topic, p.QoS, p.Retain) {
 			// Acknowledged by the session as usual, and dropped
 			// [MQTT-3.3.5-2].
@@ -155,6 +158,9 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 			if _, _, err := topic.ParseShared(sb.Filter); err != nil {
 				g = packet.SubackFailure
 			}
+		}
+		if tooDeep(sb.Filter) {
+			g = packet.SubackFailure
 		}
 		if g != packet.SubackFailure && s.opts.AuthorizeSubscribe != nil {
 			a := s.opts.AuthorizeSubscribe(&c.info, sb.Filter, sb.QoS)

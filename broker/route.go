@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +67,24 @@ func newClient(s *Server, id string, st session.Store) (*client, error) {
 	}
 	return &client{id: id, sess: sess}, nil
 }
+
+// MaxTopicLevels is the most levels a topic name or filter may have in the
+// broker, as in mosquitto: a SUBSCRIBE to a deeper filter gets the failure
+// code for it, and a PUBLISH or will to a deeper topic closes the
+// connection. The subscription tree and the retained messages keep a node
+// per level, so that without a bound one packet of 64 KiB filters (32,767
+// levels each) made the broker hold 50 times its size.
+const MaxTopicLevels = 200
+
+var errTooDeep = fmt.Errorf("broker: topic of more than %d levels", MaxTopicLevels)
+
+// tooDeep reports whether a topic name or filter has more than
+// MaxTopicLevels levels.
+func tooDeep(t []byte) bool {
+	return len(t) >= MaxTopicLevels && bytes.Count(t, slash) >= MaxTopicLevels
+}
+
+var slash = []byte{'/'}
 
 // retainedMsg is a retained message as the Server keeps it.
 type retainedMsg struct {

@@ -527,6 +527,9 @@ func (s *Server) Publish(p *packet.Publish) error {
 	if err := topic.ValidName(p.Topic); err != nil {
 		return err
 	}
+	if tooDeep(p.Topic) {
+		return errTooDeep
+	}
 	r := getRouter()
 	r.route(s, p)
 	r.flushWakes(nil)
