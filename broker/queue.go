@@ -13,9 +13,12 @@ const (
 	// queue has no default bound in messages, only DefaultMaxQueuedBytes.
 	DefaultMaxQueued = 1000
 
-	// DefaultMaxQueuedBytes bounds what a client that does not read can
-	// make the broker hold for it: 16 MiB, one message of the default
-	// MaxPacketSize, or about 100,000 small ones.
+	// DefaultMaxQueuedBytes bounds the messages waiting for a client
+	// behind its inflight window: 16 MiB, one message of the default
+	// MaxPacketSize, or about 100,000 small ones. What a client that does
+	// not acknowledge makes the broker hold is that plus its window,
+	// MaxInflight messages (20 by default, each a copy of its own, as
+	// large as MaxPacketSize).
 	DefaultMaxQueuedBytes = 16 << 20
 )
 

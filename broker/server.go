@@ -88,7 +88,8 @@ type Options struct {
 	// session.QueuedOverhead each); 0 means DefaultMaxQueuedBytes, a
 	// negative value no bound in bytes. One message may always wait, so a
 	// client that does not read holds at most the larger of
-	// MaxQueuedBytes and one message in its queue, plus the batch its
+	// MaxQueuedBytes and one message in its queue, plus its MaxInflight
+	// messages in flight (each session holds its own copy), plus the batch its
 	// writer is writing (at most as much again) until WriteTimeout closes
 	// its connection; the kernel holds what it took of that batch, which
 	// a listener made by transport.Listen (ListenAndServe uses one) keeps
