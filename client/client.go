@@ -132,6 +132,9 @@ type request struct {
 	done  chan struct{}
 	codes []byte
 	err   error
+	// answered, if set, acts on the answer's return codes, called with
+	// c.mu held whether or not the caller still waits for them.
+	answered func(codes []byte)
 }
 
 // New returns a Client for opts. It opens no connection (see Connect) but
@@ -418,10 +421,8 @@ func (c *Client) failPending() {
 	}
 	for h, r := range c.reqs {
 		delete(c.reqs, h)
-		if r != nil {
-			r.err = ErrClosed
-			close(r.done)
-		}
+		r.err = ErrClosed
+		close(r.done)
 	}
 	c.broadcast()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,7 +189,14 @@ func (c *Client) resubscribe() {
 		c.log.Warn("resubscribe failed", "err", err)
 		return
 	}
-	c.reqs[h] = nil // answered by the reader, awaited by nobody
+	filters := slices.Clone(c.subOrder)
+	c.reqs[h] = &request{done: make(chan struct{}), answered: func(codes []byte) { // awaited by nobody
+		for i, code := range codes {
+			if code == packet.SubackFailure && i < len(filters) {
+				c.log.Warn("resubscription refused", "filter", filters[i])
+			}
+		}
+	}}
 }
 
 // manage serves connections and reconnects, until shutdown or, with

@@ -163,10 +163,8 @@ func (c *Client) failWaiting() {
 	}
 	for h, r := range c.reqs {
 		delete(c.reqs, h)
-		if r != nil {
-			r.err = c.lost
-			close(r.done)
-		}
+		r.err = c.lost
+		close(r.done)
 	}
 	c.broadcast()
 }

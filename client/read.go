@@ -196,13 +196,11 @@ func (c *Client) event(ev session.Event) {
 		}
 		if r, ok := c.reqs[ev.Handle]; ok {
 			delete(c.reqs, ev.Handle)
-			if r != nil {
-				r.err = ErrConnectionLost
-				if c.lost != nil {
-					r.err = c.lost
-				}
-				close(r.done)
+			r.err = ErrConnectionLost
+			if c.lost != nil {
+				r.err = c.lost
 			}
+			close(r.done)
 		}
 	case session.EventSubscribed, session.EventUnsubscribed:
 		r, ok := c.reqs[ev.Handle]
@@ -210,13 +208,8 @@ func (c *Client) event(ev session.Event) {
 			return
 		}
 		delete(c.reqs, ev.Handle)
-		if r == nil {
-			for i, code := range ev.ReturnCodes {
-				if code == packet.SubackFailure {
-					c.log.Warn("resubscription refused", "index", i)
-				}
-			}
-			return
+		if r.answered != nil {
+			r.answered(ev.ReturnCodes)
 		}
 		r.codes = bytes.Clone(ev.ReturnCodes)
 		close(r.done)

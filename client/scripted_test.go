@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,6 +291,49 @@ func TestResubscribeWhenSessionLost(t *testing.T) {
 		t.Fatalf("resubscription (-want +got):\n%s", diff)
 	}
 	p.send(&packet.Suback{PacketID: again.PacketID, ReturnCodes: []byte{1, 2}})
+}
+
+// A Subscribe whose ctx ends before the SUBACK comes still records what the
+// broker granted, when it comes: the broker has the subscription, so a
+// broker that loses the session is asked for it again, and one it refuses
+// is named in the log. Before, the filter was forgotten, and its messages
+// stopped after the next connection with no error or log line.
+func TestSubscribeCancelledThenGranted(t *testing.T) {
+	t.Parallel()
+	var logs syncBuf
+	c, s, p := startScripted(t, client.Options{ClientID: "sc", ReconnectMin: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Subscribe(ctx, client.Subscription{Filter: "late", QoS: 1}, client.Subscription{Filter: "later", QoS: 0})
+		done <- err
+	}()
+	sub := p.expect(packet.SUBSCRIBE).(*packet.Subscribe)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe = %v, want context.Canceled", err)
+	}
+	p.send(&packet.Suback{PacketID: sub.PacketID, ReturnCodes: []byte{1, 0}})
+	p.c.Close() // the pipe's Write returned once the client had the SUBACK
+	p = s.accept()
+	p.handshake(false)
+	again := p.expect(packet.SUBSCRIBE).(*packet.Subscribe)
+	want := []packet.Subscription{{Filter: []byte("late"), QoS: 1}, {Filter: []byte("later"), QoS: 0}}
+	if diff := cmp.Diff(want, again.Subscriptions); diff != "" {
+		t.Fatalf("resubscription (-want +got):\n%s", diff)
+	}
+	p.send(&packet.Suback{PacketID: again.PacketID, ReturnCodes: []byte{1, packet.SubackFailure}})
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "resubscription refused") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line of the refusal:\n%s", logs.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "filter=later") {
+		t.Errorf("the log line does not name the filter:\n%s", logs.String())
+	}
 }
 
 func TestIncomingQoS2Once(t *testing.T) {

@@ -31,7 +31,10 @@ type Subscription struct {
 //
 // While the client is reconnecting, Subscribe waits for the connection, as
 // long as ctx allows. If the connection is lost before the SUBACK, it
-// returns ErrConnectionLost.
+// returns ErrConnectionLost. If ctx ends after the SUBSCRIBE has left, it
+// returns ctx's error, and the broker may still grant the subscription:
+// the filters it grants are then subscribed again on reconnection like the
+// others (Unsubscribe them if they are not wanted).
 //
 // Messages are routed to handlers with Handle, independently of
 // subscriptions, or with Subscription.Handler in the same call: either way
@@ -58,29 +61,32 @@ func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) ([]byte, e
 			}
 		}
 	}
+	// The filters granted are recorded when the SUBACK comes, even if ctx
+	// has ended by then: the broker has the subscription, and a broker
+	// that loses it must be asked again.
+	granted := func(codes []byte) {
+		for i, s := range subs {
+			if i < len(codes) && codes[i] != packet.SubackFailure {
+				if _, ok := c.subs[s.Filter]; !ok {
+					c.subOrder = append(c.subOrder, s.Filter)
+				}
+				c.subs[s.Filter] = s.QoS
+			}
+		}
+	}
 	codes, err := c.request(ctx, func() (session.Handle, error) {
 		h, err := c.s.Subscribe(p)
 		return h, err
-	})
+	}, granted)
 	if err != nil {
 		return nil, err
 	}
 	var refused []string
-	c.mu.Lock()
 	for i, s := range subs {
-		if i >= len(codes) {
-			break
-		}
-		if codes[i] == packet.SubackFailure {
+		if i < len(codes) && codes[i] == packet.SubackFailure {
 			refused = append(refused, s.Filter)
-			continue
 		}
-		if _, ok := c.subs[s.Filter]; !ok {
-			c.subOrder = append(c.subOrder, s.Filter)
-		}
-		c.subs[s.Filter] = s.QoS
 	}
-	c.mu.Unlock()
 	if refused != nil {
 		return codes, &SubscribeError{Filters: refused}
 	}
@@ -90,7 +96,10 @@ func (c *Client) Subscribe(ctx context.Context, subs ...Subscription) ([]byte, e
 // Unsubscribe removes subscriptions, in one UNSUBSCRIBE, and waits for the
 // broker's UNSUBACK. The filters are compared with those subscribed byte
 // for byte [MQTT-3.10.4-1]. They are no longer subscribed again on
-// reconnection, even if the call fails.
+// reconnection, even if the call fails. Handlers stay: a message that still
+// comes (through another subscription that matches its topic) goes to the
+// handler of the most specific filter, this one's included; remove it with
+// Handle(filter, nil).
 func (c *Client) Unsubscribe(ctx context.Context, filters ...string) error {
 	if len(filters) == 0 {
 		return errors.New("client: Unsubscribe needs at least one filter") // [MQTT-3.10.3-2]
@@ -113,13 +122,14 @@ func (c *Client) Unsubscribe(ctx context.Context, filters ...string) error {
 	_, err := c.request(ctx, func() (session.Handle, error) {
 		h, err := c.s.Unsubscribe(p)
 		return h, err
-	})
+	}, nil)
 	return err
 }
 
 // request sends a SUBSCRIBE or UNSUBSCRIBE through send (called with c.mu
-// held) and waits for its answer.
-func (c *Client) request(ctx context.Context, send func() (session.Handle, error)) ([]byte, error) {
+// held) and waits for its answer; answered (if not nil) acts on the answer
+// when it comes, also after ctx has ended.
+func (c *Client) request(ctx context.Context, send func() (session.Handle, error), answered func([]byte)) ([]byte, error) {
 	defer c.disp.handlerCall()()
 	for {
 		if err := c.waitUp(ctx); err != nil {
@@ -135,7 +145,7 @@ func (c *Client) request(ctx context.Context, send func() (session.Handle, error
 			c.mu.Unlock()
 			return nil, fmt.Errorf("client: %w", err)
 		}
-		r := &request{done: make(chan struct{})}
+		r := &request{done: make(chan struct{}), answered: answered}
 		c.reqs[h] = r
 		c.kick()
 		lost := c.callbackLost()
@@ -148,11 +158,8 @@ func (c *Client) request(ctx context.Context, send func() (session.Handle, error
 		case <-lost:
 			err = ErrCallbackWait
 		}
-		c.mu.Lock()
-		if c.reqs[h] == r {
-			c.reqs[h] = nil // the answer is still handled, by nobody
-		}
-		c.mu.Unlock()
+		// The answer is still handled when it comes (answered), and
+		// awaited by nobody.
 		return nil, err
 	}
 }
