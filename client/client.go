@@ -368,13 +368,21 @@ func (c *Client) notUp(what string) error {
 // Close stops the client at once, without DISCONNECT: the broker publishes
 // the will, as for a crash. Messages not complete stay in Options.Store.
 // It waits for the client's goroutines to end, except one running the
-// handler or OnEvent callback that called it. Calling it again does nothing.
+// handler or OnEvent callback that called it, and for a message handler
+// under way to return, at most CloseWait: a handler that has not returned
+// by then is left to end on its own, and Close returns an error saying so
+// (use Disconnect to choose the wait). Calling it again does nothing.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
-	return c.shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), CloseWait)
+	defer cancel()
+	return c.shutdown(ctx)
 }
+
+// CloseWait is the longest Close waits for a message handler under way.
+const CloseWait = 5 * time.Second
 
 // shutdown closes the connection, ends the goroutines and fails what is
 // still waiting.

@@ -139,3 +139,39 @@ func TestDisconnectCountsUnhandled(t *testing.T) {
 		t.Errorf("no log line of the 29 messages:\n%s", logs.String())
 	}
 }
+
+// Close returns, CloseWait at most after it is called, even while a handler
+// never returns: it says so, and the handler is left to end on its own.
+// Before, Close waited for it for ever.
+func TestCloseWithStuckHandler(t *testing.T) {
+	t.Parallel()
+	srv := mqtttest.NewServer(t)
+	ctx := testCtx(t, 30*time.Second)
+	release := make(chan struct{})
+	defer close(release)
+	in := make(chan struct{}, 1)
+	sub := connect(t, client.Options{Servers: []string{srv.URL}, DefaultHandler: func(*client.Message) {
+		in <- struct{}{}
+		<-release
+	}})
+	subscribe(t, ctx, sub, "t", 0)
+	pub := connect(t, client.Options{Servers: []string{srv.URL}})
+	if err := pub.Publish(ctx, "t", 0, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-in
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- sub.Close() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "handler still running") {
+			t.Errorf("Close = %v, want an error saying the handler still runs", err)
+		}
+		if d := time.Since(start); d < client.CloseWait-100*time.Millisecond {
+			t.Errorf("Close returned after %v, before CloseWait", d)
+		}
+	case <-time.After(client.CloseWait + 5*time.Second):
+		t.Fatal("Close did not return while the handler was stuck")
+	}
+}
