@@ -1,5 +1,7 @@
 package session
 
+import "github.com/ternmq/mqtt/packet"
+
 // Messages: how the session holds one, the lists it keeps them in, their
 // tags and handles, and their end.
 
@@ -12,6 +14,7 @@ type message struct {
 	retain     bool
 	sent       bool // the packet of its current stage has been handed out on this connection
 	everSent   bool // the packet of its current stage has been handed out, on some connection (or perhaps before a restart)
+	shared     bool // buf is the caller's (PublishShared), not to be reused
 	topicLen   int
 	buf        []byte // topic then payload
 	prev, next *message
@@ -108,6 +111,17 @@ func (s *Session) newMessage(h Handle, qos byte, retain bool, topic, payload []b
 	return m
 }
 
+// newShared is newMessage for p at QoS 1 or 2, keeping shared as its buffer
+// if not nil (see PublishShared).
+func (s *Session) newShared(h Handle, p *packet.Publish, shared []byte) *message {
+	if shared == nil {
+		return s.newMessage(h, p.QoS, p.Retain, p.Topic, p.Payload)
+	}
+	m := s.newMessage(h, p.QoS, p.Retain, nil, nil)
+	m.buf, m.topicLen, m.shared = shared[:len(shared):len(shared)], len(p.Topic), true
+	return m
+}
+
 // maxKeptBuffer is the largest message buffer kept for reuse; larger ones
 // are left to the garbage collector, so that one big message does not pin
 // its memory for the session's lifetime.
@@ -115,7 +129,7 @@ const maxKeptBuffer = 64 << 10
 
 func (s *Session) freeMessage(m *message) {
 	buf := m.buf[:0]
-	if cap(buf) > maxKeptBuffer {
+	if cap(buf) > maxKeptBuffer || m.shared {
 		buf = nil
 	}
 	*m = message{buf: buf}

@@ -413,3 +413,37 @@ func TestOutgoing(t *testing.T) {
 		t.Fatalf("Outgoing = %d once handed out, want 0", n)
 	}
 }
+
+// PublishShared keeps the caller's buffer, not a copy, for QoS 1 and 2 (it
+// goes out again as it is then), copies QoS 0 messages, and never reuses
+// the buffer for another message.
+func TestPublishShared(t *testing.T) {
+	h := connected(t, Config{Role: Server, MaxInflight: 1})
+	buf := []byte("tone")
+	if _, err := h.s.PublishShared(&packet.Publish{QoS: 1, Topic: buf[:1], Payload: buf[1:]}, buf); err != nil {
+		t.Fatal(err)
+	}
+	q0 := []byte("tzero")
+	if _, err := h.s.PublishShared(&packet.Publish{QoS: 0, Topic: q0[:1], Payload: q0[1:]}, q0); err != nil {
+		t.Fatal(err)
+	}
+	queued := []byte("ttwo")
+	before := h.s.QueuedBytes()
+	if _, err := h.s.PublishShared(&packet.Publish{QoS: 2, Topic: queued[:1], Payload: queued[1:]}, queued); err != nil {
+		t.Fatal(err)
+	}
+	if n, want := h.s.QueuedBytes()-before, len(queued)+QueuedOverhead; n != want {
+		t.Errorf("QueuedBytes grew by %d, want %d: a shared message counts in full", n, want)
+	}
+	copy(q0, "tZERO")
+	eq(t, "sent", h.out(), "PUBLISH q1 id1 one", "PUBLISH q0 zero")
+	copy(buf, "tONE") // not allowed, but shows that the session kept buf
+	h.s.Disconnected()
+	eq(t, "resent", h.connect(false, true), "PUBLISH q1 id1 dup ONE")
+	h.recv(&packet.Puback{PacketID: 1})
+	eq(t, "next", h.out(), "PUBLISH q2 id2 two")
+	h.publish(1, "something else, longer")
+	if string(buf) != "tONE" || string(queued) != "ttwo" {
+		t.Errorf("a shared buffer was reused: %q %q", buf, queued)
+	}
+}

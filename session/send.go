@@ -29,6 +29,20 @@ type request struct {
 // message waiting in the outbox when the connection ends is lost, as QoS 0
 // allows.
 func (s *Session) Publish(p *packet.Publish) (Handle, error) {
+	return s.publish(p, nil)
+}
+
+// PublishShared is Publish for a message held in one buffer, topic then
+// payload, that nobody will ever modify: the session keeps buf itself, not a
+// copy, so that a server sending one message to many sessions holds it once.
+// p.Topic must be buf[:n] and p.Payload buf[n:]; QoS 0 messages are copied
+// as by Publish.
+func (s *Session) PublishShared(p *packet.Publish, buf []byte) (Handle, error) {
+	return s.publish(p, buf)
+}
+
+// publish is Publish, keeping shared rather than a copy if not nil.
+func (s *Session) publish(p *packet.Publish, shared []byte) (Handle, error) {
 	if err := s.checkPublish(p); err != nil {
 		return 0, err
 	}
@@ -53,7 +67,7 @@ func (s *Session) Publish(p *packet.Publish) (Handle, error) {
 	h := s.lastHandle + 1
 	if sendable && s.inflight.n < int(s.maxInflight) {
 		if id, ok := s.allocID(); ok {
-			m := s.newMessage(h, p.QoS, p.Retain, p.Topic, p.Payload)
+			m := s.newShared(h, p, shared)
 			m.id, m.state = id, StatePublished
 			if err := s.saveMessage(m); err != nil {
 				s.releaseID(id)
@@ -70,7 +84,7 @@ func (s *Session) Publish(p *packet.Publish) (Handle, error) {
 	if s.queue.n >= s.maxQueued || s.overBytes(p) {
 		return 0, ErrFull
 	}
-	m := s.newMessage(h, p.QoS, p.Retain, p.Topic, p.Payload)
+	m := s.newShared(h, p, shared)
 	if err := s.saveMessage(m); err != nil {
 		s.freeMessage(m)
 		return 0, err
