@@ -18,7 +18,7 @@ func (s *Server) mayRead(cl *client, name []byte) bool {
 func (s *Server) readable(info *Client, rets []*retainedMsg) []*retainedMsg {
 	kept := rets[:0]
 	for _, m := range rets {
-		if s.opts.AuthorizeRead(info, m.topic) {
+		if s.opts.AuthorizeRead(info, m.topic()) {
 			kept = append(kept, m)
 		}
 	}

@@ -98,15 +98,15 @@ func (b *retainedBacklog) waiting() int { return len(b.index) }
 func (s *Server) backlogRetained(cl *client, rets []*retainedMsg, granted byte, dropped []int) []int {
 	for i, m := range rets {
 		if cl.ret == nil {
-			p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic, Payload: m.payload}
-			_, err := cl.sess.Publish(&p)
+			p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic(), Payload: m.payload()}
+			_, err := cl.sess.PublishShared(&p, m.buf)
 			if !errors.Is(err, session.ErrFull) {
 				continue // taken, or refused for good (a failed store)
 			}
 			cl.ret = new(retainedBacklog)
 		}
-		if !cl.ret.add(m.topic, granted, s.opts.MaxQueuedBytes) {
-			p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic, Payload: m.payload}
+		if !cl.ret.add(m.topic(), granted, s.opts.MaxQueuedBytes) {
+			p := packet.Publish{QoS: min(m.qos, granted), Retain: true, Topic: m.topic(), Payload: m.payload()}
 			s.countDrop(cl, &p)
 			dropped = append(dropped, i)
 		}
@@ -132,8 +132,8 @@ func (s *Server) refillRetained(cl *client) {
 		}
 		m, ok := store.Get(t)
 		if ok {
-			p := packet.Publish{QoS: min(m.qos, b.qos[b.next]), Retain: true, Topic: m.topic, Payload: m.payload}
-			if _, err := cl.sess.Publish(&p); errors.Is(err, session.ErrFull) {
+			p := packet.Publish{QoS: min(m.qos, b.qos[b.next]), Retain: true, Topic: m.topic(), Payload: m.payload()}
+			if _, err := cl.sess.PublishShared(&p, m.buf); errors.Is(err, session.ErrFull) {
 				return // the writer comes back once it has made room
 			}
 		}

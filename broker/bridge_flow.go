@@ -240,7 +240,7 @@ func (b *bridge) sendRetained() {
 		}
 		r.rets = b.srv.retained.Match(t.local, r.rets[:0])
 		for _, m := range r.rets {
-			p := packet.Publish{QoS: min(m.qos, t.QoS), Retain: true, Topic: m.topic, Payload: m.payload}
+			p := packet.Publish{QoS: min(m.qos, t.QoS), Retain: true, Topic: m.topic(), Payload: m.payload()}
 			r.src = &p
 			b.forward(&r, &p)
 		}

@@ -372,11 +372,8 @@ func (d *durable) restore(s *Server) error {
 		if err := topic.ValidName(r.Topic); err != nil || r.QoS > 2 || len(r.Payload) == 0 {
 			return fmt.Errorf("broker: stored retained message on %q is not valid", r.Topic)
 		}
-		buf := make([]byte, len(r.Topic)+len(r.Payload))
-		n := copy(buf, r.Topic)
-		copy(buf[n:], r.Payload)
-		m := &retainedMsg{topic: buf[:n:n], payload: buf[n:], qos: r.QoS}
-		s.retained.Set(string(m.topic), m)
+		m := newRetainedMsg(r.Topic, r.Payload, r.QoS)
+		s.retained.Set(string(m.topic()), m)
 		return nil
 	})
 	if err != nil {

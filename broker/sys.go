@@ -205,13 +205,10 @@ func (s *Server) publishSys() {
 // sysPublish stores a $SYS message, apart from the clients' retained
 // messages, and routes it to the subscribers.
 func (s *Server) sysPublish(name string, payload []byte) {
-	buf := make([]byte, len(name)+len(payload))
-	n := copy(buf, name)
-	copy(buf[n:], payload)
-	m := &retainedMsg{topic: buf[:n:n], payload: buf[n:], qos: 2}
+	m := newRetainedMsg([]byte(name), payload, 2)
 	s.sys.retained.Set(name, m)
 	r := getRouter()
-	r.route(s, &packet.Publish{Topic: m.topic, Payload: m.payload, QoS: m.qos})
+	r.route(s, &packet.Publish{Topic: m.topic(), Payload: m.payload(), QoS: m.qos})
 	r.flushWakes(nil)
 	putRouter(r)
 }
