@@ -49,6 +49,15 @@ func (s *Session) syncStore() error {
 // It first calls the Store's Sync if anything was stored since the last
 // Sync; if that fails, nothing is handed out and the error is returned.
 func (s *Session) AppendOutgoing(dst []byte, now time.Time) ([]byte, error) {
+	return s.AppendOutgoingMax(dst, 0, now)
+}
+
+// AppendOutgoingMax is AppendOutgoing that stops once it has appended max
+// bytes or more (one packet at least), the rest waiting for the next call;
+// max 0 means no bound. A server that writes its messages to a slow reader
+// then holds one bounded batch of them in its write buffer at a time, not
+// another copy of all those in flight.
+func (s *Session) AppendOutgoingMax(dst []byte, max int, now time.Time) ([]byte, error) {
 	if !s.HasOutgoing() {
 		return dst, nil
 	}
@@ -56,7 +65,8 @@ func (s *Session) AppendOutgoing(dst []byte, now time.Time) ([]byte, error) {
 		return dst, err
 	}
 	x := s.spare
-	for x.outHead < len(x.out) {
+	start := len(dst)
+	for x.outHead < len(x.out) && (max <= 0 || len(dst)-start < max) {
 		it := &x.out[x.outHead]
 		x.outHead++
 		var err error
@@ -72,11 +82,13 @@ func (s *Session) AppendOutgoing(dst []byte, now time.Time) ([]byte, error) {
 // sent records that packets were handed out at now.
 func (s *Session) sent(now time.Time) {
 	s.lastSent = stamp(now)
-	if s.pingQd {
+	x := s.spare
+	all := x == nil || x.outHead >= len(x.out)
+	if s.pingQd && all { // the PINGREQ too, wherever it was
 		s.pingQd = false
 		s.pingOut = true
 	}
-	if x := s.spare; x != nil && x.outHead >= len(x.out) {
+	if x != nil && all {
 		clear(x.out)
 		x.out = x.out[:0]
 		x.outHead = 0

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/ternmq/mqtt/packet"
@@ -446,4 +447,36 @@ func TestPublishShared(t *testing.T) {
 	if string(buf) != "tONE" || string(queued) != "ttwo" {
 		t.Errorf("a shared buffer was reused: %q %q", buf, queued)
 	}
+}
+
+// AppendOutgoingMax hands out packets until it has appended max bytes or
+// more, one at least, and leaves the rest for the next call.
+func TestAppendOutgoingMax(t *testing.T) {
+	h := connected(t, Config{Role: Server})
+	body := strings.Repeat("x", 100)
+	for range 3 {
+		h.publish(0, body)
+	}
+	h.publish(1, body)
+	one := len(mustAppend(t, &packet.Publish{Topic: []byte("t"), Payload: []byte(body)}))
+	b, err := h.s.AppendOutgoingMax(nil, one+1, h.now)
+	if err != nil || len(b) != 2*one {
+		t.Fatalf("AppendOutgoingMax(%d) = %d bytes, %v; want 2 packets, %d bytes", one+1, len(b), err, 2*one)
+	}
+	if n := h.s.PendingQoS0(); n != 1 {
+		t.Errorf("PendingQoS0 = %d with one QoS 0 message left, want 1", n)
+	}
+	if b, err = h.s.AppendOutgoingMax(b[:0], 1, h.now); err != nil || len(b) != one {
+		t.Fatalf("AppendOutgoingMax(1) = %d bytes, %v; want one packet", len(b), err)
+	}
+	eq(t, "rest", h.out(), "PUBLISH q1 id1 "+body)
+}
+
+func mustAppend(t *testing.T, p packet.Packet) []byte {
+	t.Helper()
+	b, err := p.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
