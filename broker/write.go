@@ -168,7 +168,7 @@ func (c *conn) flush() error {
 		if bp == nil {
 			bp = s.getBuf()
 		}
-		buf, err := cl.sess.AppendOutgoing(bp.b[:0], now)
+		buf, err := cl.sess.AppendOutgoingMax(bp.b[:0], maxBatch, now)
 		mark := c.syncMark()
 		c.unlockOut()
 		c.tookOut()
@@ -202,6 +202,12 @@ func (c *conn) flush() error {
 		s.traffic.countOut(buf)
 	}
 }
+
+// maxBatch bounds a batch, one packet at least: a writer then holds at most
+// that much of its session's messages (or one message) in its buffer, which
+// the pool takes back, not another copy of all of them (up to 20 in flight
+// of 16 MiB each, for every subscriber of a large message at once).
+const maxBatch = 128 << 10
 
 // writeChunk is the most writeOut writes under one deadline: a client
 // that takes less than WriteTimeout/2 for each chunk (64 KiB in 15 s with
