@@ -47,8 +47,7 @@ type conn struct {
 	wagain    bool          // woken while running: flush once more
 	wclosed   bool          // no writer may start any more
 	wgen      uint32        // the generation of the net.Conn wdeadline is for
-	wexit     chan struct{} // closed by the running writer when it ends, if set
-	wtake     chan struct{} // closed by the running writer when it takes the session's packets or ends, if set (awaitWriter)
+	wnext     chan struct{} // if set, closed by the running writer when it next takes the session's packets, or ends
 	wdeadline time.Duration // when the write deadline was last moved, since the Server started; 0 never
 	werr      error         // why the writer failed, if it did; guarded by wmu
 	wlost     int           // QoS 0 messages of batches whose write failed; writer only, then finish

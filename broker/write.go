@@ -53,23 +53,26 @@ func (c *conn) awaitWriter() {
 		c.wmu.Unlock()
 		return
 	}
-	if c.wtake == nil {
-		c.wtake = make(chan struct{})
-	}
-	ch := c.wtake
+	ch := c.nextTake()
 	c.wmu.Unlock()
 	<-ch
 }
 
-// tookOut tells a reader waiting in awaitWriter that the writer has taken
-// the session's packets, or ended.
-func (c *conn) tookOut() {
-	c.wmu.Lock()
-	if c.wtake != nil {
-		close(c.wtake)
-		c.wtake = nil
+// nextTake returns the channel the running writer closes when it next takes
+// the session's packets, or ends. c.wmu is held.
+func (c *conn) nextTake() chan struct{} {
+	if c.wnext == nil {
+		c.wnext = make(chan struct{})
 	}
-	c.wmu.Unlock()
+	return c.wnext
+}
+
+// tookOut closes wnext, if set. c.wmu is held.
+func (c *conn) tookOut() {
+	if c.wnext != nil {
+		close(c.wnext)
+		c.wnext = nil
+	}
 }
 
 // claimWriter reports whether the caller must run the writer: it did not
@@ -94,15 +97,13 @@ func (c *conn) claimWriter() bool {
 func (c *conn) stopWriter() {
 	c.wmu.Lock()
 	c.wclosed = true
-	var wait chan struct{}
-	if c.wrunning {
-		wait = make(chan struct{})
-		c.wexit = wait
+	for c.wrunning {
+		ch := c.nextTake()
+		c.wmu.Unlock()
+		<-ch
+		c.wmu.Lock()
 	}
 	c.wmu.Unlock()
-	if wait != nil {
-		<-wait
-	}
 }
 
 // writeLoop writes what the session has waiting, until a flush leaves
@@ -124,13 +125,7 @@ func (c *conn) writeLoop() {
 				c.werr = err
 			}
 		}
-		if c.wexit != nil {
-			close(c.wexit)
-		}
-		if c.wtake != nil {
-			close(c.wtake)
-			c.wtake = nil
-		}
+		c.tookOut() // wakes the waiters for its end too
 		c.wmu.Unlock()
 		if err != nil {
 			// Closing the connection ends the reader, which then
@@ -171,7 +166,9 @@ func (c *conn) flush() error {
 		buf, err := cl.sess.AppendOutgoingMax(bp.b[:0], maxBatch, now)
 		mark := c.syncMark()
 		c.unlockOut()
+		c.wmu.Lock()
 		c.tookOut()
+		c.wmu.Unlock()
 		bp.b = buf
 		if err != nil {
 			return err
