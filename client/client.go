@@ -376,10 +376,14 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), CloseWait)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	stop := time.AfterFunc(CloseWait, func() { cancel(errCloseWait) })
+	defer stop.Stop()
 	return c.shutdown(ctx)
 }
+
+var errCloseWait = fmt.Errorf("gave up after CloseWait (%v)", CloseWait)
 
 // CloseWait is the longest Close waits for a message handler under way.
 const CloseWait = 5 * time.Second
@@ -408,11 +412,11 @@ func (c *Client) shutdown(ctx context.Context) error {
 	// OnEvent called this: each would wait for itself.
 	if c.managerG.Load() != self && c.eventG.Load() != self {
 		if err = waitCtx(ctx, c.wg.Wait); err != nil {
-			err = fmt.Errorf("client: goroutines still running: %w", err)
+			err = fmt.Errorf("client: goroutines still running: %w", context.Cause(ctx))
 		}
 	}
 	if e := c.disp.stop(ctx, self); err == nil && e != nil {
-		err = fmt.Errorf("client: handler still running: %w", e)
+		err = fmt.Errorf("client: handler still running: %w", context.Cause(ctx))
 	}
 	c.failPending() // anything the goroutines left
 	return err

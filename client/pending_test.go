@@ -165,7 +165,7 @@ func TestCloseWithStuckHandler(t *testing.T) {
 	go func() { done <- sub.Close() }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "handler still running") {
+		if err == nil || !strings.Contains(err.Error(), "handler still running: gave up after CloseWait") {
 			t.Errorf("Close = %v, want an error saying the handler still runs", err)
 		}
 		if d := time.Since(start); d < client.CloseWait-100*time.Millisecond {
