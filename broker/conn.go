@@ -415,6 +415,14 @@ func (c *conn) finish(why error) {
 		ended = true
 	} else if s.clients[cl.id] == cl {
 		s.detached(cl, time.Now())
+		if cl.info == &c.info {
+			// The session outlives the connection: a copy of what
+			// it says of the client, so that the session does not
+			// keep the connection, its socket and its read buffer
+			// (4.4 KB of the 6.9 KB an offline session cost).
+			info := c.info
+			cl.info = &info
+		}
 	}
 	cl.mu.Unlock()
 	s.mu.Unlock()

@@ -129,3 +129,25 @@ func TestWriterBatchBounded(t *testing.T) {
 	}
 	runtime.KeepAlive(ss)
 }
+
+// A persistent session whose client has gone keeps what the session needs,
+// not its last connection: it kept the connection through the client's
+// description, and with it the socket and its read buffer, 6.9 KB per
+// offline session with one subscription (mosquitto: about 1 KB).
+func TestOfflineSessionCost(t *testing.T) {
+	const n = 2000
+	srv := newServer(t)
+	before := heapInUse()
+	for i := range n {
+		s := connect(t, srv, fmt.Sprint("s", i), false, false)
+		s.subscribe(1, fmt.Sprint("sess/", i), 1)
+		s.disconnect()
+		s.c.Close()
+	}
+	waitFor(t, "the connections to end", func() bool { return srv.Broker.Stats().Connections == 0 })
+	per := (heapInUse() - before) / n
+	t.Logf("%d bytes per offline session, this test's own connections included", per)
+	if per > 3500 {
+		t.Errorf("%d bytes per offline session", per)
+	}
+}
