@@ -151,3 +151,13 @@ func TestOfflineSessionCost(t *testing.T) {
 		t.Errorf("%d bytes per offline session", per)
 	}
 }
+
+// The levels of a shared subscription's filter are counted after
+// "$share/{group}/".
+func TestMaxTopicLevelsShared(t *testing.T) {
+	srv := newServer(t)
+	s := connect(t, srv, "s", true, false)
+	ok, over := "$share/g/"+deep(broker.MaxTopicLevels), "$share/g/"+deep(broker.MaxTopicLevels+1)
+	s.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte(ok), QoS: 1}, {Filter: []byte(over), QoS: 1}}})
+	s.expect(&packet.Suback{PacketID: 1, ReturnCodes: []byte{1, packet.SubackFailure}})
+}

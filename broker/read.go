@@ -159,8 +159,13 @@ func (c *conn) subscribe(sp *packet.Subscribe) error {
 				g = packet.SubackFailure
 			}
 		}
-		if tooDeep(sb.Filter) {
-			g = packet.SubackFailure
+		if f := sb.Filter; tooDeep(f) {
+			if topic.IsShared(f) {
+				_, f, _ = topic.ParseShared(f) // the levels after $share/{group}/ count
+			}
+			if tooDeep(f) {
+				g = packet.SubackFailure
+			}
 		}
 		if g != packet.SubackFailure && s.opts.AuthorizeSubscribe != nil {
 			a := s.opts.AuthorizeSubscribe(&c.info, sb.Filter, sb.QoS)
