@@ -5,6 +5,7 @@ import (
 
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
+	"github.com/ternmq/mqtt/topic"
 )
 
 // retainedBacklog holds, by topic name, the retained messages that a
@@ -87,6 +88,32 @@ func (b *retainedBacklog) compact() {
 	}
 }
 
+// regrant fits the names waiting to the client's subscriptions, after one
+// was removed or replaced: a name no filter in subs matches any longer is
+// dropped [MQTT-3.10.4-2], and the others wait at the highest QoS granted
+// by a filter that matches them now [MQTT-3.8.4-3]. A SUBSCRIBE that
+// replaces a subscription then sends its retained messages once, at the QoS
+// it grants.
+func (b *retainedBacklog) regrant(subs *subscriptionSet) {
+	for i := b.next; i < len(b.topics); i++ {
+		t := b.topics[i]
+		if t == "" {
+			continue
+		}
+		q, ok := byte(0), false
+		subs.each(func(f string, g byte) {
+			if !topic.IsShared(f) && topic.Match(f, t) {
+				q, ok = max(q, g), true
+			}
+		})
+		if ok {
+			b.qos[i] = q
+		} else {
+			b.take(i)
+		}
+	}
+}
+
 // waiting returns the number of names still waiting.
 func (b *retainedBacklog) waiting() int { return len(b.index) }
 
@@ -126,11 +153,10 @@ func (s *Server) refillRetained(cl *client) {
 		if t == "" {
 			continue
 		}
-		store := &s.retained
-		if t[0] == '$' {
-			store = &s.sys.retained
+		m, ok := s.retained.Get(t)
+		if !ok && t[0] == '$' {
+			m, ok = s.sys.retained.Get(t) // the broker's own $SYS topics
 		}
-		m, ok := store.Get(t)
 		if ok {
 			p := packet.Publish{QoS: min(m.qos, b.qos[b.next]), Retain: true, Topic: m.topic(), Payload: m.payload()}
 			if _, err := cl.sess.PublishShared(&p, m.buf); errors.Is(err, session.ErrFull) {

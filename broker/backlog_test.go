@@ -205,3 +205,107 @@ func TestRetainedBacklogEnds(t *testing.T) {
 		t.Errorf("no log line of the %d retained messages discarded at Close:\n%s", n-5, logs.String())
 	}
 }
+
+// [MQTT-3.10.4-2] Once a subscription is removed, the retained messages it
+// matched that still wait in the backlog are not sent: before, a client that
+// had unsubscribed got the values published after its UNSUBACK.
+func TestRetainedBacklogUnsubscribed(t *testing.T) {
+	const n, size = 10, 4 << 10
+	srv := newServer(t, func(o *broker.Options) {
+		o.MaxInflight = 1
+		o.MaxQueued = 1
+	})
+	p := connect(t, srv, "p", true, false)
+	publishRetained(p, "t", n, size, 1)
+	sub := connect(t, srv, "sub", true, false)
+	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("t/#"), QoS: 1}, {Filter: []byte("t/1"), QoS: 1}}}) // t/1 stays
+	sub.expect(&packet.Suback{PacketID: 1, ReturnCodes: []byte{1, 1}})
+	first := sub.expectPublish() // in flight; one more queued, the rest waiting
+	sub.send(&packet.Unsubscribe{PacketID: 3, Filters: [][]byte{[]byte("t/#")}})
+	got := map[string]bool{string(first.Topic): true}
+	for {
+		pk := sub.expectPacket()
+		if _, ok := pk.(*packet.Unsuback); ok {
+			break
+		}
+		m := pk.(*packet.Publish) // t/1's copy for its own subscription, maybe
+		got[string(m.Topic)] = true
+	}
+	for i := range n {
+		p.publish(&packet.Publish{Topic: []byte(fmt.Sprintf("t/%d", i)), Payload: []byte("new"), QoS: 1, PacketID: 1, Retain: true})
+	}
+	sub.ack(first)
+	for {
+		m, err := sub.next(quiet)
+		if err != nil {
+			break
+		}
+		pk, _ := packet.Decode(m)
+		pub, ok := pk.(*packet.Publish)
+		if !ok {
+			t.Fatalf("got %v", pk)
+		}
+		if string(pub.Topic) != "t/1" && string(pub.Payload) == "new" {
+			t.Fatalf("got %s %q, published after the UNSUBACK", pub.Topic, pub.Payload)
+		}
+		got[string(pub.Topic)] = true
+		sub.ack(pub)
+	}
+	if !got["t/1"] {
+		t.Errorf("t/1, still subscribed, did not come: %v", got)
+	}
+}
+
+// Retained messages on topics starting with '$' that clients published
+// wait in the backlog like the others: they were looked up among the
+// broker's $SYS topics, not found, and lost without a count.
+func TestRetainedBacklogDollar(t *testing.T) {
+	const n, size = 60, 4 << 10
+	srv := newServer(t, func(o *broker.Options) {
+		o.MaxQueuedBytes = 16 << 10
+	})
+	p := connect(t, srv, "p", true, false)
+	publishRetained(p, "$app", n, size, 1)
+	sub := connect(t, srv, "sub", true, false)
+	sub.subscribe(1, "$app/#", 1)
+	seen := make(map[string]bool)
+	for range n {
+		m := sub.expectPublish()
+		seen[string(m.Topic)] = true
+		sub.ack(m)
+	}
+	sub.expectNothing()
+	if len(seen) != n {
+		t.Errorf("%d distinct topics of %d", len(seen), n)
+	}
+}
+
+// [MQTT-3.8.4-3] [MQTT-3.8.4-6] A SUBSCRIBE that replaces a subscription at
+// a lower QoS sends the retained messages again at that QoS, those waiting
+// in the backlog included: they went out at the QoS of the replaced one.
+func TestRetainedBacklogResubscribed(t *testing.T) {
+	const n, size = 10, 4 << 10
+	srv := newServer(t, func(o *broker.Options) {
+		o.MaxInflight = 1
+		o.MaxQueued = 1
+	})
+	p := connect(t, srv, "p", true, false)
+	publishRetained(p, "t", n, size, 2)
+	sub := connect(t, srv, "sub", true, false)
+	sub.subscribe(1, "t/#", 2)
+	first := sub.expectPublish() // in flight; one more queued, the rest waiting
+	sub.subscribe(2, "t/#", 0)
+	sub.ack(first)
+	atQoS0 := make(map[string]bool)
+	qos2 := 0
+	for len(atQoS0) < n {
+		m := sub.expectPublish()
+		if m.QoS == 0 {
+			atQoS0[string(m.Topic)] = true
+		} else if qos2++; qos2 > 1 {
+			t.Fatalf("got %s at QoS %d after the SUBACK granting 0: only the message queued before may", m.Topic, m.QoS)
+		}
+		sub.ack(m)
+	}
+	sub.expectNothing()
+}

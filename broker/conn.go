@@ -321,10 +321,9 @@ func (s *Server) attach(c *conn, clean bool) (cl *client, present bool, err erro
 			if clean && present {
 				// A clean connection ends the kept session
 				// [MQTT-3.1.2-6]; Accept resets the session
-				// state, the subscriptions and the retained
-				// messages waiting for them go here.
+				// state, the subscriptions (and the retained
+				// messages waiting for them) go here.
 				s.removeAllSubs(cl)
-				cl.ret = nil
 			}
 			cl.mu.Unlock()
 			s.mu.Unlock()
@@ -428,12 +427,11 @@ func (c *conn) finish(why error) {
 	s.mu.Unlock()
 	if ended {
 		cl.mu.Lock()
-		s.removeAllSubs(cl)
-		discarded += cl.sess.Queued() + cl.sess.Inflight()
 		if cl.ret != nil {
 			discarded += cl.ret.waiting()
-			cl.ret = nil
 		}
+		s.removeAllSubs(cl) // and the backlog
+		discarded += cl.sess.Queued() + cl.sess.Inflight()
 		cl.sess.Reset()
 		for _, ok := cl.sess.NextEvent(); ok; _, ok = cl.sess.NextEvent() {
 		}

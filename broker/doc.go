@@ -75,7 +75,9 @@
 // name, in a backlog that joins the queue as the subscriber takes what is in
 // it, each with the value retained when its turn comes (none if it was
 // cleared meanwhile, and none once a newer message to its topic has been
-// queued). The backlog costs its names and 64 bytes each, bounded by
+// queued), at the QoS its subscriptions grant then; a name that no
+// subscription of the client matches any longer (UNSUBSCRIBE) is dropped
+// [MQTT-3.10.4-2]. The backlog costs its names and 64 bytes each, bounded by
 // Options.MaxQueuedBytes too; names beyond that are dropped as above. A
 // backlog is not stored: a Server with Options.Store counts and logs as
 // discarded, when it closes, the names still waiting.

@@ -458,6 +458,9 @@ func (s *Server) addSub(cl *client, filter []byte, qos byte) error {
 	}
 	cl.subs.set(f, qos)
 	cl.nsub.Store(int32(cl.subs.len()))
+	if had && cl.ret != nil {
+		cl.ret.regrant(&cl.subs)
+	}
 	return nil
 }
 
@@ -475,6 +478,9 @@ func (s *Server) removeSub(cl *client, filter []byte) {
 	cl.subs.del(f)
 	s.traffic.subs.Add(-1)
 	cl.nsub.Store(int32(cl.subs.len()))
+	if cl.ret != nil {
+		cl.ret.regrant(&cl.subs)
+	}
 }
 
 // removeAllSubs deletes every subscription of cl. cl.mu is held.
@@ -485,4 +491,5 @@ func (s *Server) removeAllSubs(cl *client) {
 	s.traffic.subs.Add(-int64(cl.subs.len()))
 	cl.subs.clear()
 	cl.nsub.Store(0)
+	cl.ret = nil
 }
