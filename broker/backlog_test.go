@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ternmq/mqtt/broker"
+	"github.com/ternmq/mqtt/mqtttest"
 	"github.com/ternmq/mqtt/packet"
 	"github.com/ternmq/mqtt/session"
 )
@@ -24,6 +25,19 @@ func publishRetained(p *script, prefix string, n, size int, qos byte) {
 		}
 		p.publish(m)
 	}
+}
+
+// retainedServer starts a server whose sessions hold one message in flight
+// and one queued, and publishes n retained messages at qos on t/0 to t/n-1
+// (see publishRetained) with the client it returns.
+func retainedServer(t *testing.T, n, size int, qos byte) (*mqtttest.Server, *script) {
+	srv := newServer(t, func(o *broker.Options) {
+		o.MaxInflight = 1
+		o.MaxQueued = 1
+	})
+	p := connect(t, srv, "p", true, false)
+	publishRetained(p, "t", n, size, qos)
+	return srv, p
 }
 
 // [MQTT-3.3.1-6] A new subscription gets every matching retained message,
@@ -116,12 +130,7 @@ func TestRetainedBacklogSuperseded(t *testing.T) {
 // carry them.
 func TestRetainedBacklogChanged(t *testing.T) {
 	const n, size = 10, 4 << 10
-	srv := newServer(t, func(o *broker.Options) {
-		o.MaxInflight = 1
-		o.MaxQueued = 1
-	})
-	p := connect(t, srv, "p", true, false)
-	publishRetained(p, "t", n, size, 1)
+	srv, p := retainedServer(t, n, size, 1)
 	sub := connect(t, srv, "sub", true, false)
 	sub.subscribe(1, "t/#", 1)
 	first := sub.expectPublish() // in flight; one more queued, eight waiting
@@ -211,12 +220,7 @@ func TestRetainedBacklogEnds(t *testing.T) {
 // had unsubscribed got the values published after its UNSUBACK.
 func TestRetainedBacklogUnsubscribed(t *testing.T) {
 	const n, size = 10, 4 << 10
-	srv := newServer(t, func(o *broker.Options) {
-		o.MaxInflight = 1
-		o.MaxQueued = 1
-	})
-	p := connect(t, srv, "p", true, false)
-	publishRetained(p, "t", n, size, 1)
+	srv, p := retainedServer(t, n, size, 1)
 	sub := connect(t, srv, "sub", true, false)
 	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("t/#"), QoS: 1}, {Filter: []byte("t/1"), QoS: 1}}}) // t/1 stays
 	sub.expect(&packet.Suback{PacketID: 1, ReturnCodes: []byte{1, 1}})
@@ -285,12 +289,7 @@ func TestRetainedBacklogDollar(t *testing.T) {
 // in the backlog included: they went out at the QoS of the replaced one.
 func TestRetainedBacklogResubscribed(t *testing.T) {
 	const n, size = 10, 4 << 10
-	srv := newServer(t, func(o *broker.Options) {
-		o.MaxInflight = 1
-		o.MaxQueued = 1
-	})
-	p := connect(t, srv, "p", true, false)
-	publishRetained(p, "t", n, size, 2)
+	srv, _ := retainedServer(t, n, size, 2)
 	sub := connect(t, srv, "sub", true, false)
 	sub.subscribe(1, "t/#", 2)
 	first := sub.expectPublish() // in flight; one more queued, the rest waiting
